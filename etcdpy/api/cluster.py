@@ -1,0 +1,36 @@
+"""The Cluster service: MemberList now; membership changes come with multi-member clusters."""
+
+from __future__ import annotations
+
+import grpc
+
+from etcdpy.api.status import fill_unimplemented, grpc_errors
+from etcdpy.pb.etcdserverpb import rpc_pb2 as pb
+from etcdpy.pb.etcdserverpb import rpc_pb2_grpc
+from etcdpy.server.etcd_server import EtcdServer
+
+
+class ClusterService(rpc_pb2_grpc.ClusterServicer):
+    def __init__(self, server: EtcdServer) -> None:
+        self._server = server
+
+    @grpc_errors
+    async def MemberList(
+        self, request: pb.MemberListRequest, context: grpc.aio.ServicerContext
+    ) -> pb.MemberListResponse:
+        if request.linearizable:
+            await self._server.linearizable_read()
+        resp = pb.MemberListResponse()
+        for member in self._server.cluster.sorted_members():
+            resp.members.add(
+                ID=member.id,
+                name=member.name,
+                peerURLs=list(member.peer_urls),
+                clientURLs=list(member.client_urls),
+                isLearner=member.is_learner,
+            )
+        self._server.fill_header(resp.header)
+        return resp
+
+
+fill_unimplemented(ClusterService, "Cluster")

@@ -1,0 +1,24 @@
+"""The Maintenance service: Status now; the rest answers UNIMPLEMENTED until built."""
+
+from __future__ import annotations
+
+import grpc
+
+from etcdpy.api.status import fill_unimplemented, grpc_errors
+from etcdpy.pb.etcdserverpb import rpc_pb2 as pb
+from etcdpy.pb.etcdserverpb import rpc_pb2_grpc
+from etcdpy.server.etcd_server import EtcdServer
+
+
+class MaintenanceService(rpc_pb2_grpc.MaintenanceServicer):
+    def __init__(self, server: EtcdServer) -> None:
+        self._server = server
+
+    @grpc_errors
+    async def Status(
+        self, request: pb.StatusRequest, context: grpc.aio.ServicerContext
+    ) -> pb.StatusResponse:
+        return self._server.status()
+
+
+fill_unimplemented(MaintenanceService, "Maintenance")

@@ -1,0 +1,70 @@
+"""Runs one etcdpy member until SIGTERM/SIGINT: stop accepting, finish in-flight, flush, exit 0."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from urllib.parse import urlsplit
+
+import structlog
+
+from etcdpy.config import ServerConfig
+
+log = structlog.get_logger(__name__)
+
+# How long in-flight RPCs may run after a stop signal before they are cancelled.
+SHUTDOWN_GRACE_SECONDS = 5.0
+
+
+def host_port(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", ""):
+        raise ValueError(f"unsupported URL scheme in {url!r}")
+    host = parts.hostname or "0.0.0.0"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{host}:{parts.port or 2379}"
+
+
+def run(config: ServerConfig) -> int:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency on POSIX
+        return asyncio.run(_serve(config))
+    return uvloop.run(_serve(config))
+
+
+async def _serve(config: ServerConfig) -> int:
+    from etcdpy.api.grpc_server import build_grpc_server
+    from etcdpy.server.etcd_server import EtcdServer
+
+    server = EtcdServer(config)
+    await server.start()
+    grpc_server = build_grpc_server(server)
+    for url in config.listen_client_urls:
+        address = host_port(url)
+        if grpc_server.add_insecure_port(address) == 0:
+            log.error("cannot listen", address=address)
+            await server.stop()
+            return 1
+    await grpc_server.start()
+    log.info("ready to serve client requests", listen_client_urls=list(config.listen_client_urls))
+
+    stop = asyncio.Event()
+    exit_code = 0
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+
+    def on_fatal(exc: BaseException) -> None:
+        nonlocal exit_code
+        exit_code = 1
+        stop.set()
+
+    server.raft.on_fatal = on_fatal
+    await stop.wait()
+    log.info("stopping", grace_seconds=SHUTDOWN_GRACE_SECONDS)
+    await grpc_server.stop(SHUTDOWN_GRACE_SECONDS)
+    await server.stop()
+    log.info("stopped")
+    return exit_code
