@@ -42,21 +42,21 @@ def _delete_interval(req: pb.DeleteRangeRequest) -> tuple[bytes, bytes | None]:
 
 def check_range(req: pb.RangeRequest) -> None:
     if not req.key:
-        raise errors.EmptyKeyError()
+        raise errors.EmptyKey()
 
 
 def check_put(req: pb.PutRequest) -> None:
     if not req.key:
-        raise errors.EmptyKeyError()
+        raise errors.EmptyKey()
     if req.ignore_value and req.value:
-        raise errors.ValueProvidedError()
+        raise errors.ValueProvided()
     if req.ignore_lease and req.lease != 0:
-        raise errors.LeaseProvidedError()
+        raise errors.LeaseProvided()
 
 
 def check_delete(req: pb.DeleteRangeRequest) -> None:
     if not req.key:
-        raise errors.EmptyKeyError()
+        raise errors.EmptyKey()
 
 
 def check_txn(req: pb.TxnRequest, max_txn_ops: int) -> None:
@@ -68,10 +68,10 @@ def check_txn(req: pb.TxnRequest, max_txn_ops: int) -> None:
 def _check_txn_shape(req: pb.TxnRequest, max_txn_ops: int) -> None:
     ops = max(len(req.compare), len(req.success), len(req.failure))
     if ops > max_txn_ops:
-        raise errors.TooManyOpsError()
+        raise errors.TooManyOps()
     for compare in req.compare:
         if not compare.key:
-            raise errors.EmptyKeyError()
+            raise errors.EmptyKey()
     for op in (*req.success, *req.failure):
         _check_op(op, max_txn_ops - ops)
 
@@ -104,11 +104,11 @@ def _check_intervals(
         else_puts, else_deletes = _check_intervals(op.request_txn.failure)
         for key in sorted(then_puts):
             if key in puts or deletes.contains_point(key):
-                raise errors.DuplicateKeyError()
+                raise errors.DuplicateKey()
             puts.add(key)
         for key in sorted(else_puts):
             if (key in puts and key not in then_puts) or deletes.contains_point(key):
-                raise errors.DuplicateKeyError()
+                raise errors.DuplicateKey()
             puts.add(key)
         # etcd folds the children's deletes in through an interval-tree union that drops
         # inverted intervals (begin >= end); they could never match a key anyway.
@@ -121,6 +121,6 @@ def _check_intervals(
             continue
         key = op.request_put.key
         if key in puts or deletes.contains_point(key):
-            raise errors.DuplicateKeyError()
+            raise errors.DuplicateKey()
         puts.add(key)
     return puts, deletes

@@ -47,9 +47,9 @@ def _end(range_end: bytes) -> bytes | None:
 
 def mvcc_error(exc: Exception) -> errors.EtcdError:
     if isinstance(exc, CompactedError):
-        return errors.CompactedError()
+        return errors.Compacted()
     if isinstance(exc, FutureRevError):
-        return errors.FutureRevError()
+        return errors.FutureRev()
     raise exc
 
 
@@ -188,11 +188,11 @@ class Applier:
             return mvcc_error(exc)
         except errors.EtcdError as exc:
             return exc
-        return errors.UnimplementedError()
+        return errors.Unimplemented()
 
     def put(self, req: pb.PutRequest, index: int) -> Response:
         if req.lease and not req.ignore_lease and not self._lease_exists(req.lease):
-            return errors.LeaseNotFoundError()
+            return errors.LeaseNotFound()
         with self.kv.write(consistent_index=index) as txn:
             resp = self._put(txn, req)
         return resp
@@ -239,7 +239,7 @@ class Applier:
             found = txn.range(req.key, None).kvs
             prev = found[0] if found else None
         if (req.ignore_value or req.ignore_lease) and prev is None:
-            raise errors.KeyNotFoundError()
+            raise errors.KeyNotFound()
         if req.ignore_value:
             assert prev is not None
             value = prev.value
@@ -270,13 +270,13 @@ class Applier:
             if which == "request_range":
                 rev = op.request_range.revision
                 if rev > self.kv.current_revision:
-                    raise errors.FutureRevError()
+                    raise errors.FutureRev()
                 if rev and rev <= self.kv.compact_revision:
-                    raise errors.CompactedError()
+                    raise errors.Compacted()
             elif which == "request_put":
                 put = op.request_put
                 if put.lease and not put.ignore_lease and not self._lease_exists(put.lease):
-                    raise errors.LeaseNotFoundError()
+                    raise errors.LeaseNotFound()
             elif which == "request_txn":
                 consumed += self._check_txn(op.request_txn, path[consumed:])
         return consumed

@@ -115,8 +115,8 @@ class EtcdServer:
     async def stop(self) -> None:
         self._stopped = True
         await self.raft.stop()
-        self._wait.fail_all(errors.StoppedError())
-        self.reads.fail_all(errors.StoppedError())
+        self._wait.fail_all(errors.Stopped())
+        self.reads.fail_all(errors.Stopped())
         self.storage.close()
         self.backend.close()
 
@@ -131,7 +131,7 @@ class EtcdServer:
             self.backend.put_many(MEMBERS_BUCKET, [(m.id.to_bytes(8, "big"), m.to_json()) for m in members])
         mine = [m for m in members if m.name == self.config.name]
         if not mine:
-            raise errors.MemberNotFoundError()
+            raise errors.MemberNotFound()
         self.member_id = mine[0].id
         self.cluster = Cluster(compute_cluster_id(m.id for m in members))
         for member in members:
@@ -143,27 +143,27 @@ class EtcdServer:
     async def propose(self, req: internalpb.InternalRaftRequest) -> Any:
         """Puts the request through the log; returns the applied response or raises."""
         if self._stopped:
-            raise errors.StoppedError()
+            raise errors.Stopped()
         status = self.raft.node.status()
         if status.hard_state.commit > self.applied_index + MAX_GAP_BETWEEN_APPLY_AND_COMMIT:
-            raise errors.TooManyRequestsError()
+            raise errors.TooManyRequests()
         request_id = self._ids.next()
         req.header.ID = request_id
         data = req.SerializeToString()
         if len(data) > self.config.max_request_bytes:
-            raise errors.RequestTooLargeError()
+            raise errors.RequestTooLarge()
         future = self._wait.register(request_id)
         try:
             self.raft.node.propose(data)
         except ProposalDroppedError:
             self._wait.cancel(request_id)
-            raise errors.NoLeaderError() from None
+            raise errors.NoLeader() from None
         self.raft.kick()
         try:
             result = await asyncio.wait_for(future, self._request_timeout)
         except TimeoutError:
             self._wait.cancel(request_id)
-            raise errors.TimeoutError_() from None
+            raise errors.Timeout() from None
         if isinstance(result, errors.EtcdError):
             raise result
         return result
@@ -172,7 +172,7 @@ class EtcdServer:
         try:
             await asyncio.wait_for(self.reads.wait(), self._request_timeout)
         except TimeoutError:
-            raise errors.TimeoutError_() from None
+            raise errors.Timeout() from None
 
     def range(self, req: pb.RangeRequest) -> pb.RangeResponse:
         try:
