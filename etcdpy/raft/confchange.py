@@ -273,10 +273,10 @@ def _to_changes(cs: ConfState) -> tuple[list[ConfChangeSingle], list[ConfChangeS
 
 
 def restore(changer: Changer, cs: ConfState) -> Result:
-    """Rebuilds the configuration described by ``cs``, starting from the changer's tracker,
-    which must hold an empty configuration. The changer's tracker is left untouched."""
+    """Rebuilds the configuration described by ``cs`` from scratch (fresh progress for every
+    peer). Only the changer's last index and max inflight are used; its tracker is untouched.
+    """
     scratch = ProgressTracker(changer.tracker.max_inflight)
-    scratch.set_config(changer.tracker.config, changer.tracker.progress)
     step = Changer(scratch, changer.last_index)
     out, into = _to_changes(cs)
     if not out:

@@ -492,6 +492,18 @@ def test_restore_progress() -> None:
     assert all(pr.inflights.size == 20 for pr in tracker.progress.values())
 
 
+def test_restore_ignores_the_current_configuration() -> None:
+    changer = _three_voters()
+    changer.tracker.progress[1].maybe_update(3)
+    config, progress = restore(changer, ConfState(voters=(4,), learners=(2,)))
+    assert str(config) == "voters=(4) learners=(2)"
+    assert describe_progress_map(progress) == (
+        "2: StateProbe match=0 next=3 learner\n4: StateProbe match=0 next=3\n"
+    )
+    assert changer.tracker.voter_nodes() == [1, 2, 3]
+    assert changer.tracker.progress[1].match == 3
+
+
 def test_restore_refuses_learners_without_voters() -> None:
     changer = Changer(ProgressTracker(), last_index=1)
     with pytest.raises(ConfChangeError, match="removed all voters"):
