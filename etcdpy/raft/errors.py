@@ -35,9 +35,7 @@ class StepPeerNotFoundError(RaftError):
 class CompactedError(RaftError):
     """The requested index is older than the first index kept in storage."""
 
-    def __init__(
-        self, message: str = "requested index is unavailable due to compaction"
-    ) -> None:
+    def __init__(self, message: str = "requested index is unavailable due to compaction") -> None:
         super().__init__(message)
 
 
@@ -60,9 +58,7 @@ class UnavailableError(RaftError):
 class SnapshotTemporarilyUnavailableError(RaftError):
     """The application cannot produce a snapshot right now; the leader retries later."""
 
-    def __init__(
-        self, message: str = "snapshot is temporarily unavailable"
-    ) -> None:
+    def __init__(self, message: str = "snapshot is temporarily unavailable") -> None:
         super().__init__(message)
 
 

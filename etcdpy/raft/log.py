@@ -171,7 +171,9 @@ class RaftLog:
             try:
                 stored = self.storage.entries(lo, stored_hi, max_size)
             except UnavailableError as exc:
-                raise AssertionError(f"entries[{lo}:{stored_hi}) is unavailable from storage") from exc
+                raise AssertionError(
+                    f"entries[{lo}:{stored_hi}) is unavailable from storage"
+                ) from exc
             if len(stored) < stored_hi - lo:
                 return stored  # cut by max_size already
             ents = stored

@@ -25,8 +25,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from enum import Enum
 
-from etcdpy.raft.config import Config
 from etcdpy.raft.confchange import Changer, restore
+from etcdpy.raft.config import Config
 from etcdpy.raft.errors import (
     CompactedError,
     ProposalDroppedError,
@@ -125,7 +125,7 @@ class Raft:
             f"lastindex: {self.raft_log.last_index()}, lastterm: {self.raft_log.last_term()}]"
         )
 
-    # --- small accessors ------------------------------------------------------------------------
+    # --- small accessors --------------------------------------------------------------------------
 
     def _trace(self, text: str) -> None:
         if self.logger is not None:
@@ -166,7 +166,7 @@ class Raft:
         self.term = hs.term
         self.vote = hs.vote
 
-    # --- sending ---------------------------------------------------------------------------------
+    # --- sending ----------------------------------------------------------------------------------
 
     def _send(
         self,
@@ -238,7 +238,9 @@ class Raft:
             try:
                 snap = log.snapshot()
             except SnapshotTemporarilyUnavailableError:
-                self._trace(f"{self.id:x} failed to send snapshot to {to:x}: temporarily unavailable")
+                self._trace(
+                    f"{self.id:x} failed to send snapshot to {to:x}: temporarily unavailable"
+                )
                 return False
             if snap.is_empty():
                 raise AssertionError("need non-empty snapshot")
@@ -300,7 +302,11 @@ class Raft:
     # --- what the application reports back --------------------------------------------------------
 
     def advance(
-        self, applied_to: int, committed_entries: Sequence[Entry], stable: Entry | None, snap_index: int
+        self,
+        applied_to: int,
+        committed_entries: Sequence[Entry],
+        stable: Entry | None,
+        snap_index: int,
     ) -> None:
         """The application persisted and applied what a Ready asked for."""
         if applied_to > 0:
@@ -314,7 +320,7 @@ class Raft:
                 ent = Entry(type=EntryType.CONF_CHANGE, data=ConfChange().encode())
                 self._append_entry([ent], force=True)
                 self.pending_conf_index = self.raft_log.last_index()
-                self._trace(f"initiating automatic transition out of joint configuration")
+                self._trace("initiating automatic transition out of joint configuration")
                 self.bcast_append()
         if committed_entries:
             self._reduce_uncommitted_size(committed_entries)
@@ -323,7 +329,7 @@ class Raft:
         if snap_index:
             self.raft_log.stable_snap_to(snap_index)
 
-    # --- commitment ---------------------------------------------------------------------------------
+    # --- commitment -------------------------------------------------------------------------------
 
     def maybe_commit(self) -> bool:
         """Advance the commit index to what a quorum has, if that entry is of our term (§5.4.2)."""
@@ -499,7 +505,7 @@ class Raft:
         _, _, result = self.prs.tally_votes()
         return result
 
-    # --- ticks ---------------------------------------------------------------------------------------
+    # --- ticks ------------------------------------------------------------------------------------
 
     def _tick_election(self) -> None:
         """Followers and candidates: campaign when the leader has been silent too long (§5.2)."""
@@ -525,7 +531,7 @@ class Raft:
             self.heartbeat_elapsed = 0
             self.step(Message(type=MT.BEAT, from_=self.id))
 
-    # --- stepping: what all roles share ----------------------------------------------------------
+    # --- stepping: what all roles share -----------------------------------------------------------
 
     def step(self, m: Message) -> None:
         """Process one message; raises ProposalDroppedError for a proposal that cannot go on."""
@@ -606,7 +612,7 @@ class Raft:
             self._trace(f"{self.id:x} rejected {m.type.name} from {m.from_:x} at term {self.term}")
             self._send(resp, m.from_, term=self.term, reject=True)
 
-    # --- stepping: leader ---------------------------------------------------------------------------
+    # --- stepping: leader -------------------------------------------------------------------------
 
     def _step_leader(self, m: Message) -> None:
         kind = m.type
@@ -779,9 +785,7 @@ class Raft:
         while self.maybe_send_append(m.from_, False):
             pass
         if m.from_ == self.lead_transferee and pr.match == self.raft_log.last_index():
-            self._trace(
-                f"{self.id:x} sent MsgTimeoutNow to {m.from_:x} after received MsgAppResp"
-            )
+            self._trace(f"{self.id:x} sent MsgTimeoutNow to {m.from_:x} after received MsgAppResp")
             self._send(MT.TIMEOUT_NOW, m.from_)
 
     def _handle_heartbeat_response(self, m: Message, pr: Progress) -> None:
@@ -813,7 +817,9 @@ class Raft:
         if transferee == self.id:
             self._trace(f"{self.id:x} is already leader. Ignored transferring leadership to self")
             return
-        self._trace(f"{self.id:x} [term {self.term}] starts to transfer leadership to {transferee:x}")
+        self._trace(
+            f"{self.id:x} [term {self.term}] starts to transfer leadership to {transferee:x}"
+        )
         # The transfer must finish within an election timeout, or it is aborted (thesis §3.10).
         self.election_elapsed = 0
         self.lead_transferee = transferee
@@ -826,7 +832,7 @@ class Raft:
     def abort_leader_transfer(self) -> None:
         self.lead_transferee = NONE
 
-    # --- stepping: candidates ------------------------------------------------------------------------
+    # --- stepping: candidates ---------------------------------------------------------------------
 
     def _step_candidate(self, m: Message) -> None:
         kind = m.type
@@ -857,7 +863,7 @@ class Raft:
         elif kind == MT.TIMEOUT_NOW:
             self._trace(f"{self.id:x} [term {self.term}] ignored MsgTimeoutNow from {m.from_:x}")
 
-    # --- stepping: followers ---------------------------------------------------------------------------
+    # --- stepping: followers ----------------------------------------------------------------------
 
     def _step_follower(self, m: Message) -> None:
         kind = m.type
@@ -884,9 +890,7 @@ class Raft:
             if self.lead == NONE:
                 self._trace(f"{self.id:x} no leader at term {self.term}; dropping leader transfer")
                 return
-            self.msgs.append(
-                Message(type=MT.TRANSFER_LEADER, to=self.lead, from_=m.from_, term=0)
-            )
+            self.msgs.append(Message(type=MT.TRANSFER_LEADER, to=self.lead, from_=m.from_, term=0))
         elif kind == MT.TIMEOUT_NOW:
             if self.promotable():
                 self._trace(f"{self.id:x} [term {self.term}] received MsgTimeoutNow; campaigning")
@@ -896,7 +900,9 @@ class Raft:
                 self._trace(f"{self.id:x} received MsgTimeoutNow but is not promotable")
         elif kind == MT.READ_INDEX:
             if self.lead == NONE:
-                self._trace(f"{self.id:x} no leader at term {self.term}; dropping index reading msg")
+                self._trace(
+                    f"{self.id:x} no leader at term {self.term}; dropping index reading msg"
+                )
                 return
             self._forward(m, self.lead)
         elif kind == MT.READ_INDEX_RESP:
@@ -965,9 +971,7 @@ class Raft:
             return False
         cs = meta.conf_state
         if self.id not in cs.voters and self.id not in cs.learners:
-            self._trace(
-                f"{self.id:x} attempted to restore snapshot but it is not in the ConfState"
-            )
+            self._trace(f"{self.id:x} attempted to restore snapshot but it is not in the ConfState")
             return False
         if self.raft_log.match_term(meta.index, meta.term):
             # We have the snapshot's last entry: our log already contains it; fast-forward.
@@ -981,7 +985,7 @@ class Raft:
         pr.maybe_update(pr.next - 1)
         return True
 
-    # --- membership ----------------------------------------------------------------------------------
+    # --- membership -------------------------------------------------------------------------------
 
     def apply_conf_change(self, cc: ConfChange) -> ConfState:
         changer = Changer(self.prs, self.raft_log.last_index())

@@ -51,8 +51,7 @@ class RawNode:
         self._prev_hard_state = EMPTY_HARD_STATE
         r._become_follower(1, NONE)
         changes = [
-            ConfChange(changes=(ConfChangeSingle(ConfChangeType.ADD_NODE, peer),))
-            for peer in peers
+            ConfChange(changes=(ConfChangeSingle(ConfChangeType.ADD_NODE, peer),)) for peer in peers
         ]
         ents = [
             Entry(term=1, index=i + 1, type=EntryType.CONF_CHANGE, data=cc.encode())

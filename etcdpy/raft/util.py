@@ -24,7 +24,7 @@ def limit_size(entries: Sequence[Entry], max_size: int | None) -> list[Entry]:
         return list(entries)
     total = entries[0].size()
     cut = 1
-    for cut in range(1, len(entries)):  # noqa: B007 - cut is read after the loop
+    for cut in range(1, len(entries)):
         total += entries[cut].size()
         if total > max_size:
             break

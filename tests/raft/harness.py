@@ -38,7 +38,9 @@ def memory_storage(
     """A storage whose (empty) snapshot carries a configuration, as a restarted node's would."""
     ms = MemoryStorage()
     ms._snapshot = Snapshot(
-        metadata=SnapshotMetadata(conf_state=ConfState(voters=tuple(voters), learners=tuple(learners)))
+        metadata=SnapshotMetadata(
+            conf_state=ConfState(voters=tuple(voters), learners=tuple(learners))
+        )
     )
     if entries:
         ms.append(list(entries))
