@@ -44,7 +44,9 @@ class CodecError(ValueError):
     """The bytes are not a valid encoding (truncated, trailing garbage or unknown enum value)."""
 
 
-_ENTRY: Final = struct.Struct("<QQBI")
+ENTRY_HEADER: Final = struct.Struct("<QQBI")
+"""term, index, type, data length: the head of an encoded entry (the data follows it)."""
+_ENTRY: Final = ENTRY_HEADER
 _HARD_STATE: Final = struct.Struct("<QQQ")
 _CONF_STATE: Final = struct.Struct("<IIIIB")
 _SNAPSHOT_HEAD: Final = struct.Struct("<QQ")
