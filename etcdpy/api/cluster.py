@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import grpc
-
-from etcdpy.api.status import fill_unimplemented, grpc_errors
+from etcdpy.api.status import Ctx, fill_unimplemented, grpc_errors
 from etcdpy.pb.etcdserverpb import rpc_pb2 as pb
 from etcdpy.pb.etcdserverpb import rpc_pb2_grpc
 from etcdpy.server.etcd_server import EtcdServer
@@ -16,7 +14,7 @@ class ClusterService(rpc_pb2_grpc.ClusterServicer):
 
     @grpc_errors
     async def MemberList(
-        self, request: pb.MemberListRequest, context: grpc.aio.ServicerContext
+        self, request: pb.MemberListRequest, context: Ctx
     ) -> pb.MemberListResponse:
         if request.linearizable:
             await self._server.linearizable_read()

@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import grpc
-
 from etcdpy.api import txn_checks
-from etcdpy.api.status import fill_unimplemented, grpc_errors
+from etcdpy.api.status import Ctx, fill_unimplemented, grpc_errors
 from etcdpy.pb.etcdserverpb import raft_internal_pb2 as internalpb
 from etcdpy.pb.etcdserverpb import rpc_pb2 as pb
 from etcdpy.pb.etcdserverpb import rpc_pb2_grpc
 from etcdpy.server.applier import is_txn_read_only
 from etcdpy.server.etcd_server import EtcdServer
-
-Ctx = grpc.aio.ServicerContext
 
 
 class KVService(rpc_pb2_grpc.KVServicer):
@@ -62,9 +58,7 @@ class KVService(rpc_pb2_grpc.KVServicer):
         return resp
 
     @grpc_errors
-    async def Compact(
-        self, request: pb.CompactionRequest, context: Ctx
-    ) -> pb.CompactionResponse:
+    async def Compact(self, request: pb.CompactionRequest, context: Ctx) -> pb.CompactionResponse:
         resp: pb.CompactionResponse = await self._server.propose(
             internalpb.InternalRaftRequest(compaction=request)
         )

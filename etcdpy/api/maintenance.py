@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import grpc
-
-from etcdpy.api.status import fill_unimplemented, grpc_errors
+from etcdpy.api.status import Ctx, fill_unimplemented, grpc_errors
 from etcdpy.pb.etcdserverpb import rpc_pb2 as pb
 from etcdpy.pb.etcdserverpb import rpc_pb2_grpc
 from etcdpy.server.etcd_server import EtcdServer
@@ -15,9 +13,7 @@ class MaintenanceService(rpc_pb2_grpc.MaintenanceServicer):
         self._server = server
 
     @grpc_errors
-    async def Status(
-        self, request: pb.StatusRequest, context: grpc.aio.ServicerContext
-    ) -> pb.StatusResponse:
+    async def Status(self, request: pb.StatusRequest, context: Ctx) -> pb.StatusResponse:
         return self._server.status()
 
 

@@ -12,14 +12,15 @@ from etcdpy import errors
 
 Req = TypeVar("Req")
 Resp = TypeVar("Resp")
-Handler = Callable[[Any, Req, grpc.aio.ServicerContext], Awaitable[Resp]]
+Ctx = grpc.aio.ServicerContext[Any, Any]
+Handler = Callable[[Any, Req, Ctx], Awaitable[Resp]]
 
 
 def grpc_errors(handler: Handler[Req, Resp]) -> Handler[Req, Resp]:
     """Wraps a unary handler: an EtcdError aborts the call with etcd's code and message."""
 
     @functools.wraps(handler)
-    async def wrapper(self: Any, request: Req, context: grpc.aio.ServicerContext) -> Resp:
+    async def wrapper(self: Any, request: Req, context: Ctx) -> Resp:
         try:
             return await handler(self, request, context)
         except errors.EtcdError as exc:
@@ -33,7 +34,7 @@ def grpc_errors(handler: Handler[Req, Resp]) -> Handler[Req, Resp]:
 def unimplemented(service: str, method: str) -> Callable[..., Awaitable[Any]]:
     """A handler for an RPC that etcdpy does not serve yet: etcd's Unimplemented code."""
 
-    async def handler(self: Any, request: Any, context: grpc.aio.ServicerContext) -> Any:
+    async def handler(self: Any, request: Any, context: Ctx) -> Any:
         await context.abort(
             grpc.StatusCode.UNIMPLEMENTED,
             f"etcdpy: {service}.{method} is not implemented yet",

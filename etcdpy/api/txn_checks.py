@@ -28,10 +28,7 @@ class _Intervals:
         self.items.append((begin, end))
 
     def contains_point(self, key: bytes) -> bool:
-        for begin, end in self.items:
-            if begin <= key and (end is _INFINITY or key < end):
-                return True
-        return False
+        return any(begin <= key and (end is None or key < end) for begin, end in self.items)
 
 
 def _delete_interval(req: pb.DeleteRangeRequest) -> tuple[bytes, bytes | None]:

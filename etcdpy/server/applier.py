@@ -158,9 +158,7 @@ def txn_path(reader: Reader, req: pb.TxnRequest) -> list[bool]:
 
 
 def is_txn_read_only(req: pb.TxnRequest) -> bool:
-    return all(
-        op.WhichOneof("request") == "request_range" for op in (*req.success, *req.failure)
-    )
+    return all(op.WhichOneof("request") == "request_range" for op in (*req.success, *req.failure))
 
 
 class Applier:
@@ -202,7 +200,7 @@ class Applier:
             return self._delete_range(txn, req)
 
     def compaction(self, req: pb.CompactionRequest, index: int) -> Response:
-        self.kv.compact(req.revision, consistent_index=index)
+        self.kv.compact(req.revision)
         resp = pb.CompactionResponse()
         resp.header.revision = self.kv.current_revision
         return resp
@@ -294,9 +292,7 @@ class Applier:
             elif which == "request_put":
                 out.response_put.CopyFrom(self._put(txn, op.request_put))
             elif which == "request_delete_range":
-                out.response_delete_range.CopyFrom(
-                    self._delete_range(txn, op.request_delete_range)
-                )
+                out.response_delete_range.CopyFrom(self._delete_range(txn, op.request_delete_range))
             elif which == "request_txn":
                 inner = out.response_txn
                 inner.succeeded = path[consumed]

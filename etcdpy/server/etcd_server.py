@@ -9,6 +9,7 @@ to front-end processes later without changing the core.
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -51,7 +52,9 @@ from etcdpy.server.wait import AppliedIndexWaiters, Wait
 
 log = structlog.get_logger(__name__)
 
-MEMBERS_BUCKET = "members"
+MEMBERS_BUCKET = b"members"
+DEFAULT_MAP_BYTES = 2 * 1024**3
+MIN_MAP_BYTES = 64 * 1024**2
 # etcd refuses new proposals when apply lags commit by this much (ErrTooManyRequests).
 MAX_GAP_BETWEEN_APPLY_AND_COMMIT = 5000
 
@@ -73,8 +76,9 @@ class EtcdServer:
     async def start(self) -> None:
         member_dir = self.data_dir / "member"
         (member_dir / "snap").mkdir(parents=True, exist_ok=True)
-        quota = self.config.quota_backend_bytes or 2 * 1024**3
-        self.backend = Backend(member_dir / "snap" / "db", map_size=max(quota, 64 * 1024**2))
+        quota = self.config.quota_bytes or DEFAULT_MAP_BYTES
+        # LMDB needs room beyond the quota for copy-on-write pages of the open transaction.
+        self.backend = Backend(member_dir / "snap" / "db", map_size=max(2 * quota, MIN_MAP_BYTES))
         self.kv = KVStore(self.backend)
         self.applier = Applier(self.kv)
 
@@ -83,13 +87,16 @@ class EtcdServer:
             self.data_dir, self.member_id, self.cluster.cluster_id
         )
         self.applied_index = self.kv.consistent_index
+        hard_state = self.storage.memory.initial_state()[0]
+        self.raft_term = hard_state.term
+        self.commit_index = hard_state.commit
         self._applied = AppliedIndexWaiters(self.applied_index)
         heartbeat_ms = self.config.heartbeat_interval
         raft_config = RaftConfig(
             id=self.member_id,
             storage=self.storage.memory,
-            rand=__import__("random").Random(self.member_id ^ time.monotonic_ns()),
-            election_tick=max(1, self.config.election_timeout // heartbeat_ms),
+            rand=random.Random(self.member_id ^ time.monotonic_ns()),
+            election_tick=max(2, self.config.election_ticks),
             heartbeat_tick=1,
             applied=self.applied_index,
             check_quorum=True,
@@ -121,14 +128,16 @@ class EtcdServer:
         self.backend.close()
 
     def _init_membership(self) -> None:
-        stored = self.backend.get_all(MEMBERS_BUCKET)
+        with self.backend.read() as tx:
+            stored = [Member.from_json(v) for _k, v in tx.items(MEMBERS_BUCKET)]
         if stored:
-            members = [Member.from_json(v) for _k, v in stored]
+            members = stored
         else:
-            members = bootstrap_members(
-                self.config.initial_cluster, self.config.initial_cluster_token
-            )
-            self.backend.put_many(MEMBERS_BUCKET, [(m.id.to_bytes(8, "big"), m.to_json()) for m in members])
+            initial = {name: [str(u) for u in urls] for name, urls in self.config.cluster.items()}
+            members = bootstrap_members(initial, self.config.initial_cluster_token)
+            with self.backend.batch() as tx:
+                for m in members:
+                    tx.put(MEMBERS_BUCKET, m.id.to_bytes(8, "big"), m.to_json())
         mine = [m for m in members if m.name == self.config.name]
         if not mine:
             raise errors.MemberNotFound()
@@ -136,7 +145,8 @@ class EtcdServer:
         self.cluster = Cluster(compute_cluster_id(m.id for m in members))
         for member in members:
             self.cluster.add(member)
-        self.cluster.set_client_urls(self.member_id, self.config.advertise_client_urls)
+        client_urls = [str(u) for u in self.config.advertise_client_urls]
+        self.cluster.set_client_urls(self.member_id, client_urls)
 
     # -- the seam used by the API layer --------------------------------------------------
 
@@ -144,8 +154,7 @@ class EtcdServer:
         """Puts the request through the log; returns the applied response or raises."""
         if self._stopped:
             raise errors.Stopped()
-        status = self.raft.node.status()
-        if status.hard_state.commit > self.applied_index + MAX_GAP_BETWEEN_APPLY_AND_COMMIT:
+        if self.commit_index > self.applied_index + MAX_GAP_BETWEEN_APPLY_AND_COMMIT:
             raise errors.TooManyRequests()
         request_id = self._ids.next()
         req.header.ID = request_id
@@ -195,7 +204,7 @@ class EtcdServer:
     def fill_header(self, header: pb.ResponseHeader) -> None:
         header.cluster_id = self.cluster.cluster_id
         header.member_id = self.member_id
-        header.raft_term = self.raft.node.status().hard_state.term
+        header.raft_term = self.raft_term
         if not header.revision:
             header.revision = self.kv.current_revision
 
@@ -221,6 +230,9 @@ class EtcdServer:
 
     def stage(self, rd: Ready) -> None:
         self.storage.stage(rd)
+        if rd.hard_state is not None:
+            self.raft_term = rd.hard_state.term
+            self.commit_index = rd.hard_state.commit
 
     def send(self, messages: Sequence[Message]) -> None:
         pass  # one member: nothing to send; the peer transport comes with clusters
@@ -236,7 +248,8 @@ class EtcdServer:
                 elif entry.data:
                     req = internalpb.InternalRaftRequest.FromString(entry.data)
                     results.append((req.header.ID, self.applier.apply(req, entry.index)))
-                self.kv.set_consistent_index(entry.index)
+                if self.kv.consistent_index < entry.index:
+                    self.kv.set_consistent_index(entry.index)
                 self.applied_index = entry.index
         for request_id, result in results:
             self._wait.resolve(request_id, result)

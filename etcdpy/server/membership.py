@@ -80,9 +80,7 @@ class Cluster:
         return [self.members[m] for m in sorted(self.members)]
 
 
-def bootstrap_members(
-    initial_cluster: dict[str, list[str]], cluster_token: str
-) -> list[Member]:
+def bootstrap_members(initial_cluster: dict[str, list[str]], cluster_token: str) -> list[Member]:
     """The members of a new cluster, from ``--initial-cluster`` (name -> peer URLs)."""
     members = [
         Member(compute_member_id(urls, cluster_token), name, tuple(sorted(urls)))

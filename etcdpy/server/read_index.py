@@ -8,6 +8,7 @@ so N concurrent reads cost one heartbeat round, not N. A round whose answer does
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Callable, Sequence
 
 from etcdpy.raft.types import ReadState
@@ -74,7 +75,7 @@ class LinearizableReads:
                 self._retry = None
             round_, self._round = self._round, []
             applied = self._applied.wait(state.index)
-            applied.add_done_callback(lambda f, r=round_: _resolve(r, f))
+            applied.add_done_callback(functools.partial(_resolve, round_))
             self._round_ctx = None
         if self._round_ctx is None and self._next_batch:
             self._start_round()

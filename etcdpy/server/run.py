@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from urllib.parse import urlsplit
 
 import structlog
 
@@ -14,16 +13,6 @@ log = structlog.get_logger(__name__)
 
 # How long in-flight RPCs may run after a stop signal before they are cancelled.
 SHUTDOWN_GRACE_SECONDS = 5.0
-
-
-def host_port(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", ""):
-        raise ValueError(f"unsupported URL scheme in {url!r}")
-    host = parts.hostname or "0.0.0.0"
-    if ":" in host:
-        host = f"[{host}]"
-    return f"{host}:{parts.port or 2379}"
 
 
 def run(config: ServerConfig) -> int:
@@ -42,13 +31,16 @@ async def _serve(config: ServerConfig) -> int:
     await server.start()
     grpc_server = build_grpc_server(server)
     for url in config.listen_client_urls:
-        address = host_port(url)
+        address = url.netloc
         if grpc_server.add_insecure_port(address) == 0:
             log.error("cannot listen", address=address)
             await server.stop()
             return 1
     await grpc_server.start()
-    log.info("ready to serve client requests", listen_client_urls=list(config.listen_client_urls))
+    log.info(
+        "ready to serve client requests",
+        listen_client_urls=[str(u) for u in config.listen_client_urls],
+    )
 
     stop = asyncio.Event()
     exit_code = 0

@@ -103,7 +103,9 @@ class MemberProcess:
         last_error: Exception | None = None
         while time.monotonic() < deadline:
             if self.proc is not None and self.proc.poll() is not None:
-                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}:\n{self.log_tail()}")
+                raise RuntimeError(
+                    f"{self.name} exited with {self.proc.returncode}:\n{self.log_tail()}"
+                )
             try:
                 with grpc.insecure_channel(self.endpoint) as channel:
                     stub = rpc_pb2_grpc.KVStub(channel)
@@ -140,7 +142,9 @@ class MemberProcess:
         self.stop(signal.SIGKILL)
 
 
-def etcdpy_member(tmp: Path, name: str = "m1", extra_args: list[str] | None = None) -> MemberProcess:
+def etcdpy_member(
+    tmp: Path, name: str = "m1", extra_args: list[str] | None = None
+) -> MemberProcess:
     return MemberProcess(
         name=name,
         data_dir=tmp / f"{name}.etcdpy",

@@ -87,7 +87,9 @@ def test_empty_key(kv: rpc_pb2_grpc.KVStub) -> None:
         (kv.DeleteRange, pb.DeleteRangeRequest(key=b"")),
         (kv.Txn, pb.TxnRequest(compare=[pb.Compare(key=b"")])),
     ):
-        expect_error(call(fn, req), grpc.StatusCode.INVALID_ARGUMENT, "etcdserver: key is not provided")
+        expect_error(
+            call(fn, req), grpc.StatusCode.INVALID_ARGUMENT, "etcdserver: key is not provided"
+        )
     assert_still_serving(kv, rev)
 
 
@@ -121,11 +123,27 @@ def test_future_and_compacted_revisions(kv: rpc_pb2_grpc.KVStub) -> None:
     rev = revision(kv)
     future = "etcdserver: mvcc: required revision is a future revision"
     compacted = "etcdserver: mvcc: required revision has been compacted"
-    expect_error(call(kv.Range, pb.RangeRequest(key=b"r", revision=rev + 1)), grpc.StatusCode.OUT_OF_RANGE, future)
-    expect_error(call(kv.Compact, pb.CompactionRequest(revision=rev + 1)), grpc.StatusCode.OUT_OF_RANGE, future)
+    expect_error(
+        call(kv.Range, pb.RangeRequest(key=b"r", revision=rev + 1)),
+        grpc.StatusCode.OUT_OF_RANGE,
+        future,
+    )
+    expect_error(
+        call(kv.Compact, pb.CompactionRequest(revision=rev + 1)),
+        grpc.StatusCode.OUT_OF_RANGE,
+        future,
+    )
     kv.Compact(pb.CompactionRequest(revision=rev - 1), timeout=10)
-    expect_error(call(kv.Compact, pb.CompactionRequest(revision=rev - 1)), grpc.StatusCode.OUT_OF_RANGE, compacted)
-    expect_error(call(kv.Range, pb.RangeRequest(key=b"r", revision=rev - 2)), grpc.StatusCode.OUT_OF_RANGE, compacted)
+    expect_error(
+        call(kv.Compact, pb.CompactionRequest(revision=rev - 1)),
+        grpc.StatusCode.OUT_OF_RANGE,
+        compacted,
+    )
+    expect_error(
+        call(kv.Range, pb.RangeRequest(key=b"r", revision=rev - 2)),
+        grpc.StatusCode.OUT_OF_RANGE,
+        compacted,
+    )
     assert kv.Range(pb.RangeRequest(key=b"r", revision=rev - 1), timeout=10).kvs[0].value == b"3"
     assert_still_serving(kv, rev)
 
@@ -145,7 +163,10 @@ def test_duplicate_key_in_txn(kv: rpc_pb2_grpc.KVStub) -> None:
     rev = revision(kv)
     put = pb.RequestOp(request_put=pb.PutRequest(key=b"dup", value=b"1"))
     delete = pb.RequestOp(request_delete_range=pb.DeleteRangeRequest(key=b"d", range_end=b"e"))
-    for ops in ([put, put], [put, pb.RequestOp(request_delete_range=pb.DeleteRangeRequest(key=b"dup"))]):
+    for ops in (
+        [put, put],
+        [put, pb.RequestOp(request_delete_range=pb.DeleteRangeRequest(key=b"dup"))],
+    ):
         expect_error(
             call(kv.Txn, pb.TxnRequest(success=ops)),
             grpc.StatusCode.INVALID_ARGUMENT,

@@ -18,7 +18,9 @@ WRITERS = 8
 LOAD_SECONDS = 1.5
 
 
-def _writer(endpoint: str, writer: int, acked: dict[bytes, tuple[bytes, int]], stop: threading.Event) -> None:
+def _writer(
+    endpoint: str, writer: int, acked: dict[bytes, tuple[bytes, int]], stop: threading.Event
+) -> None:
     with grpc.insecure_channel(endpoint) as channel:
         kv = rpc_pb2_grpc.KVStub(channel)
         n = 0

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import grpc
@@ -35,7 +34,12 @@ def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[MemberProce
     etcd = etcd_member(tmp, name="diff")
     ours = etcdpy_member(tmp, name="diff")
     # same advertised peer URL -> same member id and cluster id
-    ours.extra_args = ["--initial-advertise-peer-urls", etcd.peer_url, "--initial-cluster", f"diff={etcd.peer_url}"]
+    ours.extra_args = [
+        "--initial-advertise-peer-urls",
+        etcd.peer_url,
+        "--initial-cluster",
+        f"diff={etcd.peer_url}",
+    ]
     etcd.start()
     try:
         ours.start()

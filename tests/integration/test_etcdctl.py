@@ -53,9 +53,7 @@ def test_get_prefix_and_from_key(etcdctl: Etcdctl) -> None:
     ]
     doc = etcdctl.json("get", "--prefix", "/", "--limit", "1")
     assert doc["count"] == 3 and doc["more"] is True and len(doc["kvs"]) == 1
-    assert etcdctl.out("get", "--prefix", "/", "--count-only", "-w", "fields").count(
-        '"Count" : 3'
-    )
+    assert etcdctl.out("get", "--prefix", "/", "--count-only", "-w", "fields").count('"Count" : 3')
 
 
 def test_sort_and_print_value_only(etcdctl: Etcdctl) -> None:
