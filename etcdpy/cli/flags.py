@@ -612,6 +612,8 @@ FLAGS: tuple[FlagDef, ...] = (
             "snapshot",
             "v",
             "vv",
+            "test.coverprofile",
+            "test.outputdir",
         )
     ),
 )
