@@ -22,7 +22,7 @@ from typing import Any, Literal, TextIO
 import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
 
-__all__ = ["LEVELS", "configure_logging", "get_logger", "open_outputs"]
+__all__ = ["LEVELS", "configure_logging", "get_logger", "open_outputs", "shutdown_logging"]
 
 LEVELS: dict[str, int] = {
     "debug": logging.DEBUG,
@@ -55,6 +55,10 @@ class _Tee:
             stream.flush()
 
 
+# Log files we opened; closed when logging is configured again or shut down.
+_opened: list[TextIO] = []
+
+
 def open_outputs(outputs: Iterable[str]) -> list[TextIO]:
     """etcd's ``--log-outputs`` names -> streams: default and stderr are stderr, stdout is
     stdout, anything else is a file opened for appending. ``systemd/journal`` is stderr."""
@@ -66,6 +70,7 @@ def open_outputs(outputs: Iterable[str]) -> list[TextIO]:
             stream = sys.stdout
         else:
             stream = open(name, "a", encoding="utf-8", buffering=1)  # noqa: SIM115 - lives on
+            _opened.append(stream)
         if stream not in streams:
             streams.append(stream)
     return streams or [sys.stderr]
@@ -133,6 +138,7 @@ def configure_logging(
     if level not in LEVELS:
         raise ValueError(f"unknown level {level!r}")
     levelno = LEVELS[level]
+    shutdown_logging()
     streams = open_outputs(outputs)
     if fmt is None:
         fmt = "console" if all(_isatty(s) for s in streams) else "json"
@@ -166,11 +172,19 @@ def configure_logging(
         cache_logger_on_first_use=False,
     )
     root = logging.getLogger()
+    root.addHandler(_ForwardHandler())
+    root.setLevel(levelno)
+
+
+def shutdown_logging() -> None:
+    """Detach from the standard logging module, reset structlog, close our log files."""
+    root = logging.getLogger()
     for handler in list(root.handlers):
         if isinstance(handler, _ForwardHandler):
             root.removeHandler(handler)
-    root.addHandler(_ForwardHandler())
-    root.setLevel(levelno)
+    structlog.reset_defaults()
+    while _opened:
+        _opened.pop().close()
 
 
 def _isatty(stream: TextIO) -> bool:

@@ -65,10 +65,7 @@ def test_each_etcd_flag_at_its_default_value_is_accepted() -> None:
             continue  # help shows these symbolically; etcd rejects the text too
         if name == "listen-client-urls":
             continue  # needs --advertise-client-urls as well; tested below
-        if BY_NAME[name].is_bool:
-            argv = [f"--{name}={default}"]
-        else:
-            argv = [f"--{name}", default]
+        argv = [f"--{name}={default}"] if BY_NAME[name].is_bool else [f"--{name}", default]
         assert config_of(argv) == plain, name
 
 
@@ -134,8 +131,11 @@ def test_four_spellings_of_a_flag(argv: list[str]) -> None:
         (["-heartbeat-interval=0x14"], "heartbeat_interval", 20),  # Go's base prefixes
         (["--max-txn-ops=010"], "max_txn_ops", 8),  # a leading 0 is octal in Go
         (["-grpc-keepalive-min-time", "1m30s"], "grpc_keepalive_min_time", 90.0),
-        (["--experimental-warning-apply-duration=250ms"], "experimental_warning_apply_duration",
-         0.25),  # fmt: skip
+        (
+            ["--experimental-warning-apply-duration=250ms"],
+            "experimental_warning_apply_duration",
+            0.25,
+        ),
         (["--quota-backend-bytes=-1"], "quota_backend_bytes", -1),
         (["--log-outputs", "stdout,stderr,stdout"], "log_outputs", ("stderr", "stdout")),
         (["--initial-cluster-state=existing"], "initial_cluster_state", "existing"),
@@ -293,7 +293,10 @@ def test_initial_cluster_follows_the_name_when_not_given() -> None:
 
 def test_initial_cluster_is_parsed() -> None:
     c = config_of(
-        ["--initial-cluster", "b=http://10.0.0.2:2380,a=http://10.0.0.1:2380,a=http://10.0.0.1:2381"]
+        [
+            "--initial-cluster",
+            "b=http://10.0.0.2:2380,a=http://10.0.0.1:2380,a=http://10.0.0.1:2381",
+        ]
     )
     assert list(c.cluster) == ["a", "b"]
     assert c.cluster["a"] == (URL("http", "10.0.0.1", 2380), URL("http", "10.0.0.1", 2381))
