@@ -347,7 +347,7 @@ FLAGS: tuple[FlagDef, ...] = (
     ),
     _field(
         "auto-compaction-mode",
-        _choice("periodic", "revision"),
+        _string,
         "How to read --auto-compaction-retention: 'periodic' or 'revision'.",
         CLUSTERING,
     ),
@@ -448,7 +448,7 @@ FLAGS: tuple[FlagDef, ...] = (
     ),
     _field(
         "metrics",
-        _choice("basic", "extensive"),
+        _string,
         "Metrics detail: 'basic' or 'extensive' (adds histograms).",
         MONITORING,
     ),
@@ -456,7 +456,7 @@ FLAGS: tuple[FlagDef, ...] = (
     # logging
     _field(
         "logger",
-        _choice("zap", "capnslog"),
+        _string,
         "'zap' or 'capnslog'; both mean etcdpy's structured logger.",
         LOGGING,
     ),
@@ -612,6 +612,8 @@ FLAGS: tuple[FlagDef, ...] = (
             "snapshot",
             "v",
             "vv",
+            "test.coverprofile",
+            "test.outputdir",
         )
     ),
 )
