@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from etcdpy.api.status import Ctx, fill_unimplemented, grpc_errors
+from etcdpy.api.status import Ctx, grpc_errors
 from etcdpy.pb.etcdserverpb import rpc_pb2 as pb
-from etcdpy.pb.etcdserverpb import rpc_pb2_grpc
 from etcdpy.server.etcd_server import EtcdServer
 
 
-class ClusterService(rpc_pb2_grpc.ClusterServicer):
+class ClusterService:
     def __init__(self, server: EtcdServer) -> None:
         self._server = server
 
@@ -29,6 +28,3 @@ class ClusterService(rpc_pb2_grpc.ClusterServicer):
             )
         self._server.fill_header(resp.header)
         return resp
-
-
-fill_unimplemented(ClusterService, "Cluster")

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 from etcdpy.api import txn_checks
-from etcdpy.api.status import Ctx, fill_unimplemented, grpc_errors
+from etcdpy.api.status import Ctx, grpc_errors
 from etcdpy.pb.etcdserverpb import raft_internal_pb2 as internalpb
 from etcdpy.pb.etcdserverpb import rpc_pb2 as pb
-from etcdpy.pb.etcdserverpb import rpc_pb2_grpc
 from etcdpy.server.applier import is_txn_read_only
 from etcdpy.server.etcd_server import EtcdServer
 
 
-class KVService(rpc_pb2_grpc.KVServicer):
+class KVService:
     def __init__(self, server: EtcdServer) -> None:
         self._server = server
         self._max_txn_ops = server.config.max_txn_ops
@@ -70,6 +69,3 @@ def _txn_serializable(request: pb.TxnRequest) -> bool:
     """A read-only txn is served without ReadIndex only if every range asks for that."""
     ops = (*request.success, *request.failure)
     return all(op.request_range.serializable for op in ops)
-
-
-fill_unimplemented(KVService, "KV")

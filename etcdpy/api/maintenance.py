@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-from etcdpy.api.status import Ctx, fill_unimplemented, grpc_errors
+from etcdpy.api.status import Ctx, grpc_errors
 from etcdpy.pb.etcdserverpb import rpc_pb2 as pb
-from etcdpy.pb.etcdserverpb import rpc_pb2_grpc
 from etcdpy.server.etcd_server import EtcdServer
 
 
-class MaintenanceService(rpc_pb2_grpc.MaintenanceServicer):
+class MaintenanceService:
     def __init__(self, server: EtcdServer) -> None:
         self._server = server
 
     @grpc_errors
     async def Status(self, request: pb.StatusRequest, context: Ctx) -> pb.StatusResponse:
         return self._server.status()
-
-
-fill_unimplemented(MaintenanceService, "Maintenance")

@@ -83,18 +83,19 @@ class EtcdServer:
         self.applier = Applier(self.kv)
 
         self._init_membership()
-        self.storage = DurableRaftStorage.open_or_create(
+        self.storage, hard_state, existed = DurableRaftStorage.open_or_create(
             self.data_dir, self.member_id, self.cluster.cluster_id
         )
-        self.applied_index = self.kv.consistent_index
-        hard_state = self.storage.memory.initial_state()[0]
+        # Raft re-delivers every committed entry after the snapshot: the conf changes among them
+        # rebuild raft's membership; KV entries the backend already has are skipped by index.
+        self.applied_index = self.storage.snapshot.metadata.index if self.storage.snapshot else 0
         self.raft_term = hard_state.term
         self.commit_index = hard_state.commit
         self._applied = AppliedIndexWaiters(self.applied_index)
         heartbeat_ms = self.config.heartbeat_interval
         raft_config = RaftConfig(
             id=self.member_id,
-            storage=self.storage.memory,
+            storage=self.storage.storage,
             rand=random.Random(self.member_id ^ time.monotonic_ns()),
             election_tick=max(2, self.config.election_ticks),
             heartbeat_tick=1,
@@ -103,15 +104,14 @@ class EtcdServer:
             pre_vote=True,
         )
         node = RawNode(raft_config)
-        if not self.storage.existed:
+        if not existed:
             node.bootstrap(sorted(self.cluster.members))
         self._ids = RequestIdGenerator(self.member_id, time.time_ns() // 1_000_000)
         self.raft = RaftNode(node, self, tick_seconds=heartbeat_ms / 1000.0)
         self.reads = LinearizableReads(self._request_read_index, self._applied)
+        self._campaign_when_applied = len(self.cluster.members) == 1
         self.raft.start()
-        if len(self.cluster.members) == 1:
-            node.campaign()  # a cluster of one need not wait an election timeout
-            self.raft.kick()
+        self.raft.kick()
         log.info(
             "etcdpy member started",
             member_id=f"{self.member_id:x}",
@@ -242,10 +242,10 @@ class EtcdServer:
         with self.kv.batch():
             for entry in entries:
                 if entry.index <= self.applied_index:
-                    continue  # applied before a restart: the backend already has it
+                    continue
                 if entry.type == EntryType.CONF_CHANGE:
-                    self._apply_conf_change(entry)
-                elif entry.data:
+                    self._apply_conf_change(entry)  # raft needs it even when replayed
+                elif entry.data and entry.index > self.kv.consistent_index:
                     req = internalpb.InternalRaftRequest.FromString(entry.data)
                     results.append((req.header.ID, self.applier.apply(req, entry.index)))
                 if self.kv.consistent_index < entry.index:
@@ -254,6 +254,11 @@ class EtcdServer:
         for request_id, result in results:
             self._wait.resolve(request_id, result)
         self._applied.advance(self.applied_index)
+        if self._campaign_when_applied:
+            # A cluster of one need not wait an election timeout; raft refuses to campaign
+            # until the bootstrap conf changes are applied, i.e. after this Ready's advance.
+            self._campaign_when_applied = False
+            asyncio.get_running_loop().call_soon(self._campaign)
 
     def _apply_conf_change(self, entry: Entry) -> None:
         cc = ConfChange.decode(entry.data)
@@ -270,6 +275,11 @@ class EtcdServer:
             log.info("leader changed", leader=f"{soft_state.lead:x}")
         self.leader_id = soft_state.lead
         self.role = soft_state.raft_state
+
+    def _campaign(self) -> None:
+        if self.role != StateType.LEADER:
+            self.raft.node.campaign()
+            self.raft.kick()
 
     def _request_read_index(self, ctx: bytes) -> None:
         self.raft.node.read_index(ctx)

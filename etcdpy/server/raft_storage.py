@@ -107,7 +107,13 @@ class DurableRaftStorage:
         return durable, hard_state, True
 
     def save_ready(self, rd: Ready) -> None:
-        """Make a Ready durable, then visible to raft through the MemoryStorage.
+        """Make a Ready durable, then visible to raft through the MemoryStorage."""
+        self.persist(rd)
+        self.stage(rd)
+
+    def persist(self, rd: Ready) -> None:
+        """The disk half of save_ready; touches no state raft reads, so it may run in a
+        worker thread while the raft core takes new proposals.
 
         Order matters: a snapshot goes to its file and then to the WAL as a marker before
         anything that follows it in the log; the entries and hard state are written in one
@@ -120,8 +126,11 @@ class DurableRaftStorage:
             self.snapshotter.save(snap)
             self.wal.save_snapshot(snap.metadata.index, snap.metadata.term)
         self.wal.save(rd.hard_state, rd.entries, sync=rd.must_sync or has_snapshot)
-        if has_snapshot:
-            assert snap is not None
+
+    def stage(self, rd: Ready) -> None:
+        """The memory half of save_ready: run on the thread that drives the raft core."""
+        snap = rd.snapshot
+        if snap is not None and not snap.is_empty():
             self.storage.apply_snapshot(snap)
             self.wal.release_lock_to(snap.metadata.index)
         if rd.hard_state is not None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import subprocess
 import sys
@@ -15,37 +14,56 @@ from etcdpy.testing.processes import MemberProcess
 pytestmark = pytest.mark.integration
 
 
+def _run_isolated(script: str, env: dict[str, str] | None = None) -> str:
+    """Client libraries ship their own copies of etcd's protos, which clash with ours in
+    one descriptor pool: each runs in its own interpreter."""
+    proc = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(script)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
 def test_aetcd(etcdpy_server: MemberProcess) -> None:
-    import aetcd
+    script = f"""
+        import asyncio
+        import aetcd
 
-    async def scenario() -> None:
-        async with aetcd.Client(host="127.0.0.1", port=etcdpy_server.client_port) as client:
-            await client.put(b"/registry/pods/a", b"pod-a")
-            await client.put(b"/registry/pods/b", b"pod-b")
-            got = await client.get(b"/registry/pods/a")
-            assert got is not None and got.value == b"pod-a"
-            listed = await client.get_prefix(b"/registry/pods/")
-            assert [kv.key for kv in listed] == [b"/registry/pods/a", b"/registry/pods/b"]
-            tx = client.transactions
-            ok, _ = await client.transaction(
-                compare=[tx.mod(b"/registry/pods/a") == got.mod_revision],
-                success=[tx.put(b"/registry/pods/a", b"pod-a2")],
-                failure=[],
-            )
-            assert ok
-            ok, _ = await client.transaction(
-                compare=[tx.mod(b"/registry/pods/a") == got.mod_revision],
-                success=[tx.put(b"/registry/pods/a", b"stale")],
-                failure=[],
-            )
-            assert not ok  # a Kubernetes-style optimistic update with a stale revision fails
-            after = await client.get(b"/registry/pods/a")
-            assert after is not None and after.value == b"pod-a2"
-            deleted = await client.delete(b"/registry/pods/b")
-            assert deleted is not None
-            assert await client.get(b"/registry/pods/b") is None
+        async def scenario():
+            async with aetcd.Client(host="127.0.0.1", port={etcdpy_server.client_port}) as client:
+                await client.put(b"/registry/pods/a", b"pod-a")
+                await client.put(b"/registry/pods/b", b"pod-b")
+                got = await client.get(b"/registry/pods/a")
+                assert got is not None and got.value == b"pod-a", got
+                listed = await client.get_prefix(b"/registry/pods/")
+                keys = [kv.key for kv in listed]
+                assert keys == [b"/registry/pods/a", b"/registry/pods/b"], keys
+                tx = client.transactions
+                ok, _ = await client.transaction(
+                    compare=[tx.mod(b"/registry/pods/a") == got.mod_revision],
+                    success=[tx.put(b"/registry/pods/a", b"pod-a2")],
+                    failure=[],
+                )
+                assert ok
+                ok, _ = await client.transaction(
+                    compare=[tx.mod(b"/registry/pods/a") == got.mod_revision],
+                    success=[tx.put(b"/registry/pods/a", b"stale")],
+                    failure=[],
+                )
+                assert not ok  # an optimistic update with a stale revision fails
+                after = await client.get(b"/registry/pods/a")
+                assert after is not None and after.value == b"pod-a2"
+                await client.delete(b"/registry/pods/b")
+                assert await client.get(b"/registry/pods/b") is None
+            print("aetcd-ok")
 
-    asyncio.run(scenario())
+        asyncio.run(scenario())
+        """
+    assert "aetcd-ok" in _run_isolated(script)
 
 
 def test_python_etcd3(etcdpy_server: MemberProcess) -> None:
@@ -73,8 +91,4 @@ def test_python_etcd3(etcdpy_server: MemberProcess) -> None:
         """
     )
     env = dict(os.environ, PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION="python")
-    proc = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=60
-    )
-    assert proc.returncode == 0, proc.stderr
-    assert "etcd3-ok" in proc.stdout
+    assert "etcd3-ok" in _run_isolated(script, env)

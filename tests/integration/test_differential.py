@@ -158,6 +158,7 @@ def test_same_requests_same_responses(pair: tuple[MemberProcess, MemberProcess],
         kv_a, kv_b = rpc_pb2_grpc.KVStub(ch_a), rpc_pb2_grpc.KVStub(ch_b)
         rng = random.Random(seed)
         rev_hint = int(kv_a.Range(pb.RangeRequest(key=b"a"), timeout=10).header.revision)
+        outcomes: dict[tuple[str, str], int] = {}
         for step in range(OPS_PER_SEED):
             kind = rng.random()
             if kind < 0.35:
@@ -173,5 +174,10 @@ def test_same_requests_same_responses(pair: tuple[MemberProcess, MemberProcess],
             expected = _outcome(getattr(kv_a, method), req)
             actual = _outcome(getattr(kv_b, method), req)
             assert actual == expected, f"seed {seed} step {step}: {method} {req}"
+            outcomes[method, expected[0]] = outcomes.get((method, expected[0]), 0) + 1
             if expected[0] == "ok":
                 rev_hint = max(rev_hint, int(expected[1]["header"]["revision"]))
+    # the run exercised both successes and etcd's errors, for every kind of request
+    for method in ("Put", "Range", "DeleteRange", "Txn"):
+        assert outcomes.get((method, "ok"), 0) > 5, outcomes
+    assert sum(n for (_, kind), n in outcomes.items() if kind == "error") > 3, outcomes

@@ -53,7 +53,6 @@ def test_get_prefix_and_from_key(etcdctl: Etcdctl) -> None:
     ]
     doc = etcdctl.json("get", "--prefix", "/", "--limit", "1")
     assert doc["count"] == 3 and doc["more"] is True and len(doc["kvs"]) == 1
-    assert etcdctl.out("get", "--prefix", "/", "--count-only", "-w", "fields").count('"Count" : 3')
 
 
 def test_sort_and_print_value_only(etcdctl: Etcdctl) -> None:
@@ -83,10 +82,10 @@ def test_txn_interactive(etcdctl: Etcdctl) -> None:
     etcdctl.out("put", "user1", "bad")
     script = 'value("user1") = "bad"\n\ndel user1\n\nput result failed\n\n'
     out = etcdctl.out("txn", "-i", input=script)
-    assert out.split()[:2] == ["SUCCESS", "1"]
+    assert out.splitlines()[-3:] == ["SUCCESS", "", "1"]
     assert etcdctl.out("get", "user1") == ""
     out = etcdctl.out("txn", "-i", input=script)
-    assert out.split()[:2] == ["FAILURE", "OK"]
+    assert out.splitlines()[-3:] == ["FAILURE", "", "OK"]
     assert etcdctl.out("get", "result", "--print-value-only").strip() == "failed"
 
 
