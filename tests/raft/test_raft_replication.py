@@ -25,7 +25,11 @@ def _log(*runs: tuple[int, int]) -> list[Entry]:
 def _divergent_network(follower_log: list[Entry], follower_term: int) -> Network:
     leader_log = _log((1, 5), (3, 45))
     net = Network([1, 2, 3])
-    for node_id, log, term in ((1, leader_log, 3), (2, follower_log, follower_term), (3, leader_log, 3)):
+    for node_id, log, term in (
+        (1, leader_log, 3),
+        (2, follower_log, follower_term),
+        (3, leader_log, 3),
+    ):
         net.storages[node_id].append(log)
         net.storages[node_id].set_hard_state(HardState(term=term))
         net.add_node(node_id, net.storages[node_id])
@@ -100,7 +104,13 @@ def test_figure_8_only_current_term_entries_are_committed_by_counting() -> None:
     # ... and would overwrite index 2 on S3 as its leader.
     r3.step(
         Message(
-            type=MT.APP, from_=5, to=3, term=4, index=1, log_term=1, entries=(Entry(term=2, index=2),)
+            type=MT.APP,
+            from_=5,
+            to=3,
+            term=4,
+            index=1,
+            log_term=1,
+            entries=(Entry(term=2, index=2),),
         )
     )
     assert r3.raft_log.term(2) == 2
