@@ -110,7 +110,7 @@ class RawNode:
 
     def has_ready(self) -> bool:
         r = self.raft
-        if r.read_heartbeat_owed or r.msgs or r.read_states:
+        if r.msgs or r.append_owed or r.read_heartbeat_owed or r.read_states:
             return True
         if r.soft_state() != self._prev_soft_state:
             return True
@@ -125,7 +125,7 @@ class RawNode:
 
     def ready(self) -> Ready:
         r = self.raft
-        r.flush_read_heartbeats()
+        r.flush()
         log = r.raft_log
         soft = r.soft_state()
         hard = r.hard_state()

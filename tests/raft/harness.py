@@ -85,7 +85,7 @@ def new_raft(
 
 def read_messages(r: Raft) -> list[Message]:
     """Take the messages the state machine queued (as a Ready would)."""
-    r.flush_read_heartbeats()
+    r.flush()
     msgs = r.msgs
     r.msgs = []
     return msgs

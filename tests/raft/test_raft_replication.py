@@ -182,7 +182,7 @@ def test_flow_control_heartbeat_response_frees_one_slot() -> None:
     pr2.become_replicate()
     for _ in range(4):
         r.step(Message(type=MT.PROP, from_=1, entries=(Entry(data=b"x"),)))
-    read_messages(r)
+        read_messages(r)  # one Ready per proposal
     assert pr2.inflights.full()
     r.step(Message(type=MT.HEARTBEAT_RESP, from_=2, to=1, term=r.term))
     # The oldest slot (entry 2) was freed and reused for the backlog (entries 4 and 5).
