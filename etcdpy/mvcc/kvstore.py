@@ -64,6 +64,10 @@ def _missing(rev: Revision) -> RuntimeError:
     return RuntimeError(f"mvcc: the index points at revision {tuple(rev)}, absent from backend")
 
 
+def _out_of_order(main: int, sub: int) -> RuntimeError:
+    return RuntimeError(f"mvcc: revision {(main, sub)} is not after the last one in the backend")
+
+
 @dataclass(frozen=True, slots=True)
 class RangeResult:
     """What a range found: ``kvs`` (at most ``limit``), ``count`` (all matches), ``rev``.
@@ -491,7 +495,10 @@ class TxnWrite:
         kv.value = value
         if lease:
             kv.lease = lease
-        txn.put(_pack_rev(rev, b"_", sub), kv.SerializeToString(), db=db, append=True)
+        # Revisions only grow, so every key bucket write is an append (LMDB's fast path);
+        # put() answers False instead of raising if the order were ever broken.
+        if not txn.put(_pack_rev(rev, b"_", sub), kv.SerializeToString(), db=db, append=True):
+            raise _out_of_order(rev, sub)
         s._index.put(key, Revision(rev, sub))
         self._events.append(ev)
         self._changed = True
@@ -524,7 +531,8 @@ class TxnWrite:
             prev.ParseFromString(raw)
             # The stored tombstone holds just the key (what restore needs).
             tomb = KeyValue(key=k).SerializeToString()
-            put(_pack_rev(rev, b"_", sub) + b"t", tomb, db=db, append=True)
+            if not put(_pack_rev(rev, b"_", sub) + b"t", tomb, db=db, append=True):
+                raise _out_of_order(rev, sub)
             index.tombstone(k, Revision(rev, sub))
             events.append(ev)
             deleted.append(prev)
