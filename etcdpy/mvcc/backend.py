@@ -129,12 +129,14 @@ class Backend:
         map_size: int = DEFAULT_MAP_SIZE,
         sync_each_commit: bool = False,
         max_readers: int = DEFAULT_MAX_READERS,
+        readonly: bool = False,
     ) -> None:
         self.path = os.fspath(path)
         parent = os.path.dirname(self.path)
-        if parent:
+        if parent and not readonly:
             os.makedirs(parent, exist_ok=True)
         self.map_size = map_size
+        self.readonly = readonly
         self.env = lmdb.open(
             self.path,
             map_size=map_size,
@@ -147,11 +149,18 @@ class Backend:
             meminit=False,
             max_readers=max_readers,
             max_spare_txns=4,
+            readonly=readonly,
         )
         dbs: dict[bytes, Any] = {}
-        with self.env.begin(write=True) as txn:
+        if readonly:
+            # Another process reading the file: the writer has made the buckets. (A handle
+            # opened inside a read transaction of ours would die with it.)
             for name in BUCKETS:
-                dbs[name] = self.env.open_db(name, txn=txn, create=True)
+                dbs[name] = self.env.open_db(name, create=False)
+        else:
+            with self.env.begin(write=True) as txn:
+                for name in BUCKETS:
+                    dbs[name] = self.env.open_db(name, txn=txn, create=True)
         self._dbs = dbs
         self._batch: Tx | None = None
         self._depth = 0
@@ -261,5 +270,6 @@ class Backend:
     def close(self) -> None:
         if not self.closed:
             self.closed = True
-            self.env.sync(True)
+            if not self.readonly:
+                self.env.sync(True)
             self.env.close()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -407,3 +409,44 @@ def test_key_bucket_out_of_order_write_raises(store: KVStore) -> None:
         tx.put(bk.KEY, b"\xff" * 17, b"junk")  # sorts after every real revision
     with pytest.raises(RuntimeError, match="not after"), store.write() as tw:
         tw.put(b"a", b"1")
+
+
+def test_events_since(store: KVStore) -> None:
+    put(store, b"a", b"1")  # 2
+    with store.write() as tw:  # 3
+        tw.put(b"b", b"2")
+        tw.delete_range(b"a")
+    put(store, b"c", b"3")  # 4
+    evs = store.events_since(3)
+    assert [(e.type, e.kv.key, e.kv.mod_revision) for e in evs] == [
+        (Event.PUT, b"b", 3),
+        (Event.DELETE, b"a", 3),
+        (Event.PUT, b"c", 4),
+    ]
+    assert [e.kv.key for e in store.events_since(0)] == [b"a", b"b", b"a", b"c"]
+    assert [e.kv.key for e in store.events_since(2, end_rev=4)] == [b"a", b"b", b"a"]
+    # The limit never splits a revision.
+    assert [e.kv.key for e in store.events_since(2, limit=2)] == [b"a", b"b", b"a"]
+    assert store.events_since(5) == []
+    store.compact(3)
+    with pytest.raises(CompactedError):
+        store.events_since(2)
+    assert [e.kv.key for e in store.events_since(3)] == [b"b", b"c"]  # 3's tombstone is gone
+
+
+def test_another_process_reads_the_file(tmp_path: Path) -> None:
+    path = db_path(tmp_path)
+    s = KVStore(Backend(path, map_size=64 * 1024**2))
+    put(s, b"shared", b"value")
+    script = (
+        "import sys\n"
+        "from etcdpy.mvcc import Backend, KVStore\n"
+        "s = KVStore(Backend(sys.argv[1], map_size=64 * 1024**2, readonly=True))\n"
+        "print(s.current_revision, s.range(b'shared').kvs[0].value.decode())\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script, path], check=True, capture_output=True, text=True
+    )
+    assert out.stdout.split() == ["2", "value"]
+    put(s, b"shared", b"still writable")  # the writer is not blocked by the reader
+    s.close()

@@ -206,6 +206,28 @@ class MVCCMachine(RuleBasedStateMachine):
         for r in [r for r in self.history if r < rev]:
             del self.history[r]
 
+    @precondition(lambda self: self.rev >= 2)
+    @rule(data=st.data())
+    def replay_events_since(self, data: st.DataObject) -> None:
+        """Applying events_since(start) to the state before start gives every later state."""
+        start = data.draw(st.integers(min_value=max(self.compacted + 1, 2), max_value=self.rev + 1))
+        state = dict(self.history[start - 1])
+        events = self.store.events_since(start)
+        pos = 0
+        for rev in range(start, self.rev + 1):
+            while pos < len(events) and events[pos].kv.mod_revision == rev:
+                ev = events[pos]
+                if ev.type == Event.DELETE:
+                    del state[ev.kv.key]
+                else:
+                    kv = ev.kv
+                    state[kv.key] = ModelKV(
+                        kv.value, kv.create_revision, kv.mod_revision, kv.version, kv.lease
+                    )
+                pos += 1
+            assert state == self.history[rev], rev
+        assert pos == len(events)
+
     @rule()
     def reopen(self) -> None:
         hash_before = self.store.hash_kv()
