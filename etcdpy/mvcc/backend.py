@@ -104,6 +104,20 @@ class Tx:
                     break
         return out
 
+    def keys(self, bucket: bytes, start: bytes, end: bytes, limit: int) -> list[bytes]:
+        """Keys with ``start <= key < end``, at most ``limit`` (values are not read)."""
+        out: list[bytes] = []
+        with self.txn.cursor(db=self._dbs[bucket]) as cur:
+            if not cur.set_range(start):
+                return out
+            for k in cur.iternext(keys=True, values=False):
+                if k >= end:
+                    break
+                out.append(k)
+                if len(out) >= limit:
+                    break
+        return out
+
     def items(self, bucket: bytes) -> Iterator[tuple[bytes, bytes]]:
         """Every item of a bucket in key order (valid while the transaction is open)."""
         with self.txn.cursor(db=self._dbs[bucket]) as cur:
@@ -266,6 +280,14 @@ class Backend:
                         continue
                     h = zlib.crc32(v, zlib.crc32(k, h))
         return h
+
+    def copy_to(self, path: str | os.PathLike[str], compact: bool = True) -> None:
+        """Write a consistent copy of the committed state to ``path`` (a new file).
+
+        ``compact`` leaves the free pages out, so this is also how to defragment: copy, then
+        reopen the copy in place of the original. Readers and the writer may go on meanwhile.
+        """
+        self.env.copy(os.fspath(path), compact=compact)
 
     def close(self) -> None:
         if not self.closed:

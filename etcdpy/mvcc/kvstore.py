@@ -398,7 +398,7 @@ class KVStore:
         limit = limit or self.compaction_batch_limit
         keep = c.keep
         with self._b.batch() as tx:
-            found = [k for k, _ in tx.range(bk.KEY, c.next_key, c.end, limit)]
+            found = tx.keys(bk.KEY, c.next_key, c.end, limit)
             for k in found:
                 if decode(k) not in keep:
                     tx.delete(bk.KEY, k)

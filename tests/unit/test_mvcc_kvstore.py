@@ -450,3 +450,68 @@ def test_another_process_reads_the_file(tmp_path: Path) -> None:
     assert out.stdout.split() == ["2", "value"]
     put(s, b"shared", b"still writable")  # the writer is not blocked by the reader
     s.close()
+
+
+def test_failed_txn_with_changes_closes_the_store(tmp_path: Path) -> None:
+    path = db_path(tmp_path)
+    s = KVStore(Backend(path, map_size=64 * 1024**2))
+    put(s, b"a", b"1")
+    with pytest.raises(ValueError), s.write() as tw:
+        tw.put(b"a", b"2")
+        raise ValueError("half-applied request")
+    with pytest.raises(StoreClosedError):
+        s.write()
+    s.backend.close()
+    s = KVStore(Backend(path, map_size=64 * 1024**2))
+    assert (s.current_revision, s.range(b"a").kvs[0].value) == (2, b"1")
+    s.close()
+
+
+def test_copy_is_a_consistent_openable_snapshot(tmp_path: Path) -> None:
+    s = KVStore(Backend(db_path(tmp_path), map_size=64 * 1024**2))
+    for i in range(50):
+        put(s, b"k%d" % (i % 7), b"v%d" % i)
+    s.compact(40)
+    copy_path = str(tmp_path / "copy.db")
+    s.backend.copy_to(copy_path)
+    put(s, b"after", b"copy")  # not in the copy
+    c = KVStore(Backend(copy_path, map_size=64 * 1024**2))
+    assert (c.current_revision, c.compact_revision) == (51, 40)
+    assert c.hash_kv(51) == s.hash_kv(51)
+    assert c.range(b"after").count == 0
+    c.close()
+    s.close()
+
+
+CRASH_WRITER = """
+import sys
+from etcdpy.mvcc import Backend, KVStore
+s = KVStore(Backend(sys.argv[1], map_size=64 * 1024**2))
+ci = 0
+while True:
+    with s.batch():
+        for _ in range(10):
+            ci += 1
+            with s.write(ci) as tw:
+                tw.put(b"k%06d" % ci, b"v%d" % ci)
+    print(ci, flush=True)
+"""
+
+
+def test_kill_9_loses_no_committed_batch(tmp_path: Path) -> None:
+    path = db_path(tmp_path)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", CRASH_WRITER, path], stdout=subprocess.PIPE, text=True
+    )
+    assert proc.stdout is not None
+    reported = [int(proc.stdout.readline()) for _ in range(30)]
+    proc.kill()  # SIGKILL, in the middle of some later batch
+    proc.wait()
+    s = KVStore(Backend(path, map_size=64 * 1024**2))
+    ci = s.consistent_index
+    assert ci >= reported[-1]
+    assert ci % 10 == 0  # whole batches only
+    assert s.current_revision == ci + 1  # one revision per write, the first is 2
+    r = s.range(b"k", b"l")
+    assert [kv.key for kv in r.kvs] == [b"k%06d" % i for i in range(1, ci + 1)]
+    s.close()
