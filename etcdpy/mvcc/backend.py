@@ -104,6 +104,20 @@ class Tx:
                     break
         return out
 
+    def keys(self, bucket: bytes, start: bytes, end: bytes, limit: int) -> list[bytes]:
+        """Keys with ``start <= key < end``, at most ``limit`` (values are not read)."""
+        out: list[bytes] = []
+        with self.txn.cursor(db=self._dbs[bucket]) as cur:
+            if not cur.set_range(start):
+                return out
+            for k in cur.iternext(keys=True, values=False):
+                if k >= end:
+                    break
+                out.append(k)
+                if len(out) >= limit:
+                    break
+        return out
+
     def items(self, bucket: bytes) -> Iterator[tuple[bytes, bytes]]:
         """Every item of a bucket in key order (valid while the transaction is open)."""
         with self.txn.cursor(db=self._dbs[bucket]) as cur:
@@ -129,12 +143,14 @@ class Backend:
         map_size: int = DEFAULT_MAP_SIZE,
         sync_each_commit: bool = False,
         max_readers: int = DEFAULT_MAX_READERS,
+        readonly: bool = False,
     ) -> None:
         self.path = os.fspath(path)
         parent = os.path.dirname(self.path)
-        if parent:
+        if parent and not readonly:
             os.makedirs(parent, exist_ok=True)
         self.map_size = map_size
+        self.readonly = readonly
         self.env = lmdb.open(
             self.path,
             map_size=map_size,
@@ -147,11 +163,18 @@ class Backend:
             meminit=False,
             max_readers=max_readers,
             max_spare_txns=4,
+            readonly=readonly,
         )
         dbs: dict[bytes, Any] = {}
-        with self.env.begin(write=True) as txn:
+        if readonly:
+            # Another process reading the file: the writer has made the buckets. (A handle
+            # opened inside a read transaction of ours would die with it.)
             for name in BUCKETS:
-                dbs[name] = self.env.open_db(name, txn=txn, create=True)
+                dbs[name] = self.env.open_db(name, create=False)
+        else:
+            with self.env.begin(write=True) as txn:
+                for name in BUCKETS:
+                    dbs[name] = self.env.open_db(name, txn=txn, create=True)
         self._dbs = dbs
         self._batch: Tx | None = None
         self._depth = 0
@@ -258,8 +281,17 @@ class Backend:
                     h = zlib.crc32(v, zlib.crc32(k, h))
         return h
 
+    def copy_to(self, path: str | os.PathLike[str], compact: bool = True) -> None:
+        """Write a consistent copy of the committed state to ``path`` (a new file).
+
+        ``compact`` leaves the free pages out, so this is also how to defragment: copy, then
+        reopen the copy in place of the original. Readers and the writer may go on meanwhile.
+        """
+        self.env.copy(os.fspath(path), compact=compact)
+
     def close(self) -> None:
         if not self.closed:
             self.closed = True
-            self.env.sync(True)
+            if not self.readonly:
+                self.env.sync(True)
             self.env.close()

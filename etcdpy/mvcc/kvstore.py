@@ -29,7 +29,6 @@ import struct
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from types import TracebackType
 
 from etcdpy.mvcc import backend as bk
@@ -64,17 +63,34 @@ def _missing(rev: Revision) -> RuntimeError:
     return RuntimeError(f"mvcc: the index points at revision {tuple(rev)}, absent from backend")
 
 
-@dataclass(frozen=True, slots=True)
+def _out_of_order(main: int, sub: int) -> RuntimeError:
+    return RuntimeError(f"mvcc: revision {(main, sub)} is not after the last one in the backend")
+
+
 class RangeResult:
     """What a range found: ``kvs`` (at most ``limit``), ``count`` (all matches), ``rev``.
 
     ``rev`` is the store's revision at the time of the read (the response header revision),
-    not the revision read at.
+    not the revision read at. (A plain slotted class: it is built on every read, and a
+    frozen dataclass costs three times as much to construct.)
     """
 
-    kvs: list[KeyValue]
-    count: int
-    rev: int
+    __slots__ = ("count", "kvs", "rev")
+
+    def __init__(self, kvs: list[KeyValue], count: int, rev: int) -> None:
+        self.kvs = kvs
+        self.count = count
+        self.rev = rev
+
+    def __repr__(self) -> str:
+        return f"RangeResult(kvs={self.kvs!r}, count={self.count}, rev={self.rev})"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, RangeResult):
+            return NotImplemented
+        return (self.kvs, self.count, self.rev) == (other.kvs, other.count, other.rev)
+
+    __hash__ = None  # type: ignore[assignment]
 
 
 class _Compaction:
@@ -210,16 +226,19 @@ class KVStore:
         if rev < self._compact_rev:
             raise CompactedError()
         if not end:
+            # The hot path: one dict lookup, one LMDB get, one parse.
             found = self._index.find(key, rev)
             if found is None:
                 return RangeResult([], 0, cur_rev)
             if count_only:
                 return RangeResult([], 1, cur_rev)
-            revs = [found[0]]
-        else:
-            revs = self._index.revisions(key, end, rev)
-            if count_only or not revs:
-                return RangeResult([], len(revs), cur_rev)
+            kv = _parse_kv(self._get_value(found[0]))
+            if keys_only:
+                kv.ClearField("value")
+            return RangeResult([kv], 1, cur_rev)
+        revs = self._index.revisions(key, end, rev)
+        if count_only or not revs:
+            return RangeResult([], len(revs), cur_rev)
         count = len(revs)
         if 0 < limit < count:
             revs = revs[:limit]
@@ -228,6 +247,18 @@ class KVStore:
             for kv in kvs:
                 kv.ClearField("value")
         return RangeResult(kvs, count, cur_rev)
+
+    def _get_value(self, rev: Revision) -> bytes:
+        batch = self._b.current_batch
+        if batch is not None:
+            v = batch.txn.get(_pack_rev(rev[0], b"_", rev[1]), db=self._key_db)
+        else:
+            txn = self._b.begin_read()
+            v = txn.get(_pack_rev(rev[0], b"_", rev[1]), db=self._key_db)
+            txn.abort()
+        if v is None:
+            raise _missing(rev)
+        return v
 
     def _get_values(self, revs: list[Revision]) -> list[bytes]:
         batch = self._b.current_batch
@@ -246,6 +277,38 @@ class KVStore:
             if batch is None:
                 txn.abort()
 
+    def events_since(self, start_rev: int, end_rev: int = 0, limit: int = 0) -> list[Event]:
+        """Every change with ``start_rev <= revision < end_rev`` (0: to the current one).
+
+        For watchers catching up from history. A DELETE event's kv holds the key and the
+        deletion's mod_revision, as etcd's; events carry no prev_kv. ``limit`` cuts the list
+        at a revision boundary once it has at least that many events. Raises CompactedError
+        when ``start_rev`` is older than the compaction revision.
+        """
+        self._check_usable()
+        if start_rev < self._compact_rev:
+            raise CompactedError()
+        stop = _pack_rev(end_rev, b"_", 0) if end_rev > 0 else None
+        events: list[Event] = []
+        with self._b.read() as tx, tx.txn.cursor(db=self._key_db) as cur:
+            if not cur.set_range(_pack_rev(max(start_rev, 0), b"_", 0)):
+                return events
+            last_main = -1
+            for k, v in cur.iternext():
+                if stop is not None and k >= stop:
+                    break
+                main = _unpack_rev(k)[0]
+                if limit and len(events) >= limit and main != last_main:
+                    break
+                last_main = main
+                ev = Event()
+                ev.kv.ParseFromString(v)
+                if len(k) == MARKED_REV_BYTES_LEN:
+                    ev.type = _DELETE
+                    ev.kv.mod_revision = main
+                events.append(ev)
+        return events
+
     # -- writes --------------------------------------------------------------------------
 
     def write(self, consistent_index: int | None = None) -> TxnWrite:
@@ -261,14 +324,16 @@ class KVStore:
     def batch(self) -> Iterator[Tx]:
         """Group every write inside into one backend commit (nests; yields the backend Tx)."""
         self._check_usable()
-        start_rev, start_ci = self._current_rev, self._consistent_index
+        start = (self._current_rev, self._compact_rev)
+        start_ci = self._consistent_index
         tx = self._b.begin_batch()
         try:
             yield tx
         except BaseException:
             self._b.end_batch(ok=False)
-            if self._current_rev != start_rev:
-                self._broken = True  # the index holds revisions the backend will not have
+            if (self._current_rev, self._compact_rev) != start:
+                # The index holds changes the backend will not have.
+                self._broken = True
             self._consistent_index = start_ci
             raise
         try:
@@ -333,7 +398,7 @@ class KVStore:
         limit = limit or self.compaction_batch_limit
         keep = c.keep
         with self._b.batch() as tx:
-            found = [k for k, _ in tx.range(bk.KEY, c.next_key, c.end, limit)]
+            found = tx.keys(bk.KEY, c.next_key, c.end, limit)
             for k in found:
                 if decode(k) not in keep:
                     tx.delete(bk.KEY, k)
@@ -491,7 +556,10 @@ class TxnWrite:
         kv.value = value
         if lease:
             kv.lease = lease
-        txn.put(_pack_rev(rev, b"_", sub), kv.SerializeToString(), db=db, append=True)
+        # Revisions only grow, so every key bucket write is an append (LMDB's fast path);
+        # put() answers False instead of raising if the order were ever broken.
+        if not txn.put(_pack_rev(rev, b"_", sub), kv.SerializeToString(), db=db, append=True):
+            raise _out_of_order(rev, sub)
         s._index.put(key, Revision(rev, sub))
         self._events.append(ev)
         self._changed = True
@@ -524,7 +592,8 @@ class TxnWrite:
             prev.ParseFromString(raw)
             # The stored tombstone holds just the key (what restore needs).
             tomb = KeyValue(key=k).SerializeToString()
-            put(_pack_rev(rev, b"_", sub) + b"t", tomb, db=db, append=True)
+            if not put(_pack_rev(rev, b"_", sub) + b"t", tomb, db=db, append=True):
+                raise _out_of_order(rev, sub)
             index.tombstone(k, Revision(rev, sub))
             events.append(ev)
             deleted.append(prev)
