@@ -193,7 +193,7 @@ class WAL:
         crc = frame_record(parts, RecordType.SNAPSHOT, SNAPSHOT_MARKER.pack(0, 0), crc)
         wal._append(parts, crc, sync=True)
         if dir_path.exists():
-            shutil.rmtree(dir_path)  # an empty or segment-less leftover
+            os.rmdir(dir_path)  # an empty leftover; anything else in it is not ours to delete
         os.rename(tmp, dir_path)
         _fsync_dir(dir_path.parent)
         wal._ready = True
@@ -222,6 +222,9 @@ class WAL:
             for segment in segments:
                 os.close(segment.fd)
             raise
+        # We hold the locks now, so a *.wal.tmp is a segment a crash left half made.
+        for stale in dir_path.glob("*.wal.tmp"):
+            stale.unlink(missing_ok=True)
         wal = cls(dir_path, segments, segment_size)
         wal._start = start
         return wal

@@ -90,6 +90,26 @@ def test_create_refuses_an_existing_log(wal_dir: Path) -> None:
         create(wal_dir)
 
 
+def test_create_uses_an_empty_directory_but_never_deletes_foreign_files(wal_dir: Path) -> None:
+    wal_dir.mkdir(parents=True)
+    create(wal_dir).close()
+    assert read_back(wal_dir) == (HardState(), [])
+    other = wal_dir.parent / "other"
+    other.mkdir()
+    (other / "keep.txt").write_text("not a wal")
+    with pytest.raises(OSError):
+        WAL.create(other, META)
+    assert (other / "keep.txt").exists()
+
+
+def test_open_removes_a_half_made_segment(wal_dir: Path) -> None:
+    create(wal_dir).close()
+    stale = wal_dir / (segment_name(1, 1) + ".tmp")
+    stale.write_bytes(b"partial")
+    assert read_back(wal_dir) == (HardState(), [])
+    assert not stale.exists()
+
+
 def test_appending_after_reopen_continues_the_log(wal_dir: Path) -> None:
     with create(wal_dir) as wal:
         wal.save(HardState(1, 1, 1), [entry(1)], sync=True)
