@@ -126,7 +126,6 @@ def _lock(fd: int, path: Path) -> None:
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-        os.close(fd)
         raise WalLockedError(f"wal: {path} is locked by another process") from None
 
 
@@ -177,25 +176,31 @@ class WAL:
         dir_path = Path(dir_path)
         if _segment_names(dir_path):
             raise WalExistsError(f"wal: {dir_path} already holds a log")
+        if dir_path.exists() and any(dir_path.iterdir()):
+            raise WalError(f"wal: {dir_path} is not empty; its files are not ours to delete")
         tmp = dir_path.with_name(dir_path.name + ".tmp")
         if tmp.exists():
             shutil.rmtree(tmp)
         tmp.mkdir(parents=True)
         name = segment_name(0, 0)
         fd = os.open(tmp / name, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
-        _lock(fd, tmp / name)
         wal = cls(dir_path, [_Segment(0, 0, name, fd)], segment_size)
+        try:
+            _lock(fd, tmp / name)
+            os.posix_fallocate(fd, 0, segment_size)
+            parts: list[bytes] = []
+            frame_crc_record(parts, 0)
+            crc = frame_record(parts, RecordType.METADATA, metadata, 0)
+            crc = frame_record(parts, RecordType.SNAPSHOT, SNAPSHOT_MARKER.pack(0, 0), crc)
+            wal._append(parts, crc, sync=True)
+            if dir_path.exists():
+                os.rmdir(dir_path)  # empty, checked above
+            os.rename(tmp, dir_path)
+            _fsync_dir(dir_path.parent)
+        except BaseException:
+            os.close(fd)
+            raise
         wal._metadata = metadata
-        os.posix_fallocate(fd, 0, segment_size)
-        parts: list[bytes] = []
-        frame_crc_record(parts, 0)
-        crc = frame_record(parts, RecordType.METADATA, metadata, 0)
-        crc = frame_record(parts, RecordType.SNAPSHOT, SNAPSHOT_MARKER.pack(0, 0), crc)
-        wal._append(parts, crc, sync=True)
-        if dir_path.exists():
-            os.rmdir(dir_path)  # an empty leftover; anything else in it is not ours to delete
-        os.rename(tmp, dir_path)
-        _fsync_dir(dir_path.parent)
         wal._ready = True
         return wal
 
@@ -216,8 +221,8 @@ class WAL:
         try:
             for seq, index, name in names:
                 fd = os.open(dir_path / name, os.O_RDWR)
-                _lock(fd, dir_path / name)
                 segments.append(_Segment(seq, index, name, fd))
+                _lock(fd, dir_path / name)
         except BaseException:
             for segment in segments:
                 os.close(segment.fd)

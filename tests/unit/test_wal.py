@@ -16,6 +16,7 @@ from etcdpy.server.wal import (
     SnapshotMismatchError,
     SnapshotNotFoundError,
     WalCorruptionError,
+    WalError,
     WalExistsError,
     WalLockedError,
     WalNotFoundError,
@@ -97,7 +98,7 @@ def test_create_uses_an_empty_directory_but_never_deletes_foreign_files(wal_dir:
     other = wal_dir.parent / "other"
     other.mkdir()
     (other / "keep.txt").write_text("not a wal")
-    with pytest.raises(OSError):
+    with pytest.raises(WalError, match="not empty"):
         WAL.create(other, META)
     assert (other / "keep.txt").exists()
 
