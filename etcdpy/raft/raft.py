@@ -96,7 +96,8 @@ class Raft:
         self.read_only = ReadOnly(c.read_only_option)
         # Reads that arrived before the leader committed an entry of its term (thesis §6.4).
         self.pending_read_index_messages: list[Message] = []
-        # A safe ReadIndex heartbeat round is owed (sent once per Ready, for the whole batch).
+        # Broadcasts owed to the entries and the safe reads of this batch (see ``flush``).
+        self.append_owed = False
         self.read_heartbeat_owed = False
         self.election_elapsed = 0
         self.heartbeat_elapsed = 0
@@ -292,8 +293,19 @@ class Raft:
         for i in self._peers():
             self._send_heartbeat(i, ctx)
 
-    def flush_read_heartbeats(self) -> None:
-        """Send the one heartbeat round owed to the ReadIndex requests queued since the last."""
+    def flush(self) -> None:
+        """Send the broadcasts owed since the last Ready, once for the whole batch.
+
+        Proposals and ReadIndex requests only mark a broadcast as owed; it goes out when the
+        Ready is assembled, so 64 proposals cost one AppendEntries per follower rather than 64,
+        and many reads share one heartbeat round (batching, thesis §10.2.1 and §6.4). Messages
+        leave only through a Ready anyway, so only the network sees the difference.
+        """
+        if self.append_owed:
+            self.append_owed = False
+            if self.state == StateType.LEADER:
+                for i in self._peers():
+                    self.maybe_send_append(i, False)
         if self.read_heartbeat_owed:
             self.read_heartbeat_owed = False
             if self.state == StateType.LEADER:
@@ -321,7 +333,7 @@ class Raft:
                 self._append_entry([ent], force=True)
                 self.pending_conf_index = self.raft_log.last_index()
                 self._trace("initiating automatic transition out of joint configuration")
-                self.bcast_append()
+                self.append_owed = True
         if committed_entries:
             self._reduce_uncommitted_size(committed_entries)
         if stable is not None:
@@ -395,6 +407,7 @@ class Raft:
         self.pending_conf_index = 0
         self.uncommitted_size = 0
         self.read_only = ReadOnly(self.read_only.option)
+        self.append_owed = False
         self.read_heartbeat_owed = False
         self.pending_read_index_messages = []
 
@@ -702,7 +715,7 @@ class Raft:
                 self.pending_conf_index = self.raft_log.last_index() + i + 1
         if not self._append_entry(entries):
             raise ProposalDroppedError()
-        self.bcast_append()
+        self.append_owed = True
 
     def _leader_read_index(self, m: Message) -> None:
         if self.prs.is_singleton():

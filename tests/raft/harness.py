@@ -12,6 +12,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 
 from etcdpy.raft.config import Config
+from etcdpy.raft.errors import StepPeerNotFoundError
 from etcdpy.raft.raft import Raft
 from etcdpy.raft.rawnode import RawNode
 from etcdpy.raft.storage import MemoryStorage
@@ -84,7 +85,7 @@ def new_raft(
 
 def read_messages(r: Raft) -> list[Message]:
     """Take the messages the state machine queued (as a Ready would)."""
-    r.flush_read_heartbeats()
+    r.flush()
     msgs = r.msgs
     r.msgs = []
     return msgs
@@ -229,7 +230,10 @@ class Network:
                 if self.drop is not None and self.drop(m):
                     continue
                 self.delivered.append(m)
-                self.nodes[m.to].step(m)
+                try:
+                    self.nodes[m.to].step(m)
+                except StepPeerNotFoundError:
+                    continue  # a response from a removed member: an application drops it
                 if self.nodes[m.to].has_ready():
                     self.queue.extend(self.process_ready(m.to))
             if not progressed:
