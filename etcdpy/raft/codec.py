@@ -24,6 +24,7 @@ Decoding never trusts its input: truncated or malformed bytes raise ``CodecError
 
 from __future__ import annotations
 
+import dataclasses
 import struct
 from collections.abc import Callable, Sequence
 from typing import Final
@@ -65,6 +66,9 @@ _MESSAGE_TYPES: Final = {t.value: t for t in MessageType}
 # frozen dataclass __init__ costs about twice as much as setting the slots directly. Entry has
 # no __post_init__, so both paths give equal objects.
 _new = object.__new__
+if tuple(f.name for f in dataclasses.fields(Entry)) != ("term", "index", "type", "data"):
+    # A new field would be left unset by the fast path below: update it with the field.
+    raise ImportError("etcdpy.raft.codec: Entry's fields changed; update its codec")
 
 
 def _slot_setter(name: str) -> Callable[[Entry, object], None]:
@@ -327,19 +331,20 @@ def decode_message_from(buf: bytes, offset: int) -> tuple[Message, int]:
         snapshot = None
         if has_snapshot:
             snapshot, offset = _decode_snapshot_from(buf, offset)
+        # Positional arguments: measurably faster than keywords for this 12-field dataclass.
         msg = Message(
-            type=_MESSAGE_TYPES[kind],
-            to=to,
-            from_=from_,
-            term=term,
-            log_term=log_term,
-            index=index,
-            entries=tuple(entries),
-            commit=commit,
-            snapshot=snapshot,
-            reject=bool(reject),
-            reject_hint=reject_hint,
-            context=context,
+            _MESSAGE_TYPES[kind],
+            to,
+            from_,
+            term,
+            log_term,
+            index,
+            tuple(entries),
+            commit,
+            snapshot,
+            bool(reject),
+            reject_hint,
+            context,
         )
     except (struct.error, KeyError) as exc:
         raise CodecError(f"bad message: {exc}") from None

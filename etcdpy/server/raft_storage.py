@@ -65,12 +65,14 @@ class DurableRaftStorage:
         cluster_id: int,
         *,
         segment_size: int = DEFAULT_SEGMENT_SIZE,
+        unsafe_no_fsync: bool = False,
     ) -> tuple[DurableRaftStorage, HardState, bool]:
         """Open the member's raft storage, or create it if there is no WAL yet.
 
         Returns the storage, the persisted hard state and whether it existed. On an existing
         directory the ids recorded in the WAL win; a non-zero ``node_id`` / ``cluster_id`` that
-        differs from them raises ``MemberMismatchError``.
+        differs from them raises ``MemberMismatchError``. ``unsafe_no_fsync`` (etcd's
+        ``--unsafe-no-fsync``) skips the WAL's fsyncs: for tests and benchmarks only.
         """
         waldir = wal_dir(data_dir)
         snapdir = snap_dir(data_dir)
@@ -83,7 +85,7 @@ class DurableRaftStorage:
 
         snap = snapshotter.load_newest_available(snapshot_markers(waldir))
         marker = (snap.metadata.index, snap.metadata.term) if snap is not None else None
-        wal = WAL.open(waldir, marker, segment_size=segment_size)
+        wal = WAL.open(waldir, marker, segment_size=segment_size, unsafe_no_fsync=unsafe_no_fsync)
         try:
             metadata, hard_state, entries = wal.read_all()
             stored_node, stored_cluster = _METADATA.unpack(metadata)

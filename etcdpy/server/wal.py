@@ -126,7 +126,6 @@ def _lock(fd: int, path: Path) -> None:
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-        os.close(fd)
         raise WalLockedError(f"wal: {path} is locked by another process") from None
 
 
@@ -149,9 +148,12 @@ class _Segment:
 class WAL:
     """An open write-ahead log. Build it with ``WAL.create`` or ``WAL.open``."""
 
-    def __init__(self, dir_path: Path, segments: list[_Segment], segment_size: int) -> None:
+    def __init__(
+        self, dir_path: Path, segments: list[_Segment], segment_size: int, no_fsync: bool
+    ) -> None:
         self.dir = dir_path
         self.segment_size = segment_size
+        self._no_fsync = no_fsync
         self._segments = segments  # held segments, oldest first; the last one is written
         self._offset = 0  # write offset in the tail segment
         self._crc = 0  # chain CRC after the last record written
@@ -167,7 +169,12 @@ class WAL:
 
     @classmethod
     def create(
-        cls, dir_path: Path, metadata: bytes, *, segment_size: int = DEFAULT_SEGMENT_SIZE
+        cls,
+        dir_path: Path,
+        metadata: bytes,
+        *,
+        segment_size: int = DEFAULT_SEGMENT_SIZE,
+        unsafe_no_fsync: bool = False,
     ) -> WAL:
         """Create a new log holding ``metadata`` and an empty snapshot marker (0, 0).
 
@@ -177,25 +184,31 @@ class WAL:
         dir_path = Path(dir_path)
         if _segment_names(dir_path):
             raise WalExistsError(f"wal: {dir_path} already holds a log")
+        if dir_path.exists() and any(dir_path.iterdir()):
+            raise WalError(f"wal: {dir_path} is not empty; its files are not ours to delete")
         tmp = dir_path.with_name(dir_path.name + ".tmp")
         if tmp.exists():
             shutil.rmtree(tmp)
         tmp.mkdir(parents=True)
         name = segment_name(0, 0)
         fd = os.open(tmp / name, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
-        _lock(fd, tmp / name)
-        wal = cls(dir_path, [_Segment(0, 0, name, fd)], segment_size)
+        wal = cls(dir_path, [_Segment(0, 0, name, fd)], segment_size, unsafe_no_fsync)
+        try:
+            _lock(fd, tmp / name)
+            os.posix_fallocate(fd, 0, segment_size)
+            parts: list[bytes] = []
+            frame_crc_record(parts, 0)
+            crc = frame_record(parts, RecordType.METADATA, metadata, 0)
+            crc = frame_record(parts, RecordType.SNAPSHOT, SNAPSHOT_MARKER.pack(0, 0), crc)
+            wal._append(parts, crc, sync=True)
+            if dir_path.exists():
+                os.rmdir(dir_path)  # empty, checked above
+            os.rename(tmp, dir_path)
+            wal._fsync_dir(dir_path.parent)
+        except BaseException:
+            os.close(fd)
+            raise
         wal._metadata = metadata
-        os.posix_fallocate(fd, 0, segment_size)
-        parts: list[bytes] = []
-        frame_crc_record(parts, 0)
-        crc = frame_record(parts, RecordType.METADATA, metadata, 0)
-        crc = frame_record(parts, RecordType.SNAPSHOT, SNAPSHOT_MARKER.pack(0, 0), crc)
-        wal._append(parts, crc, sync=True)
-        if dir_path.exists():
-            shutil.rmtree(dir_path)  # an empty or segment-less leftover
-        os.rename(tmp, dir_path)
-        _fsync_dir(dir_path.parent)
         wal._ready = True
         return wal
 
@@ -206,6 +219,7 @@ class WAL:
         snapshot_marker: SnapshotMarker | None,
         *,
         segment_size: int = DEFAULT_SEGMENT_SIZE,
+        unsafe_no_fsync: bool = False,
     ) -> WAL:
         """Open the log for reading from ``snapshot_marker`` (None: from the beginning), then
         writing. Call ``read_all`` before anything else."""
@@ -216,13 +230,16 @@ class WAL:
         try:
             for seq, index, name in names:
                 fd = os.open(dir_path / name, os.O_RDWR)
-                _lock(fd, dir_path / name)
                 segments.append(_Segment(seq, index, name, fd))
+                _lock(fd, dir_path / name)
         except BaseException:
             for segment in segments:
                 os.close(segment.fd)
             raise
-        wal = cls(dir_path, segments, segment_size)
+        # We hold the locks now, so a *.wal.tmp is a segment a crash left half made.
+        for stale in dir_path.glob("*.wal.tmp"):
+            stale.unlink(missing_ok=True)
+        wal = cls(dir_path, segments, segment_size, unsafe_no_fsync)
         wal._start = start
         return wal
 
@@ -307,7 +324,7 @@ class WAL:
         size = max(old_size, self.segment_size)
         if size > self._offset:
             os.posix_fallocate(fd, self._offset, size - self._offset)
-        os.fsync(fd)
+        self._fsync(fd)
 
     # -- writing ------------------------------------------------------------------------------
 
@@ -344,7 +361,7 @@ class WAL:
 
     def sync(self) -> None:
         self._check_writable()
-        os.fdatasync(self._segments[-1].fd)
+        self._fdatasync(self._segments[-1].fd)
 
     def _append(self, parts: list[bytes], crc: int, sync: bool) -> None:
         fd = self._segments[-1].fd
@@ -352,7 +369,7 @@ class WAL:
         try:
             _write_all(fd, data, self._offset)
             if sync:
-                os.fdatasync(fd)
+                self._fdatasync(fd)
         except BaseException as exc:
             # What reached the file is unknown now; refuse to write after it.
             self._failed = exc
@@ -366,15 +383,21 @@ class WAL:
         The new file is prepared under a temporary name (CRC, metadata, hard state), fsynced and
         renamed, so that a segment under its final name always starts with a valid head.
         """
+        try:
+            self._start_next_segment()
+        except BaseException as exc:
+            self._failed = exc  # the tail may be truncated or the new file half made
+            raise
+
+    def _start_next_segment(self) -> None:
         tail = self._segments[-1]
         os.ftruncate(tail.fd, self._offset)
-        os.fsync(tail.fd)
+        self._fsync(tail.fd)
         seq = tail.seq + 1
         index = self._last_index + 1
         name = segment_name(seq, index)
         tmp_path = self.dir / (name + ".tmp")
-        with contextlib.suppress(FileNotFoundError):
-            tmp_path.unlink()
+        tmp_path.unlink(missing_ok=True)
         fd = os.open(tmp_path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
         try:
             _lock(fd, tmp_path)
@@ -383,21 +406,32 @@ class WAL:
             frame_crc_record(parts, self._crc)
             crc = frame_record(parts, RecordType.METADATA, self._metadata, self._crc)
             if self._state != EMPTY_HARD_STATE:
-                crc = frame_record(
-                    parts, RecordType.HARD_STATE, encode_hard_state(self._state), crc
-                )
+                state = encode_hard_state(self._state)
+                crc = frame_record(parts, RecordType.HARD_STATE, state, crc)
             data = b"".join(parts)
             _write_all(fd, data, 0)
-            os.fdatasync(fd)
+            self._fdatasync(fd)
             os.rename(tmp_path, self.dir / name)
-            _fsync_dir(self.dir)
-        except BaseException as exc:
+            self._fsync_dir(self.dir)
+        except BaseException:
             os.close(fd)
-            self._failed = exc
             raise
         self._segments.append(_Segment(seq, index, name, fd))
         self._offset = len(data)
         self._crc = crc
+
+    # Durability barriers; skipped with unsafe_no_fsync (tests, simulations: never production).
+    def _fdatasync(self, fd: int) -> None:
+        if not self._no_fsync:
+            os.fdatasync(fd)
+
+    def _fsync(self, fd: int) -> None:
+        if not self._no_fsync:
+            os.fsync(fd)
+
+    def _fsync_dir(self, path: Path) -> None:
+        if not self._no_fsync:
+            _fsync_dir(path)
 
     def _check_writable(self) -> None:
         if self._closed:
@@ -436,7 +470,7 @@ class WAL:
             path.unlink()
             removed.append(path)
         if removed:
-            _fsync_dir(self.dir)
+            self._fsync_dir(self.dir)
         return removed
 
     # -- closing ------------------------------------------------------------------------------
@@ -445,7 +479,7 @@ class WAL:
         if self._closed:
             return
         if self._segments and self._ready and self._failed is None:
-            os.fdatasync(self._segments[-1].fd)
+            self._fdatasync(self._segments[-1].fd)
         for segment in self._segments:
             os.close(segment.fd)
         self._segments = []

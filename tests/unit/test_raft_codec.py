@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 
 import pytest
 from hypothesis import given
@@ -152,3 +153,35 @@ def test_huge_conf_state_count_is_rejected_without_allocating() -> None:
     buf[0:4] = (2**32 - 1).to_bytes(4, "little")
     with pytest.raises(codec.CodecError, match="truncated"):
         codec.decode_conf_state(bytes(buf))
+
+
+@pytest.mark.parametrize(
+    ("cls", "names"),
+    [
+        (Entry, ["term", "index", "type", "data"]),
+        (HardState, ["term", "vote", "commit"]),
+        (ConfState, ["voters", "learners", "voters_outgoing", "learners_next", "auto_leave"]),
+        (SnapshotMetadata, ["conf_state", "index", "term"]),
+        (Snapshot, ["data", "metadata"]),
+        (
+            Message,
+            [
+                "type",
+                "to",
+                "from_",
+                "term",
+                "log_term",
+                "index",
+                "entries",
+                "commit",
+                "snapshot",
+                "reject",
+                "reject_hint",
+                "context",
+            ],
+        ),
+    ],
+)
+def test_codec_covers_every_field(cls: type, names: list[str]) -> None:
+    # A field added to a raft type must be added to its encoding too; this test is the reminder.
+    assert [f.name for f in dataclasses.fields(cls)] == names

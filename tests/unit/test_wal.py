@@ -16,6 +16,7 @@ from etcdpy.server.wal import (
     SnapshotMismatchError,
     SnapshotNotFoundError,
     WalCorruptionError,
+    WalError,
     WalExistsError,
     WalLockedError,
     WalNotFoundError,
@@ -39,14 +40,14 @@ def wal_dir(tmp_path: Path) -> Path:
     return tmp_path / "member" / "wal"
 
 
-def create(wal_dir: Path) -> WAL:
-    return WAL.create(wal_dir, META, segment_size=SEGMENT)
+def create(wal_dir: Path, no_fsync: bool = False) -> WAL:
+    return WAL.create(wal_dir, META, segment_size=SEGMENT, unsafe_no_fsync=no_fsync)
 
 
 def reopen(
-    wal_dir: Path, marker: tuple[int, int] | None = None
+    wal_dir: Path, marker: tuple[int, int] | None = None, no_fsync: bool = False
 ) -> tuple[WAL, bytes, HardState, list[Entry]]:
-    wal = WAL.open(wal_dir, marker, segment_size=SEGMENT)
+    wal = WAL.open(wal_dir, marker, segment_size=SEGMENT, unsafe_no_fsync=no_fsync)
     try:
         meta, hs, ents = wal.read_all()
     except BaseException:
@@ -56,9 +57,9 @@ def reopen(
 
 
 def read_back(
-    wal_dir: Path, marker: tuple[int, int] | None = None
+    wal_dir: Path, marker: tuple[int, int] | None = None, no_fsync: bool = False
 ) -> tuple[HardState, list[Entry]]:
-    wal, meta, hs, ents = reopen(wal_dir, marker)
+    wal, meta, hs, ents = reopen(wal_dir, marker, no_fsync)
     wal.close()
     assert meta == META
     return hs, ents
@@ -88,6 +89,26 @@ def test_create_refuses_an_existing_log(wal_dir: Path) -> None:
     create(wal_dir).close()
     with pytest.raises(WalExistsError):
         create(wal_dir)
+
+
+def test_create_uses_an_empty_directory_but_never_deletes_foreign_files(wal_dir: Path) -> None:
+    wal_dir.mkdir(parents=True)
+    create(wal_dir).close()
+    assert read_back(wal_dir) == (HardState(), [])
+    other = wal_dir.parent / "other"
+    other.mkdir()
+    (other / "keep.txt").write_text("not a wal")
+    with pytest.raises(WalError, match="not empty"):
+        WAL.create(other, META)
+    assert (other / "keep.txt").exists()
+
+
+def test_open_removes_a_half_made_segment(wal_dir: Path) -> None:
+    create(wal_dir).close()
+    stale = wal_dir / (segment_name(1, 1) + ".tmp")
+    stale.write_bytes(b"partial")
+    assert read_back(wal_dir) == (HardState(), [])
+    assert not stale.exists()
 
 
 def test_appending_after_reopen_continues_the_log(wal_dir: Path) -> None:
@@ -169,14 +190,14 @@ def test_torn_tail_at_every_byte_is_cut_off(wal_dir: Path) -> None:
     pristine = path.read_bytes()
     for cut in range(bounds[1], bounds[3]):
         path.write_bytes(pristine[:cut])  # the file ends inside a record
-        wal, _, _, ents = reopen(wal_dir)
+        wal, _, _, ents = reopen(wal_dir, no_fsync=True)
         expected = [entry(i, size=size) for i in (1, 2, 3) if bounds[i] <= cut]
         assert ents == expected, cut
         # The log goes on from the recovered prefix.
         next_index = len(expected) + 1
         wal.save(None, [entry(next_index, term=2)], sync=True)
         wal.close()
-        assert read_back(wal_dir)[1] == [*expected, entry(next_index, term=2)], cut
+        assert read_back(wal_dir, no_fsync=True)[1] == [*expected, entry(next_index, term=2)], cut
 
 
 def test_torn_sectors_in_preallocated_space_are_cut_off(wal_dir: Path) -> None:
@@ -190,7 +211,7 @@ def test_torn_sectors_in_preallocated_space_are_cut_off(wal_dir: Path) -> None:
         torn = pristine[:cut] + bytes(len(pristine) - cut)
         assert len(torn) == SEGMENT
         path.write_bytes(torn)
-        _, ents = read_back(wal_dir)
+        _, ents = read_back(wal_dir, no_fsync=True)
         assert ents == [entry(1, size=size), entry(2, size=size)], cut
 
 
@@ -227,7 +248,7 @@ def test_flipped_byte_in_the_middle_is_an_error(wal_dir: Path) -> None:
     for offset in range(0, bounds[2]):  # every byte of every record before the last one
         path.write_bytes(flipped(pristine, offset))
         with pytest.raises(WalCorruptionError):
-            read_back(wal_dir)
+            read_back(wal_dir, no_fsync=True)
     path.write_bytes(pristine)
     assert len(read_back(wal_dir)[1]) == 3
 
