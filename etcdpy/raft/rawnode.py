@@ -1,0 +1,176 @@
+"""The application's handle on a raft node: inputs in, ``Ready`` batches out.
+
+``RawNode`` does no I/O and runs no thread; the application drives it (see ``Ready`` for the
+order of duties). Between ``ready()`` and ``advance()`` the application must not call ``ready()``
+again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from etcdpy.raft.config import Config
+from etcdpy.raft.errors import RaftError, StepLocalMsgError, StepPeerNotFoundError
+from etcdpy.raft.raft import CampaignType, Raft
+from etcdpy.raft.status import Status, get_status
+from etcdpy.raft.types import (
+    EMPTY_HARD_STATE,
+    NONE,
+    ConfChange,
+    ConfChangeSingle,
+    ConfChangeType,
+    ConfState,
+    Entry,
+    EntryType,
+    HardState,
+    Message,
+    MessageType,
+    Ready,
+    SnapshotStatus,
+    SoftState,
+)
+from etcdpy.raft.util import is_local_msg, is_response_msg, must_sync
+
+MT = MessageType
+
+
+class RawNode:
+    def __init__(self, config: Config) -> None:
+        self.raft = Raft(config)
+        self._prev_soft_state: SoftState = self.raft.soft_state()
+        self._prev_hard_state: HardState = self.raft.hard_state()
+
+    def bootstrap(self, peers: Sequence[int]) -> None:
+        """Start a new cluster: one committed ADD_NODE entry per peer, at term 1."""
+        if not peers:
+            raise RaftError("must provide at least one peer to Bootstrap")
+        r = self.raft
+        if r.raft_log.storage.last_index() != 0:
+            raise RaftError("can't bootstrap a nonempty Storage")
+        # The first Ready then carries the hard state too.
+        self._prev_hard_state = EMPTY_HARD_STATE
+        r._become_follower(1, NONE)
+        changes = [
+            ConfChange(changes=(ConfChangeSingle(ConfChangeType.ADD_NODE, peer),)) for peer in peers
+        ]
+        ents = [
+            Entry(term=1, index=i + 1, type=EntryType.CONF_CHANGE, data=cc.encode())
+            for i, cc in enumerate(changes)
+        ]
+        r.raft_log.append(ents)
+        # The entries are committed, and applied here, so the node can campaign at once. The
+        # application sees and applies them again in the first Ready (adding a member twice is
+        # harmless).
+        r.raft_log.committed = len(ents)
+        for cc in changes:
+            r.apply_conf_change(cc)
+
+    # --- inputs --------------------------------------------------------------------------------
+
+    def tick(self) -> None:
+        self.raft.tick()
+
+    def campaign(self) -> None:
+        self.raft.step(Message(type=MT.HUP))
+
+    def propose(self, data: bytes) -> None:
+        r = self.raft
+        r.step(Message(type=MT.PROP, from_=r.id, entries=(Entry(data=data),)))
+
+    def propose_conf_change(self, cc: ConfChange) -> None:
+        r = self.raft
+        ent = Entry(type=EntryType.CONF_CHANGE, data=cc.encode())
+        r.step(Message(type=MT.PROP, from_=r.id, entries=(ent,)))
+
+    def apply_conf_change(self, cc: ConfChange) -> ConfState:
+        return self.raft.apply_conf_change(cc)
+
+    def step(self, msg: Message) -> None:
+        if is_local_msg(msg.type):
+            raise StepLocalMsgError()
+        if msg.from_ in self.raft.prs.progress or not is_response_msg(msg.type):
+            self.raft.step(msg)
+            return
+        raise StepPeerNotFoundError()
+
+    def read_index(self, ctx: bytes) -> None:
+        self.raft.step(Message(type=MT.READ_INDEX, entries=(Entry(data=ctx),)))
+
+    def transfer_leader(self, to: int) -> None:
+        self.raft.step(Message(type=MT.TRANSFER_LEADER, from_=to))
+
+    def report_unreachable(self, node_id: int) -> None:
+        self.raft.step(Message(type=MT.UNREACHABLE, from_=node_id))
+
+    def report_snapshot(self, node_id: int, status: SnapshotStatus) -> None:
+        reject = status == SnapshotStatus.FAILURE
+        self.raft.step(Message(type=MT.SNAP_STATUS, from_=node_id, reject=reject))
+
+    # --- outputs -------------------------------------------------------------------------------
+
+    def has_ready(self) -> bool:
+        r = self.raft
+        if r.read_heartbeat_owed or r.msgs or r.read_states:
+            return True
+        if r.soft_state() != self._prev_soft_state:
+            return True
+        hs = r.hard_state()
+        if not hs.is_empty() and hs != self._prev_hard_state:
+            return True
+        log = r.raft_log
+        snap = log.unstable.snapshot
+        if snap is not None and not snap.is_empty():
+            return True
+        return bool(log.unstable.entries) or log.has_next_ents()
+
+    def ready(self) -> Ready:
+        r = self.raft
+        r.flush_read_heartbeats()
+        log = r.raft_log
+        soft = r.soft_state()
+        hard = r.hard_state()
+        prev_hard = self._prev_hard_state
+        entries = tuple(log.unstable.entries)
+        rd = Ready(
+            soft_state=soft if soft != self._prev_soft_state else None,
+            hard_state=hard if hard != prev_hard else None,
+            read_states=tuple(r.read_states),
+            entries=entries,
+            snapshot=log.unstable.snapshot,
+            committed_entries=tuple(log.next_ents()) if log.has_next_ents() else (),
+            messages=tuple(r.msgs),
+            must_sync=must_sync(hard, prev_hard, len(entries)),
+        )
+        # Accept the Ready: its messages and read states belong to the application now.
+        self._prev_soft_state = soft
+        r.msgs = []
+        r.read_states = []
+        return rd
+
+    def advance(self, rd: Ready) -> None:
+        if rd.hard_state is not None and not rd.hard_state.is_empty():
+            self._prev_hard_state = rd.hard_state
+        applied = 0
+        if rd.committed_entries:
+            applied = rd.committed_entries[-1].index
+        elif rd.snapshot is not None and rd.snapshot.metadata.index > 0:
+            applied = rd.snapshot.metadata.index
+        self.raft.advance(
+            applied,
+            rd.committed_entries,
+            rd.entries[-1] if rd.entries else None,
+            rd.snapshot.metadata.index if rd.snapshot is not None else 0,
+        )
+
+    def status(self) -> Status:
+        return get_status(self.raft)
+
+    # Convenience for the application and tests.
+
+    @property
+    def id(self) -> int:
+        return self.raft.id
+
+    def campaign_now(self) -> None:
+        """Campaign without PreVote (as a leader transfer does)."""
+        self.raft.hup(CampaignType.ELECTION)
