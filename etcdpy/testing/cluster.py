@@ -44,6 +44,7 @@ from etcdpy.testing.simnet import NetFaults, SimNetwork
 from etcdpy.testing.simnode import Checkers, NodeOptions, ReadCtx, SimNode
 
 PROBE_CLIENT = 0  # the liveness probe writes as this client; workload clients are 1..n
+PROBE_KEY = 255  # outside the keys the workload uses
 
 
 def conf_members(cs: ConfState) -> list[int]:
@@ -479,6 +480,7 @@ class Simulation:
             return
         kind = self.rand.randrange(4)
         net = self.net
+        net.heal()  # a new partition replaces the previous one
         if kind == 0:
             victim = self.rand.choice(ids)
             net.isolate(victim, ids)
@@ -618,7 +620,7 @@ class Simulation:
         lead = self.leader()
         if lead is not None and lead.raft is not None:
             self._probe_request += 1
-            data = WriteOp(PROBE_CLIENT, self._probe_request, 0, 0).encode()
+            data = WriteOp(PROBE_CLIENT, self._probe_request, PROBE_KEY, 0).encode()
             try:
                 lead.raft.propose(data)
                 self._dirty.add(lead.id)

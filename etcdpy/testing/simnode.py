@@ -14,7 +14,7 @@ from __future__ import annotations
 import random
 import struct
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 from etcdpy.raft.config import Config
@@ -27,9 +27,11 @@ from etcdpy.raft.types import (
     Entry,
     EntryType,
     Message,
+    MessageType,
     Ready,
     ReadState,
     Snapshot,
+    SnapshotMetadata,
     StateType,
 )
 from etcdpy.testing.checkers import (
@@ -260,7 +262,22 @@ class SimNode:
     def _send(self, messages: Sequence[Message]) -> None:
         send = self.host.send
         for m in messages:
+            if m.type == MessageType.SNAP:
+                m = self._merged_snapshot(m)
             send(m)
+
+    def _merged_snapshot(self, m: Message) -> Message:
+        """Send the state as of now, not raft's stored snapshot (as etcd's server does).
+
+        The stored snapshot may predate the recipient's membership, and a node ignores a
+        snapshot whose configuration does not include it.
+        """
+        index = self.applied
+        if m.snapshot is not None and m.snapshot.metadata.index >= index:
+            return m
+        meta = SnapshotMetadata(self.conf_state, index, self.storage.term(index))
+        self.checkers.state_machine.on_state(self.id, index, self.sm.digest())
+        return replace(m, snapshot=Snapshot(self.sm.encode(), meta))
 
     def _term_at(self, index: int) -> int | None:
         if index == 0:
