@@ -62,7 +62,7 @@ def summarize(
         ok=ok,
         errors=errors,
         seconds=round(seconds, 6),
-        rps=round((ok + errors) / seconds, 1) if seconds > 0 else 0.0,
+        rps=round(ok / seconds, 1) if seconds > 0 else 0.0,  # successful requests only
         p50_ms=round(percentile(latencies, 0.50) * 1000, 3),
         p90_ms=round(percentile(latencies, 0.90) * 1000, 3),
         p99_ms=round(percentile(latencies, 0.99) * 1000, 3),
