@@ -86,15 +86,25 @@ WORKLOADS = [
 ]  # fmt: skip
 RSS_NAME = f"RSS after {RSS_KEYS:,} keys of {VALUE_SIZE} B"
 
+CPU_SUFFIX = ", server CPU"
 Results = dict[str, dict[str, float | str]]  # workload -> target -> number or "skipped: why"
 
 
 def _bench(server: Server, argv: list[str]) -> dict[str, float]:
     args = parse_args(["--endpoints", server.endpoint, *argv])
+    cpu_before = server.cpu_seconds()
     summary = run_benchmark(args)
+    server_cpu = server.cpu_seconds() - cpu_before
     if summary.errors:
         print(f"  ({summary.errors} errors: {summary.error_codes})", file=sys.stderr)
-    return {"p50_ms": summary.p50_ms, "rps": summary.rps, "errors": summary.errors}
+    requests = max(1, summary.ok + summary.errors)
+    return {
+        "p50_ms": summary.p50_ms,
+        "rps": summary.rps,
+        "errors": summary.errors,
+        "server_cpu_us": round(server_cpu * 1e6 / requests, 1),
+        "client_cpu_us": summary.client_cpu_us_per_req,
+    }
 
 
 def _put_range_key(server: Server) -> None:
@@ -117,9 +127,12 @@ def _measure_target(target: str, scale: float, workdir: Path, results: Results) 
         for w in WORKLOADS:
             print(f"{target}: {w.name}", file=sys.stderr)
             try:
-                results.setdefault(w.name, {})[target] = _bench(server, w.argv(scale))[w.metric]
+                figures = _bench(server, w.argv(scale))
             except RuntimeError as exc:
                 results.setdefault(w.name, {})[target] = f"failed: {exc}"
+                continue
+            results.setdefault(w.name, {})[target] = figures[w.metric]
+            results.setdefault(w.name + CPU_SUFFIX, {})[target] = figures["server_cpu_us"]
     finally:
         server.stop()
     _measure_rss(target, workdir, results)
@@ -156,11 +169,10 @@ def _cell(value: float | str | None) -> str:
         return "-"
     if isinstance(value, str):
         return "skipped"
-    return f"{value:,.1f}" if value >= 100 else f"{value:.3f}"
+    return f"{value:,.1f}" if value >= 10 else f"{value:.3f}"
 
 
-def format_results(results: Results) -> str:
-    units = {w.name: w.unit for w in WORKLOADS} | {RSS_NAME: "MiB"}
+def _table(results: Results, units: dict[str, str]) -> list[str]:
     header = ("workload", "unit", "etcd", "null", "etcdpy", "etcdpy/etcd", "etcdpy/null")
     rows = [header]
     for name, unit in units.items():
@@ -177,7 +189,14 @@ def format_results(results: Results) -> str:
         for r in rows
     ]
     lines.insert(1, "-" * len(lines[0]))
-    return "\n".join(lines)
+    return lines
+
+
+def format_results(results: Results) -> str:
+    """The figures table, then the server's CPU time per request for each workload."""
+    figures = {w.name: w.unit for w in WORKLOADS} | {RSS_NAME: "MiB"}
+    cpu = {w.name + CPU_SUFFIX: "us/req" for w in WORKLOADS}
+    return "\n".join([*_table(results, figures), "", *_table(results, cpu)])
 
 
 def main(argv: list[str] | None = None) -> int:

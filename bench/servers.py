@@ -59,6 +59,10 @@ class Server:
                     os.kill(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()
 
+    def cpu_seconds(self) -> float:
+        """User + system CPU time used so far by the process and its live descendants."""
+        return sum(_cpu_of(pid) for pid in [self.proc.pid, *_descendants(self.proc.pid)])
+
     def rss_bytes(self) -> int:
         return sum(_rss_of(pid) for pid in [self.proc.pid, *_descendants(self.proc.pid)])
 
@@ -71,6 +75,15 @@ def _rss_of(pid: int) -> int:
     except OSError:
         pass
     return 0
+
+
+def _cpu_of(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    # after the command name: state is field 3, utime and stime are fields 14 and 15
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _descendants(root: int) -> list[int]:

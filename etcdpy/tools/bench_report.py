@@ -35,6 +35,7 @@ class Summary:
     error_codes: dict[str, int] = field(default_factory=dict)
     txn_succeeded: int = 0
     txn_failed: int = 0
+    client_cpu_us_per_req: float = 0.0  # the generator's own CPU cost (is it the bottleneck?)
 
     def json_line(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -52,6 +53,7 @@ def summarize(
     procs: int,
     txn_succeeded: int = 0,
     txn_failed: int = 0,
+    client_cpu_seconds: float = 0.0,
 ) -> Summary:
     latencies.sort()
     ok = len(latencies)
@@ -62,7 +64,7 @@ def summarize(
         ok=ok,
         errors=errors,
         seconds=round(seconds, 6),
-        rps=round((ok + errors) / seconds, 1) if seconds > 0 else 0.0,
+        rps=round(ok / seconds, 1) if seconds > 0 else 0.0,  # successful requests only
         p50_ms=round(percentile(latencies, 0.50) * 1000, 3),
         p90_ms=round(percentile(latencies, 0.90) * 1000, 3),
         p99_ms=round(percentile(latencies, 0.99) * 1000, 3),
@@ -73,6 +75,7 @@ def summarize(
         error_codes=dict(sorted(error_codes.items())),
         txn_succeeded=txn_succeeded,
         txn_failed=txn_failed,
+        client_cpu_us_per_req=round(client_cpu_seconds * 1e6 / max(1, ok + errors), 1),
     )
 
 
@@ -88,6 +91,7 @@ def format_table(s: Summary) -> str:
         ("latency p99", f"{s.p99_ms:.3f} ms"),
         ("latency max", f"{s.max_ms:.3f} ms"),
     ]
+    rows.append(("client CPU/req", f"{s.client_cpu_us_per_req:.1f} us"))
     if s.op == "txn-put":
         rows.append(("txn succeeded", str(s.txn_succeeded)))
         rows.append(("txn failed", str(s.txn_failed)))

@@ -58,6 +58,7 @@ class WorkerResult:
     txn_failed: int
     started: float  # time.perf_counter() (CLOCK_MONOTONIC, shared by all processes)
     finished: float
+    cpu_seconds: float = 0.0  # CPU this process spent generating the load
     failure: str = ""  # set when the process could not run at all
 
 
@@ -204,6 +205,7 @@ async def _drive(plan: WorkerPlan, stubs: list[rpc_pb2_grpc.KVStub], progress: A
         done[0] += since_report
         progress[plan.index] = done[0]
 
+    cpu_before = time.process_time()
     started = clock()
     await asyncio.gather(*(client(n) for n in range(plan.clients)))
     finished = clock()
@@ -216,6 +218,7 @@ async def _drive(plan: WorkerPlan, stubs: list[rpc_pb2_grpc.KVStub], progress: A
         txn_failed=txn_outcome[1],
         started=started,
         finished=finished,
+        cpu_seconds=time.process_time() - cpu_before,
     )
 
 

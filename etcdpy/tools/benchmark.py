@@ -222,6 +222,7 @@ def _combine(
         procs=len(plans),
         txn_succeeded=sum(r.txn_succeeded for r in results),
         txn_failed=sum(r.txn_failed for r in results),
+        client_cpu_seconds=sum(r.cpu_seconds for r in results),
     )
 
 
