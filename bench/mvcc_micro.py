@@ -19,13 +19,18 @@ def main() -> None:
     ap.add_argument("--ops", type=int, default=100_000)
     ap.add_argument("--per-batch", type=int, default=100, help="txns per LMDB commit")
     ap.add_argument("--value-size", type=int, default=256)
+    ap.add_argument("--sync-each-commit", action="store_true", help="fdatasync every commit")
     args = ap.parse_args()
     rng = random.Random(1)
     keys = [b"/registry/pods/default/pod-%08d" % i for i in range(args.keys)]
     value = rng.randbytes(args.value_size)
 
     with tempfile.TemporaryDirectory() as d:
-        store = KVStore(Backend(f"{d}/member/snap/db", map_size=4 * 1024**3))
+        store = KVStore(
+            Backend(
+                f"{d}/member/snap/db", map_size=4 * 1024**3, sync_each_commit=args.sync_each_commit
+            )
+        )
 
         t0 = time.perf_counter()
         n = 0

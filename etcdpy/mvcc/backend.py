@@ -25,6 +25,9 @@ One write transaction is open at a time: :meth:`Backend.batch` opens it, nested 
 calls share it, and the outermost exit commits (or aborts when an exception escapes). This
 is how one Ready's committed entries cost one LMDB commit.
 
+Other processes may open the same file with ``readonly=True`` (the writer must have created
+it): they read committed states without blocking the writer.
+
 Not thread-safe: one thread drives a Backend.
 """
 

@@ -190,8 +190,12 @@ class KVStore:
         # A compaction may have removed every revision up to it.
         self._current_rev = max(current, self._compact_rev, scheduled)
         if scheduled > 0 and scheduled > self._compact_rev:
-            # The last compaction was cut short by a crash: finish it.
-            self.compact(scheduled)
+            if self._b.readonly:
+                # The writer is still compacting: refuse reads below its revision.
+                self._compact_rev = scheduled
+            else:
+                # The last compaction was cut short by a crash: finish it.
+                self.compact(scheduled)
 
     # -- reads ---------------------------------------------------------------------------
 
@@ -601,7 +605,11 @@ class TxnWrite:
         return deleted
 
     def end(self) -> list[Event]:
-        """Publish the changes (one new revision if any) and return their events in order."""
+        """Publish the changes (one new revision if any) and return their events in order.
+
+        Unlike etcd's store events, these carry ``prev_kv`` whenever there was one (the store
+        read it anyway); the watch layer drops it for watchers that did not ask for it.
+        """
         if self._ended:
             return self._events
         s = self._s

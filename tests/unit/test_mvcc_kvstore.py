@@ -500,13 +500,13 @@ while True:
 
 def test_kill_9_loses_no_committed_batch(tmp_path: Path) -> None:
     path = db_path(tmp_path)
-    proc = subprocess.Popen(
+    with subprocess.Popen(
         [sys.executable, "-c", CRASH_WRITER, path], stdout=subprocess.PIPE, text=True
-    )
-    assert proc.stdout is not None
-    reported = [int(proc.stdout.readline()) for _ in range(30)]
-    proc.kill()  # SIGKILL, in the middle of some later batch
-    proc.wait()
+    ) as proc:
+        assert proc.stdout is not None
+        reported = [int(proc.stdout.readline()) for _ in range(30)]
+        proc.kill()  # SIGKILL, in the middle of some later batch
+        proc.wait()
     s = KVStore(Backend(path, map_size=64 * 1024**2))
     ci = s.consistent_index
     assert ci >= reported[-1]
