@@ -269,7 +269,7 @@ class Applier:
                 rev = op.request_range.revision
                 if rev > self.kv.current_revision:
                     raise errors.FutureRev()
-                if rev and rev <= self.kv.compact_revision:
+                if rev and rev < self.kv.compact_revision:
                     raise errors.Compacted()
             elif which == "request_put":
                 put = op.request_put
