@@ -983,7 +983,8 @@ class Raft:
             self._become_follower(self.term + 1, NONE)
             return False
         cs = meta.conf_state
-        if self.id not in cs.voters and self.id not in cs.learners:
+        members = (cs.voters, cs.learners, cs.voters_outgoing, cs.learners_next)
+        if not any(self.id in ids for ids in members):
             self._trace(f"{self.id:x} attempted to restore snapshot but it is not in the ConfState")
             return False
         if self.raft_log.match_term(meta.index, meta.term):
