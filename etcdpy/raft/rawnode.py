@@ -7,6 +7,7 @@ again.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 
 from etcdpy.raft.config import Config
@@ -94,13 +95,11 @@ class RawNode:
         if is_local_msg(msg.type):
             raise StepLocalMsgError()
         if msg.from_ in self.raft.prs.progress or not is_response_msg(msg.type):
-            try:
+            # A proposal forwarded to us that we cannot take (we lost the leadership on the
+            # way, or a transfer is under way) is dropped, as etcd's node does; the proposer's
+            # client times out and retries.
+            with contextlib.suppress(ProposalDroppedError):
                 self.raft.step(msg)
-            except ProposalDroppedError:
-                # A proposal forwarded to us that we cannot take (we lost the leadership on
-                # the way, or a transfer is under way): dropped, as etcd's node does; the
-                # proposer's client times out and retries.
-                pass
             return
         raise StepPeerNotFoundError()
 

@@ -29,9 +29,13 @@ def _check_safety(net: Network, leaders_by_term: dict[int, int]) -> None:
 def _stable_leader(net: Network) -> int | None:
     top = max(net.term(i) for i in net.nodes)
     for i in sorted(net.nodes):
-        if net.state(i) == StateType.LEADER and net.term(i) == top:
-            if all(net.raft(j).lead == i for j in net.nodes):
-                return i
+        r = net.raft(i)
+        if (
+            r.state == StateType.LEADER
+            and r.term == top
+            and all(net.raft(j).lead == i for j in net.nodes)
+        ):
+            return i
     return None
 
 
