@@ -7,7 +7,6 @@ again.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Sequence
 
 from etcdpy.raft.config import Config
@@ -98,8 +97,10 @@ class RawNode:
             # A proposal forwarded to us that we cannot take (we lost the leadership on the
             # way, or a transfer is under way) is dropped, as etcd's node does; the proposer's
             # client times out and retries.
-            with contextlib.suppress(ProposalDroppedError):
+            try:
                 self.raft.step(msg)
+            except ProposalDroppedError:
+                return
             return
         raise StepPeerNotFoundError()
 
