@@ -85,7 +85,8 @@ def _apply(node: RawNode, s: MemoryStorage, rd: Ready) -> None:
 
 
 def test_bootstrap_requires_empty_storage_and_peers() -> None:
-    """Bootstrapping is for a new cluster only: an existing log must not be overwritten."""
+    """Thesis §4.1 (bootstrapping): a new cluster starts from an initial configuration; doing so
+    on an existing log would overwrite persistent state (Figure 2: "log[]" is persistent)."""
     with pytest.raises(RaftError):
         _node(MemoryStorage()).bootstrap([])
     s = memory_storage([1], entries=[Entry(term=1, index=1)])
@@ -94,8 +95,9 @@ def test_bootstrap_requires_empty_storage_and_peers() -> None:
 
 
 def test_ready_reports_only_changes() -> None:
-    """Ready carries the hard state and soft state only when they changed, and nothing is left
-    once it has been advanced (the application persists only what is new)."""
+    """Figure 2: "Persistent state on all servers: (Updated on stable storage before responding
+    to RPCs)" — the Ready carries the hard state when it changed, asks for an fsync before the
+    vote request goes out, and is empty once advanced."""
     s = memory_storage([1, 2])
     node = _node(s, pre_vote=False)
     assert not node.has_ready()
@@ -116,8 +118,9 @@ def test_ready_reports_only_changes() -> None:
 
 
 def test_restart_does_not_reapply() -> None:
-    """A restarted node gets back its hard state and log from storage, and with Config.applied
-    only the committed entries after it are delivered again."""
+    """Figure 2: currentTerm, votedFor and log[] are persistent, lastApplied is volatile — a
+    restarted node gets them back from storage, and with Config.applied only the committed
+    entries after it are delivered again."""
     s = memory_storage([1], entries=[Entry(term=1, index=i, data=b"%d" % i) for i in (1, 2, 3)])
     s.set_hard_state(HardState(term=1, vote=1, commit=3))
     node = _node(s, applied=2)
@@ -128,8 +131,9 @@ def test_restart_does_not_reapply() -> None:
 
 
 def test_step_rejects_local_messages_and_unknown_peers() -> None:
-    """Local-only messages never come from the network, and a response from a node outside the
-    configuration is refused (etcd's ErrStepLocalMsg / ErrStepPeerNotFound)."""
+    """Thesis §4.2.3: a server outside the configuration must not affect the cluster — a
+    response from such a node is refused (etcd's ErrStepPeerNotFound), and local-only messages
+    never come from the network (ErrStepLocalMsg)."""
     node = _node(memory_storage([1, 2]))
     with pytest.raises(StepLocalMsgError):
         node.step(Message(type=MT.HUP))
@@ -138,8 +142,9 @@ def test_step_rejects_local_messages_and_unknown_peers() -> None:
 
 
 def test_forwarded_proposal_without_leader_is_dropped_silently() -> None:
-    """A proposal forwarded by a follower to a node that lost the leadership meanwhile is dropped
-    (the client retries); it is not an error of the receiving application."""
+    """§8: "If the leader crashes ... the client will retry the command with a new leader" — a
+    proposal forwarded to a node that lost the leadership meanwhile is dropped silently (the
+    client retries); it is not an error of the receiving application."""
     node = _node(memory_storage([1, 2]))
     node.step(Message(type=MT.PROP, from_=2, to=1, entries=(Entry(data=b"x"),)))
     assert not node.has_ready()
@@ -158,7 +163,8 @@ def test_config_validation() -> None:
 
 
 def test_status_of_leader_has_progress() -> None:
-    """The status shows the leader's view of every member's replication (match, next)."""
+    """Figure 2: "Volatile state on leaders: nextIndex[] ... matchIndex[]" — the status shows the
+    leader's view of every member's replication."""
     s = memory_storage([1, 2])
     node = _node(s, pre_vote=False)
     node.campaign()
@@ -174,7 +180,8 @@ def test_status_of_leader_has_progress() -> None:
 
 
 def test_logger_receives_trace() -> None:
-    """The optional trace sink sees the role changes (for the simulator's --verbose)."""
+    """§5.2 role changes ("it becomes leader") are reported to the optional trace sink (used by
+    the simulator's --verbose)."""
     lines: list[str] = []
     node = _node(memory_storage([1]), logger=lines.append)
     node.campaign()
