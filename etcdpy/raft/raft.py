@@ -86,6 +86,7 @@ class Raft:
         self.prs = ProgressTracker(c.max_inflight_msgs)
         self.state = StateType.FOLLOWER
         self.is_learner = False
+        self.sole_voter = False  # we are the only voter (of both halves, if joint)
         self.lead = NONE
         # Set while a leader transfer is in progress (proposals are dropped meanwhile).
         self.lead_transferee = NONE
@@ -362,8 +363,10 @@ class Raft:
             return False
         li = self.raft_log.append(stamped)
         self.prs.progress[self.id].maybe_update(li)
-        # A single voter commits at once.
-        self.maybe_commit()
+        # Followers never hold more than our log, so a new entry of ours can only commit at once
+        # when we are the only voter; otherwise the followers' answers commit it.
+        if self.sole_voter:
+            self.maybe_commit()
         return True
 
     def _increase_uncommitted_size(self, entries: Sequence[Entry]) -> bool:
@@ -983,7 +986,8 @@ class Raft:
             self._become_follower(self.term + 1, NONE)
             return False
         cs = meta.conf_state
-        if self.id not in cs.voters and self.id not in cs.learners:
+        members = (cs.voters, cs.learners, cs.voters_outgoing, cs.learners_next)
+        if not any(self.id in ids for ids in members):
             self._trace(f"{self.id:x} attempted to restore snapshot but it is not in the ConfState")
             return False
         if self.raft_log.match_term(meta.index, meta.term):
@@ -1016,6 +1020,7 @@ class Raft:
         """Adopt a new configuration; a leader commits and replicates under the new quorum."""
         self.prs.config = cfg
         self.prs.progress = prs
+        self.sole_voter = cfg.voters.ids() == {self.id}
         self._trace(f"{self.id:x} switched to configuration {cfg}")
         cs = self.prs.conf_state()
         pr = self.prs.progress.get(self.id)

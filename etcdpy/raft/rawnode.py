@@ -10,8 +10,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from etcdpy.raft.config import Config
-from etcdpy.raft.errors import RaftError, StepLocalMsgError, StepPeerNotFoundError
-from etcdpy.raft.raft import CampaignType, Raft
+from etcdpy.raft.errors import (
+    ProposalDroppedError,
+    RaftError,
+    StepLocalMsgError,
+    StepPeerNotFoundError,
+)
+from etcdpy.raft.raft import Raft
 from etcdpy.raft.status import Status, get_status
 from etcdpy.raft.types import (
     EMPTY_HARD_STATE,
@@ -89,7 +94,13 @@ class RawNode:
         if is_local_msg(msg.type):
             raise StepLocalMsgError()
         if msg.from_ in self.raft.prs.progress or not is_response_msg(msg.type):
-            self.raft.step(msg)
+            # A proposal forwarded to us that we cannot take (we lost the leadership on the
+            # way, or a transfer is under way) is dropped, as etcd's node does; the proposer's
+            # client times out and retries.
+            try:
+                self.raft.step(msg)
+            except ProposalDroppedError:
+                return
             return
         raise StepPeerNotFoundError()
 
@@ -182,7 +193,3 @@ class RawNode:
     @property
     def id(self) -> int:
         return self.raft.id
-
-    def campaign_now(self) -> None:
-        """Campaign without PreVote (as a leader transfer does)."""
-        self.raft.hup(CampaignType.ELECTION)

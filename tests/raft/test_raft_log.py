@@ -35,7 +35,8 @@ def test_storage_term() -> None:
 
 
 def test_storage_entries_and_size_limit() -> None:
-    """The storage returns [lo, hi) cut by size, but always at least one entry."""
+    """Thesis §10.2.1 (batching): entries travel in batches, here [lo, hi) cut by size, but
+    always at least one entry so that progress is possible."""
     ms = _storage((3, 3), (4, 4), (5, 5), (6, 6))
     with pytest.raises(CompactedError):
         ms.entries(3, 5)
@@ -121,8 +122,9 @@ def test_log_find_conflict_by_term() -> None:
 
 
 def test_unstable_stable_to_ignores_replaced_entries() -> None:
-    """The application may persist entries that a new leader has meanwhile replaced; marking
-    them stable must not drop the replacements (their term differs)."""
+    """§5.3: "the leader handles inconsistencies by forcing the followers' logs to duplicate its
+    own" — entries may be replaced while the application persists the old ones; marking those
+    stable must not drop the replacements (their term differs)."""
     log = RaftLog(MemoryStorage())
     log.append(_ents((1, 1), (2, 1)))
     log.append(_ents((2, 2)))
@@ -133,7 +135,8 @@ def test_unstable_stable_to_ignores_replaced_entries() -> None:
 
 
 def test_log_next_ents_respects_size_limit() -> None:
-    """Committed entries go to the application in batches of at most the configured size."""
+    """§5.3: "Once a follower learns that a log entry is committed, it applies the entry to its
+    local state machine (in log order)" — here in batches of at most the configured size."""
     ms = MemoryStorage()
     ms.append([Entry(index=i, term=1, data=b"x" * 84) for i in range(1, 11)])
     log = RaftLog(ms, max_next_ents_size=250)

@@ -244,7 +244,9 @@ def test_max_uncommitted_entries_size_drops_proposals() -> None:
 
 
 def test_single_large_proposal_is_accepted_when_nothing_is_uncommitted() -> None:
-    """etcd's rule: the uncommitted limit never blocks a proposal when nothing is uncommitted."""
+    """§5.3: "the leader appends the command to its log as a new entry" — etcd's uncommitted
+    limit (a guard not in the paper) never blocks a proposal when nothing is uncommitted, so a
+    single large command always gets through."""
     net = Network([1, 2, 3], max_uncommitted_entries_size=10)
     net.campaign(1)
     net.nodes[1].propose(b"z" * 100)

@@ -163,8 +163,9 @@ def test_report_snapshot_through_rawnode() -> None:
 
 
 def test_no_snapshot_to_inactive_follower() -> None:
-    """etcd's rule: a snapshot is only sent to a follower that was recently active, so a dead
-    follower does not cost a snapshot every heartbeat."""
+    """§7: "the leader must occasionally send snapshots to followers that lag behind" — but, by
+    etcd's rule, only to a follower that was recently active, so a dead follower does not cost
+    a snapshot every heartbeat."""
     s = memory_storage([1, 2])
     s.apply_snapshot(
         Snapshot(metadata=SnapshotMetadata(conf_state=ConfState(voters=(1, 2)), index=11, term=11))
