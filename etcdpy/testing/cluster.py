@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import heapq
 import random
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -133,7 +134,8 @@ class Simulation:
         self._dirty: set[int] = set()
         self._healed_at: int | None = None
         self._probe_request = 0
-        self._probe_done_at: int | None = None
+        self._probe_index: int | None = None  # where the first liveness probe committed
+        self._probe_done_at: int | None = None  # when a quorum of the voters applied it
         self._cc_pending_until = 0
         self._restart_token: dict[int, int] = {}
         self._next_id = sc.size + 1
@@ -180,8 +182,8 @@ class Simulation:
 
     def on_write_applied(self, node: SimNode, op: WriteOp, entry: Entry) -> None:
         if op.client == PROBE_CLIENT:
-            if op.request == self._probe_request and self._probe_done_at is None:
-                self._probe_done_at = self.now
+            if self._probe_index is None:
+                self._probe_index = entry.index
                 self.checkers.durability.on_ack(entry.index, entry.term)
                 self.log(f"liveness probe committed at {entry.index} (n{node.id})")
             return
@@ -190,9 +192,7 @@ class Simulation:
         if cur is None or cur.kind != WRITE or cur.request != op.request:
             return
         self.checkers.durability.on_ack(entry.index, entry.term)
-        self.history.append(
-            Op(client.id, WRITE, cur.key, cur.value, cur.invoke, self._rank_next())
-        )
+        self.history.append(Op(client.id, WRITE, cur.key, cur.value, cur.invoke, self._rank_next()))
         self.stats.acked_writes += 1
         self.log(f"client {client.id} write k{cur.key}={cur.value} ok at {entry.index}")
         self._client_done(client)
@@ -222,17 +222,25 @@ class Simulation:
         self.joined.update(members)
         for nid in sorted(self.joined):
             n = self.nodes.get(nid)
-            if n is not None and nid not in members and not n.removed:
-                self.log(f"n{nid} removed from the cluster, stops")
-                n.stop()
-                self.net.drop_to(nid)
+            if n is not None and nid not in members and not n.removed and not n.leaving:
+                # As etcd's server: a removed member stops a second (10 ticks) later, which
+                # lets a removed leader tell the others that its removal is committed.
+                n.leaving = True
+                self.log(f"n{nid} removed from the cluster, stops in 10 ticks")
+                self.after_ticks(10, self._stop_node(n))
+
+    def _stop_node(self, node: SimNode) -> Callable[[], None]:
+        def stop() -> None:
+            self.log(f"n{node.id} stops")
+            node.stop()
+            self.net.drop_to(node.id)
+
+        return stop
 
     # -- set-up ------------------------------------------------------------------------------
 
     def _new_node(self, nid: int, peers: tuple[int, ...]) -> SimNode:
-        node = SimNode(
-            nid, self, self.checkers, self.rand, self.options, peers, self._node_trace()
-        )
+        node = SimNode(nid, self, self.checkers, self.rand, self.options, peers, self._node_trace())
         self.nodes[nid] = node
         node.start()
         self._schedule_tick(node)
@@ -264,6 +272,13 @@ class Simulation:
         except Violation as v:
             violation = v
             self.log(f"VIOLATION {v}")
+        except Exception as e:  # a crash of the raft core (or the driver) is a finding too
+            where = traceback.extract_tb(e.__traceback__)[-1]
+            violation = Violation(
+                "exception",
+                f"{type(e).__name__}: {e} (at {where.filename}:{where.lineno} {where.name})",
+            )
+            self.log(f"VIOLATION {violation}")
         return RunResult(
             self.seed,
             self.scenario,
@@ -290,6 +305,8 @@ class Simulation:
         settle = sc.settle_ticks * TICK
         while True:
             self._step()
+            if self._probe_index is not None and self._probe_done_at is None:
+                self._check_probe_applied(self._probe_index)
             if self._probe_done_at is not None and self.now >= self._probe_done_at + settle:
                 break
             if self.now > deadline:
@@ -302,6 +319,16 @@ class Simulation:
         assert self._healed_at is not None and self._probe_done_at is not None
         self.stats.liveness_ticks = (self._probe_done_at - self._healed_at) // TICK
         self._final_checks()
+
+    def _check_probe_applied(self, index: int) -> None:
+        """Liveness is reached when a quorum of the current configuration applied the probe
+        (a commit in the configuration the cluster is leaving would not show it can go on)."""
+        applied = [n.id for n in self._sorted_nodes() if n.alive and n.applied >= index]
+        for voters in (self.conf.voters, self.conf.voters_outgoing):
+            if voters and sum(1 for v in voters if v in applied) <= len(voters) // 2:
+                return
+        self._probe_done_at = self.now
+        self.log(f"liveness: probe applied by {applied}")
 
     def _step(self) -> None:
         """Advance to the next instant and run everything due then."""
@@ -573,11 +600,15 @@ class Simulation:
         for lid in learners:
             options.append((ConfChangeSingle(add, lid),))
             options.append((ConfChangeSingle(remove, lid),))
-        if len(voters) > 1:
-            for vid in voters:
+        # A removed voter stops soon after; raft applies a configuration only once it knows
+        # the change committed, so the voters that stay must still be a quorum of the
+        # configuration they leave, or they may never learn it (the two-member hazard of
+        # etcd's raft README). Hence: remove voters only from three or more.
+        for vid in voters if len(voters) > 1 else []:
+            options.append((ConfChangeSingle(learner, vid),))  # demote: it keeps running
+            if len(voters) >= 3:
                 options.append((ConfChangeSingle(remove, vid),))
-                options.append((ConfChangeSingle(learner, vid),))  # demote
-        if len(voters) > 1 and (learners or room):
+        if len(voters) >= 3 and (learners or room):
             joint_in = (
                 ConfChangeSingle(add, learners[0]) if learners else ConfChangeSingle(add, new)
             )

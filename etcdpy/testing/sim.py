@@ -1,8 +1,11 @@
 """Run the cluster simulator over many seeds, or replay one seed with a readable trace.
 
-    python -m etcdpy.testing.sim --seeds 1000            # seeds 0..999, last line "N seeds, 0 violations"
+    python -m etcdpy.testing.sim --seeds 1000            # seeds 0..999
     python -m etcdpy.testing.sim --seed 42 --verbose     # replay seed 42, printing the trace
     python -m etcdpy.testing.sim --seed 42 --trace-hash  # print the trace's sha256 only
+
+The last line of a many-seed run is exactly ``N seeds, V violations``; the exit status is 1 when
+V > 0, and each violation prints its seed, its checker and the command that replays it.
 
 Each seed picks the cluster size (1, 3 or 5), the fault mix and the membership changes (see
 :class:`etcdpy.testing.scenario.Scenario`); the run itself is
@@ -71,7 +74,9 @@ def _summarize(args: tuple[int, bool]) -> SeedSummary:
     )
 
 
-def run_seeds(seeds: Sequence[int], workers: int = 1, unsafe: bool = False) -> Iterator[SeedSummary]:
+def run_seeds(
+    seeds: Sequence[int], workers: int = 1, unsafe: bool = False
+) -> Iterator[SeedSummary]:
     """Summaries in seed order (workers only change the speed, never the results)."""
     jobs = [(s, unsafe) for s in seeds]
     if workers <= 1:
@@ -88,7 +93,9 @@ def _replay_command(seed: int, unsafe: bool) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m etcdpy.testing.sim", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(
+        prog="python -m etcdpy.testing.sim", description=__doc__.split("\n")[0]
+    )
     p.add_argument("--seeds", type=int, default=None, help="run seeds 0..N-1")
     p.add_argument("--first-seed", type=int, default=0, help="start --seeds at this seed")
     p.add_argument("--seed", type=int, default=None, help="run this one seed")
@@ -109,8 +116,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         r = run_seed(args.seed, trace=sink, hash_trace=True, unsafe_send_before_persist=unsafe)
         st = r.stats
         print(
-            f"seed {r.seed}: {r.scenario.size} nodes, {r.end_tick} ticks, {st.leaders} leaderships, "
-            f"{st.crashes} crashes, {st.partitions} partitions, {st.conf_changes} conf changes, "
+            f"seed {r.seed}: {r.scenario.size} nodes, {r.end_tick} ticks, "
+            f"{st.leaders} leaderships, {st.crashes} crashes, {st.partitions} partitions, "
+            f"{st.conf_changes} conf changes, "
             f"{st.acked_writes} acked writes, {st.reads} reads, {st.unknown_writes} unknown, "
             f"liveness {st.liveness_ticks} ticks"
         )

@@ -11,6 +11,7 @@ to show that its durability checks catch a node that acknowledges what it has no
 
 from __future__ import annotations
 
+import contextlib
 import random
 import struct
 from collections.abc import Callable, Sequence
@@ -28,8 +29,8 @@ from etcdpy.raft.types import (
     EntryType,
     Message,
     MessageType,
-    Ready,
     ReadState,
+    Ready,
     Snapshot,
     SnapshotMetadata,
     StateType,
@@ -113,6 +114,7 @@ class SimNode:
         self.disk = SimDisk()
         self.alive = False
         self.removed = False
+        self.leaving = False  # removed from the configuration, about to stop
         self.raft: RawNode | None = None
         self.storage = MemoryStorage()
         self.sm = KVStateMachine()
@@ -189,8 +191,7 @@ class SimNode:
             # after it, raft must see those entries again, so restart it from the snapshot
             # and let the loop skip what the application already holds.
             replay = any(
-                e.type == EntryType.CONF_CHANGE and snap_index < e.index <= app.applied
-                for e in log
+                e.type == EntryType.CONF_CHANGE and snap_index < e.index <= app.applied for e in log
             )
             raft_applied = snap_index if replay else app.applied
         else:
@@ -228,10 +229,8 @@ class SimNode:
     def step(self, msg: Message) -> None:
         if self.raft is None:
             return
-        try:
+        with contextlib.suppress(RaftError):  # e.g. a response from a removed member
             self.raft.step(msg)
-        except RaftError:
-            pass  # e.g. a response from a node that is no longer a member
 
     # -- the application loop ----------------------------------------------------------------
 
@@ -244,7 +243,9 @@ class SimNode:
                 self._persist(rd)
             else:
                 self._persist(rd)
-                if rd.must_sync:
+                # A snapshot is always synced (etcd's snapshotter and WAL do): must_sync only
+                # covers entries, term and vote, and the reply to a snapshot claims its index.
+                if rd.must_sync or (rd.snapshot is not None and not rd.snapshot.is_empty()):
                     self.disk.fsync()
                 self._send(rd.messages)
             if rd.soft_state is not None:
