@@ -9,6 +9,7 @@ to front-end processes later without changing the core.
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import time
 from collections.abc import Sequence
@@ -27,8 +28,6 @@ from etcdpy.raft.config import Config as RaftConfig
 from etcdpy.raft.errors import ProposalDroppedError
 from etcdpy.raft.rawnode import RawNode
 from etcdpy.raft.types import (
-    ConfChange,
-    ConfChangeType,
     Entry,
     EntryType,
     Message,
@@ -38,13 +37,9 @@ from etcdpy.raft.types import (
     StateType,
 )
 from etcdpy.server.applier import Applier, Response, apply_range
+from etcdpy.server.cluster_runtime import ClusterRuntime
 from etcdpy.server.idgen import RequestIdGenerator
-from etcdpy.server.membership import (
-    Cluster,
-    Member,
-    bootstrap_members,
-    compute_cluster_id,
-)
+from etcdpy.server.membership import Cluster
 from etcdpy.server.raft_node import RaftNode
 from etcdpy.server.raft_storage import DurableRaftStorage
 from etcdpy.server.read_index import LinearizableReads
@@ -82,10 +77,15 @@ class EtcdServer:
         self.kv = KVStore(self.backend)
         self.applier = Applier(self.kv)
 
-        self._init_membership()
+        # -- cluster: membership, ids, snapshot backend (etcdpy.server.cluster_runtime) --
+        self.cluster_runtime = ClusterRuntime(self)
+        await self.cluster_runtime.init_membership()
         self.storage, hard_state, existed = DurableRaftStorage.open_or_create(
             self.data_dir, self.member_id, self.cluster.cluster_id
         )
+        self._restore_interrupted_snapshot()
+        self.cluster_runtime.check_not_removed()
+        # -- end cluster --
         # Raft re-delivers every committed entry after the snapshot: the conf changes among them
         # rebuild raft's membership; KV entries the backend already has are skipped by index.
         self.applied_index = self.storage.snapshot.metadata.index if self.storage.snapshot else 0
@@ -104,13 +104,14 @@ class EtcdServer:
             pre_vote=True,
         )
         node = RawNode(raft_config)
-        if not existed:
+        if not existed and self.config.initial_cluster_state == "new":
             node.bootstrap(sorted(self.cluster.members))
         self._ids = RequestIdGenerator(self.member_id, time.time_ns() // 1_000_000)
         self.raft = RaftNode(node, self, tick_seconds=heartbeat_ms / 1000.0)
         self.reads = LinearizableReads(self._request_read_index, self._applied)
         self._campaign_when_applied = len(self.cluster.members) == 1
         self.raft.start()
+        await self.cluster_runtime.start()
         self.raft.kick()
         log.info(
             "etcdpy member started",
@@ -121,32 +122,12 @@ class EtcdServer:
 
     async def stop(self) -> None:
         self._stopped = True
+        await self.cluster_runtime.stop()
         await self.raft.stop()
         self._wait.fail_all(errors.Stopped())
         self.reads.fail_all(errors.Stopped())
         self.storage.close()
         self.backend.close()
-
-    def _init_membership(self) -> None:
-        with self.backend.read() as tx:
-            stored = [Member.from_json(v) for _k, v in tx.items(MEMBERS_BUCKET)]
-        if stored:
-            members = stored
-        else:
-            initial = {name: [str(u) for u in urls] for name, urls in self.config.cluster.items()}
-            members = bootstrap_members(initial, self.config.initial_cluster_token)
-            with self.backend.batch() as tx:
-                for m in members:
-                    tx.put(MEMBERS_BUCKET, m.id.to_bytes(8, "big"), m.to_json())
-        mine = [m for m in members if m.name == self.config.name]
-        if not mine:
-            raise errors.MemberNotFound()
-        self.member_id = mine[0].id
-        self.cluster = Cluster(compute_cluster_id(m.id for m in members))
-        for member in members:
-            self.cluster.add(member)
-        client_urls = [str(u) for u in self.config.advertise_client_urls]
-        self.cluster.set_client_urls(self.member_id, client_urls)
 
     # -- the seam used by the API layer --------------------------------------------------
 
@@ -178,6 +159,8 @@ class EtcdServer:
         return result
 
     async def linearizable_read(self) -> None:
+        if self.cluster_runtime.no_leader_for_long():
+            raise errors.NoLeader()
         try:
             await asyncio.wait_for(self.reads.wait(), self._request_timeout)
         except TimeoutError:
@@ -218,7 +201,7 @@ class EtcdServer:
             raftTerm=st.hard_state.term,
             raftAppliedIndex=self.applied_index,
             dbSizeInUse=self.backend.size_in_use(),
-            isLearner=False,
+            isLearner=self._is_learner(),
         )
         self.fill_header(resp.header)
         return resp
@@ -230,50 +213,55 @@ class EtcdServer:
 
     def stage(self, rd: Ready) -> None:
         self.storage.stage(rd)
+        if rd.snapshot is not None and not rd.snapshot.is_empty():
+            self.cluster_runtime.restore_snapshot(rd.snapshot)
         if rd.hard_state is not None:
             self.raft_term = rd.hard_state.term
             self.commit_index = rd.hard_state.commit
 
     def send(self, messages: Sequence[Message]) -> None:
-        pass  # one member: nothing to send; the peer transport comes with clusters
+        self.cluster_runtime.send(messages)
 
     def apply(self, entries: Sequence[Entry]) -> None:
         results: list[tuple[int, Response]] = []
+        runtime = self.cluster_runtime
         with self.kv.batch():
             for entry in entries:
                 if entry.index <= self.applied_index:
                     continue
                 if entry.type == EntryType.CONF_CHANGE:
-                    self._apply_conf_change(entry)  # raft needs it even when replayed
+                    # raft needs it even when replayed; membership only when new
+                    runtime.apply_conf_change(entry, entry.index <= self.kv.consistent_index)
                 elif entry.data and entry.index > self.kv.consistent_index:
                     req = internalpb.InternalRaftRequest.FromString(entry.data)
-                    results.append((req.header.ID, self.applier.apply(req, entry.index)))
+                    if req.HasField("cluster_member_attr_set"):
+                        runtime.apply_attr_set(req.cluster_member_attr_set)
+                        results.append((req.header.ID, None))
+                    else:
+                        results.append((req.header.ID, self.applier.apply(req, entry.index)))
                 if self.kv.consistent_index < entry.index:
                     self.kv.set_consistent_index(entry.index)
                 self.applied_index = entry.index
         for request_id, result in results:
             self._wait.resolve(request_id, result)
         self._applied.advance(self.applied_index)
+        runtime.maybe_snapshot()
         if self._campaign_when_applied:
             # A cluster of one need not wait an election timeout; raft refuses to campaign
             # until the bootstrap conf changes are applied, i.e. after this Ready's advance.
             self._campaign_when_applied = False
             asyncio.get_running_loop().call_soon(self._campaign)
 
-    def _apply_conf_change(self, entry: Entry) -> None:
-        cc = ConfChange.decode(entry.data)
-        self.raft.node.apply_conf_change(cc)
-        for change in cc.changes:
-            if change.type == ConfChangeType.REMOVE_NODE:
-                self.cluster.remove(change.node_id)
-
     def on_read_states(self, read_states: Sequence[ReadState]) -> None:
         self.reads.on_read_states(read_states)
 
     def on_soft_state(self, soft_state: SoftState) -> None:
-        if soft_state.lead != self.leader_id:
+        old = self.leader_id
+        if soft_state.lead != old:
             log.info("leader changed", leader=f"{soft_state.lead:x}")
         self.leader_id = soft_state.lead
+        if soft_state.lead != old:
+            self.cluster_runtime.on_leader_change(old, soft_state.lead)
         self.role = soft_state.raft_state
 
     def _campaign(self) -> None:
@@ -284,3 +272,58 @@ class EtcdServer:
     def _request_read_index(self, ctx: bytes) -> None:
         self.raft.node.read_index(ctx)
         self.raft.kick()
+
+    # -- helpers for the cluster side (etcdpy.server.cluster_runtime / cluster_ops) -------
+
+    @property
+    def request_timeout(self) -> float:
+        return self._request_timeout
+
+    def next_request_id(self) -> int:
+        return self._ids.next()
+
+    def register_waiter(self, request_id: int) -> asyncio.Future[Any]:
+        return self._wait.register(request_id)
+
+    def cancel_waiter(self, request_id: int) -> None:
+        self._wait.cancel(request_id)
+
+    def resolve_waiter(self, request_id: int, result: Any) -> None:
+        self._wait.resolve(request_id, result)
+
+    def fail_waiters(self, exc: errors.EtcdError) -> None:
+        """No leader for an election timeout: waiting requests get etcd's answer for it."""
+        self._wait.fail_all(exc)
+        self.reads.fail_all(exc)
+
+    def _is_learner(self) -> bool:
+        me = self.cluster.members.get(self.member_id)
+        return me is not None and me.is_learner
+
+    def replace_backend(self, db_path: Path) -> None:
+        """Swap in a backend file received with a raft snapshot (its state is at least as new
+        as the snapshot's index; entries it already holds are skipped by consistent index)."""
+        self._swap_backend_file(db_path)
+        index = self.storage.snapshot.metadata.index if self.storage.snapshot else 0
+        self.applied_index = max(self.applied_index, index, self.kv.consistent_index)
+        self._applied.advance(self.applied_index)
+
+    def _restore_interrupted_snapshot(self) -> None:
+        """A crash between saving a received snapshot and swapping in its backend: finish."""
+        snap = self.storage.snapshot
+        if snap is None or snap.metadata.index <= self.kv.consistent_index:
+            return
+        path = self.cluster_runtime.snapshot_db_path(snap.metadata.index)
+        if path.exists():
+            self._swap_backend_file(path)
+            self.cluster_runtime.reload_membership()
+
+    def _swap_backend_file(self, db_path: Path) -> None:
+        db_file = self.data_dir / "member" / "snap" / "db"
+        map_size = self.backend.map_size
+        self.kv.close()
+        self.backend.close()
+        os.replace(db_path, db_file)
+        self.backend = Backend(db_file, map_size=map_size)
+        self.kv = KVStore(self.backend)
+        self.applier = Applier(self.kv)

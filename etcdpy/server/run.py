@@ -54,6 +54,7 @@ async def _serve(config: ServerConfig) -> int:
         stop.set()
 
     server.raft.on_fatal = on_fatal
+    server.cluster_runtime.on_removed_stop = stop.set  # a removed member stops itself
     await stop.wait()
     log.info("stopping", grace_seconds=SHUTDOWN_GRACE_SECONDS)
     await grpc_server.stop(SHUTDOWN_GRACE_SECONDS)
