@@ -372,7 +372,7 @@ class PeerTransport:
                 writer.write(_frame(REJECT, REJECT_REMOVED.encode()))
                 await writer.drain()
                 return
-            await self._receive(reader, writer)
+            await self._receive(from_id, reader, writer)
         except (OSError, ConnectionError, asyncio.IncompleteReadError):
             pass
         except Exception as exc:  # a bad frame must not take the member down
@@ -381,11 +381,17 @@ class PeerTransport:
             self._inbound.discard(writer)
             writer.close()
 
-    async def _receive(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _receive(
+        self, from_id: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
         handler = self.handler
         while True:
             kind, payload = await _read_frame(reader)
             if kind == MSGS:
+                if from_id and handler.is_removed(from_id):  # removed while connected
+                    writer.write(_frame(REJECT, REJECT_REMOVED.encode()))
+                    await writer.drain()
+                    return
                 handler.on_messages(decode_messages(payload))
             elif kind == SNAP_HEAD:
                 await self._receive_snapshot(payload, reader, writer)

@@ -80,7 +80,9 @@ class ProcessCluster:
     ) -> ProcessCluster:
         names = [f"m{i}" for i in range(size)]
         ports = [(free_port(), free_port()) for _ in names]
-        initial = ",".join(f"{n}=http://127.0.0.1:{p[1]}" for n, p in zip(names, ports, strict=True))
+        initial = ",".join(
+            f"{n}=http://127.0.0.1:{p[1]}" for n, p in zip(names, ports, strict=True)
+        )
         members = [
             ClusterMember(
                 name=name,
@@ -159,7 +161,9 @@ class ProcessCluster:
             time.sleep(0.05)
         raise TimeoutError("the cluster agrees on no leader")
 
-    def add_member(self, tmp: Path, name: str, extra_args: list[str] | None = None) -> ClusterMember:
+    def add_member(
+        self, tmp: Path, name: str, extra_args: list[str] | None = None
+    ) -> ClusterMember:
         """A member process to start with --initial-cluster-state existing (not started)."""
         peer = free_port()
         initial = ",".join(
