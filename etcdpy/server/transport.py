@@ -29,7 +29,7 @@ import json
 import os
 import struct
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Final, Protocol
 
@@ -243,20 +243,49 @@ class _Peer:
             await self.task
 
 
+class FaultFile:
+    """Fault injection for tests: the file named by ``ETCDPY_PEER_FAULTS_FILE`` lists, one per
+    line in hex, the members this one cannot talk to (a network partition). Re-read often."""
+
+    POLL_SECONDS: Final = 0.05
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.blocked: frozenset[int] = frozenset()
+
+    def read(self) -> None:
+        try:
+            with open(self.path) as f:
+                text = f.read()
+        except OSError:
+            text = ""
+        self.blocked = frozenset(int(line, 16) for line in text.split() if line)
+
+    async def watch(self) -> None:
+        while True:
+            self.read()
+            await asyncio.sleep(self.POLL_SECONDS)
+
+
 class PeerTransport:
     def __init__(self, member_id: int, cluster_id: int, handler: PeerHandler) -> None:
         self.member_id = member_id
         self.cluster_id = cluster_id
         self.handler = handler
+        faults_path = os.environ.get("ETCDPY_PEER_FAULTS_FILE")
+        self.faults = FaultFile(faults_path) if faults_path else None
+        self._faults_task: asyncio.Task[None] | None = None
         self._peers: dict[int, _Peer] = {}
         self._servers: list[asyncio.Server] = []
         self._snap_tasks: set[asyncio.Task[None]] = set()
         self._inbound: set[asyncio.StreamWriter] = set()
-        self.on_peer_set_changed: Callable[[], None] | None = None
 
     # -- lifecycle --------------------------------------------------------------------------
 
     async def listen(self, urls: Sequence[str]) -> None:
+        if self.faults is not None:
+            self.faults.read()
+            self._faults_task = asyncio.create_task(self.faults.watch())
         for url in urls:
             host, port = _host_port(url)
             server = await asyncio.start_server(
@@ -265,6 +294,8 @@ class PeerTransport:
             self._servers.append(server)
 
     async def stop(self) -> None:
+        if self._faults_task is not None:
+            self._faults_task.cancel()
         for server in self._servers:
             server.close()
         for writer in list(self._inbound):
@@ -304,6 +335,8 @@ class PeerTransport:
 
     def send(self, messages: Sequence[Message]) -> None:
         by_peer: dict[int, list[Message]] = {}
+        if self.faults is not None and self.faults.blocked:
+            messages = [m for m in messages if m.to not in self.faults.blocked]
         for msg in messages:
             if msg.type == MessageType.SNAP:
                 self._send_snapshot(msg)
@@ -392,6 +425,8 @@ class PeerTransport:
                     writer.write(_frame(REJECT, REJECT_REMOVED.encode()))
                     await writer.drain()
                     return
+                if self.faults is not None and from_id in self.faults.blocked:
+                    continue
                 handler.on_messages(decode_messages(payload))
             elif kind == SNAP_HEAD:
                 await self._receive_snapshot(payload, reader, writer)
