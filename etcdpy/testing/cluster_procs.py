@@ -115,10 +115,14 @@ class ProcessCluster:
         return [m.endpoint for m in self.members]
 
     def start(self) -> ProcessCluster:
-        for m in self.members:
-            m.start(wait=False)
-        for m in self.members:
-            m.wait_ready()
+        try:
+            for m in self.members:
+                m.start(wait=False)
+            for m in self.members:
+                m.wait_ready()
+        except BaseException:
+            self.stop()  # never leave a half-started cluster behind
+            raise
         return self
 
     def stop(self) -> None:
