@@ -13,6 +13,7 @@ import pytest
 from etcdpy.pb.etcdserverpb import rpc_pb2 as pb
 from etcdpy.pb.etcdserverpb import rpc_pb2_grpc
 from etcdpy.testing.cluster_procs import ClusterMember, ProcessCluster
+from etcdpy.testing.processes import free_port
 from tests.tools import Etcdctl
 
 pytestmark = pytest.mark.integration
@@ -193,3 +194,20 @@ def test_without_a_leader_writes_fail_with_no_leader(tmp_path: Path) -> None:
         assert time.monotonic() - started < 15
         out = _ctl(lone).run("get", "k", "--command-timeout=3s", check=False)
         assert out.returncode != 0
+
+
+def test_member_update_changes_peer_urls_everywhere(cluster: ProcessCluster) -> None:
+    ctl = _ctl(*cluster.members)
+    member = cluster.members[2]
+    member_id = _hex(member.status()[0])
+    moved = f"http://127.0.0.1:{free_port()}"
+    try:
+        out = ctl.out("member", "update", member_id, f"--peer-urls={moved}")
+        assert "updated in cluster" in out
+        for other in cluster.members:
+            _eventually(lambda o=other: moved in _ctl(o).out("member", "list"))
+        out2 = ctl.run("member", "update", "1234", f"--peer-urls={moved}", check=False)
+        assert "etcdserver: member not found" in out2.stderr
+    finally:
+        ctl.out("member", "update", member_id, f"--peer-urls={member.peer_url}")
+    assert member.peer_url in ctl.out("member", "list")
