@@ -54,6 +54,10 @@ MIN_MAP_BYTES = 64 * 1024**2
 MAX_GAP_BETWEEN_APPLY_AND_COMMIT = 5000
 
 
+def _raft_trace(text: str) -> None:
+    log.info("raft", trace=text)
+
+
 class EtcdServer:
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
@@ -102,6 +106,8 @@ class EtcdServer:
             applied=self.applied_index,
             check_quorum=True,
             pre_vote=True,
+            # ETCDPY_RAFT_TRACE=1 logs the raft core's trace (elections, votes) for debugging.
+            logger=_raft_trace if os.environ.get("ETCDPY_RAFT_TRACE") else None,
         )
         node = RawNode(raft_config)
         if not existed and self.config.initial_cluster_state == "new":

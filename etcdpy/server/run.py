@@ -25,10 +25,16 @@ def run(config: ServerConfig) -> int:
 
 async def _serve(config: ServerConfig) -> int:
     from etcdpy.api.grpc_server import build_grpc_server
+    from etcdpy.errors import EtcdError
+    from etcdpy.server.cluster_runtime import JoinError
     from etcdpy.server.etcd_server import EtcdServer
 
     server = EtcdServer(config)
-    await server.start()
+    try:
+        await server.start()
+    except (JoinError, EtcdError, ConnectionError) as exc:  # e.g. joining a cluster failed
+        log.error("cannot start member", error=str(exc))
+        return 1
     grpc_server = build_grpc_server(server)
     for url in config.listen_client_urls:
         address = url.netloc

@@ -207,19 +207,18 @@ class _Peer:
         writer.write(_frame(HELLO, _HELLO.pack(t.member_id, t.cluster_id)))
         await writer.drain()
         watcher = asyncio.create_task(self._watch_close(reader))
+        # The watcher ends only when the connection does; it wakes the writer to notice.
+        watcher.add_done_callback(lambda _t: self.wakeup.set())
         self.active_since = time.monotonic()
         try:
             while True:
                 if not self.queue:
                     self.wakeup.clear()
-                    waiter = asyncio.create_task(self.wakeup.wait())
-                    done, _ = await asyncio.wait(
-                        {waiter, watcher}, return_when=asyncio.FIRST_COMPLETED
-                    )
-                    if watcher in done:
-                        waiter.cancel()
-                        watcher.result()  # raises PeerRejected / connection errors
-                        raise ConnectionError("peer closed the connection")
+                    await self.wakeup.wait()
+                if watcher.done():
+                    watcher.result()  # raises PeerRejected / connection errors
+                    raise ConnectionError("peer closed the connection")
+                if not self.queue:
                     continue
                 batch, self.queue = self.queue, []
                 writer.write(_frame(MSGS, encode_messages(batch)))

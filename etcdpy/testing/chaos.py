@@ -236,50 +236,43 @@ def run_chaos(
     for m in cluster.members:
         m.extra_args += ["--snapshot-count=2000"]
     # Every member reads its own fault file (a partition is written into them).
-    import os
-
+    for m in cluster.members:
+        m.faults_file = workdir / f"{m.name}.faults"
     history = History()
     acked_unique: list[bytes] = []
     stop = threading.Event()
     threads: list[Client] = []
-    env_before = os.environ.get("ETCDPY_PEER_FAULTS_FILE")
     try:
-        for m in cluster.members:
-            os.environ["ETCDPY_PEER_FAULTS_FILE"] = str(workdir / f"{m.name}.faults")
-            m.start(wait=False)
-        for m in cluster.members:
-            m.wait_ready()
-        cluster.leader(LEADER_WAIT)
-        chaos = ChaosRun(cluster, workdir, report)
-        threads = [
-            Client(i, cluster.endpoints, history, acked_unique, stop, seed=i)
-            for i in range(clients)
-        ]
-        for t in threads:
-            t.start()
-        time.sleep(1.0)
-        schedule: list[Callable[[], None]] = (
-            [chaos.kill_leader] * kill_leader
-            + [chaos.pause_member] * pause
-            + [chaos.restart_all] * restart_all
-            + [chaos.partition_leader] * partition
-        )
-        random.Random(1).shuffle(schedule)
-        for i, fault in enumerate(schedule):
-            log(f"fault {i + 1}/{len(schedule)}: {fault.__name__}")
-            fault()
-            time.sleep(0.5)
-        time.sleep(1.0)
-    finally:
-        stop.set()
-        for t in threads:
-            t.join(timeout=OP_TIMEOUT + 2)
-        if env_before is None:
-            os.environ.pop("ETCDPY_PEER_FAULTS_FILE", None)
-    try:
+        try:
+            cluster.start()
+            cluster.leader(LEADER_WAIT)
+            chaos = ChaosRun(cluster, workdir, report)
+            threads = [
+                Client(i, cluster.endpoints, history, acked_unique, stop, seed=i)
+                for i in range(clients)
+            ]
+            for t in threads:
+                t.start()
+            time.sleep(1.0)
+            schedule: list[Callable[[], None]] = (
+                [chaos.kill_leader] * kill_leader
+                + [chaos.pause_member] * pause
+                + [chaos.restart_all] * restart_all
+                + [chaos.partition_leader] * partition
+            )
+            random.Random(1).shuffle(schedule)
+            for i, fault in enumerate(schedule):
+                log(f"fault {i + 1}/{len(schedule)}: {fault.__name__}")
+                fault()
+                time.sleep(0.5)
+            time.sleep(1.0)
+        finally:
+            stop.set()
+            for t in threads:
+                t.join(timeout=OP_TIMEOUT + 2)
         _final_checks(cluster, history, acked_unique, report)
     finally:
-        cluster.stop()
+        cluster.stop()  # every member, whatever happened
     return report
 
 

@@ -8,10 +8,11 @@ runs and benchmarks. Every member gets free ports; every process is stopped by i
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
@@ -20,6 +21,7 @@ import grpc
 from etcdpy.testing.processes import MemberProcess, etcdpy_command, free_port
 
 LEADER_TIMEOUT_SECONDS = 20.0
+FAULTS_ENV = "ETCDPY_PEER_FAULTS_FILE"
 
 
 @dataclass
@@ -29,7 +31,25 @@ class ClusterMember(MemberProcess):
     initial_cluster: str = ""
     cluster_state: str = "new"
     token: str = "etcdpy-test"
-    stopped: bool = field(default=False)
+    # A partition is written into this file; the member's peer transport reads it.
+    faults_file: Path | None = None
+
+    def start(self, wait: bool = True) -> None:
+        if self.faults_file is None:
+            super().start(wait)
+            return
+        # The child inherits the environment: set our own file for this start only.
+        before = os.environ.get(FAULTS_ENV)
+        os.environ[FAULTS_ENV] = str(self.faults_file)
+        try:
+            super().start(wait=False)
+        finally:
+            if before is None:
+                os.environ.pop(FAULTS_ENV, None)
+            else:
+                os.environ[FAULTS_ENV] = before
+        if wait:
+            self.wait_ready()
 
     def args(self) -> list[str]:
         args = super().args()

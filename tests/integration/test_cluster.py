@@ -211,3 +211,24 @@ def test_member_update_changes_peer_urls_everywhere(cluster: ProcessCluster) -> 
     finally:
         ctl.out("member", "update", member_id, f"--peer-urls={member.peer_url}")
     assert member.peer_url in ctl.out("member", "list")
+
+
+def test_joining_without_member_add_is_refused(cluster: ProcessCluster, tmp_path: Path) -> None:
+    peer = free_port()
+    initial = ",".join(
+        [f"{m.name}={m.peer_url}" for m in cluster.members] + [f"x=http://127.0.0.1:{peer}"]
+    )
+    stranger = ClusterMember(
+        name="x",
+        data_dir=tmp_path / "x.etcdpy",
+        client_port=free_port(),
+        peer_port=peer,
+        binary=cluster.members[0].binary,
+        initial_cluster=initial,
+        cluster_state="existing",
+    )
+    stranger.start(wait=False)
+    assert stranger.proc is not None
+    assert stranger.proc.wait(timeout=WAIT_SECONDS) == 1
+    assert "member has not been added to the cluster" in stranger.log_tail()
+    stranger.stop()
