@@ -9,6 +9,7 @@ to front-end processes later without changing the core.
 from __future__ import annotations
 
 import asyncio
+import functools
 import random
 import time
 from collections.abc import Sequence
@@ -48,7 +49,7 @@ from etcdpy.server.membership import (
 from etcdpy.server.raft_node import RaftNode
 from etcdpy.server.raft_storage import DurableRaftStorage
 from etcdpy.server.read_index import LinearizableReads
-from etcdpy.server.wait import AppliedIndexWaiters, Wait
+from etcdpy.server.wait import AppliedIndexWaiters, Deadlines, Wait
 
 log = structlog.get_logger(__name__)
 
@@ -57,6 +58,7 @@ DEFAULT_MAP_BYTES = 2 * 1024**3
 MIN_MAP_BYTES = 64 * 1024**2
 # etcd refuses new proposals when apply lags commit by this much (ErrTooManyRequests).
 MAX_GAP_BETWEEN_APPLY_AND_COMMIT = 5000
+DEADLINE_SWEEP_SECONDS = 0.1
 
 
 class EtcdServer:
@@ -70,6 +72,7 @@ class EtcdServer:
         self._wait = Wait()
         self._stopped = False
         self._request_timeout = 5.0 + 2 * config.election_timeout / 1000.0
+        self._deadlines = Deadlines()
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -110,6 +113,8 @@ class EtcdServer:
         self.raft = RaftNode(node, self, tick_seconds=heartbeat_ms / 1000.0)
         self.reads = LinearizableReads(self._request_read_index, self._applied)
         self._campaign_when_applied = len(self.cluster.members) == 1
+        self._loop = asyncio.get_running_loop()
+        self._sweeper = asyncio.create_task(self._sweep_deadlines(), name="deadlines")
         self.raft.start()
         self.raft.kick()
         log.info(
@@ -121,6 +126,7 @@ class EtcdServer:
 
     async def stop(self) -> None:
         self._stopped = True
+        self._sweeper.cancel()
         await self.raft.stop()
         self._wait.fail_all(errors.Stopped())
         self.reads.fail_all(errors.Stopped())
@@ -168,20 +174,25 @@ class EtcdServer:
             self._wait.cancel(request_id)
             raise errors.NoLeader() from None
         self.raft.kick()
-        try:
-            result = await asyncio.wait_for(future, self._request_timeout)
-        except TimeoutError:
-            self._wait.cancel(request_id)
-            raise errors.Timeout() from None
+        self._deadlines.add(
+            self._loop.time() + self._request_timeout,
+            future,
+            functools.partial(self._wait.cancel, request_id),
+        )
+        result = await future
         if isinstance(result, errors.EtcdError):
             raise result
         return result
 
     async def linearizable_read(self) -> None:
-        try:
-            await asyncio.wait_for(self.reads.wait(), self._request_timeout)
-        except TimeoutError:
-            raise errors.Timeout() from None
+        future = self.reads.wait()
+        self._deadlines.add(self._loop.time() + self._request_timeout, future)
+        await future
+
+    async def _sweep_deadlines(self) -> None:
+        while True:
+            await asyncio.sleep(DEADLINE_SWEEP_SECONDS)
+            self._deadlines.sweep(self._loop.time(), errors.Timeout)
 
     def range(self, req: pb.RangeRequest) -> pb.RangeResponse:
         try:
