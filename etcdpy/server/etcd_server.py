@@ -39,6 +39,7 @@ from etcdpy.raft.types import (
     StateType,
 )
 from etcdpy.server.applier import Applier, Response, apply_range
+from etcdpy.server.compactor import PeriodicCompactor, RevisionCompactor
 from etcdpy.server.idgen import RequestIdGenerator
 from etcdpy.server.membership import (
     Cluster,
@@ -115,6 +116,12 @@ class EtcdServer:
         self._campaign_when_applied = len(self.cluster.members) == 1
         self._loop = asyncio.get_running_loop()
         self._sweeper = asyncio.create_task(self._sweep_deadlines(), name="deadlines")
+        self._background = [self._sweeper]
+        compactor = self._make_compactor()
+        if compactor is not None:
+            self._background.append(
+                asyncio.create_task(self._auto_compact(compactor), name="auto-compaction")
+            )
         self.raft.start()
         self.raft.kick()
         log.info(
@@ -126,7 +133,8 @@ class EtcdServer:
 
     async def stop(self) -> None:
         self._stopped = True
-        self._sweeper.cancel()
+        for task in self._background:
+            task.cancel()
         await self.raft.stop()
         self._wait.fail_all(errors.Stopped())
         self.reads.fail_all(errors.Stopped())
@@ -188,6 +196,37 @@ class EtcdServer:
         future = self.reads.wait()
         self._deadlines.add(self._loop.time() + self._request_timeout, future)
         await future
+
+    def _make_compactor(self) -> PeriodicCompactor | RevisionCompactor | None:
+        retention = self.config.auto_compaction_retention_value
+        if retention <= 0:
+            return None
+        revision = lambda: self.kv.current_revision  # noqa: E731
+        if self.config.auto_compaction_mode == "revision":
+            return RevisionCompactor(int(retention), revision)
+        return PeriodicCompactor(retention, time.monotonic, revision)
+
+    async def _auto_compact(self, compactor: PeriodicCompactor | RevisionCompactor) -> None:
+        """etcd's compactor: acts only on the leader, through the log like a client's Compact."""
+        while True:
+            await asyncio.sleep(compactor.poll_interval)
+            rev = compactor.due() if self.role == StateType.LEADER else None
+            if rev is not None:
+                ok = True
+                try:
+                    await self.propose(
+                        internalpb.InternalRaftRequest(
+                            compaction=pb.CompactionRequest(revision=rev)
+                        )
+                    )
+                    log.info("completed auto compaction", revision=rev)
+                except errors.Compacted:
+                    pass
+                except errors.EtcdError as exc:
+                    ok = False
+                    log.warning("failed auto compaction", revision=rev, error=exc.message)
+                compactor.finished(ok)
+            compactor.record()
 
     async def _sweep_deadlines(self) -> None:
         while True:
