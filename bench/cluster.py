@@ -87,9 +87,7 @@ def format_results(results: dict[str, dict[str, dict[str, float]]]) -> str:
     for name, _argv in WORKLOADS:
         etcd = results.get("etcd", {}).get(name, {})
         ours = results.get("etcdpy", {}).get(name, {})
-        ratio = (
-            f"{ours['rps'] / etcd['rps']:.2f}x" if etcd.get("rps") and ours.get("rps") else "-"
-        )
+        ratio = f"{ours['rps'] / etcd['rps']:.2f}x" if etcd.get("rps") and ours.get("rps") else "-"
         lines.append(
             f"{name:44} {etcd.get('rps', 0):>11,.0f} {ours.get('rps', 0):>13,.0f} {ratio:>7} "
             f"{etcd.get('server_cpu_us', 0):>16,.0f} {ours.get('server_cpu_us', 0):>18,.0f}"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from etcdpy.api.status import Ctx, grpc_errors
+from etcdpy.api.status import Ctx
 from etcdpy.pb.etcdserverpb import rpc_pb2 as pb
 from etcdpy.server import cluster_ops
 from etcdpy.server.etcd_server import EtcdServer
@@ -29,7 +29,6 @@ class ClusterService:
     def __init__(self, server: EtcdServer) -> None:
         self._server = server
 
-    @grpc_errors
     async def MemberList(
         self, request: pb.MemberListRequest, context: Ctx
     ) -> pb.MemberListResponse:
@@ -40,7 +39,6 @@ class ClusterService:
         self._server.fill_header(resp.header)
         return resp
 
-    @grpc_errors
     async def MemberAdd(self, request: pb.MemberAddRequest, context: Ctx) -> pb.MemberAddResponse:
         member = await cluster_ops.add_member(
             self._server, list(request.peerURLs), request.isLearner
@@ -51,7 +49,6 @@ class ClusterService:
         self._server.fill_header(resp.header)
         return resp
 
-    @grpc_errors
     async def MemberRemove(
         self, request: pb.MemberRemoveRequest, context: Ctx
     ) -> pb.MemberRemoveResponse:
@@ -61,7 +58,6 @@ class ClusterService:
         self._server.fill_header(resp.header)
         return resp
 
-    @grpc_errors
     async def MemberUpdate(
         self, request: pb.MemberUpdateRequest, context: Ctx
     ) -> pb.MemberUpdateResponse:
@@ -71,7 +67,6 @@ class ClusterService:
         self._server.fill_header(resp.header)
         return resp
 
-    @grpc_errors
     async def MemberPromote(
         self, request: pb.MemberPromoteRequest, context: Ctx
     ) -> pb.MemberPromoteResponse:
