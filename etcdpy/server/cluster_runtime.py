@@ -32,8 +32,10 @@ from etcdpy.raft.types import (
     ConfState,
     Entry,
     Message,
+    MessageType,
     Snapshot,
     SnapshotStatus,
+    StateType,
 )
 from etcdpy.server import member_store
 from etcdpy.server.membership import (
@@ -71,6 +73,8 @@ class ClusterRuntime:
         self._no_leader_since: float | None = time.monotonic()
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
+        self._forward: list[Entry] = []
+        self._forward_scheduled = False
         self.on_removed_stop: Any = None  # set by run.py: stops the process
 
     # -- membership at start ----------------------------------------------------------------
@@ -166,6 +170,32 @@ class ClusterRuntime:
     def send(self, messages: Sequence[Message]) -> None:
         if self.transport is not None:
             self.transport.send(messages)
+
+    def forward_proposal(self, data: bytes) -> bool:
+        """On a follower that knows its leader, queue a proposal to go straight to the leader
+        (what raft's forwarding does, without waiting for this member's Ready loop, which may
+        be in the middle of an fsync). Proposals queued in one turn of the event loop go out
+        as one message. False: propose through raft as usual."""
+        s = self.server
+        lead = s.leader_id
+        if lead == 0 or lead == s.member_id or s.role != StateType.FOLLOWER:
+            return False
+        if self.transport is None or lead not in s.cluster.members:
+            return False
+        self._forward.append(Entry(data=data))
+        if not self._forward_scheduled:
+            self._forward_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush_forward)
+        return True
+
+    def _flush_forward(self) -> None:
+        self._forward_scheduled = False
+        entries, self._forward = self._forward, []
+        s = self.server
+        if not entries or self.transport is None or s.leader_id in (0, s.member_id):
+            return  # the leader went away meanwhile: the waiters time out, as raft drops them
+        msg = Message(MessageType.PROP, to=s.leader_id, from_=s.member_id, entries=tuple(entries))
+        self.transport.send([msg])
 
     def on_messages(self, messages: Sequence[Message]) -> None:
         node = self.server.raft.node

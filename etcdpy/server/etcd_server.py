@@ -163,12 +163,13 @@ class EtcdServer:
         if len(data) > self.config.max_request_bytes:
             raise errors.RequestTooLarge()
         future = self._wait.register(request_id)
-        try:
-            self.raft.node.propose(data)
-        except ProposalDroppedError:
-            self._wait.cancel(request_id)
-            raise errors.NoLeader() from None
-        self.raft.kick()
+        if not self.cluster_runtime.forward_proposal(data):  # a follower sends it at once
+            try:
+                self.raft.node.propose(data)
+            except ProposalDroppedError:
+                self._wait.cancel(request_id)
+                raise errors.NoLeader() from None
+            self.raft.kick()
         self._deadlines.add(
             self._loop.time() + self._request_timeout,
             future,
