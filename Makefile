@@ -37,8 +37,8 @@ member = $(BIN)/etcdpy --name $(1) --listen-peer-urls http://127.0.0.1:$(2)2380 
 	--listen-client-urls http://127.0.0.1:$(2)2379 --advertise-client-urls http://127.0.0.1:$(2)2379 \
 	--initial-cluster $(INITIAL_CLUSTER) --initial-cluster-token demo --data-dir $(1).etcdpy
 cluster: install
-	@trap 'kill $$(jobs -p) 2>/dev/null; wait' INT TERM EXIT; \
-	$(call member,a,) & $(call member,b,2) & $(call member,c,3) & wait
+	@$(call member,a,) & a=$$!; $(call member,b,2) & b=$$!; $(call member,c,3) & c=$$!; \
+	trap 'kill $$a $$b $$c 2>/dev/null' INT TERM; wait; wait
 
 test: install system-deps
 	$(BIN)/pytest -q
