@@ -112,8 +112,13 @@ def test_move_leader_hands_leadership_to_the_target(cluster: ProcessCluster) -> 
 
 
 def test_kill9_leader_new_leader_and_restarted_member_catches_up(tmp_path: Path) -> None:
-    with ProcessCluster.etcdpy(tmp_path) as c:
+    # A small --snapshot-count: the restarted member starts from a snapshot plus the WAL tail.
+    with ProcessCluster.etcdpy(tmp_path, extra_args=["--snapshot-count=10"]) as c:
         leader = c.leader()
+        with grpc.insecure_channel(leader.endpoint) as channel:
+            kv = rpc_pb2_grpc.KVStub(channel)
+            for i in range(25):
+                kv.Put(pb.PutRequest(key=b"early%02d" % i, value=b"%d" % i), timeout=5)
         _ctl(*c.members).out("put", "before", "1")
         leader.kill9()
         survivors = [m for m in c.members if m is not leader]
@@ -127,6 +132,9 @@ def test_kill9_leader_new_leader_and_restarted_member_catches_up(tmp_path: Path)
             )
         )
         assert _ctl(leader).out("get", "before", "--print-value-only") == "1\n"
+        early = _ctl(leader).json("get", "early", "--prefix", "--consistency=s", "--keys-only")
+        assert early["count"] == 25
+        assert "saved snapshot" in leader.log_tail(400)
 
 
 def test_learner_joins_is_promoted_and_removed_member_stops(tmp_path: Path) -> None:
