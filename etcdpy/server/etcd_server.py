@@ -155,6 +155,8 @@ class EtcdServer:
         """Puts the request through the log; returns the applied response or raises."""
         if self._stopped:
             raise errors.Stopped()
+        if self._is_learner() and not req.HasField("cluster_member_attr_set"):
+            raise errors.NotSupportedForLearner()  # etcd: learners serve serializable reads only
         if self.commit_index > self.applied_index + MAX_GAP_BETWEEN_APPLY_AND_COMMIT:
             raise errors.TooManyRequests()
         request_id = self._ids.next()
@@ -183,6 +185,8 @@ class EtcdServer:
     async def linearizable_read(self) -> None:
         if self.cluster_runtime.no_leader_for_long():
             raise errors.NoLeader()
+        if self._is_learner():
+            raise errors.NotSupportedForLearner()
         future = self.reads.wait()
         self._deadlines.add(self._loop.time() + self._request_timeout, future)
         await future

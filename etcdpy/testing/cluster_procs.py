@@ -18,7 +18,12 @@ from types import TracebackType
 
 import grpc
 
-from etcdpy.testing.processes import MemberProcess, etcdpy_command, free_port
+from etcdpy.testing.processes import (
+    START_TIMEOUT_SECONDS,
+    MemberProcess,
+    etcdpy_command,
+    free_port,
+)
 
 LEADER_TIMEOUT_SECONDS = 20.0
 FAULTS_ENV = "ETCDPY_PEER_FAULTS_FILE"
@@ -62,6 +67,23 @@ class ClusterMember(MemberProcess):
             "--initial-cluster-token",
             self.token,
         ]
+
+    def wait_ready(self, timeout: float = START_TIMEOUT_SECONDS) -> None:
+        """Returns once Status answers (a learner refuses linearizable reads, as etcd's)."""
+        deadline = time.monotonic() + timeout
+        last_error: Exception | None = None
+        while time.monotonic() < deadline:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise RuntimeError(
+                    f"{self.name} exited with {self.proc.returncode}:\n{self.log_tail()}"
+                )
+            try:
+                self.status(timeout=1.0)
+                return
+            except grpc.RpcError as exc:
+                last_error = exc
+                time.sleep(0.05)
+        raise TimeoutError(f"{self.name} not ready: {last_error}\n{self.log_tail()}")
 
     def status(self, timeout: float = 1.0) -> tuple[int, int, int]:
         """(member id, leader id, raft term) as this member reports them."""

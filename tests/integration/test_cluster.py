@@ -152,6 +152,10 @@ def test_learner_joins_is_promoted_and_removed_member_stops(tmp_path: Path) -> N
                 == "yes\n"
             )
         )
+        refused = _ctl(joiner).run("put", "on-learner", "x", check=False)
+        assert "etcdserver: rpc not supported for learner" in refused.stderr
+        refused = _ctl(joiner).run("get", "seen-by-learner", check=False)
+        assert "etcdserver: rpc not supported for learner" in refused.stderr
         learner_id = joiner.status()[0]
         listed = {m["ID"]: m for m in ctl.json("member", "list")["members"]}
         assert listed[learner_id].get("isLearner") is True
