@@ -471,7 +471,8 @@ class Raft:
         log = self.raft_log
         if log.committed > log.applied:
             # A committed conf change not applied yet may remove us or change the quorum.
-            ents = log.slice(log.applied + 1, log.committed + 1, None)
+            # (From the first index: entries before it are in a snapshot not yet applied.)
+            ents = log.slice(max(log.applied + 1, log.first_index()), log.committed + 1, None)
             if any(e.type == EntryType.CONF_CHANGE for e in ents):
                 self._trace(
                     f"{self.id:x} cannot campaign at term {self.term} since there are still "
