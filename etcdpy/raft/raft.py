@@ -846,6 +846,24 @@ class Raft:
             # Catch the transferee up first; TIMEOUT_NOW follows its append response.
             self.send_append(transferee)
 
+    def _hand_over_leadership(self) -> None:
+        """We lead but were removed or demoted by the configuration just applied: step down.
+
+        Thesis §4.2.2: a leader that is not part of the new configuration "steps down once the
+        C_new entry is committed". Before that we tell everyone the commit index (so they apply
+        the change too) and ask the most up-to-date voter to campaign at once (TimeoutNow), so
+        the cluster does not wait an election timeout. (etcd 3.4 keeps such a leader in place,
+        which leaves a demoted learner leading forever.)
+        """
+        self.bcast_append()
+        voters = [i for i in sorted(self.prs.config.voters.ids()) if i != self.id]
+        candidates = [i for i in voters if i in self.prs.progress]
+        if candidates:
+            best = max(candidates, key=lambda i: (self.prs.progress[i].match, -i))
+            self._trace(f"{self.id:x} is no longer a voter; handing leadership to {best:x}")
+            self._send(MT.TIMEOUT_NOW, best)
+        self._become_follower(self.term, NONE)
+
     def abort_leader_transfer(self) -> None:
         self.lead_transferee = NONE
 
@@ -1027,8 +1045,7 @@ class Raft:
         pr = self.prs.progress.get(self.id)
         self.is_learner = pr is not None and pr.is_learner
         if (pr is None or self.is_learner) and self.state == StateType.LEADER:
-            # A leader removed (or demoted) keeps leading until the change commits elsewhere;
-            # CheckQuorum or a new election ends its reign.
+            self._hand_over_leadership()
             return cs
         if self.state != StateType.LEADER or not cs.voters:
             return cs

@@ -142,8 +142,11 @@ class Network:
         self.cut_links: set[tuple[int, int]] = set()
         self.drop: Callable[[Message], bool] | None = None
         # Act like etcd's server and transport: send snapshots merged with the current state
-        # and membership, and report every snapshot's outcome to its sender.
+        # and membership, report every snapshot's outcome to its sender, and refuse messages
+        # from removed members (which then shut down).
         self.etcd_snapshots = False
+        # The members each node has seen removed by the conf changes it applied.
+        self.removed: dict[int, set[int]] = {}
         self.queue: deque[Message] = deque()
         self.delivered: list[Message] = []
         self._kwargs = kwargs
@@ -238,7 +241,10 @@ class Network:
         for e in rd.committed_entries:
             self.applied[node_id].append(e)
             if e.type == EntryType.CONF_CHANGE:
+                before = _members(self.conf_states.get(node_id))
                 self.conf_states[node_id] = node.apply_conf_change(ConfChange.decode(e.data))
+                gone = before - _members(self.conf_states[node_id])
+                self.removed.setdefault(node_id, set()).update(gone)
         self.read_states[node_id].extend(rd.read_states)
         node.advance(rd)
         if not self.etcd_snapshots:
@@ -261,7 +267,7 @@ class Network:
         for _ in range(max_rounds):
             progressed = False
             for i in sorted(self.nodes):
-                if self.nodes[i].has_ready():
+                if i in self.nodes and self.nodes[i].has_ready():
                     self.queue.extend(self.process_ready(i))
                     progressed = True
             while self.queue:
@@ -275,6 +281,10 @@ class Network:
                     status = SnapshotStatus.FAILURE if lost else SnapshotStatus.FINISH
                     self.nodes[m.from_].report_snapshot(m.to, status)
                 if lost:
+                    continue
+                if self.etcd_snapshots and m.from_ in self.removed.get(m.to, ()):
+                    # etcd's transport refuses a removed member, which then shuts down.
+                    self.nodes.pop(m.from_, None)
                     continue
                 self.delivered.append(m)
                 try:
@@ -304,3 +314,9 @@ class Network:
 
     def hard_state(self, node_id: int) -> HardState:
         return self.raft(node_id).hard_state()
+
+
+def _members(cs: ConfState | None) -> set[int]:
+    if cs is None:
+        return set()
+    return {*cs.voters, *cs.learners, *cs.voters_outgoing, *cs.learners_next}
