@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import random
 from collections import deque
-from dataclasses import replace
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
 
 from etcdpy.raft.config import Config
 from etcdpy.raft.errors import StepPeerNotFoundError

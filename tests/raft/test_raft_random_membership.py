@@ -4,11 +4,13 @@ properties of Figure 3 must hold across configuration changes (thesis chapter 4)
 
 from __future__ import annotations
 
+import contextlib
 import random
 
 import pytest
 
 from etcdpy.raft.errors import ProposalDroppedError
+from etcdpy.raft.storage import MemoryStorage
 from etcdpy.raft.types import (
     ConfChange,
     ConfChangeSingle,
@@ -16,7 +18,6 @@ from etcdpy.raft.types import (
     ConfChangeType,
     StateType,
 )
-from etcdpy.raft.storage import MemoryStorage
 from tests.raft.harness import Network
 
 CT = ConfChangeType
@@ -126,17 +127,13 @@ def run_membership_chaos(seed: int, steps: int = 300, **options: bool) -> None:
                 for c in cc.changes:
                     if c.node_id not in net.nodes and c.node_id not in net.storages:
                         net.add_node(c.node_id, MemoryStorage())
-                try:
+                with contextlib.suppress(ProposalDroppedError):
                     net.nodes[leader].propose_conf_change(cc)
-                except ProposalDroppedError:
-                    pass
         elif action < 0.22:
             net.compact(rng.choice(live))
         elif action < 0.55:
-            try:
+            with contextlib.suppress(ProposalDroppedError):
                 net.nodes[rng.choice(live)].propose(b"%d-%d" % (seed, step))
-            except ProposalDroppedError:
-                pass
         loss = rng.random() * 0.2
         net.drop = lambda _m, loss=loss: rng.random() < loss  # type: ignore[misc]
         net.tick_all()
