@@ -66,9 +66,10 @@ def _still_needed(net: Network, node: int) -> bool:
     node's vote or heartbeats: only they can tell it that the change is committed)."""
     for j in sorted(net.nodes):
         cs = net.conf_states.get(j)
-        if j != node and cs is not None:
-            if node in (*cs.voters, *cs.learners, *cs.voters_outgoing, *cs.learners_next):
-                return True
+        if j == node or cs is None:
+            continue
+        if node in (*cs.voters, *cs.learners, *cs.voters_outgoing, *cs.learners_next):
+            return True
     return False
 
 
