@@ -806,7 +806,7 @@ class Raft:
             pass
         if m.from_ == self.lead_transferee and pr.match == self.raft_log.last_index():
             self._trace(f"{self.id:x} sent MsgTimeoutNow to {m.from_:x} after received MsgAppResp")
-            self._send(MT.TIMEOUT_NOW, m.from_)
+            self._send_timeout_now(m.from_)
 
     def _handle_heartbeat_response(self, m: Message, pr: Progress) -> None:
         pr.recent_active = True
@@ -844,7 +844,7 @@ class Raft:
         self.election_elapsed = 0
         self.lead_transferee = transferee
         if pr.match == self.raft_log.last_index():
-            self._send(MT.TIMEOUT_NOW, transferee)
+            self._send_timeout_now(transferee)
         else:
             # Catch the transferee up first; TIMEOUT_NOW follows its append response.
             self.send_append(transferee)
@@ -854,8 +854,9 @@ class Raft:
 
         Thesis §4.2.2: a leader that is not part of the new configuration steps down once C_new
         is committed. We hand over as in a leader transfer (§3.10): the most up-to-date voter
-        is caught up, then told to campaign at once (TimeoutNow); meanwhile we keep replicating
-        (so the others learn the commit index) and drop proposals. Stepping down at once could
+        is caught up, then told to campaign at once (TimeoutNow), and we step down; until then we
+        keep replicating (so the others learn the commit index) and drop proposals. Stepping
+        down before the transferee is caught up could
         leave the others unable to elect anyone: a voter still in the old configuration may
         need our vote and lack our last entries. (etcd 3.4 keeps such a leader in place for
         good, which leaves a demoted learner leading forever.) Retried every election timeout.
@@ -872,9 +873,18 @@ class Raft:
         self.election_elapsed = 0
         self.lead_transferee = best
         if self.prs.progress[best].match == self.raft_log.last_index():
-            self._send(MT.TIMEOUT_NOW, best)
+            self._send_timeout_now(best)
         else:
             self.send_append(best)
+
+    def _send_timeout_now(self, to: int) -> None:
+        """Tell a caught-up transferee to campaign at once (thesis §3.10)."""
+        self._send(MT.TIMEOUT_NOW, to)
+        if not self.promotable():
+            # We are no longer a voter: the new leader's configuration may not include us,
+            # so no message of its term would ever reach us; step down now. The transferee
+            # has our whole log, so it can win without us.
+            self._become_follower(self.term, NONE)
 
     def abort_leader_transfer(self) -> None:
         self.lead_transferee = NONE
