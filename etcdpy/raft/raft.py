@@ -11,6 +11,8 @@ Roles and their transitions (the rules every function below keeps):
     any role      --message of a higher term----->  FOLLOWER (except pre-votes, which never
                                                     change a term)
     LEADER        --CheckQuorum fails------------>  FOLLOWER (same term)
+    LEADER        --no longer a voter, TimeoutNow
+                    sent to a caught-up voter----->  FOLLOWER (same term)
 
 Dispatch on the role is by swapping ``_step_role`` and ``tick`` (``_become_*`` set them), not by
 role checks scattered through the code. ``step`` handles what every role shares: the term rules
@@ -18,6 +20,8 @@ of §5.1 and the vote rules of §5.2 / §5.4.1.
 
 The core is sans-IO: it only appends to ``msgs`` and ``read_states``; ``RawNode`` packs them
 into a ``Ready``. It is deterministic: time is ``tick()`` and randomness is ``Config.rand``.
+Proposals and safe ReadIndex requests only mark a broadcast as owed; ``flush()`` (called when a
+Ready is assembled) sends one per batch. Whoever drives ``Raft`` directly must call it too.
 """
 
 from __future__ import annotations
