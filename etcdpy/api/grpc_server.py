@@ -18,6 +18,7 @@ from etcdpy.api.cluster import ClusterService
 from etcdpy.api.kv import KVService
 from etcdpy.api.maintenance import MaintenanceService
 from etcdpy.api.status import Ctx
+from etcdpy.api.watch import WatchService
 from etcdpy.pb.etcdserverpb import rpc_pb2
 from etcdpy.server.etcd_server import EtcdServer
 
@@ -104,7 +105,7 @@ def build_grpc_server(server: EtcdServer) -> grpc.aio.Server:
         "KV": KVService(server),
         "Maintenance": MaintenanceService(server),
         "Cluster": ClusterService(server),
-        "Watch": _NotYet(),
+        "Watch": WatchService(server),
         "Lease": _NotYet(),
         "Auth": _NotYet(),
     }
