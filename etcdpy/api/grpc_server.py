@@ -19,6 +19,7 @@ from etcdpy.api.kv import KVService
 from etcdpy.api.lease import LeaseService
 from etcdpy.api.maintenance import MaintenanceService
 from etcdpy.api.status import Ctx
+from etcdpy.api.watch import WatchService
 from etcdpy.pb.etcdserverpb import rpc_pb2
 from etcdpy.server.etcd_server import EtcdServer
 
@@ -105,7 +106,7 @@ def build_grpc_server(server: EtcdServer) -> grpc.aio.Server:
         "KV": KVService(server),
         "Maintenance": MaintenanceService(server),
         "Cluster": ClusterService(server),
-        "Watch": _NotYet(),
+        "Watch": WatchService(server),
         "Lease": LeaseService(server),
         "Auth": _NotYet(),
     }

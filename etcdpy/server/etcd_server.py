@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,8 @@ from etcdpy import ETCD_API_VERSION, errors
 from etcdpy.config import ServerConfig
 from etcdpy.lease.lessor import Lessor, min_lease_ttl
 from etcdpy.mvcc.backend import Backend
-from etcdpy.mvcc.kvstore import KVStore
+from etcdpy.mvcc.watchable_store import WatchableStore
+from etcdpy.mvcc.watcher import WatchStream
 from etcdpy.pb.etcdserverpb import raft_internal_pb2 as internalpb
 from etcdpy.pb.etcdserverpb import rpc_pb2 as pb
 from etcdpy.raft.config import Config as RaftConfig
@@ -51,6 +52,7 @@ from etcdpy.server.raft_node import RaftNode
 from etcdpy.server.raft_storage import DurableRaftStorage
 from etcdpy.server.read_index import LinearizableReads
 from etcdpy.server.wait import AppliedIndexWaiters, Wait
+from etcdpy.server.watch_sync import WatchSync
 
 log = structlog.get_logger(__name__)
 
@@ -81,7 +83,9 @@ class EtcdServer:
         quota = self.config.quota_bytes or DEFAULT_MAP_BYTES
         # LMDB needs room beyond the quota for copy-on-write pages of the open transaction.
         self.backend = Backend(member_dir / "snap" / "db", map_size=max(2 * quota, MIN_MAP_BYTES))
-        self.kv = KVStore(self.backend)
+        self.watch_sync = WatchSync()
+        self.kv = WatchableStore(self.backend, wakeup=self.watch_sync.wake)
+        self.watch_sync.start(self.kv)
         self.lessor = Lessor(
             self.backend,
             time.monotonic,
@@ -139,6 +143,7 @@ class EtcdServer:
     async def stop(self) -> None:
         await self.leases.stop()  # records remaining TTLs through the log while it still can
         self._stopped = True
+        await self.watch_sync.stop()
         await self.raft.stop()
         self._wait.fail_all(errors.Stopped())
         self.reads.fail_all(errors.Stopped())
@@ -218,6 +223,10 @@ class EtcdServer:
             from etcdpy.server.applier import mvcc_error
 
             raise mvcc_error(exc) from None
+
+    def watch_stream(self, on_ready: Callable[[], None]) -> WatchStream:
+        """A new stream of watchers; ``on_ready`` is called when it has responses to send."""
+        return self.kv.new_stream(on_ready)
 
     def fill_header(self, header: pb.ResponseHeader) -> None:
         header.cluster_id = self.cluster.cluster_id
