@@ -141,13 +141,15 @@ class LeaseDriver:
     # -- the loops ------------------------------------------------------------------------
 
     async def _expiry_loop(self) -> None:
+        loop = asyncio.get_running_loop()
         pending = asyncio.Semaphore(MAX_PENDING_REVOKES)
         while True:
-            await asyncio.sleep(REVOKE_PERIOD_SECONDS)
+            began = loop.time()
             expired = self.lessor.find_expired(LEASE_REVOKE_RATE // 2)
             if expired:
-                # Waiting for the batch keeps the rate at one batch per period at most.
+                # One batch per period at most: the revoke rate limit.
                 await asyncio.gather(*(self._revoke_expired(i, pending) for i in expired))
+            await asyncio.sleep(max(0.0, began + REVOKE_PERIOD_SECONDS - loop.time()))
 
     async def _revoke_expired(self, lease_id: int, pending: asyncio.Semaphore) -> None:
         async with pending:

@@ -7,6 +7,7 @@ time and asserting on the clock.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import subprocess
@@ -17,6 +18,7 @@ from contextlib import contextmanager
 import grpc
 import pytest
 
+from bench.lease_expiry import measure
 from etcdpy.pb.etcdserverpb import rpc_pb2 as pb
 from etcdpy.pb.etcdserverpb import rpc_pb2_grpc
 from etcdpy.testing.processes import MemberProcess
@@ -290,3 +292,23 @@ def test_elect_between_two_etcdctl_processes(etcdpy_server: MemberProcess) -> No
             first.terminate()
             assert read_line(second).startswith("myelection/")
             assert read_line(second) == "p2"
+
+
+# ---- mass expiry ---------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_ten_thousand_leases_expire_while_a_client_writes(etcdpy_server: MemberProcess) -> None:
+    """Relaxed pass/fail: every leased key goes, and the writer is served throughout.
+
+    The writer's latency during the expiry is printed (`pytest -s`); `python -m
+    bench.lease_expiry` reports the same against real etcd.
+    """
+    report = asyncio.run(measure(etcdpy_server.endpoint, leases=10_000, ttl=8))
+    print(report)
+    assert report.keys_left == 0
+    assert report.write_errors == 0
+    assert report.writes_during > 0
+    with grpc.insecure_channel(etcdpy_server.endpoint) as channel:
+        leases = rpc_pb2_grpc.LeaseStub(channel).LeaseLeases(pb.LeaseLeasesRequest())
+    assert len(leases.leases) == 0
