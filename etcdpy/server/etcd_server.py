@@ -141,6 +141,7 @@ class EtcdServer:
             lambda: self.role == StateType.LEADER,
             self._wait_applied_committed,
             self._request_timeout,
+            self._leader_client_endpoint,
         )
         self.raft.start()
         self.raft.kick()
@@ -407,6 +408,12 @@ class EtcdServer:
         if len(self.cluster.members) > 1:
             return self.config.election_timeout / 1000.0
         return 0.0
+
+    def _leader_client_endpoint(self) -> str | None:
+        leader = self.cluster.members.get(self.leader_id) if self.leader_id else None
+        if leader is None or not leader.client_urls:
+            return None
+        return leader.client_urls[0].split("://", 1)[-1]
 
     async def _wait_applied_committed(self) -> None:
         if self.applied_index >= self.commit_index:

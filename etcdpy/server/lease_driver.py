@@ -9,6 +9,8 @@ graceful stop records every remaining TTL first.
 
 Keep-alives never go through the log (they only move the leader's deadline), except to clear
 a checkpoint on record, which would otherwise shorten the renewed lease after a leader change.
+A follower forwards keep-alives and time-to-live queries to the leader's client URL over gRPC
+(etcd forwards them over its peer HTTP API).
 """
 
 from __future__ import annotations
@@ -18,12 +20,14 @@ import contextlib
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import grpc
 import structlog
 
 from etcdpy import errors
 from etcdpy.lease.lessor import LEASE_REVOKE_RATE, Expired, Lessor, NotPrimary
 from etcdpy.pb.etcdserverpb import raft_internal_pb2 as internalpb
 from etcdpy.pb.etcdserverpb import rpc_pb2 as pb
+from etcdpy.pb.etcdserverpb import rpc_pb2_grpc
 
 log = structlog.get_logger(__name__)
 
@@ -36,6 +40,7 @@ DEFAULT_CHECKPOINT_INTERVAL = 5.0
 RETRY_SECONDS = 0.05
 
 Propose = Callable[[internalpb.InternalRaftRequest], Awaitable[Any]]
+LeaderEndpoint = Callable[[], str | None]
 
 
 class LeaseDriver:
@@ -46,8 +51,10 @@ class LeaseDriver:
         is_leader: Callable[[], bool],
         wait_applied: Callable[[], Awaitable[None]],
         request_timeout: float,
+        leader_endpoint: LeaderEndpoint = lambda: None,
     ) -> None:
         self.lessor = lessor
+        self._forward = LeaderForwarder(leader_endpoint)
         self._propose = propose
         self._is_leader = is_leader
         self._wait_applied = wait_applied
@@ -69,6 +76,7 @@ class LeaseDriver:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
+        await self._forward.close()
         cps = self.lessor.due_checkpoints(every=True)
         if cps:
             try:
@@ -93,7 +101,7 @@ class LeaseDriver:
         give_up = loop.time() + self._timeout
         while True:
             if not self._is_leader():
-                raise errors.NotLeader()  # forwarding to the leader comes with clusters
+                return await self._forward.renew(lease_id, give_up - loop.time())
             await self._wait_applied()
             try:
                 renewal = self.lessor.renew(lease_id)
@@ -116,7 +124,7 @@ class LeaseDriver:
         give_up = loop.time() + self._timeout
         while True:
             if not self._is_leader():
-                raise errors.NotLeader()
+                return await self._forward.time_to_live(req, give_up - loop.time())
             await self._wait_applied()
             try:
                 lease, remaining = self.lessor.time_to_live(req.ID)
@@ -182,3 +190,57 @@ class LeaseDriver:
             for lease_id, remaining in cps[start : start + CHECKPOINT_BATCH]:
                 req.checkpoints.add(ID=lease_id, remaining_TTL=remaining)
             await self._propose(internalpb.InternalRaftRequest(lease_checkpoint=req))
+
+
+class LeaderForwarder:
+    """A follower's channel to the leader's client URL, for the lease calls only it answers."""
+
+    def __init__(self, leader_endpoint: LeaderEndpoint) -> None:
+        self._leader_endpoint = leader_endpoint
+        self._channels: dict[str, grpc.aio.Channel] = {}
+
+    def _stub(self) -> rpc_pb2_grpc.LeaseStub:
+        endpoint = self._leader_endpoint()
+        if endpoint is None:
+            raise errors.NoLeader()
+        channel = self._channels.get(endpoint)
+        if channel is None:
+            channel = grpc.aio.insecure_channel(endpoint)
+            self._channels[endpoint] = channel
+        return rpc_pb2_grpc.LeaseStub(channel)
+
+    async def renew(self, lease_id: int, timeout: float) -> int:
+        call = self._stub().LeaseKeepAlive(timeout=max(0.1, timeout))
+        try:
+            await call.write(pb.LeaseKeepAliveRequest(ID=lease_id))
+            resp = await call.read()
+        except grpc.aio.AioRpcError as exc:
+            raise _etcd_error(exc) from None
+        finally:
+            call.cancel()
+        if not isinstance(resp, pb.LeaseKeepAliveResponse) or resp.TTL <= 0:
+            raise errors.LeaseNotFound()
+        return int(resp.TTL)
+
+    async def time_to_live(
+        self, req: pb.LeaseTimeToLiveRequest, timeout: float
+    ) -> pb.LeaseTimeToLiveResponse:
+        try:
+            resp: pb.LeaseTimeToLiveResponse = await self._stub().LeaseTimeToLive(
+                req, timeout=max(0.1, timeout)
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise _etcd_error(exc) from None
+        resp.ClearField("header")  # the answering member fills in its own
+        return resp
+
+    async def close(self) -> None:
+        channels, self._channels = self._channels, {}
+        for channel in channels.values():
+            await channel.close(None)
+
+
+def _etcd_error(exc: grpc.aio.AioRpcError) -> errors.EtcdError:
+    if exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+        return errors.Timeout()  # the leader is unreachable or slow: retryable for a client
+    return errors.from_grpc_status(exc.code(), exc.details() or "")
