@@ -19,8 +19,10 @@ import grpc
 import pytest
 
 from bench.lease_expiry import measure
+from etcdpy import errors
 from etcdpy.pb.etcdserverpb import rpc_pb2 as pb
 from etcdpy.pb.etcdserverpb import rpc_pb2_grpc
+from etcdpy.server.lease_driver import LeaseDriver
 from etcdpy.testing.processes import MemberProcess
 from tests.tools import Etcdctl
 
@@ -313,3 +315,42 @@ def test_ten_thousand_leases_expire_while_a_client_writes(etcdpy_server: MemberP
     with grpc.insecure_channel(etcdpy_server.endpoint) as channel:
         leases = rpc_pb2_grpc.LeaseStub(channel).LeaseLeases(pb.LeaseLeasesRequest())
     assert len(leases.leases) == 0
+
+
+# ---- a follower's view ---------------------------------------------------------------------
+
+
+def test_a_follower_forwards_keep_alives_and_time_to_live(etcdpy_server: MemberProcess) -> None:
+    """A LeaseDriver that is not leader forwards to the leader's client URL (here: the real
+    server), as a follower of a multi-member cluster does."""
+    with grpc.insecure_channel(etcdpy_server.endpoint) as channel:
+        lease_id = rpc_pb2_grpc.LeaseStub(channel).LeaseGrant(pb.LeaseGrantRequest(TTL=30)).ID
+        rpc_pb2_grpc.KVStub(channel).Put(pb.PutRequest(key=b"fk", value=b"v", lease=lease_id))
+
+    async def as_follower() -> tuple[int, pb.LeaseTimeToLiveResponse]:
+        async def not_used(_req: object) -> None:
+            raise AssertionError("a follower proposes nothing here")
+
+        async def applied() -> None:
+            return None
+
+        driver = LeaseDriver(
+            lessor=None,  # type: ignore[arg-type]  # never touched when forwarding
+            propose=not_used,
+            is_leader=lambda: False,
+            wait_applied=applied,
+            request_timeout=5.0,
+            leader_endpoint=lambda: etcdpy_server.endpoint,
+        )
+        try:
+            ttl = await driver.renew(lease_id)
+            info = await driver.time_to_live(pb.LeaseTimeToLiveRequest(ID=lease_id, keys=True))
+            with pytest.raises(errors.LeaseNotFound):
+                await driver.renew(424242)
+            return ttl, info
+        finally:
+            await driver._forward.close()
+
+    ttl, info = asyncio.run(as_follower())
+    assert ttl == 30
+    assert (info.ID, info.grantedTTL, list(info.keys)) == (lease_id, 30, [b"fk"])
