@@ -124,6 +124,11 @@ class Lessor:
         self._primary = False
         self._expiry_heap = []
 
+    def recover(self, backend: Backend, lease_keys: dict[int, list[bytes]]) -> None:
+        """The member swapped in a new backend (a snapshot from the leader): reload from it."""
+        self._backend = backend
+        self.restore(lease_keys)
+
     # -- applied through the log (every member) --------------------------------------------
 
     def grant(self, lease_id: int, ttl: int) -> Lease:
@@ -268,16 +273,18 @@ class Lessor:
         now = self._clock()
         heap = self._expiry_heap
         found: list[int] = []
+        offered: set[int] = set()  # a lease re-granted under the same id has two entries
         while heap and heap[0][0] <= now and len(found) < limit:
             _, lease_id = heapq.heappop(heap)
             lease = self._leases.get(lease_id)
-            if lease is None:
-                continue  # revoked meanwhile
+            if lease is None or lease_id in offered:
+                continue  # revoked meanwhile, or already in this batch
             if lease.expiry > now:
                 heapq.heappush(heap, (lease.expiry, lease_id))  # renewed meanwhile
                 continue
             heapq.heappush(heap, (now + EXPIRED_RETRY_SECONDS, lease_id))
             found.append(lease_id)
+            offered.add(lease_id)
         return found
 
     def next_deadline(self) -> float:

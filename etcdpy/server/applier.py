@@ -265,7 +265,7 @@ class Applier:
         if req.prev_kv and prev is not None:
             resp.prev_kv.CopyFrom(prev)
         replaced = txn.put(req.key, value, lease)
-        if self.lessor is not None:
+        if self.lessor is not None and (lease or (replaced is not None and replaced.lease)):
             lease_apply.track_put(self.lessor, req.key, lease, replaced)
         resp.header.revision = txn.rev
         return resp

@@ -240,3 +240,32 @@ def test_leases_are_listed_soonest_first(backend: Backend, clock: FakeClock) -> 
     lessor.grant(2, 10)
     lessor.grant(3, 20)
     assert [lease.id for lease in lessor.leases()] == [2, 3, 1]
+
+
+def test_a_lease_granted_again_under_its_id_is_offered_once(
+    backend: Backend, clock: FakeClock
+) -> None:
+    lessor = make(backend, clock)
+    lessor.grant(7, 5)
+    lessor.revoke(7)
+    lessor.grant(7, 5)
+    clock.advance(6)
+    assert lessor.find_expired(100) == [7]
+
+
+def test_recover_reloads_from_a_new_backend(
+    backend: Backend, clock: FakeClock, tmp_path: Path
+) -> None:
+    lessor = make(backend, clock)
+    lessor.grant(7, 10)
+    other = Backend(str(tmp_path / "other-db"), map_size=64 * 1024**2)
+    try:
+        donor = make(other, clock)
+        donor.grant(8, 20)
+        lessor.recover(other, {8: [b"k"]})
+        assert 7 not in lessor and 8 in lessor
+        assert not lessor.is_primary
+        lessor.grant(9, 10)  # persists into the new backend
+        assert len(make(other, clock)) == 2
+    finally:
+        other.close()
