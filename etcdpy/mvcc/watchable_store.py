@@ -196,7 +196,8 @@ class WatchableStore(KVStore):
             groups.setdefault((w.key, w.end, w.min_rev), []).append(w)
         for (key, end, start), members in groups.items():
             batch, more_rev = self._history_batch(events, key, end, start)
-            next_min = more_rev or covered + 1
+            # (A group that starts beyond a read cut short keeps its own start.)
+            next_min = more_rev or max(covered + 1, start)
             if batch is not None and any(w.prev_kv for w in members):
                 self._fill_prev_kv(batch.events)
             for w in members:
