@@ -83,6 +83,34 @@ class ResponseEncoder:
         h.raft_term = term
         return msg.SerializeToString()
 
+    def encode_coalesced(self, items: list[WatchResponse]) -> list[bytes]:
+        """Encode a backlog, merging each watcher's event responses into its first one.
+
+        Only events move, and only earlier: a watcher's events stay in order and before its
+        cancel, and a progress notification still follows every event up to its revision.
+        """
+        merged: list[tuple[WatchResponse, list[WatchResponse]]] = []
+        open_slot: dict[int, int] = {}
+        for r in items:
+            if r.batch is not None and r.batch.events and not r.fragment:
+                i = open_slot.get(r.watch_id)
+                if i is not None:
+                    merged[i][1].append(r)
+                    continue
+                open_slot[r.watch_id] = len(merged)
+            elif r.created or r.canceled:
+                open_slot.pop(r.watch_id, None)  # an id can be reused after its cancel
+            merged.append((r, [r]))
+        out: list[bytes] = []
+        for first, group in merged:
+            if len(group) == 1:
+                out.extend(self.encode(first))
+                continue
+            last = group[-1]
+            blob = b"".join(encoded_events(g.batch, g.prev_kv).blob for g in group if g.batch)
+            out.append(self._fixed(last) + blob)
+        return out
+
     def encode(self, r: WatchResponse) -> list[bytes]:
         """The messages for one response: one, or its fragments (etcd's sendFragments)."""
         batch = r.batch

@@ -224,7 +224,10 @@ class WatchStream:
     # -- the queue -----------------------------------------------------------------------
 
     def has_room(self) -> bool:
-        return len(self._queue) < self.capacity and self._queued_events < self.max_events
+        # Room for one live response per watcher on top of the base capacity: a stream with
+        # hundreds of watchers must not park most of them at every write.
+        room = self.capacity + len(self.watchers)
+        return len(self._queue) < room and self._queued_events < self.max_events
 
     def push(self, resp: WatchResponse) -> None:
         was_empty = not self._queue

@@ -302,16 +302,18 @@ class WatchModel(RuleBasedStateMachine):
                 break
             if r.watch_id == w.id and r.batch is not None:
                 seen_rev = max(e.kv.mod_revision for e in r.batch.events)
-            elif r.batch is None and not r.created and not r.canceled:
-                if r.watch_id in (w.id, -1):
-                    # Everything this watcher wants up to r.revision was delivered already.
-                    later = [
+            elif r.batch is None and not (r.created or r.canceled) and r.watch_id in (w.id, -1):
+                # Everything this watcher wants up to r.revision was delivered already.
+                upto = min(r.revision, len(self.history) - 1)
+                later = self._lossless(
+                    [
                         e
-                        for rev in range(seen_rev + 1, min(r.revision, len(self.history) - 1) + 1)
+                        for rev in range(seen_rev + 1, upto + 1)
                         for e in self.history[rev]
                         if w.wants(e)
                     ]
-                    assert not later, f"progress at {r.revision} passed undelivered {later}"
+                )
+                assert not later, f"progress at {r.revision} passed undelivered {later}"
 
     def _check_resume(self) -> None:
         """A watcher restarted after the last revision it saw gets exactly the rest."""
