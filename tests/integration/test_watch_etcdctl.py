@@ -124,8 +124,8 @@ def test_watch_from_revision_with_prev_kv(etcdctl: Etcdctl) -> None:
     etcdctl.out("del", "foo")
     with etcdctl_watch(etcdctl, "--rev", "1", "--prev-kv", "foo") as w:
         w.wait_for(
-            ["PUT", "foo", "bar", "PUT", "foo", "bar", "foo", "baz"]
-            + ["DELETE", "foo", "baz", "foo", ""]
+            [*("PUT", "foo", "bar"), *("PUT", "foo", "bar", "foo", "baz")]
+            + [*("DELETE", "foo", "baz", "foo", "")]
         )
         etcdctl.out("put", "foo", "again")
         w.wait_for(["PUT", "foo", "again"])  # history, then live: no gap

@@ -92,7 +92,7 @@ def test_thousand_watchers_and_a_silent_client(etcdpy_server: MemberProcess) -> 
                 assert not bad, f"{len(bad)} watchers missed or repeated events"
             rss = _rss(pid)
             print(
-                f"\n{PUTS} puts in {write_seconds:.2f}s with {WATCHERS} watchers; RSS {rss >> 20} MiB"
+                f"\n{PUTS} puts in {write_seconds:.2f}s, {WATCHERS} watchers, RSS {rss >> 20} MiB"
             )
             assert rss - rss_before < RSS_LIMIT_BYTES
             # Now the silent client reads: everything, in order, once.

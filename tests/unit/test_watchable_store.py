@@ -1,4 +1,4 @@
-"""Targeted tests of the watchable store: a writer never waits, a slow watcher costs bounded memory."""
+"""Targeted tests of the watchable store: writers never wait, slow watchers cost bounded memory."""
 
 from __future__ import annotations
 
