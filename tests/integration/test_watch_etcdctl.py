@@ -123,10 +123,10 @@ def test_watch_from_revision_with_prev_kv(etcdctl: Etcdctl) -> None:
     etcdctl.out("put", "foo", "baz")
     etcdctl.out("del", "foo")
     with etcdctl_watch(etcdctl, "--rev", "1", "--prev-kv", "foo") as w:
-        w.wait_for(
-            [*("PUT", "foo", "bar"), *("PUT", "foo", "bar", "foo", "baz")]
-            + [*("DELETE", "foo", "baz", "foo", "")]
-        )
+        created = ["PUT", "foo", "bar"]
+        updated = ["PUT", "foo", "bar", "foo", "baz"]  # prev_kv first, then the new pair
+        deleted = ["DELETE", "foo", "baz", "foo", ""]
+        w.wait_for([*created, *updated, *deleted])
         etcdctl.out("put", "foo", "again")
         w.wait_for(["PUT", "foo", "again"])  # history, then live: no gap
 
