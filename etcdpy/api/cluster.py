@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from etcdpy.api.status import Ctx, grpc_errors
+from etcdpy.api.status import Ctx
 from etcdpy.pb.etcdserverpb import rpc_pb2 as pb
 from etcdpy.server.etcd_server import EtcdServer
 
@@ -11,7 +11,6 @@ class ClusterService:
     def __init__(self, server: EtcdServer) -> None:
         self._server = server
 
-    @grpc_errors
     async def MemberList(
         self, request: pb.MemberListRequest, context: Ctx
     ) -> pb.MemberListResponse:

@@ -14,6 +14,7 @@ import grpc
 from google.protobuf.descriptor import MethodDescriptor
 from google.protobuf.message import DecodeError, Message
 
+from etcdpy import errors
 from etcdpy.api.cluster import ClusterService
 from etcdpy.api.kv import KVService
 from etcdpy.api.maintenance import MaintenanceService
@@ -43,9 +44,21 @@ async def _parse(request_type: type[Message], data: bytes, context: Ctx) -> Any:
 
 
 def _unary(request_type: type[Message], method: Unary) -> Callable[[bytes, Ctx], Awaitable[Any]]:
+    """Parse, call, and map an EtcdError to etcd's status: one frame per request."""
+    from_string = request_type.FromString
+
     async def handle(data: bytes, context: Ctx) -> Any:
-        request = await _parse(request_type, data, context)
-        return await method(request, context)
+        try:
+            request = from_string(data)
+        except DecodeError as exc:
+            await context.abort(
+                grpc.StatusCode.INTERNAL, f"grpc: error unmarshalling request: {exc}"
+            )
+        try:
+            return await method(request, context)
+        except errors.EtcdError as exc:
+            code, message = errors.to_grpc_status(exc)
+            await context.abort(code, message)
 
     return handle
 

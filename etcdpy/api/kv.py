@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from etcdpy.api import txn_checks
-from etcdpy.api.status import Ctx, grpc_errors
+from etcdpy.api.status import Ctx
 from etcdpy.pb.etcdserverpb import raft_internal_pb2 as internalpb
 from etcdpy.pb.etcdserverpb import rpc_pb2 as pb
 from etcdpy.server.applier import is_txn_read_only
@@ -15,7 +15,6 @@ class KVService:
         self._server = server
         self._max_txn_ops = server.config.max_txn_ops
 
-    @grpc_errors
     async def Range(self, request: pb.RangeRequest, context: Ctx) -> pb.RangeResponse:
         txn_checks.check_range(request)
         if not request.serializable:
@@ -24,7 +23,6 @@ class KVService:
         self._server.fill_header(resp.header)
         return resp
 
-    @grpc_errors
     async def Put(self, request: pb.PutRequest, context: Ctx) -> pb.PutResponse:
         txn_checks.check_put(request)
         resp: pb.PutResponse = await self._server.propose(
@@ -33,7 +31,6 @@ class KVService:
         self._server.fill_header(resp.header)
         return resp
 
-    @grpc_errors
     async def DeleteRange(
         self, request: pb.DeleteRangeRequest, context: Ctx
     ) -> pb.DeleteRangeResponse:
@@ -44,7 +41,6 @@ class KVService:
         self._server.fill_header(resp.header)
         return resp
 
-    @grpc_errors
     async def Txn(self, request: pb.TxnRequest, context: Ctx) -> pb.TxnResponse:
         txn_checks.check_txn(request, self._max_txn_ops)
         if is_txn_read_only(request):
@@ -56,7 +52,6 @@ class KVService:
         self._server.fill_header(resp.header)
         return resp
 
-    @grpc_errors
     async def Compact(self, request: pb.CompactionRequest, context: Ctx) -> pb.CompactionResponse:
         resp: pb.CompactionResponse = await self._server.propose(
             internalpb.InternalRaftRequest(compaction=request)

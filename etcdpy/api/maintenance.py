@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from etcdpy.api.status import Ctx, grpc_errors
+from etcdpy.api.status import Ctx
 from etcdpy.pb.etcdserverpb import rpc_pb2 as pb
 from etcdpy.server.etcd_server import EtcdServer
 
@@ -11,6 +11,5 @@ class MaintenanceService:
     def __init__(self, server: EtcdServer) -> None:
         self._server = server
 
-    @grpc_errors
     async def Status(self, request: pb.StatusRequest, context: Ctx) -> pb.StatusResponse:
         return self._server.status()

@@ -53,8 +53,12 @@ def mvcc_error(exc: Exception) -> errors.EtcdError:
     raise exc
 
 
-def apply_range(reader: Reader, req: pb.RangeRequest) -> pb.RangeResponse:
-    """etcd's applierV3backend.Range: filters and sorting happen after the store's range."""
+def apply_range(
+    reader: Reader, req: pb.RangeRequest, resp: pb.RangeResponse | None = None
+) -> pb.RangeResponse:
+    """etcd's applierV3backend.Range: filters and sorting happen after the store's range.
+
+    Fills ``resp`` when given (a txn's response slot), so no copy is made."""
     filtered = (
         req.min_mod_revision
         or req.max_mod_revision
@@ -86,7 +90,9 @@ def apply_range(reader: Reader, req: pb.RangeRequest) -> pb.RangeResponse:
             key=_SORT_KEYS[req.sort_target],
             reverse=sort_order == pb.RangeRequest.DESCEND,
         )
-    resp = pb.RangeResponse(count=result.count)
+    if resp is None:
+        resp = pb.RangeResponse()
+    resp.count = result.count
     if req.limit > 0 and len(kvs) > req.limit:
         kvs = kvs[: req.limit]
         resp.more = True
@@ -229,8 +235,11 @@ class Applier:
 
     # -- the operations ------------------------------------------------------------------
 
-    def _put(self, txn: Any, req: pb.PutRequest) -> pb.PutResponse:
-        resp = pb.PutResponse()
+    def _put(
+        self, txn: Any, req: pb.PutRequest, resp: pb.PutResponse | None = None
+    ) -> pb.PutResponse:
+        if resp is None:
+            resp = pb.PutResponse()
         value, lease = req.value, req.lease
         prev: mvccpb.KeyValue | None = None
         if req.ignore_value or req.ignore_lease or req.prev_kv:
@@ -250,8 +259,11 @@ class Applier:
         resp.header.revision = txn.rev
         return resp
 
-    def _delete_range(self, txn: Any, req: pb.DeleteRangeRequest) -> pb.DeleteRangeResponse:
-        resp = pb.DeleteRangeResponse()
+    def _delete_range(
+        self, txn: Any, req: pb.DeleteRangeRequest, resp: pb.DeleteRangeResponse | None = None
+    ) -> pb.DeleteRangeResponse:
+        if resp is None:
+            resp = pb.DeleteRangeResponse()
         deleted = txn.delete_range(req.key, _end(req.range_end))
         resp.deleted = len(deleted)
         if req.prev_kv:
@@ -288,11 +300,11 @@ class Applier:
             which = op.WhichOneof("request")
             out = resp.responses.add()
             if which == "request_range":
-                out.response_range.CopyFrom(apply_range(txn, op.request_range))
+                apply_range(txn, op.request_range, out.response_range)
             elif which == "request_put":
-                out.response_put.CopyFrom(self._put(txn, op.request_put))
+                self._put(txn, op.request_put, out.response_put)
             elif which == "request_delete_range":
-                out.response_delete_range.CopyFrom(self._delete_range(txn, op.request_delete_range))
+                self._delete_range(txn, op.request_delete_range, out.response_delete_range)
             elif which == "request_txn":
                 inner = out.response_txn
                 inner.succeeded = path[consumed]

@@ -9,6 +9,7 @@ to front-end processes later without changing the core.
 from __future__ import annotations
 
 import asyncio
+import functools
 import random
 import time
 from collections.abc import Callable, Sequence
@@ -39,6 +40,7 @@ from etcdpy.raft.types import (
     StateType,
 )
 from etcdpy.server.applier import Applier, Response, apply_range
+from etcdpy.server.compactor import PeriodicCompactor, RevisionCompactor
 from etcdpy.server.idgen import RequestIdGenerator
 from etcdpy.server.membership import (
     Cluster,
@@ -49,7 +51,7 @@ from etcdpy.server.membership import (
 from etcdpy.server.raft_node import RaftNode
 from etcdpy.server.raft_storage import DurableRaftStorage
 from etcdpy.server.read_index import LinearizableReads
-from etcdpy.server.wait import AppliedIndexWaiters, Wait
+from etcdpy.server.wait import AppliedIndexWaiters, Deadlines, Wait
 from etcdpy.server.watch_sync import WatchSync
 
 log = structlog.get_logger(__name__)
@@ -59,6 +61,7 @@ DEFAULT_MAP_BYTES = 2 * 1024**3
 MIN_MAP_BYTES = 64 * 1024**2
 # etcd refuses new proposals when apply lags commit by this much (ErrTooManyRequests).
 MAX_GAP_BETWEEN_APPLY_AND_COMMIT = 5000
+DEADLINE_SWEEP_SECONDS = 0.1
 
 
 class EtcdServer:
@@ -72,6 +75,7 @@ class EtcdServer:
         self._wait = Wait()
         self._stopped = False
         self._request_timeout = 5.0 + 2 * config.election_timeout / 1000.0
+        self._deadlines = Deadlines()
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -114,6 +118,14 @@ class EtcdServer:
         self.raft = RaftNode(node, self, tick_seconds=heartbeat_ms / 1000.0)
         self.reads = LinearizableReads(self._request_read_index, self._applied)
         self._campaign_when_applied = len(self.cluster.members) == 1
+        self._loop = asyncio.get_running_loop()
+        self._sweeper = asyncio.create_task(self._sweep_deadlines(), name="deadlines")
+        self._background = [self._sweeper]
+        compactor = self._make_compactor()
+        if compactor is not None:
+            self._background.append(
+                asyncio.create_task(self._auto_compact(compactor), name="auto-compaction")
+            )
         self.raft.start()
         self.raft.kick()
         log.info(
@@ -126,6 +138,8 @@ class EtcdServer:
     async def stop(self) -> None:
         self._stopped = True
         await self.watch_sync.stop()
+        for task in self._background:
+            task.cancel()
         await self.raft.stop()
         self._wait.fail_all(errors.Stopped())
         self.reads.fail_all(errors.Stopped())
@@ -173,20 +187,56 @@ class EtcdServer:
             self._wait.cancel(request_id)
             raise errors.NoLeader() from None
         self.raft.kick()
-        try:
-            result = await asyncio.wait_for(future, self._request_timeout)
-        except TimeoutError:
-            self._wait.cancel(request_id)
-            raise errors.Timeout() from None
+        self._deadlines.add(
+            self._loop.time() + self._request_timeout,
+            future,
+            functools.partial(self._wait.cancel, request_id),
+        )
+        result = await future
         if isinstance(result, errors.EtcdError):
             raise result
         return result
 
     async def linearizable_read(self) -> None:
-        try:
-            await asyncio.wait_for(self.reads.wait(), self._request_timeout)
-        except TimeoutError:
-            raise errors.Timeout() from None
+        future = self.reads.wait()
+        self._deadlines.add(self._loop.time() + self._request_timeout, future)
+        await future
+
+    def _make_compactor(self) -> PeriodicCompactor | RevisionCompactor | None:
+        retention = self.config.auto_compaction_retention_value
+        if retention <= 0:
+            return None
+        revision = lambda: self.kv.current_revision  # noqa: E731
+        if self.config.auto_compaction_mode == "revision":
+            return RevisionCompactor(int(retention), revision)
+        return PeriodicCompactor(retention, time.monotonic, revision)
+
+    async def _auto_compact(self, compactor: PeriodicCompactor | RevisionCompactor) -> None:
+        """etcd's compactor: acts only on the leader, through the log like a client's Compact."""
+        while True:
+            await asyncio.sleep(compactor.poll_interval)
+            rev = compactor.due() if self.role == StateType.LEADER else None
+            if rev is not None:
+                ok = True
+                try:
+                    await self.propose(
+                        internalpb.InternalRaftRequest(
+                            compaction=pb.CompactionRequest(revision=rev)
+                        )
+                    )
+                    log.info("completed auto compaction", revision=rev)
+                except errors.Compacted:
+                    pass
+                except errors.EtcdError as exc:
+                    ok = False
+                    log.warning("failed auto compaction", revision=rev, error=exc.message)
+                compactor.finished(ok)
+            compactor.record()
+
+    async def _sweep_deadlines(self) -> None:
+        while True:
+            await asyncio.sleep(DEADLINE_SWEEP_SECONDS)
+            self._deadlines.sweep(self._loop.time(), errors.Timeout)
 
     def range(self, req: pb.RangeRequest) -> pb.RangeResponse:
         try:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 
@@ -74,3 +76,34 @@ class AppliedIndexWaiters:
         for _, future in pending:
             if not future.done():
                 future.set_exception(exc)
+
+
+class Deadlines:
+    """Request deadlines, swept periodically instead of one timer per request.
+
+    Every request of a kind has the same timeout, so deadlines arrive in order and a deque
+    stays sorted: adding and expiring are O(1), and the hot path creates no timer handle.
+    """
+
+    __slots__ = ("_queue",)
+
+    def __init__(self) -> None:
+        self._queue: deque[tuple[float, asyncio.Future[Any], Callable[[], None] | None]] = deque()
+
+    def add(
+        self,
+        deadline: float,
+        future: asyncio.Future[Any],
+        on_expire: Callable[[], None] | None = None,
+    ) -> None:
+        self._queue.append((deadline, future, on_expire))
+
+    def sweep(self, now: float, make_error: Callable[[], BaseException]) -> None:
+        queue = self._queue
+        while queue and (queue[0][1].done() or queue[0][0] <= now):
+            _, future, on_expire = queue.popleft()
+            if future.done():
+                continue
+            future.set_exception(make_error())
+            if on_expire is not None:
+                on_expire()
