@@ -28,9 +28,6 @@ GRPC_OVERHEAD_BYTES = 512 * 1024
 MIN_PROGRESS_INTERVAL_SECONDS = 0.1
 # Responses taken from the queue per round of the sender.
 SEND_BATCH = 1024
-# A backlog this long means the sender is behind: then consecutive event responses of one
-# watcher go out as one (whole revisions, in order), as etcd's catch-up from history does.
-COALESCE_AT = 64
 # The receive side pauses while this many responses wait (a client that sends requests but
 # does not read the answers), as etcd's recvLoop blocks on its full control channel.
 RECV_PAUSE_QUEUE = 1024
@@ -126,10 +123,6 @@ class WatchService:
                 if not items:
                     await wake.wait()
                     continue
-            if len(items) >= COALESCE_AT:
-                for data in encoder.encode_coalesced(items):
-                    await write(data)
-                continue
             for r in items:
                 for data in encoder.encode(r):
                     await write(data)

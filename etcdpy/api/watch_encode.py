@@ -65,8 +65,33 @@ class ResponseEncoder:
     def __init__(self, header: Callable[[], tuple[int, int, int]], max_bytes: int) -> None:
         self._header = header
         self.max_bytes = max_bytes  # etcd: --max-request-bytes plus the gRPC overhead
+        self._last_header: tuple[tuple[int, tuple[int, int, int]], bytes] | None = None
 
     def _fixed(self, r: WatchResponse, fragment: bool = False) -> bytes:
+        """Every field but the events. The common case (an event or progress response) is
+        spelled out by hand: it is built once per watcher per response."""
+        if r.created or r.canceled or r.compact_revision or r.cancel_reason or fragment:
+            return self._fixed_pb(r, fragment)
+        header = self._header_bytes(r.revision)
+        wid = r.watch_id
+        if wid == 0:
+            return header
+        return header + b"\x10" + varint(wid & 0xFFFFFFFFFFFFFFFF)
+
+    def _header_bytes(self, revision: int) -> bytes:
+        ids = self._header()
+        key = (revision, ids)
+        cached = self._last_header
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        h = pb.ResponseHeader(
+            cluster_id=ids[0], member_id=ids[1], revision=revision, raft_term=ids[2]
+        ).SerializeToString()
+        data = b"\x0a" + varint(len(h)) + h
+        self._last_header = (key, data)
+        return data
+
+    def _fixed_pb(self, r: WatchResponse, fragment: bool) -> bytes:
         cluster_id, member_id, term = self._header()
         msg = pb.WatchResponse(
             watch_id=r.watch_id,
@@ -83,46 +108,23 @@ class ResponseEncoder:
         h.raft_term = term
         return msg.SerializeToString()
 
-    def encode_coalesced(self, items: list[WatchResponse]) -> list[bytes]:
-        """Encode a backlog, merging each watcher's event responses into its first one.
-
-        Only events move, and only earlier: a watcher's events stay in order and before its
-        cancel, and a progress notification still follows every event up to its revision.
-        """
-        merged: list[tuple[WatchResponse, list[WatchResponse]]] = []
-        open_slot: dict[int, int] = {}
-        for r in items:
-            if r.batch is not None and r.batch.events and not r.fragment:
-                i = open_slot.get(r.watch_id)
-                if i is not None:
-                    merged[i][1].append(r)
-                    continue
-                open_slot[r.watch_id] = len(merged)
-            elif r.created or r.canceled:
-                open_slot.pop(r.watch_id, None)  # an id can be reused after its cancel
-            merged.append((r, [r]))
-        out: list[bytes] = []
-        for first, group in merged:
-            if len(group) == 1:
-                out.extend(self.encode(first))
-                continue
-            last = group[-1]
-            blob = b"".join(encoded_events(g.batch, g.prev_kv).blob for g in group if g.batch)
-            out.append(self._fixed(last) + blob)
-        return out
-
     def encode(self, r: WatchResponse) -> list[bytes]:
         """The messages for one response: one, or its fragments (etcd's sendFragments)."""
-        batch = r.batch
-        if batch is None or not batch.events:
+        batches = r.batches
+        if not batches:
             return [self._fixed(r)]
-        enc = encoded_events(batch, r.prev_kv)
         fixed = self._fixed(r)
-        if not r.fragment or len(enc.entries) < 2 or len(fixed) + len(enc.blob) < self.max_bytes:
-            return [fixed + enc.blob]
+        if len(batches) == 1:
+            enc = encoded_events(batches[0], r.prev_kv)
+            blob, entries = enc.blob, enc.entries
+        else:
+            encs = [encoded_events(b, r.prev_kv) for b in batches]
+            blob = b"".join(e.blob for e in encs)
+            entries = [x for e in encs for x in e.entries]
+        if not r.fragment or len(entries) < 2 or len(fixed) + len(blob) < self.max_bytes:
+            return [fixed + blob]
         head = self._fixed(r, fragment=True)
         out: list[bytes] = []
-        entries = enc.entries
         i = 0
         while i < len(entries):
             size = len(head)

@@ -255,7 +255,7 @@ class WatchModel(RuleBasedStateMachine):
                 continue
             if r.batch is None:
                 continue
-            evs = [_ev(e) for e in r.batch.events]
+            evs = [_ev(e) for e in r.events]
             assert evs, "no empty event responses"
             assert r.prev_kv == w.prev_kv
             revs = sorted({e[3] for e in evs})
@@ -268,7 +268,7 @@ class WatchModel(RuleBasedStateMachine):
                     want,
                     self.compactions,
                 )
-            for e in r.batch.events:
+            for e in r.events:
                 if e.HasField("prev_kv"):
                     assert e.prev_kv.value == self._value_at(e.kv.key, e.kv.mod_revision - 1)
             delivered.extend(evs)
@@ -301,7 +301,7 @@ class WatchModel(RuleBasedStateMachine):
             if done:
                 break
             if r.watch_id == w.id and r.batch is not None:
-                seen_rev = max(e.kv.mod_revision for e in r.batch.events)
+                seen_rev = max(e.kv.mod_revision for e in r.events)
             elif r.batch is None and not (r.created or r.canceled) and r.watch_id in (w.id, -1):
                 # Everything this watcher wants up to r.revision was delivered already.
                 upto = min(r.revision, len(self.history) - 1)
@@ -328,7 +328,7 @@ class WatchModel(RuleBasedStateMachine):
                     break
                 self.store.sync_watchers()
                 self.store.move_victims()
-            evs = [_ev(e) for r in self._resumed for e in (r.batch.events if r.batch else [])]
+            evs = [_ev(e) for r in self._resumed for e in r.events]
             want = [
                 e
                 for rev in range(resume, cur + 1)
