@@ -110,17 +110,12 @@ class ResponseEncoder:
 
     def encode(self, r: WatchResponse) -> list[bytes]:
         """The messages for one response: one, or its fragments (etcd's sendFragments)."""
-        batches = r.batches
-        if not batches:
+        batch = r.batch
+        if batch is None or not batch.events:
             return [self._fixed(r)]
         fixed = self._fixed(r)
-        if len(batches) == 1:
-            enc = encoded_events(batches[0], r.prev_kv)
-            blob, entries = enc.blob, enc.entries
-        else:
-            encs = [encoded_events(b, r.prev_kv) for b in batches]
-            blob = b"".join(e.blob for e in encs)
-            entries = [x for e in encs for x in e.entries]
+        enc = encoded_events(batch, r.prev_kv)
+        blob, entries = enc.blob, enc.entries
         if not r.fragment or len(entries) < 2 or len(fixed) + len(blob) < self.max_bytes:
             return [fixed + blob]
         head = self._fixed(r, fragment=True)

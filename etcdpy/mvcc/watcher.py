@@ -80,8 +80,6 @@ class WatchResponse:
         "compact_revision",
         "created",
         "fragment",
-        "more",
-        "owner",
         "prev_kv",
         "revision",
         "watch_id",
@@ -108,19 +106,10 @@ class WatchResponse:
         self.cancel_reason = cancel_reason
         self.prev_kv = prev_kv
         self.fragment = fragment
-        # Later revisions merged into this response while it waited (see Watcher.send).
-        self.more: list[EventBatch] | None = None
-        self.owner: Watcher | None = None  # the watcher that may still merge into it
-
-    @property
-    def batches(self) -> list[EventBatch]:
-        if self.batch is None:
-            return []
-        return [self.batch] if self.more is None else [self.batch, *self.more]
 
     @property
     def events(self) -> list[Event]:
-        return [ev for b in self.batches for ev in b.events]
+        return self.batch.events if self.batch is not None else []
 
     def __repr__(self) -> str:
         n = len(self.events)
@@ -147,7 +136,6 @@ class Watcher:
         "min_rev",
         "no_delete",
         "no_put",
-        "pending",
         "prev_kv",
         "progress_notify",
         "state",
@@ -179,7 +167,6 @@ class Watcher:
         self.fragment = fragment
         self.compacted = False
         self.events_sent = False
-        self.pending: WatchResponse | None = None  # its event response still in the queue
         # "synced", "unsynced", "victim", "compacted" or "canceled"; set by the store.
         self.state = ""
 
@@ -199,30 +186,19 @@ class Watcher:
             if not batch.events:
                 return True
         stream = self.stream
-        pending = self.pending
-        if batch is not None and pending is not None and stream.behind():
-            # The sender is behind and this watcher's last response has not gone out: add
-            # the revision to it (whole revisions, in order) instead of queueing another.
-            if not stream.has_room_for_events():
-                stream.starved = True
-                return False
-            if pending.more is None:
-                pending.more = [batch]
-            else:
-                pending.more.append(batch)
-            pending.revision = revision
-            stream.add_events(len(batch.events))
-            return True
+        if batch is not None and stream.behind():
+            # Its sender has a backlog: park the watcher now (it catches up from history
+            # later, many revisions per response) rather than queue one more response.
+            stream.starved = True
+            return False
         if not stream.has_room():
             stream.starved = True
             return False
-        resp = WatchResponse(self.id, revision, batch, prev_kv=self.prev_kv, fragment=self.fragment)
+        stream.push(
+            WatchResponse(self.id, revision, batch, prev_kv=self.prev_kv, fragment=self.fragment)
+        )
         if batch is not None:
             self.events_sent = True
-            if not self.fragment:  # a fragmenting watcher keeps etcd's one revision each
-                resp.owner = self
-                self.pending = resp
-        stream.push(resp)
         return True
 
     def __repr__(self) -> str:
@@ -246,7 +222,7 @@ class WatchStream:
         self.on_ready = on_ready
         self.capacity = capacity
         self.max_events = max_events
-        self.merge_at = max(2, capacity // 2)
+        self.park_at = max(2, capacity // 2)
         self.watchers: dict[int, Watcher] = {}
         self._next_id = 0
         self._queue: deque[WatchResponse] = deque()
@@ -258,14 +234,11 @@ class WatchStream:
     # -- the queue -----------------------------------------------------------------------
 
     def behind(self) -> bool:
-        """The sender has a backlog: etcd would be parking watchers by now."""
-        return len(self._queue) >= self.merge_at
+        """The sender has a backlog (half the base capacity): event pushes park instead.
 
-    def has_room_for_events(self) -> bool:
-        return self._queued_events < self.max_events
-
-    def add_events(self, n: int) -> None:
-        self._queued_events += n
+        etcd parks a watcher when its stream's channel is full; parking at half of it
+        leaves the rest for responses the client asked for and for catch-up batches."""
+        return len(self._queue) >= self.park_at
 
     def has_room(self) -> bool:
         # Room for one live response per watcher on top of the base capacity: a stream with
@@ -293,12 +266,6 @@ class WatchStream:
         else:
             out = [q.popleft() for _ in range(limit)]
             self._queued_events -= sum(len(r.events) for r in out if r.batch is not None)
-        for r in out:
-            w = r.owner
-            if w is not None:
-                r.owner = None
-                if w.pending is r:
-                    w.pending = None  # gone to the sender: nothing merges into it any more
         if self.starved:
             self.starved = False
             self._store.wake()  # parked watchers of this stream can be retried now

@@ -66,13 +66,15 @@ class WatchSummary:
     p99_ms: float
     max_ms: float
     load_messages: int
+    put_errors: dict[str, int]
 
     def table(self) -> str:
         return "\n".join(
             [
                 f"watchers {self.watchers} on {self.streams} streams, "
                 f"{self.puts} puts at {self.put_rate:.0f}/s (took {self.put_seconds:.2f}s)",
-                f"probe events {self.events}, load responses {self.load_messages}",
+                f"probe events {self.events}, load responses {self.load_messages}, "
+                f"put errors {self.put_errors or 0}",
                 f"event latency ms: p50 {self.p50_ms:.3f}  p90 {self.p90_ms:.3f}  "
                 f"p99 {self.p99_ms:.3f}  max {self.max_ms:.3f}",
             ]
@@ -154,7 +156,9 @@ def run_watch_worker(plan: WatchPlan, messages: Any, start: Any) -> None:
     messages.put(("result", plan.index, result))
 
 
-async def _write(endpoint: str, total: int, rate: float, value_size: int) -> float:
+async def _write(
+    endpoint: str, total: int, rate: float, value_size: int, errors: dict[str, int]
+) -> float:
     async with grpc.aio.insecure_channel(endpoint) as channel:
         kv = rpc_pb2_grpc.KVStub(channel)
         pad = b"x" * max(0, value_size - _STAMP.size)
@@ -164,7 +168,11 @@ async def _write(endpoint: str, total: int, rate: float, value_size: int) -> flo
 
         async def put(i: int) -> None:
             value = _STAMP.pack(clock()) + pad
-            await kv.Put(pb.PutRequest(key=PREFIX + b"%08d" % i, value=value), timeout=60)
+            try:
+                await kv.Put(pb.PutRequest(key=PREFIX + b"%08d" % i, value=value), timeout=60)
+            except grpc.aio.AioRpcError as exc:
+                key = f"{exc.code().name}: {exc.details()}"
+                errors[key] = errors.get(key, 0) + 1
 
         for i in range(total):
             delay = began + i / rate - clock()
@@ -214,7 +222,10 @@ def run(args: argparse.Namespace) -> WatchSummary:
                 raise RuntimeError(payload.failure or "a watcher process ended early")
             ready += 1
         start.set()
-        put_seconds = asyncio.run(_write(endpoint, args.total, args.put_rate, args.val_size))
+        put_errors: dict[str, int] = {}
+        put_seconds = asyncio.run(
+            _write(endpoint, args.total, args.put_rate, args.val_size, put_errors)
+        )
         while len(results) < procs:
             try:
                 kind, _index, payload = messages.get(timeout=args.timeout + 30)
@@ -247,4 +258,5 @@ def run(args: argparse.Namespace) -> WatchSummary:
         p99_ms=round(percentile(lat, 0.99) * 1000, 3),
         max_ms=round(lat[-1] * 1000, 3) if lat else 0.0,
         load_messages=sum(r.load_messages for r in results),
+        put_errors=put_errors,
     )
