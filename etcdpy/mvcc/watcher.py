@@ -234,11 +234,12 @@ class WatchStream:
     # -- the queue -----------------------------------------------------------------------
 
     def behind(self) -> bool:
-        """The sender has a backlog (half the base capacity): event pushes park instead.
+        """The sender has a backlog: event pushes park the watcher instead.
 
-        etcd parks a watcher when its stream's channel is full; parking at half of it
-        leaves the rest for responses the client asked for and for catch-up batches."""
-        return len(self._queue) >= self.park_at
+        That is more than one response per watcher of the stream plus half the base
+        capacity waiting (etcd parks a watcher when its stream's channel of 128 is full).
+        """
+        return len(self._queue) >= self.park_at + len(self.watchers)
 
     def has_room(self) -> bool:
         # Room for one live response per watcher on top of the base capacity: a stream with
