@@ -68,6 +68,12 @@ def _op_del(key: bytes, end: bytes = b"") -> pb.RequestOp:
     return pb.RequestOp(request_delete_range=pb.DeleteRangeRequest(key=key, range_end=end))
 
 
+def _collect(s: WatchSession, at_least: int, quiet: float) -> list[pb.WatchResponse]:
+    """The responses a step must produce (however slow the server), then any extra ones."""
+    got = [s.get(timeout=20) for _ in range(at_least)]
+    return got + s.collect(quiet=quiet)
+
+
 def _as_dicts(responses: list[pb.WatchResponse]) -> list[dict[str, Any]]:
     """The responses, ordered per watcher only: etcd's order across watchers is its map order."""
     dicts = [json_format.MessageToDict(r) for r in responses]
@@ -86,53 +92,53 @@ def _session_script(endpoint: str) -> list[tuple[str, list[dict[str, Any]]]]:
         _put(kv, b"d/x", b"5")  # rev 6
         with WatchSession(endpoint) as s:
 
-            def step(name: str, quiet: float = 0.4) -> None:
-                steps.append((name, _as_dicts(s.collect(quiet=quiet))))
+            def step(name: str, at_least: int, quiet: float = 0.3) -> None:
+                steps.append((name, _as_dicts(_collect(s, at_least, quiet))))
 
             s.create(key=b"a", start_revision=1, prev_kv=True)
-            step("history of one key, with prev_kv")
+            step("history of one key, with prev_kv", 2)
             s.create(key=b"a", range_end=b"e", start_revision=3, watch_id=7)
-            step("history of a range, client-chosen id")
+            step("history of a range, client-chosen id", 2)
             s.create(key=b"\x00", range_end=b"\x00", start_revision=2, filters=[NOPUT])
-            step("every key from rev 2, deletes only")
+            step("every key from rev 2, deletes only", 2)
             s.create(key=b"x", watch_id=7)
-            step("duplicate watch id")
+            step("duplicate watch id", 1)
             s.create(key=b"b", range_end=b"a")
-            step("empty range")
+            step("empty range", 1)
             s.create(key=b"d/", range_end=b"d0", prev_kv=True)
-            step("live prefix watcher created")
+            step("live prefix watcher created", 1)
             _txn(kv, _op_put(b"d/y", b"6"), _op_put(b"d/z", b"7"), _op_del(b"d/x"))  # rev 7
             _put(kv, b"zz", b"unwatched")  # rev 8
             _put(kv, b"d/y", b"8")  # rev 9
-            step("live events: one response per revision")
+            step("live events: one response per revision", 5)
             s.create(key=b"c", filters=[NODELETE])
-            step("no-delete watcher")
+            step("no-delete watcher", 1)
             _put(kv, b"c", b"9")  # rev 10
             _txn(kv, _op_del(b"c"))  # rev 11
-            step("no-delete filter drops the delete")
+            step("no-delete filter drops the delete", 4)
             s.request_progress()
-            step("progress request")
+            step("progress request", 1)
             s.cancel(7)
-            step("cancel")
+            step("cancel", 1)
             s.cancel(999)
-            step("cancel of an unknown id: no answer")
+            step("cancel of an unknown id: no answer", 0)
         kv.Compact(pb.CompactionRequest(revision=5), timeout=10)
         with WatchSession(endpoint) as s:
 
-            def step2(name: str, quiet: float = 0.4) -> None:
-                steps.append((name, _as_dicts(s.collect(quiet=quiet))))
+            def step2(name: str, at_least: int, quiet: float = 0.3) -> None:
+                steps.append((name, _as_dicts(_collect(s, at_least, quiet))))
 
             s.create(key=b"a", start_revision=3)
-            step2("start revision compacted")
+            step2("start revision compacted", 2)
             s.create(key=b"a", start_revision=5, prev_kv=True)
-            step2("start at the compaction revision itself")
+            step2("start at the compaction revision itself", 1)
             first = kv.Range(pb.RangeRequest(key=b"zz"), timeout=10).header.revision + 1
             for i in range(8):
                 _put(kv, b"f/%d" % i, bytes([65 + i]) * BIG_VALUE)
             s.create(key=b"f/", range_end=b"f0", start_revision=first, fragment=True)
-            step2("a large catch-up, fragmented", quiet=1.0)
+            step2("a large catch-up, fragmented", 3, quiet=0.5)
             s.create(key=b"f/", range_end=b"f0", start_revision=first)
-            step2("the same catch-up, not fragmented", quiet=1.0)
+            step2("the same catch-up, not fragmented", 2, quiet=0.5)
     return steps
 
 

@@ -85,7 +85,6 @@ def etcdctl_watch(ctl: Etcdctl, *args: str, stdin: bool = False) -> Iterator[Run
     )
     running = Running(proc)
     try:
-        time.sleep(0.3)  # let it open its watch before the test writes
         yield running
     finally:
         if proc.poll() is None:
@@ -98,8 +97,13 @@ def etcdctl_watch(ctl: Etcdctl, *args: str, stdin: bool = False) -> Iterator[Run
                 pipe.close()
 
 
+def _next_rev(ctl: Etcdctl) -> str:
+    """The next revision: a watch from there sees every later write, however late it starts."""
+    return str(int(ctl.json("get", "none")["header"]["revision"]) + 1)
+
+
 def test_watch_one_key_prints_events(etcdctl: Etcdctl) -> None:
-    with etcdctl_watch(etcdctl, "key1") as w:
+    with etcdctl_watch(etcdctl, "--rev", _next_rev(etcdctl), "key1") as w:
         etcdctl.out("put", "key1", "v1")
         etcdctl.out("put", "other", "x")
         etcdctl.out("del", "key1")
@@ -108,7 +112,7 @@ def test_watch_one_key_prints_events(etcdctl: Etcdctl) -> None:
 
 
 def test_watch_prefix(etcdctl: Etcdctl) -> None:
-    with etcdctl_watch(etcdctl, "--prefix", "/registry/pods/") as w:
+    with etcdctl_watch(etcdctl, "--rev", _next_rev(etcdctl), "--prefix", "/registry/pods/") as w:
         etcdctl.out("put", "/registry/pods/default/a", "1")
         etcdctl.out("put", "/registry/services/x", "2")
         etcdctl.out("put", "/registry/pods/kube-system/b", "3")
@@ -147,8 +151,7 @@ def test_watch_compacted_revision_is_canceled(etcdctl: Etcdctl) -> None:
 
 def test_watch_interactive(etcdctl: Etcdctl) -> None:
     with etcdctl_watch(etcdctl, "-i", stdin=True) as w:
-        w.send("watch ikey")
-        time.sleep(0.3)
+        w.send(f"watch --rev {_next_rev(etcdctl)} ikey")
         etcdctl.out("put", "ikey", "1")
         w.wait_for(["PUT", "ikey", "1"])
         w.send("progress")
