@@ -163,6 +163,7 @@ def _measure_rss(target: str, workdir: Path, results: Results) -> None:
 
 WATCHERS = (1, 100, 1000)
 WATCH_PUT_RATE = 1000
+WATCH_METRICS = ("p50", "p99", "server CPU/put")
 
 
 def _watch_name(watchers: int, metric: str) -> str:
@@ -174,7 +175,7 @@ def _measure_watch(target: str, scale: float, workdir: Path, results: Results) -
         server = STARTERS[target](workdir / f"{target}-watch")
     except StartFailed as exc:
         for n in WATCHERS:
-            for metric in ("p50", "p99"):
+            for metric in WATCH_METRICS:
                 results.setdefault(_watch_name(n, metric), {})[target] = f"did not start: {exc}"
         return
     try:
@@ -183,14 +184,17 @@ def _measure_watch(target: str, scale: float, workdir: Path, results: Results) -
             args = parse_args(["--endpoints", server.endpoint, "watch", "--watchers", str(n),
                                "--put-rate", str(WATCH_PUT_RATE), "--total", _n(3000, scale),
                                "--timeout", "90"])  # fmt: skip
+            cpu_before = server.cpu_seconds()
             try:
                 summary = run_watch_benchmark(args)
             except RuntimeError as exc:
-                for metric in ("p50", "p99"):
+                for metric in WATCH_METRICS:
                     results.setdefault(_watch_name(n, metric), {})[target] = f"failed: {exc}"
                 continue
+            cpu_ms = (server.cpu_seconds() - cpu_before) * 1000 / max(1, summary.puts)
             results.setdefault(_watch_name(n, "p50"), {})[target] = summary.p50_ms
             results.setdefault(_watch_name(n, "p99"), {})[target] = summary.p99_ms
+            results.setdefault(_watch_name(n, "server CPU/put"), {})[target] = round(cpu_ms, 3)
     finally:
         server.stop()
 
@@ -236,7 +240,7 @@ def format_results(results: Results) -> str:
         figures[RSS_NAME] = "MiB"
     cpu = {w.name + CPU_SUFFIX: "us/req" for w in WORKLOADS if w.name + CPU_SUFFIX in results}
     watch = {
-        _watch_name(n, m): "ms" for n in WATCHERS for m in ("p50", "p99")
+        _watch_name(n, m): "ms" for n in WATCHERS for m in WATCH_METRICS
         if _watch_name(n, m) in results
     }  # fmt: skip
     parts: list[str] = []

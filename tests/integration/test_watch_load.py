@@ -109,3 +109,17 @@ def test_thousand_watchers_and_a_silent_client(etcdpy_server: MemberProcess) -> 
                 s.close()
             silent_requests.put(None)
             silent.cancel()
+
+
+def test_benchmark_watch_command(etcdpy_server: MemberProcess) -> None:
+    """`etcdpy benchmark watch` runs: every put's event reaches the probe watcher."""
+    from etcdpy.tools.bench_watch import run
+    from etcdpy.tools.benchmark import parse_args
+
+    load = ["--watchers", "20", "--streams", "2", "--put-rate", "200", "--total", "100"]
+    args = parse_args(["--endpoints", etcdpy_server.endpoint, "watch", *load, "--timeout", "30"])
+    summary = run(args)
+    assert summary.events == 100
+    assert summary.put_errors == {}
+    assert summary.watchers == 20 and summary.streams == 2
+    assert 0 < summary.p50_ms <= summary.p99_ms <= summary.max_ms
