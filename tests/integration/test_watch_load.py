@@ -123,3 +123,17 @@ def test_benchmark_watch_command(etcdpy_server: MemberProcess) -> None:
     assert summary.put_errors == {}
     assert summary.watchers == 20 and summary.streams == 2
     assert 0 < summary.p50_ms <= summary.p99_ms <= summary.max_ms
+
+
+def test_malformed_watch_request_ends_the_stream_only(etcdpy_server: MemberProcess) -> None:
+    """Garbage bytes on a Watch stream: INTERNAL as grpc-go answers; the server keeps serving."""
+    with grpc.insecure_channel(etcdpy_server.endpoint) as channel:
+        raw = channel.stream_stream("/etcdserverpb.Watch/Watch")
+        call = raw(iter([b"\xff\xff\xff"]), timeout=10)
+        with pytest.raises(grpc.RpcError) as info:
+            list(call)
+        assert info.value.code() == grpc.StatusCode.INTERNAL
+        assert info.value.details().startswith("grpc: error unmarshalling request:")
+    with WatchSession(etcdpy_server.endpoint) as s:
+        s.create(key=b"still")
+        assert s.get().created
