@@ -27,7 +27,7 @@ GRPC_OVERHEAD_BYTES = 512 * 1024
 # etcd's minWatchProgressInterval: a shorter progress notify interval is raised to it.
 MIN_PROGRESS_INTERVAL_SECONDS = 0.1
 # Responses taken from the queue per round of the sender.
-SEND_BATCH = 64
+SEND_BATCH = 1024
 # The receive side pauses while this many responses wait (a client that sends requests but
 # does not read the answers), as etcd's recvLoop blocks on its full control channel.
 RECV_PAUSE_QUEUE = 1024

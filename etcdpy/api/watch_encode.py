@@ -65,8 +65,33 @@ class ResponseEncoder:
     def __init__(self, header: Callable[[], tuple[int, int, int]], max_bytes: int) -> None:
         self._header = header
         self.max_bytes = max_bytes  # etcd: --max-request-bytes plus the gRPC overhead
+        self._last_header: tuple[tuple[int, tuple[int, int, int]], bytes] | None = None
 
     def _fixed(self, r: WatchResponse, fragment: bool = False) -> bytes:
+        """Every field but the events. The common case (an event or progress response) is
+        spelled out by hand: it is built once per watcher per response."""
+        if r.created or r.canceled or r.compact_revision or r.cancel_reason or fragment:
+            return self._fixed_pb(r, fragment)
+        header = self._header_bytes(r.revision)
+        wid = r.watch_id
+        if wid == 0:
+            return header
+        return header + b"\x10" + varint(wid & 0xFFFFFFFFFFFFFFFF)
+
+    def _header_bytes(self, revision: int) -> bytes:
+        ids = self._header()
+        key = (revision, ids)
+        cached = self._last_header
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        h = pb.ResponseHeader(
+            cluster_id=ids[0], member_id=ids[1], revision=revision, raft_term=ids[2]
+        ).SerializeToString()
+        data = b"\x0a" + varint(len(h)) + h
+        self._last_header = (key, data)
+        return data
+
+    def _fixed_pb(self, r: WatchResponse, fragment: bool) -> bytes:
         cluster_id, member_id, term = self._header()
         msg = pb.WatchResponse(
             watch_id=r.watch_id,
@@ -88,13 +113,13 @@ class ResponseEncoder:
         batch = r.batch
         if batch is None or not batch.events:
             return [self._fixed(r)]
-        enc = encoded_events(batch, r.prev_kv)
         fixed = self._fixed(r)
-        if not r.fragment or len(enc.entries) < 2 or len(fixed) + len(enc.blob) < self.max_bytes:
-            return [fixed + enc.blob]
+        enc = encoded_events(batch, r.prev_kv)
+        blob, entries = enc.blob, enc.entries
+        if not r.fragment or len(entries) < 2 or len(fixed) + len(blob) < self.max_bytes:
+            return [fixed + blob]
         head = self._fixed(r, fragment=True)
         out: list[bytes] = []
-        entries = enc.entries
         i = 0
         while i < len(entries):
             size = len(head)

@@ -148,7 +148,15 @@ class WatchableStore(KVStore):
         cur = self.current_revision
         moved: list[Watcher] = []
         for w, batch in self.victims.items():
-            if w.send(batch, w.min_rev - 1):
+            stream = w.stream
+            if stream.behind():
+                stream.starved = True
+            elif w.min_rev <= cur and batch.events:
+                # More happened since it was parked: the catch-up from history will carry
+                # the parked batch too, in the same response as what followed it.
+                w.min_rev = batch.events[0].kv.mod_revision
+                moved.append(w)
+            elif w.send(batch, w.min_rev - 1):
                 moved.append(w)
         for w in moved:
             del self.victims[w]
@@ -170,7 +178,12 @@ class WatchableStore(KVStore):
         cur = self.current_revision
         compact = self.compact_revision
         chosen: list[Watcher] = []
-        for w in list(unsynced.watchers)[:max_watchers]:
+        for w in list(unsynced.watchers):
+            if len(chosen) >= max_watchers:
+                break
+            if w.stream.behind():
+                w.stream.starved = True  # read its history once its sender has caught up
+                continue
             if w.min_rev < compact:
                 # Its history is gone: the compacted response ends it (retried while full).
                 if w.stream.has_room():
@@ -196,7 +209,8 @@ class WatchableStore(KVStore):
             groups.setdefault((w.key, w.end, w.min_rev), []).append(w)
         for (key, end, start), members in groups.items():
             batch, more_rev = self._history_batch(events, key, end, start)
-            next_min = more_rev or covered + 1
+            # (A group that starts beyond a read cut short keeps its own start.)
+            next_min = more_rev or max(covered + 1, start)
             if batch is not None and any(w.prev_kv for w in members):
                 self._fill_prev_kv(batch.events)
             for w in members:

@@ -107,8 +107,12 @@ class WatchResponse:
         self.prev_kv = prev_kv
         self.fragment = fragment
 
+    @property
+    def events(self) -> list[Event]:
+        return self.batch.events if self.batch is not None else []
+
     def __repr__(self) -> str:
-        n = len(self.batch.events) if self.batch is not None else 0
+        n = len(self.events)
         return (
             f"WatchResponse(id={self.watch_id}, rev={self.revision}, events={n}, "
             f"created={self.created}, canceled={self.canceled}, "
@@ -182,6 +186,11 @@ class Watcher:
             if not batch.events:
                 return True
         stream = self.stream
+        if batch is not None and stream.behind():
+            # Its sender has a backlog: park the watcher now (it catches up from history
+            # later, many revisions per response) rather than queue one more response.
+            stream.starved = True
+            return False
         if not stream.has_room():
             stream.starved = True
             return False
@@ -213,6 +222,7 @@ class WatchStream:
         self.on_ready = on_ready
         self.capacity = capacity
         self.max_events = max_events
+        self.park_at = max(2, capacity // 2)
         self.watchers: dict[int, Watcher] = {}
         self._next_id = 0
         self._queue: deque[WatchResponse] = deque()
@@ -223,8 +233,19 @@ class WatchStream:
 
     # -- the queue -----------------------------------------------------------------------
 
+    def behind(self) -> bool:
+        """The sender has a backlog: event pushes park the watcher instead.
+
+        That is more than one response per watcher of the stream plus half the base
+        capacity waiting (etcd parks a watcher when its stream's channel of 128 is full).
+        """
+        return len(self._queue) >= self.park_at + len(self.watchers)
+
     def has_room(self) -> bool:
-        return len(self._queue) < self.capacity and self._queued_events < self.max_events
+        # Room for one live response per watcher on top of the base capacity: a stream with
+        # hundreds of watchers must not park most of them at every write.
+        room = self.capacity + len(self.watchers)
+        return len(self._queue) < room and self._queued_events < self.max_events
 
     def push(self, resp: WatchResponse) -> None:
         was_empty = not self._queue
@@ -245,7 +266,7 @@ class WatchStream:
             self._queued_events = 0
         else:
             out = [q.popleft() for _ in range(limit)]
-            self._queued_events -= sum(len(r.batch.events) for r in out if r.batch is not None)
+            self._queued_events -= sum(len(r.events) for r in out if r.batch is not None)
         if self.starved:
             self.starved = False
             self._store.wake()  # parked watchers of this stream can be retried now
