@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -14,7 +16,7 @@ from etcdpy.pb.etcdserverpb import rpc_pb2 as pb
 from etcdpy.pb.etcdserverpb import rpc_pb2_grpc
 from etcdpy.testing.cluster_procs import ClusterMember, ProcessCluster
 from etcdpy.testing.processes import free_port
-from tests.tools import Etcdctl
+from tests.tools import Etcdctl, require_tool
 
 pytestmark = pytest.mark.integration
 
@@ -244,3 +246,52 @@ def test_joining_without_member_add_is_refused(cluster: ProcessCluster, tmp_path
     assert stranger.proc.wait(timeout=WAIT_SECONDS) == 1
     assert "member has not been added to the cluster" in stranger.log_tail()
     stranger.stop()
+
+
+def test_watch_on_a_member_that_installs_a_snapshot_sees_every_event(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ETCDPY_SNAPSHOT_CATCHUP_ENTRIES", "5")
+    c = ProcessCluster.etcdpy(tmp_path, extra_args=["--snapshot-count=40"])
+    for m in c.members:
+        m.faults_file = tmp_path / f"{m.name}.faults"
+    with c:
+        leader = c.leader()
+        cut_off = next(m for m in c.members if m is not leader)
+        others = [m for m in c.members if m is not cut_off]
+        ids = {m.name: m.status()[0] for m in c.members}
+        watcher = subprocess.Popen(
+            [require_tool("etcdctl"), f"--endpoints={cut_off.endpoint}", "watch", "w", "--prefix"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            env={**os.environ, "ETCDCTL_API": "3"},
+        )
+        try:
+            time.sleep(1.0)  # the watch is established
+            assert cut_off.faults_file is not None
+            cut_off.faults_file.write_text("\n".join(f"{ids[m.name]:x}" for m in others))
+            for m in others:
+                assert m.faults_file is not None
+                m.faults_file.write_text(f"{ids[cut_off.name]:x}\n")
+            leader = c.leader()
+            with grpc.insecure_channel(leader.endpoint) as channel:
+                kv = rpc_pb2_grpc.KVStub(channel)
+                for i in range(120):
+                    kv.Put(pb.PutRequest(key=b"w%03d" % i, value=b"%d" % i), timeout=5)
+            for m in c.members:
+                assert m.faults_file is not None
+                m.faults_file.write_text("")
+            _eventually(lambda: "received snapshot" in cut_off.log_tail(300))
+            _eventually(
+                lambda: (
+                    _ctl(cut_off).out("get", "w119", "--consistency=s", "--print-value-only")
+                    == "119\n"
+                )
+            )
+            time.sleep(1.0)
+        finally:
+            watcher.terminate()
+            out, _ = watcher.communicate(timeout=10)
+        keys = [line for line in out.splitlines() if line.startswith("w")]
+        assert keys == [f"w{i:03d}" for i in range(120)]
