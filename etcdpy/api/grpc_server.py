@@ -17,6 +17,7 @@ from google.protobuf.message import DecodeError, Message
 from etcdpy import errors
 from etcdpy.api.cluster import ClusterService
 from etcdpy.api.kv import KVService
+from etcdpy.api.lease import LeaseService
 from etcdpy.api.maintenance import MaintenanceService
 from etcdpy.api.status import Ctx
 from etcdpy.api.watch import WatchService
@@ -119,7 +120,7 @@ def build_grpc_server(server: EtcdServer) -> grpc.aio.Server:
         "Maintenance": MaintenanceService(server),
         "Cluster": ClusterService(server),
         "Watch": WatchService(server),
-        "Lease": _NotYet(),
+        "Lease": LeaseService(server),
         "Auth": _NotYet(),
     }
     grpc_server.add_generic_rpc_handlers(

@@ -20,6 +20,7 @@ import structlog
 
 from etcdpy import ETCD_API_VERSION, errors
 from etcdpy.config import ServerConfig
+from etcdpy.lease.lessor import Lessor, min_lease_ttl
 from etcdpy.mvcc.backend import Backend
 from etcdpy.mvcc.watchable_store import WatchableStore
 from etcdpy.mvcc.watcher import WatchStream
@@ -42,6 +43,7 @@ from etcdpy.raft.types import (
 from etcdpy.server.applier import Applier, Response, apply_range
 from etcdpy.server.compactor import PeriodicCompactor, RevisionCompactor
 from etcdpy.server.idgen import RequestIdGenerator
+from etcdpy.server.lease_driver import DEFAULT_CHECKPOINT_INTERVAL, LeaseDriver
 from etcdpy.server.membership import (
     Cluster,
     Member,
@@ -88,7 +90,14 @@ class EtcdServer:
         self.watch_sync = WatchSync()
         self.kv = WatchableStore(self.backend, wakeup=self.watch_sync.wake)
         self.watch_sync.start(self.kv)
-        self.applier = Applier(self.kv)
+        self.lessor = Lessor(
+            self.backend,
+            time.monotonic,
+            min_ttl=min_lease_ttl(self.config.election_ticks, self.config.heartbeat_interval),
+            checkpoint_interval=DEFAULT_CHECKPOINT_INTERVAL,
+        )
+        self.lessor.restore(self.kv.lease_keys())
+        self.applier = Applier(self.kv, self.lessor)
 
         self._init_membership()
         self.storage, hard_state, existed = DurableRaftStorage.open_or_create(
@@ -126,8 +135,17 @@ class EtcdServer:
             self._background.append(
                 asyncio.create_task(self._auto_compact(compactor), name="auto-compaction")
             )
+        self.leases = LeaseDriver(
+            self.lessor,
+            self.propose,
+            lambda: self.role == StateType.LEADER,
+            self._wait_applied_committed,
+            self._request_timeout,
+            self._leader_client_endpoint,
+        )
         self.raft.start()
         self.raft.kick()
+        self.leases.start()
         log.info(
             "etcdpy member started",
             member_id=f"{self.member_id:x}",
@@ -136,6 +154,7 @@ class EtcdServer:
         )
 
     async def stop(self) -> None:
+        await self.leases.stop()  # records remaining TTLs through the log while it still can
         self._stopped = True
         await self.watch_sync.stop()
         for task in self._background:
@@ -298,10 +317,13 @@ class EtcdServer:
 
     def apply(self, entries: Sequence[Entry]) -> None:
         results: list[tuple[int, Response]] = []
+        promote = False
         with self.kv.batch():
             for entry in entries:
                 if entry.index <= self.applied_index:
                     continue
+                if not entry.data and entry.type == EntryType.NORMAL:
+                    promote = promote or self._leads_term(entry.term)
                 if entry.type == EntryType.CONF_CHANGE:
                     self._apply_conf_change(entry)  # raft needs it even when replayed
                 elif entry.data and entry.index > self.kv.consistent_index:
@@ -310,6 +332,8 @@ class EtcdServer:
                 if self.kv.consistent_index < entry.index:
                     self.kv.set_consistent_index(entry.index)
                 self.applied_index = entry.index
+        if promote:
+            self.leases.promote(self._lease_extension())
         for request_id, result in results:
             self._wait.resolve(request_id, result)
         self._applied.advance(self.applied_index)
@@ -333,6 +357,8 @@ class EtcdServer:
         if soft_state.lead != self.leader_id:
             log.info("leader changed", leader=f"{soft_state.lead:x}")
         self.leader_id = soft_state.lead
+        if self.role == StateType.LEADER and soft_state.raft_state != StateType.LEADER:
+            self.leases.demote()
         self.role = soft_state.raft_state
 
     def _campaign(self) -> None:
@@ -343,3 +369,56 @@ class EtcdServer:
     def _request_read_index(self, ctx: bytes) -> None:
         self.raft.node.read_index(ctx)
         self.raft.kick()
+
+    # -- leases (the work is in lease_driver.py and lease_apply.py) ----------------------
+
+    async def lease_grant(self, req: pb.LeaseGrantRequest) -> pb.LeaseGrantResponse:
+        while req.ID == 0:
+            req.ID = self._ids.next() & ((1 << 63) - 1)  # ids the server picks are positive
+        resp: pb.LeaseGrantResponse = await self.propose(
+            internalpb.InternalRaftRequest(lease_grant=req)
+        )
+        return resp
+
+    async def lease_revoke(self, req: pb.LeaseRevokeRequest) -> pb.LeaseRevokeResponse:
+        resp: pb.LeaseRevokeResponse = await self.propose(
+            internalpb.InternalRaftRequest(lease_revoke=req)
+        )
+        return resp
+
+    async def lease_renew(self, lease_id: int) -> int:
+        """A keep-alive: the lease's TTL, or LeaseNotFound (the API answers TTL 0)."""
+        return await self.leases.renew(lease_id)
+
+    async def lease_time_to_live(
+        self, req: pb.LeaseTimeToLiveRequest
+    ) -> pb.LeaseTimeToLiveResponse:
+        return await self.leases.time_to_live(req)
+
+    def lease_leases(self) -> pb.LeaseLeasesResponse:
+        return self.leases.leases()
+
+    def _leads_term(self, term: int) -> bool:
+        """An empty entry of our own term: everything before it is applied (etcd's promote)."""
+        return self.role == StateType.LEADER and term == self.raft_term
+
+    def _lease_extension(self) -> float:
+        # Another member may have renewed a lease just before it lost leadership; a single
+        # member restarting has no such predecessor.
+        if len(self.cluster.members) > 1:
+            return self.config.election_timeout / 1000.0
+        return 0.0
+
+    def _leader_client_endpoint(self) -> str | None:
+        leader = self.cluster.members.get(self.leader_id) if self.leader_id else None
+        if leader is None or not leader.client_urls:
+            return None
+        return leader.client_urls[0].split("://", 1)[-1]
+
+    async def _wait_applied_committed(self) -> None:
+        if self.applied_index >= self.commit_index:
+            return  # the usual case, and a keep-alive's hot path
+        try:
+            await asyncio.wait_for(self._applied.wait(self.commit_index), self._request_timeout)
+        except TimeoutError:
+            raise errors.TimeoutWaitAppliedIndex() from None

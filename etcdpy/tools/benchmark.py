@@ -3,6 +3,7 @@
     etcdpy benchmark --endpoints 127.0.0.1:2379 --conns 8 --clients 64 put --total 100000
     etcdpy benchmark --clients 64 range foo --consistency s
     etcdpy benchmark --clients 64 txn-put --key-space-size 100000
+    etcdpy benchmark --clients 64 lease-keepalive --total 100000
     etcdpy benchmark watch --watchers 1000 --put-rate 1000 --total 3000
 
 The clients are spread over several processes (`--procs`, default one per core, at most one
@@ -28,7 +29,7 @@ from etcdpy.tools import bench_watch
 from etcdpy.tools.bench_report import ProgressBar, Summary, format_table, summarize
 from etcdpy.tools.bench_worker import WorkerPlan, WorkerResult, run_worker
 
-OPS = ("put", "range", "txn-put", "watch")
+OPS = ("put", "range", "txn-put", "lease-keepalive", "watch")
 
 # Defaults of the options that may come before or after the subcommand (etcd's own order is
 # `benchmark --clients 8 put`); argparse sees them as SUPPRESS so a subparser never overwrites
