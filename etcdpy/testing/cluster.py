@@ -121,6 +121,8 @@ class Simulation:
         self.options = NodeOptions(
             election_tick=sc.election_tick,
             snapshot_every=sc.snapshot_every,
+            max_size_per_msg=sc.max_size_per_msg,
+            max_inflight_msgs=sc.max_inflight_msgs,
             unsafe_send_before_persist=sc.unsafe_send_before_persist,
         )
         self.nodes: dict[int, SimNode] = {}

@@ -35,6 +35,10 @@ class Scenario:
     settle_ticks: int = 5
     election_tick: int = 10
     snapshot_every: int = 20
+    # Small messages and windows make replication go entry by entry, so that a quorum can
+    # hold an old term's entries without the new leader's first entry (§5.4.2's trap).
+    max_size_per_msg: int = 1024 * 1024
+    max_inflight_msgs: int = 256
     max_nodes: int = 8
     unsafe_send_before_persist: bool = False
 
@@ -67,4 +71,6 @@ class Scenario:
             keys=r.randint(1, 3),
             write_ratio=r.choice((0.3, 0.6, 0.9)),
             snapshot_every=r.choice((5, 20, 50)),
+            max_size_per_msg=r.choice((1024 * 1024, 1024 * 1024, 100, 1)),
+            max_inflight_msgs=r.choice((256, 256, 4, 1)),
         )

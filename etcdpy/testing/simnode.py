@@ -90,6 +90,8 @@ class NodeOptions:
     election_tick: int = 10
     heartbeat_tick: int = 1
     snapshot_every: int = 20  # compact the log every this many applied entries
+    max_size_per_msg: int = 1024 * 1024
+    max_inflight_msgs: int = 256
     unsafe_send_before_persist: bool = False
 
 
@@ -146,6 +148,8 @@ class SimNode:
             election_tick=self.options.election_tick,
             heartbeat_tick=self.options.heartbeat_tick,
             applied=applied,
+            max_size_per_msg=self.options.max_size_per_msg,
+            max_inflight_msgs=self.options.max_inflight_msgs,
             logger=logger,
         )
 
