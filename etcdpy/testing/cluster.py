@@ -181,19 +181,28 @@ class Simulation:
         if self.stats.first_leader_ticks < 0:
             self.stats.first_leader_ticks = self.now // TICK
         self.log(f"LEADER n{node.id} term {node.term}")
+        churn = self.scenario.leader_churn
+        if churn and self._healed_at is None and self.rand.random() < churn:
+            # A flapping leader: crash it before it has replicated much. Leaders that come
+            # and go with half-replicated logs are what §5.4.2 (Figure 8) is about.
+            def crash_new_leader() -> None:
+                if node.alive and self._healed_at is None:
+                    self._crash(node, self.rand.randint(1, 20))
+
+            self.after_ticks(self.rand.uniform(0.1, 3.0), crash_new_leader)
 
     def on_write_applied(self, node: SimNode, op: WriteOp, entry: Entry) -> None:
         if op.client == PROBE_CLIENT:
             if self._probe_index is None:
                 self._probe_index = entry.index
-                self.checkers.durability.on_ack(entry.index, entry.term)
+                self.checkers.durability.on_ack(entry.index, entry.term, node.term)
                 self.log(f"liveness probe committed at {entry.index} (n{node.id})")
             return
         client = self.clients[op.client - 1]
         cur = client.op
         if cur is None or cur.kind != WRITE or cur.request != op.request:
             return
-        self.checkers.durability.on_ack(entry.index, entry.term)
+        self.checkers.durability.on_ack(entry.index, entry.term, node.term)
         self.history.append(Op(client.id, WRITE, cur.key, cur.value, cur.invoke, self._rank_next()))
         self.stats.acked_writes += 1
         self.log(f"client {client.id} write k{cur.key}={cur.value} ok at {entry.index}")
@@ -483,7 +492,14 @@ class Simulation:
         live = [n for n in self._sorted_nodes() if n.alive]
         if not live:
             return
-        node = self.rand.choice(live)
+        lead = self.leader()
+        if lead is not None and self.rand.random() < 0.3:
+            node = lead
+        else:
+            node = self.rand.choice(live)
+        self._crash(node, self.rand.randint(1, self.scenario.max_down_ticks))
+
+    def _crash(self, node: SimNode, down_ticks: int) -> None:
         lost = node.crash()
         self.stats.crashes += 1
         self.log(f"CRASH n{node.id} (lost {lost} unsynced disk records)")
@@ -494,7 +510,7 @@ class Simulation:
             if self._restart_token.get(node.id) == token:
                 self._restart(node)
 
-        self.after_ticks(self.rand.randint(1, self.scenario.max_down_ticks), restart)
+        self.after_ticks(down_ticks, restart)
 
     def _restart(self, node: SimNode) -> None:
         if node.alive or node.removed:

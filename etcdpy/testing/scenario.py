@@ -22,6 +22,7 @@ class Scenario:
     transfer_every: int = 0
     membership_every: int = 0
     max_down_ticks: int = 60
+    leader_churn: float = 0.0  # chance that a new leader crashes within a few ticks
     max_partition_ticks: int = 80
     flush_rate: float = 0.3  # chance per tick that a node's page cache reaches the disk
     clients: int = 3
@@ -66,6 +67,7 @@ class Scenario:
             partition_every=sometimes(0.6, 20, 80) if size > 1 else 0,
             transfer_every=sometimes(0.3, 30, 100) if size > 1 else 0,
             membership_every=sometimes(0.5, 20, 60),
+            leader_churn=r.choice((0.0, 0.0, 0.3, 0.6)) if size > 1 else 0.0,
             flush_rate=r.choice((0.05, 0.3, 1.0)),
             clients=r.randint(1, 4),
             keys=r.randint(1, 3),

@@ -38,6 +38,7 @@ from etcdpy.raft.types import (
 from etcdpy.testing.checkers import (
     Durability,
     ElectionSafety,
+    LeaderCompleteness,
     LogMatching,
     StateMachineSafety,
     Violation,
@@ -69,10 +70,17 @@ class Checkers:
     log: LogMatching
     state_machine: StateMachineSafety
     durability: Durability
+    completeness: LeaderCompleteness
 
     @classmethod
     def new(cls) -> Checkers:
-        return cls(ElectionSafety(), LogMatching(), StateMachineSafety(), Durability())
+        return cls(
+            ElectionSafety(),
+            LogMatching(),
+            StateMachineSafety(),
+            Durability(),
+            LeaderCompleteness(),
+        )
 
 
 class NodeHost(Protocol):
@@ -313,9 +321,9 @@ class SimNode:
     def _became_leader(self) -> None:
         self._leader_term = self.term
         self.checkers.election.on_leader(self.id, self.term)
-        self.checkers.durability.on_leader(
-            self.id, self.term, self.storage.first_index(), self._term_at
-        )
+        first = self.storage.first_index()
+        self.checkers.durability.on_leader(self.id, self.term, first, self._term_at)
+        self.checkers.completeness.on_leader(self.id, self.term, first, self._term_at)
         self.host.on_leader(self)
 
     def _apply(self, raft: RawNode, rd: Ready) -> None:
@@ -325,7 +333,10 @@ class SimNode:
             self._restore(snap)
             changed = True
         checker = self.checkers.state_machine
+        committed = self.checkers.completeness.on_commit
+        term = self.term
         for e in rd.committed_entries:
+            committed(e.index, e.term, term)
             if e.index <= self.applied:
                 # Replayed after a restart: the application holds it already; raft needs
                 # the membership changes again (it restarted from the snapshot's config).

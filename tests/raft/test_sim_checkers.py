@@ -21,6 +21,7 @@ from etcdpy.testing.checkers import (
     WRITE,
     Durability,
     ElectionSafety,
+    LeaderCompleteness,
     LogMatching,
     Op,
     StateMachineSafety,
@@ -104,21 +105,36 @@ def test_state_machine_safety_flags_different_states_at_one_index() -> None:
 # -- durability ------------------------------------------------------------------------------
 
 
-def test_durability_flags_a_leader_without_an_acknowledged_entry() -> None:
+def test_durability_flags_a_later_leader_without_an_acknowledged_entry() -> None:
     c = Durability()
-    c.on_ack(7, 2)
+    c.on_ack(7, 2, bound=3)  # acknowledged by a node in term 3
     log = {5: 2, 6: 2, 7: 2}
-    c.on_leader(1, 3, first_index=1, log_term=log.get)
-    c.on_leader(2, 4, first_index=9, log_term=lambda i: None)  # compacted past 7
+    c.on_leader(1, 4, first_index=1, log_term=log.get)
+    c.on_leader(2, 5, first_index=9, log_term=lambda i: None)  # compacted past 7
+    # A leader of term 3 or older may have won with late votes: not its business.
+    c.on_leader(3, 3, first_index=1, log_term={5: 2}.get)
     with pytest.raises(Violation, match="lacks acknowledged entry 7/2"):
         c.on_leader(3, 5, first_index=1, log_term={5: 2, 6: 2, 7: 4}.get)
     with pytest.raises(Violation, match="has nothing"):
         c.on_leader(3, 5, first_index=1, log_term={5: 2}.get)
 
 
+def test_leader_completeness_flags_a_leader_missing_an_applied_entry() -> None:
+    c = LeaderCompleteness()
+    c.on_commit(1, 1, bound=2)
+    c.on_commit(2, 2, bound=4)
+    c.on_commit(2, 2, bound=2)  # another node applied it in an earlier term: tighter bound
+    c.on_leader(1, 3, first_index=1, log_term={1: 1, 2: 2}.get)
+    with pytest.raises(Violation) as e:
+        c.on_leader(2, 3, first_index=1, log_term={1: 1, 2: 3}.get)
+    assert e.value.checker == "leader-completeness"
+    with pytest.raises(Violation):
+        c.on_commit(2, 3, bound=5)  # a different entry committed at the same index
+
+
 def test_durability_quorum_check_at_the_end() -> None:
     c = Durability()
-    c.on_ack(3, 1)
+    c.on_ack(3, 1, bound=1)
     held = {(1, 3), (2, 3)}
     c.check_quorum([1, 2, 3], lambda n, i, t: (n, i) in held)
     with pytest.raises(Violation, match="not by a quorum"):
@@ -127,9 +143,9 @@ def test_durability_quorum_check_at_the_end() -> None:
 
 def test_durability_flags_two_acks_at_one_index() -> None:
     c = Durability()
-    c.on_ack(3, 1)
+    c.on_ack(3, 1, bound=1)
     with pytest.raises(Violation):
-        c.on_ack(3, 2)
+        c.on_ack(3, 2, bound=2)
 
 
 # -- linearizability -------------------------------------------------------------------------
