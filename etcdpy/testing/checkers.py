@@ -100,15 +100,19 @@ class StateMachineSafety:
         self._applied: dict[int, tuple[int, EntryType, bytes]] = {}
         self._states: dict[int, bytes] = {}
 
-    def on_apply(self, node: int, entry: Entry) -> None:
+    def on_apply(self, node: int, entry: Entry) -> bool:
+        """Returns whether this is the first time any node applies this index."""
         mine = (entry.term, entry.type, entry.data)
         other = self._applied.setdefault(entry.index, mine)
+        if other is mine:
+            return True
         if other != mine:
             raise Violation(
                 self.name,
                 f"node {node} applied {entry.index}/{entry.term}, "
                 f"another node applied {entry.index}/{other[0]} (different entry)",
             )
+        return False
 
     def applied_term(self, index: int) -> int | None:
         got = self._applied.get(index)
@@ -203,6 +207,69 @@ class Durability(_CommittedEntries):
                     self.name,
                     f"acknowledged entry {index}/{term} is held by {have} only, "
                     f"not by a quorum of {members}",
+                )
+
+
+@dataclass(frozen=True, slots=True)
+class LogView:
+    """What a vote depends on: a node's last entry, and its term at an index."""
+
+    last_index: int
+    last_term: int
+    term_at: Callable[[int], int | None]
+
+    def at_least_as_up_to_date_as(self, other: LogView) -> bool:
+        return (self.last_term, self.last_index) >= (other.last_term, other.last_index)
+
+
+class CommitSafety:
+    """When an entry commits, no log that disagrees with it may still be able to win.
+
+    In Raft, the leader of term T commits only once a quorum stores an entry of term T
+    (§5.4.2), and any log that disagrees with a committed entry has a last term below T: the
+    quorum will never vote for it, so it can never overwrite the entry. This checks that
+    consequence directly at the moment of commit, for each voter whose log (in memory if it
+    runs, on disk if it is down) disagrees with the newly committed entry: it must not be at
+    least as up to date as a quorum of the committing configuration (each half of a joint
+    one). Counting replicas of an older term's entry (Figure 8) breaks exactly this.
+    """
+
+    name = "commit-safety"
+
+    def on_commit(
+        self,
+        committer: int,
+        index: int,
+        term: int,
+        voter_sets: Sequence[Sequence[int]],
+        logs: dict[int, LogView],
+    ) -> None:
+        voters = sorted({v for vs in voter_sets for v in vs})
+        for nid in voters:
+            view = logs.get(nid)
+            if view is None:
+                continue
+            got = view.term_at(index)
+            if got is None or got == term:
+                continue
+            electable = True
+            for vs in voter_sets:
+                if not vs:
+                    continue
+                votes = 0
+                for v in vs:
+                    other = logs.get(v)
+                    if other is not None and view.at_least_as_up_to_date_as(other):
+                        votes += 1
+                if votes <= len(vs) // 2:
+                    electable = False
+                    break
+            if electable:
+                raise Violation(
+                    self.name,
+                    f"entry {index}/{term} committed (applied by node {committer}) while node "
+                    f"{nid}, with term {got} at {index} and last entry "
+                    f"{view.last_index}/{view.last_term}, can still win an election",
                 )
 
 

@@ -183,13 +183,21 @@ class Simulation:
         self.log(f"LEADER n{node.id} term {node.term}")
         churn = self.scenario.leader_churn
         if churn and self._healed_at is None and self.rand.random() < churn:
-            # A flapping leader: crash it before it has replicated much. Leaders that come
-            # and go with half-replicated logs are what §5.4.2 (Figure 8) is about.
-            def crash_new_leader() -> None:
-                if node.alive and self._healed_at is None:
+            # A flapping leader: crash or cut it off before it has replicated much (a cut
+            # also loses what is in flight). Leaders that come and go with half-replicated
+            # logs are what §5.4.2 (Figure 8) is about.
+            def flap() -> None:
+                if not node.alive or self._healed_at is not None:
+                    return
+                if self.rand.random() < 0.5:
                     self._crash(node, self.rand.randint(1, 20))
+                else:
+                    ids = [n.id for n in self._sorted_nodes() if not n.removed]
+                    self._cut(
+                        f"isolate new leader n{node.id}", lambda: self.net.isolate(node.id, ids), 20
+                    )
 
-            self.after_ticks(self.rand.uniform(0.1, 3.0), crash_new_leader)
+            self.after_ticks(self.rand.uniform(0.0, 1.0), flap)
 
     def on_write_applied(self, node: SimNode, op: WriteOp, entry: Entry) -> None:
         if op.client == PROBE_CLIENT:
@@ -217,6 +225,13 @@ class Simulation:
         self.stats.reads += 1
         self.log(f"client {client.id} read k{cur.key} -> {value} (n{node.id})")
         self._client_done(client)
+
+    def on_first_commit(self, node: SimNode, entries: list[Entry], conf: ConfState) -> None:
+        voter_sets = [list(conf.voters), list(conf.voters_outgoing)]
+        logs = {n.id: n.log_view() for n in self._sorted_nodes() if not n.removed}
+        check = self.checkers.commit.on_commit
+        for e in entries:
+            check(node.id, e.index, e.term, voter_sets, logs)
 
     def on_conf_applied(self, node: SimNode, entry: Entry, cs: ConfState) -> None:
         if entry.index <= self.conf_index:
@@ -493,10 +508,7 @@ class Simulation:
         if not live:
             return
         lead = self.leader()
-        if lead is not None and self.rand.random() < 0.3:
-            node = lead
-        else:
-            node = self.rand.choice(live)
+        node = lead if lead is not None and self.rand.random() < 0.3 else self.rand.choice(live)
         self._crash(node, self.rand.randint(1, self.scenario.max_down_ticks))
 
     def _crash(self, node: SimNode, down_ticks: int) -> None:
@@ -551,6 +563,16 @@ class Simulation:
             what = "one-way " + " ".join(links)
         self.stats.partitions += 1
         self.log(f"PARTITION {what}")
+        self._schedule_heal(self.scenario.max_partition_ticks)
+
+    def _cut(self, what: str, apply: Callable[[], None], max_ticks: int) -> None:
+        self.net.heal()
+        apply()
+        self.stats.partitions += 1
+        self.log(f"PARTITION {what}")
+        self._schedule_heal(max_ticks)
+
+    def _schedule_heal(self, max_ticks: int) -> None:
         token = self.stats.partitions
 
         def heal() -> None:
@@ -558,7 +580,7 @@ class Simulation:
                 self.net.heal()
                 self.log("network healed")
 
-        self.after_ticks(self.rand.randint(5, self.scenario.max_partition_ticks), heal)
+        self.after_ticks(self.rand.randint(5, max_ticks), heal)
 
     def _transfer_some(self) -> None:
         lead = self.leader()

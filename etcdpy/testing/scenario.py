@@ -73,6 +73,6 @@ class Scenario:
             keys=r.randint(1, 3),
             write_ratio=r.choice((0.3, 0.6, 0.9)),
             snapshot_every=r.choice((5, 20, 50)),
-            max_size_per_msg=r.choice((1024 * 1024, 1024 * 1024, 100, 1)),
+            max_size_per_msg=r.choice((1024 * 1024, 1024 * 1024, 1, 1)),
             max_inflight_msgs=r.choice((256, 256, 4, 1)),
         )

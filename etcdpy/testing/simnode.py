@@ -36,10 +36,12 @@ from etcdpy.raft.types import (
     StateType,
 )
 from etcdpy.testing.checkers import (
+    CommitSafety,
     Durability,
     ElectionSafety,
     LeaderCompleteness,
     LogMatching,
+    LogView,
     StateMachineSafety,
     Violation,
 )
@@ -66,6 +68,7 @@ class ReadCtx:
 
 @dataclass(slots=True)
 class Checkers:
+    commit: CommitSafety
     election: ElectionSafety
     log: LogMatching
     state_machine: StateMachineSafety
@@ -75,6 +78,7 @@ class Checkers:
     @classmethod
     def new(cls) -> Checkers:
         return cls(
+            CommitSafety(),
             ElectionSafety(),
             LogMatching(),
             StateMachineSafety(),
@@ -91,6 +95,7 @@ class NodeHost(Protocol):
     def on_conf_applied(self, node: SimNode, entry: Entry, cs: ConfState) -> None: ...
     def on_read_served(self, node: SimNode, ctx: ReadCtx, value: int | None) -> None: ...
     def on_leader(self, node: SimNode) -> None: ...
+    def on_first_commit(self, node: SimNode, entries: list[Entry], conf: ConfState) -> None: ...
 
 
 @dataclass(slots=True)
@@ -335,6 +340,8 @@ class SimNode:
         checker = self.checkers.state_machine
         committed = self.checkers.completeness.on_commit
         term = self.term
+        conf_before = self.conf_state  # the configuration that counted the quorum
+        first_time: list[Entry] = []
         for e in rd.committed_entries:
             committed(e.index, e.term, term)
             if e.index <= self.applied:
@@ -349,7 +356,8 @@ class SimNode:
                     "state-machine-safety",
                     f"node {self.id} applies {e.index} right after {self.applied}",
                 )
-            checker.on_apply(self.id, e)
+            if checker.on_apply(self.id, e):
+                first_time.append(e)
             self.applied = e.index
             changed = True
             if e.type == EntryType.CONF_CHANGE:
@@ -359,6 +367,8 @@ class SimNode:
                 op = self.sm.apply(e.data)
                 if op is not None:
                     self.host.on_write_applied(self, op, e)
+        if first_time:
+            self.host.on_first_commit(self, first_time, conf_before)
         if not changed:
             return
         self.disk.write(AppRecord(self.applied, self.sm.encode(), self.conf_state))
@@ -405,6 +415,22 @@ class SimNode:
         self._reads = waiting
 
     # -- views for the simulation and the checkers -------------------------------------------
+
+    def log_view(self) -> LogView:
+        """This node's log as a vote would judge it: in memory if up, on disk if down."""
+        if self.alive:
+            storage = self.storage
+            last = storage.last_index()
+            return LogView(last, storage.term(last), self._term_at)
+        d = self.disk.durable
+        if d.entries:
+            last_e = d.entries[-1]
+            last_index, last_term = last_e.index, last_e.term
+        else:
+            last_index, last_term = d.snapshot.metadata.index, d.snapshot.metadata.term
+        terms = {e.index: e.term for e in d.entries}
+        terms[d.snapshot.metadata.index] = d.snapshot.metadata.term
+        return LogView(last_index, last_term, terms.get)
 
     def is_leader(self) -> bool:
         return self.alive and self.state == StateType.LEADER
