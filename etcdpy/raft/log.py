@@ -12,7 +12,7 @@ from etcdpy.raft.errors import CompactedError, UnavailableError
 from etcdpy.raft.log_unstable import Unstable
 from etcdpy.raft.storage import Storage
 from etcdpy.raft.types import Entry, Snapshot
-from etcdpy.raft.util import limit_size
+from etcdpy.raft.util import limited_slice
 
 
 class RaftLog:
@@ -98,6 +98,8 @@ class RaftLog:
         return []
 
     def has_next_ents(self) -> bool:
+        if self.committed <= self.applied:
+            return False  # the common case, without asking storage
         return self.committed + 1 > max(self.applied + 1, self.first_index())
 
     def snapshot(self) -> Snapshot:
@@ -106,15 +108,17 @@ class RaftLog:
         return self.storage.snapshot()
 
     def first_index(self) -> int:
-        i = self.unstable.maybe_first_index()
-        if i is not None:
-            return i
+        snap = self.unstable.snapshot
+        if snap is not None:
+            return snap.metadata.index + 1
         return self.storage.first_index()
 
     def last_index(self) -> int:
-        i = self.unstable.maybe_last_index()
-        if i is not None:
-            return i
+        u = self.unstable
+        if u.entries:
+            return u.offset + len(u.entries) - 1
+        if u.snapshot is not None:
+            return u.snapshot.metadata.index
         return self.storage.last_index()
 
     def last_term(self) -> int:
@@ -125,10 +129,14 @@ class RaftLog:
 
         Raises CompactedError / UnavailableError when storage cannot answer.
         """
+        u = self.unstable
+        offset = u.offset
+        if offset <= index < offset + len(u.entries):
+            return u.entries[index - offset].term  # the hot path: the unstable tail
         dummy = self.first_index() - 1
         if index < dummy or index > self.last_index():
             return 0
-        t = self.unstable.maybe_term(index)
+        t = u.maybe_term(index)
         if t is not None:
             return t
         return self.storage.term(index)
@@ -178,9 +186,14 @@ class RaftLog:
                 return stored  # cut by max_size already
             ents = stored
         if hi > offset:
-            tail = self.unstable.slice(max(lo, offset), hi)
+            u = self.unstable
+            u_lo = max(lo, offset)
+            if u_lo < u.offset or hi > u.offset + len(u.entries):
+                raise IndexError(f"unstable slice [{u_lo},{hi}) out of bound")
+            used = sum(e.size() for e in ents) if max_size is not None else 0
+            tail = limited_slice(u.entries, u_lo - u.offset, hi - u.offset, max_size, used)
             ents = ents + tail if ents else tail
-        return limit_size(ents, max_size)
+        return ents
 
     def _check_out_of_bounds(self, lo: int, hi: int) -> None:
         if lo > hi:

@@ -86,6 +86,7 @@ class Raft:
         self.prs = ProgressTracker(c.max_inflight_msgs)
         self.state = StateType.FOLLOWER
         self.is_learner = False
+        self.sole_voter = False  # we are the only voter (of both halves, if joint)
         self.lead = NONE
         # Set while a leader transfer is in progress (proposals are dropped meanwhile).
         self.lead_transferee = NONE
@@ -96,7 +97,8 @@ class Raft:
         self.read_only = ReadOnly(c.read_only_option)
         # Reads that arrived before the leader committed an entry of its term (thesis §6.4).
         self.pending_read_index_messages: list[Message] = []
-        # A safe ReadIndex heartbeat round is owed (sent once per Ready, for the whole batch).
+        # Broadcasts owed to the entries and the safe reads of this batch (see ``flush``).
+        self.append_owed = False
         self.read_heartbeat_owed = False
         self.election_elapsed = 0
         self.heartbeat_elapsed = 0
@@ -292,8 +294,19 @@ class Raft:
         for i in self._peers():
             self._send_heartbeat(i, ctx)
 
-    def flush_read_heartbeats(self) -> None:
-        """Send the one heartbeat round owed to the ReadIndex requests queued since the last."""
+    def flush(self) -> None:
+        """Send the broadcasts owed since the last Ready, once for the whole batch.
+
+        Proposals and ReadIndex requests only mark a broadcast as owed; it goes out when the
+        Ready is assembled, so 64 proposals cost one AppendEntries per follower rather than 64,
+        and many reads share one heartbeat round (batching, thesis §10.2.1 and §6.4). Messages
+        leave only through a Ready anyway, so only the network sees the difference.
+        """
+        if self.append_owed:
+            self.append_owed = False
+            if self.state == StateType.LEADER:
+                for i in self._peers():
+                    self.maybe_send_append(i, False)
         if self.read_heartbeat_owed:
             self.read_heartbeat_owed = False
             if self.state == StateType.LEADER:
@@ -321,7 +334,7 @@ class Raft:
                 self._append_entry([ent], force=True)
                 self.pending_conf_index = self.raft_log.last_index()
                 self._trace("initiating automatic transition out of joint configuration")
-                self.bcast_append()
+                self.append_owed = True
         if committed_entries:
             self._reduce_uncommitted_size(committed_entries)
         if stable is not None:
@@ -350,8 +363,10 @@ class Raft:
             return False
         li = self.raft_log.append(stamped)
         self.prs.progress[self.id].maybe_update(li)
-        # A single voter commits at once.
-        self.maybe_commit()
+        # Followers never hold more than our log, so a new entry of ours can only commit at once
+        # when we are the only voter; otherwise the followers' answers commit it.
+        if self.sole_voter:
+            self.maybe_commit()
         return True
 
     def _increase_uncommitted_size(self, entries: Sequence[Entry]) -> bool:
@@ -395,6 +410,7 @@ class Raft:
         self.pending_conf_index = 0
         self.uncommitted_size = 0
         self.read_only = ReadOnly(self.read_only.option)
+        self.append_owed = False
         self.read_heartbeat_owed = False
         self.pending_read_index_messages = []
 
@@ -455,7 +471,8 @@ class Raft:
         log = self.raft_log
         if log.committed > log.applied:
             # A committed conf change not applied yet may remove us or change the quorum.
-            ents = log.slice(log.applied + 1, log.committed + 1, None)
+            # (From the first index: entries before it are in a snapshot not yet applied.)
+            ents = log.slice(max(log.applied + 1, log.first_index()), log.committed + 1, None)
             if any(e.type == EntryType.CONF_CHANGE for e in ents):
                 self._trace(
                     f"{self.id:x} cannot campaign at term {self.term} since there are still "
@@ -702,7 +719,7 @@ class Raft:
                 self.pending_conf_index = self.raft_log.last_index() + i + 1
         if not self._append_entry(entries):
             raise ProposalDroppedError()
-        self.bcast_append()
+        self.append_owed = True
 
     def _leader_read_index(self, m: Message) -> None:
         if self.prs.is_singleton():
@@ -828,6 +845,24 @@ class Raft:
         else:
             # Catch the transferee up first; TIMEOUT_NOW follows its append response.
             self.send_append(transferee)
+
+    def _hand_over_leadership(self) -> None:
+        """We lead but were removed or demoted by the configuration just applied: step down.
+
+        Thesis §4.2.2: a leader that is not part of the new configuration "steps down once the
+        C_new entry is committed". Before that we tell everyone the commit index (so they apply
+        the change too) and ask the most up-to-date voter to campaign at once (TimeoutNow), so
+        the cluster does not wait an election timeout. (etcd 3.4 keeps such a leader in place,
+        which leaves a demoted learner leading forever.)
+        """
+        self.bcast_append()
+        voters = [i for i in sorted(self.prs.config.voters.ids()) if i != self.id]
+        candidates = [i for i in voters if i in self.prs.progress]
+        if candidates:
+            best = max(candidates, key=lambda i: (self.prs.progress[i].match, -i))
+            self._trace(f"{self.id:x} is no longer a voter; handing leadership to {best:x}")
+            self._send(MT.TIMEOUT_NOW, best)
+        self._become_follower(self.term, NONE)
 
     def abort_leader_transfer(self) -> None:
         self.lead_transferee = NONE
@@ -970,7 +1005,8 @@ class Raft:
             self._become_follower(self.term + 1, NONE)
             return False
         cs = meta.conf_state
-        if self.id not in cs.voters and self.id not in cs.learners:
+        members = (cs.voters, cs.learners, cs.voters_outgoing, cs.learners_next)
+        if not any(self.id in ids for ids in members):
             self._trace(f"{self.id:x} attempted to restore snapshot but it is not in the ConfState")
             return False
         if self.raft_log.match_term(meta.index, meta.term):
@@ -1003,13 +1039,13 @@ class Raft:
         """Adopt a new configuration; a leader commits and replicates under the new quorum."""
         self.prs.config = cfg
         self.prs.progress = prs
+        self.sole_voter = cfg.voters.ids() == {self.id}
         self._trace(f"{self.id:x} switched to configuration {cfg}")
         cs = self.prs.conf_state()
         pr = self.prs.progress.get(self.id)
         self.is_learner = pr is not None and pr.is_learner
         if (pr is None or self.is_learner) and self.state == StateType.LEADER:
-            # A leader removed (or demoted) keeps leading until the change commits elsewhere;
-            # CheckQuorum or a new election ends its reign.
+            self._hand_over_leadership()
             return cs
         if self.state != StateType.LEADER or not cs.voters:
             return cs

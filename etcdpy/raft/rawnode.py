@@ -10,8 +10,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from etcdpy.raft.config import Config
-from etcdpy.raft.errors import RaftError, StepLocalMsgError, StepPeerNotFoundError
-from etcdpy.raft.raft import CampaignType, Raft
+from etcdpy.raft.errors import (
+    ProposalDroppedError,
+    RaftError,
+    StepLocalMsgError,
+    StepPeerNotFoundError,
+)
+from etcdpy.raft.raft import Raft
 from etcdpy.raft.status import Status, get_status
 from etcdpy.raft.types import (
     EMPTY_HARD_STATE,
@@ -29,7 +34,7 @@ from etcdpy.raft.types import (
     SnapshotStatus,
     SoftState,
 )
-from etcdpy.raft.util import is_local_msg, is_response_msg, must_sync
+from etcdpy.raft.util import is_local_msg, is_response_msg
 
 MT = MessageType
 
@@ -89,7 +94,13 @@ class RawNode:
         if is_local_msg(msg.type):
             raise StepLocalMsgError()
         if msg.from_ in self.raft.prs.progress or not is_response_msg(msg.type):
-            self.raft.step(msg)
+            # A proposal forwarded to us that we cannot take (we lost the leadership on the
+            # way, or a transfer is under way) is dropped, as etcd's node does; the proposer's
+            # client times out and retries.
+            try:
+                self.raft.step(msg)
+            except ProposalDroppedError:
+                return
             return
         raise StepPeerNotFoundError()
 
@@ -109,42 +120,54 @@ class RawNode:
     # --- outputs -------------------------------------------------------------------------------
 
     def has_ready(self) -> bool:
+        """Whether ``ready()`` would have anything to do (cheap: no objects are built)."""
         r = self.raft
-        if r.read_heartbeat_owed or r.msgs or r.read_states:
-            return True
-        if r.soft_state() != self._prev_soft_state:
-            return True
-        hs = r.hard_state()
-        if not hs.is_empty() and hs != self._prev_hard_state:
+        if r.msgs or r.append_owed or r.read_heartbeat_owed or r.read_states:
             return True
         log = r.raft_log
-        snap = log.unstable.snapshot
-        if snap is not None and not snap.is_empty():
+        if log.unstable.entries or log.unstable.snapshot is not None:
             return True
-        return bool(log.unstable.entries) or log.has_next_ents()
+        soft = self._prev_soft_state
+        if r.lead != soft.lead or r.state != soft.raft_state:
+            return True
+        hard = self._prev_hard_state
+        if r.term != hard.term or r.vote != hard.vote or log.committed != hard.commit:
+            return True
+        return log.has_next_ents()
 
     def ready(self) -> Ready:
         r = self.raft
-        r.flush_read_heartbeats()
+        r.flush()
         log = r.raft_log
-        soft = r.soft_state()
-        hard = r.hard_state()
+        prev_soft = self._prev_soft_state
+        soft: SoftState | None = None
+        if r.lead != prev_soft.lead or r.state != prev_soft.raft_state:
+            soft = SoftState(lead=r.lead, raft_state=r.state)
+            self._prev_soft_state = soft
         prev_hard = self._prev_hard_state
+        hard: HardState | None = None
+        if (
+            r.term != prev_hard.term
+            or r.vote != prev_hard.vote
+            or log.committed != prev_hard.commit
+        ):
+            hard = HardState(term=r.term, vote=r.vote, commit=log.committed)
         entries = tuple(log.unstable.entries)
         rd = Ready(
-            soft_state=soft if soft != self._prev_soft_state else None,
-            hard_state=hard if hard != prev_hard else None,
-            read_states=tuple(r.read_states),
+            soft_state=soft,
+            hard_state=hard,
+            read_states=tuple(r.read_states) if r.read_states else (),
             entries=entries,
             snapshot=log.unstable.snapshot,
             committed_entries=tuple(log.next_ents()) if log.has_next_ents() else (),
             messages=tuple(r.msgs),
-            must_sync=must_sync(hard, prev_hard, len(entries)),
+            # New entries, or a changed term or vote, must be on disk before messages go out.
+            must_sync=bool(entries) or r.term != prev_hard.term or r.vote != prev_hard.vote,
         )
         # Accept the Ready: its messages and read states belong to the application now.
-        self._prev_soft_state = soft
         r.msgs = []
-        r.read_states = []
+        if r.read_states:
+            r.read_states = []
         return rd
 
     def advance(self, rd: Ready) -> None:
@@ -170,7 +193,3 @@ class RawNode:
     @property
     def id(self) -> int:
         return self.raft.id
-
-    def campaign_now(self) -> None:
-        """Campaign without PreVote (as a leader transfer does)."""
-        self.raft.hup(CampaignType.ELECTION)
