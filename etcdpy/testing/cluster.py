@@ -315,7 +315,8 @@ class Simulation:
             self.history,
         )
 
-    def _run(self) -> None:
+    def start_cluster(self) -> None:
+        """Boot the initial members, start the clients and the fault injector."""
         sc = self.scenario
         peers = tuple(range(1, sc.size + 1))
         self.joined.update(peers)
@@ -325,12 +326,16 @@ class Simulation:
         for client in self.clients:
             self.after_ticks(self.rand.uniform(0, sc.think_ticks), self._client_step(client))
         self._schedule_faults()
+
+    def _run(self) -> None:
+        sc = self.scenario
+        self.start_cluster()
         heal_at = sc.safety_ticks * TICK
         self.at(heal_at, self._heal)
         deadline = heal_at + sc.liveness_bound * TICK
         settle = sc.settle_ticks * TICK
         while True:
-            self._step()
+            self.step()
             if self._probe_index is not None and self._probe_done_at is None:
                 self._check_probe_applied(self._probe_index)
             if self._probe_done_at is not None and self.now >= self._probe_done_at + settle:
@@ -356,7 +361,7 @@ class Simulation:
         self._probe_done_at = self.now
         self.log(f"liveness: probe applied by {applied}")
 
-    def _step(self) -> None:
+    def step(self) -> None:
         """Advance to the next instant and run everything due then."""
         nxt = self._events[0][0] if self._events else None
         due = self.net.next_due()
