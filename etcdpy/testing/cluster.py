@@ -645,14 +645,14 @@ class Simulation:
         for lid in learners:
             options.append((ConfChangeSingle(add, lid),))
             options.append((ConfChangeSingle(remove, lid),))
-        # A removed voter stops soon after; raft applies a configuration only once it knows
-        # the change committed, so the voters that stay must still be a quorum of the
-        # configuration they leave, or they may never learn it (the two-member hazard of
-        # etcd's raft README). Hence: remove voters only from three or more.
-        for vid in voters if len(voters) > 1 else []:
-            options.append((ConfChangeSingle(learner, vid),))  # demote: it keeps running
-            if len(voters) >= 3:
-                options.append((ConfChangeSingle(remove, vid),))
+        # Raft applies a configuration only once it knows the change committed, so the
+        # voters that stay must still be a quorum of the configuration they leave, or they
+        # may never learn it: a removed voter stops, a demoted one can no longer campaign
+        # (the two-member hazard of etcd's raft README). Hence: remove or demote voters
+        # only from three or more.
+        for vid in voters if len(voters) >= 3 else []:
+            options.append((ConfChangeSingle(learner, vid),))  # demote
+            options.append((ConfChangeSingle(remove, vid),))
         if len(voters) >= 3 and (learners or room):
             joint_in = (
                 ConfChangeSingle(add, learners[0]) if learners else ConfChangeSingle(add, new)
