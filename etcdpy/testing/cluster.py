@@ -197,7 +197,7 @@ class Simulation:
                         f"isolate new leader n{node.id}", lambda: self.net.isolate(node.id, ids), 20
                     )
 
-            self.after_ticks(self.rand.uniform(0.0, 1.0), flap)
+            self.after_ticks(self.rand.uniform(0.0, 0.5), flap)
 
     def on_write_applied(self, node: SimNode, op: WriteOp, entry: Entry) -> None:
         if op.client == PROBE_CLIENT:

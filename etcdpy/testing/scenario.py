@@ -67,7 +67,7 @@ class Scenario:
             partition_every=sometimes(0.6, 20, 80) if size > 1 else 0,
             transfer_every=sometimes(0.3, 30, 100) if size > 1 else 0,
             membership_every=sometimes(0.5, 20, 60),
-            leader_churn=r.choice((0.0, 0.0, 0.3, 0.6)) if size > 1 else 0.0,
+            leader_churn=r.choice((0.0, 0.3, 0.6, 0.9)) if size > 1 else 0.0,
             flush_rate=r.choice((0.05, 0.3, 1.0)),
             clients=r.randint(1, 4),
             keys=r.randint(1, 3),
