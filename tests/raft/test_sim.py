@@ -93,3 +93,52 @@ def test_unsafe_driver_is_caught_and_cli_reports_the_replay_command(
 def test_scenario_is_a_function_of_the_seed() -> None:
     assert Scenario.from_seed(3) == Scenario.from_seed(3)
     assert {Scenario.from_seed(s).size for s in range(30)} == {1, 3, 5}
+
+
+# -- the checkers catch deliberately broken raft cores ----------------------------------------
+# The mutations are applied with monkeypatch for the duration of one test only; the raft
+# core itself is never changed. The seeds are ones where the mutation shows (found by running
+# `python -m etcdpy.testing.sim --seeds 1000` under the mutation, see etcdpy/testing/README.md);
+# a change to the raft core or the scenarios may move them, so each test only asks that some
+# seed of its list is caught, by the expected checker.
+
+
+def _violations(seeds: list[int]) -> list[str]:
+    found = []
+    for seed in seeds:
+        v = run_seed(seed).violation
+        if v is not None:
+            found.append(v.checker)
+    return found
+
+
+def test_commit_by_counting_old_term_replicas_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Mutation (a): the leader commits an entry of an older term once a quorum stores it."""
+    from etcdpy.raft.log import RaftLog
+
+    original = RaftLog.maybe_commit
+
+    def counting_replicas(self: RaftLog, max_index: int, term: int) -> bool:
+        return original(self, max_index, self.term_or_zero(max_index))
+
+    monkeypatch.setattr(RaftLog, "maybe_commit", counting_replicas)
+    found = _violations([116, 564, 694, 769, 835, 840])
+    assert "commit-safety" in found, found
+
+
+def test_two_votes_in_one_term_are_caught(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Mutation (b): a node forgets whom it voted for before answering a vote request."""
+    from etcdpy.raft.raft import Raft
+    from etcdpy.raft.types import NONE, Message, MessageType
+
+    original = Raft._handle_vote_request
+
+    def forgetful(self: Raft, m: Message) -> None:
+        if m.type == MessageType.VOTE:
+            self.vote = NONE
+            self.lead = NONE
+        original(self, m)
+
+    monkeypatch.setattr(Raft, "_handle_vote_request", forgetful)
+    found = _violations(list(range(14, 30)))
+    assert "election-safety" in found, found
