@@ -83,7 +83,7 @@ class RunStats:
     reads: int = 0
     unknown_writes: int = 0
     snapshots_sent: int = 0
-    liveness_ticks: int = -1
+    liveness_ticks: float = -1.0  # from healing to the probe applied on a quorum
     first_leader_ticks: int = -1
 
 
@@ -154,7 +154,7 @@ class Simulation:
             self._sink(line)
 
     def _node_trace(self) -> Callable[[str], None] | None:
-        return self.log if self._sink is not None else None
+        return self.log if self._hasher is not None else None
 
     # -- events ------------------------------------------------------------------------------
 
@@ -348,7 +348,7 @@ class Simulation:
                     f"(leaders now: {lead}, conf voters {list(self.conf.voters)})",
                 )
         assert self._healed_at is not None and self._probe_done_at is not None
-        self.stats.liveness_ticks = (self._probe_done_at - self._healed_at) // TICK
+        self.stats.liveness_ticks = (self._probe_done_at - self._healed_at) / TICK
         self._final_checks()
 
     def _check_probe_applied(self, index: int) -> None:
