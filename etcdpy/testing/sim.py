@@ -150,10 +150,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         p99 = liveness[max(0, -(-99 * len(liveness) // 100) - 1)]
         print(
             f"ticks from healing to a commit on a quorum: median "
-            f"{statistics.median(liveness):.1f}, p99 {p99:.1f}, max {liveness[-1]:.1f}",
-            file=sys.stderr,
+            f"{statistics.median(liveness):.1f}, p99 {p99:.1f}, max {liveness[-1]:.1f}"
         )
-    print(f"({elapsed:.1f}s, {args.workers} workers)", file=sys.stderr)
+    print(f"({elapsed:.1f}s, {args.workers} workers)")
     print(f"{count} seeds, {violations} violations")
     return 1 if violations else 0
 
