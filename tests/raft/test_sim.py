@@ -142,3 +142,21 @@ def test_two_votes_in_one_term_are_caught(monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.setattr(Raft, "_handle_vote_request", forgetful)
     found = _violations(list(range(14, 30)))
     assert "election-safety" in found, found
+
+
+def test_reads_served_before_the_read_index_is_applied_are_caught(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Mutation (d), in the application: answer a ReadIndex read without waiting for the
+    applied index to reach the read index. Stale reads break linearizability."""
+    from etcdpy.testing.simnode import ReadCtx, SimNode
+
+    def serve_at_once(self: SimNode) -> None:
+        for rs in self._reads:
+            ctx = ReadCtx.decode(rs.request_ctx)
+            self.host.on_read_served(self, ctx, self.sm.read(ctx.key))
+        self._reads = []
+
+    monkeypatch.setattr(SimNode, "_serve_reads", serve_at_once)
+    found = _violations([34, 76])
+    assert "linearizability" in found, found
