@@ -143,7 +143,7 @@ class Network:
         self.drop: Callable[[Message], bool] | None = None
         # Act like etcd's server and transport: send snapshots merged with the current state
         # and membership, report every snapshot's outcome to its sender, and refuse messages
-        # from removed members (which then shut down).
+        # from removed members.
         self.etcd_snapshots = False
         # The members each node has seen removed by the conf changes it applied.
         self.removed: dict[int, set[int]] = {}
@@ -283,9 +283,7 @@ class Network:
                 if lost:
                     continue
                 if self.etcd_snapshots and m.from_ in self.removed.get(m.to, ()):
-                    # etcd's transport refuses a removed member, which then shuts down.
-                    self.nodes.pop(m.from_, None)
-                    continue
+                    continue  # etcd's transport refuses messages from a removed member
                 self.delivered.append(m)
                 try:
                     self.nodes[m.to].step(m)

@@ -61,28 +61,42 @@ def _random_change(rng: random.Random, net: Network, leader: int, next_id: list[
     return ConfChange(changes=tuple(changes), transition=transition)
 
 
+def _still_needed(net: Network, node: int) -> bool:
+    """Whether another live node has not yet applied ``node``'s removal (it may need the removed
+    node's vote or heartbeats: only they can tell it that the change is committed)."""
+    for j in sorted(net.nodes):
+        cs = net.conf_states.get(j)
+        if j == node or cs is None:
+            continue
+        if node in (*cs.voters, *cs.learners, *cs.voters_outgoing, *cs.learners_next):
+            return True
+    return False
+
+
 def _stop_removed_members(net: Network) -> None:
-    """Stop the nodes the newest configuration no longer has (an operator shuts removed members
-    down). Without PreVote and CheckQuorum a removed node that never learned of its removal
-    can otherwise disrupt a lagging member forever: the problem of thesis §4.2.3."""
-    newest = max(sorted(net.nodes), key=lambda i: net.raft(i).raft_log.applied)
-    cs = net.raft(newest).prs.conf_state()
-    keep = {*cs.voters, *cs.learners, *cs.voters_outgoing, *cs.learners_next}
+    """Stop the nodes whose removal everyone has applied (an operator shuts removed members
+    down; ids are never reused). Without PreVote and CheckQuorum a removed node that never
+    learned of its removal could otherwise disrupt a lagging member: thesis §4.2.3."""
+    removed: set[int] = set()
+    for ids in net.removed.values():
+        removed |= ids
     for i in sorted(net.nodes):
-        if i not in keep:
+        if i in removed and not _still_needed(net, i):
             del net.nodes[i]
 
 
 def _retire_removed(net: Network, countdown: dict[int, int]) -> None:
     """A member that applied its own removal shuts down ten ticks later, as etcd's server does
-    (stopWithDelay): meanwhile a removed leader's heartbeats tell the others the commit index
-    of the change (thesis §4.2.2: the removed leader manages the cluster until C_new commits)."""
+    (stopWithDelay), meanwhile telling the others the commit index of the change (thesis
+    §4.2.2). Unlike etcd, it also waits until every other member has applied the change: a
+    lost message could otherwise leave a member of a joint configuration waiting for its vote
+    forever."""
     for i in sorted(net.nodes):
         cs = net.conf_states.get(i)
         if cs is None or i in (*cs.voters, *cs.learners, *cs.voters_outgoing, *cs.learners_next):
             continue
         countdown[i] = countdown.get(i, 10) - 1
-        if countdown[i] <= 0:
+        if countdown[i] <= 0 and not _still_needed(net, i):
             del net.nodes[i]
 
 
