@@ -294,6 +294,9 @@ class Op:
     value: int | None
     invoke: int
     complete: int | None
+    # Simulated times in ticks, for messages only (the ranks above decide).
+    invoke_tick: float = 0.0
+    complete_tick: float | None = None
 
 
 def check_register(ops: Sequence[Op], max_states: int = 200_000) -> str | None:
@@ -367,7 +370,8 @@ def check_register(ops: Sequence[Op], max_states: int = 200_000) -> str | None:
     first = min(stuck, key=lambda o: o.complete or 0)
     return (
         f"key {first.key}: no linearization; stuck before {first.kind} of {first.value} "
-        f"by client {first.client} [{first.invoke}, {first.complete}] "
+        f"by client {first.client} invoked at tick {first.invoke_tick:.1f}, "
+        f"completed at tick {first.complete_tick or 0:.1f} "
         f"({len(todo)} operations)"
     )
 

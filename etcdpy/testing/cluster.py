@@ -211,7 +211,7 @@ class Simulation:
         if cur is None or cur.kind != WRITE or cur.request != op.request:
             return
         self.checkers.durability.on_ack(entry.index, entry.term, node.term)
-        self.history.append(Op(client.id, WRITE, cur.key, cur.value, cur.invoke, self._rank_next()))
+        self.history.append(self._op(client, cur, cur.value, done=True))
         self.stats.acked_writes += 1
         self.log(f"client {client.id} write k{cur.key}={cur.value} ok at {entry.index}")
         self._client_done(client)
@@ -221,7 +221,7 @@ class Simulation:
         cur = client.op
         if cur is None or cur.kind != READ or cur.request != ctx.request:
             return
-        self.history.append(Op(client.id, READ, cur.key, value, cur.invoke, self._rank_next()))
+        self.history.append(self._op(client, cur, value, done=True))
         self.stats.reads += 1
         self.log(f"client {client.id} read k{cur.key} -> {value} (n{node.id})")
         self._client_done(client)
@@ -433,6 +433,18 @@ class Simulation:
         client.op = op
         self._client_submit(client)
 
+    def _op(self, client: SimClient, op: ClientOp, value: int | None, done: bool) -> Op:
+        return Op(
+            client.id,
+            op.kind,
+            op.key,
+            value,
+            op.invoke,
+            self._rank_next() if done else None,
+            op.invoke_time / TICK,
+            self.now / TICK if done else None,
+        )
+
     def _client_done(self, client: SimClient) -> None:
         client.op = None
         self.after_ticks(self.rand.uniform(0, self.scenario.think_ticks), self._client_step(client))
@@ -445,7 +457,7 @@ class Simulation:
         if self.now - op.invoke_time >= sc.give_up_ticks * TICK:
             if op.kind == WRITE:
                 # The write may or may not take effect, at any time from now on.
-                self.history.append(Op(client.id, WRITE, op.key, op.value, op.invoke, None))
+                self.history.append(self._op(client, op, op.value, done=False))
                 self.stats.unknown_writes += 1
             self.log(f"client {client.id} gives up on request {op.request}")
             self._client_done(client)
