@@ -123,6 +123,8 @@ class Simulation:
             snapshot_every=sc.snapshot_every,
             max_size_per_msg=sc.max_size_per_msg,
             max_inflight_msgs=sc.max_inflight_msgs,
+            pre_vote=sc.pre_vote,
+            check_quorum=sc.check_quorum,
             unsafe_send_before_persist=sc.unsafe_send_before_persist,
         )
         self.nodes: dict[int, SimNode] = {}

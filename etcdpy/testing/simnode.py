@@ -105,6 +105,8 @@ class NodeOptions:
     snapshot_every: int = 20  # compact the log every this many applied entries
     max_size_per_msg: int = 1024 * 1024
     max_inflight_msgs: int = 256
+    pre_vote: bool = True
+    check_quorum: bool = True
     unsafe_send_before_persist: bool = False
 
 
@@ -163,6 +165,8 @@ class SimNode:
             applied=applied,
             max_size_per_msg=self.options.max_size_per_msg,
             max_inflight_msgs=self.options.max_inflight_msgs,
+            pre_vote=self.options.pre_vote,
+            check_quorum=self.options.check_quorum,
             logger=logger,
         )
 
