@@ -31,6 +31,7 @@ run: install
 
 test: install system-deps
 	$(BIN)/pytest -q
+	$(BIN)/python -m etcdpy.testing.sim --seeds $(SIM_SEEDS)
 
 unit: install
 	$(BIN)/pytest -q tests/unit tests/raft

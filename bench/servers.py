@@ -1,0 +1,176 @@
+"""Start, probe and stop the servers the benchmark compares (real etcd, the null server, etcdpy).
+
+Each runs on free loopback ports with its own temporary data directory, and is stopped by its
+PID. `rss_bytes` sums the resident memory of the process and all of its descendants, so a
+server that spreads over several processes is measured whole.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+
+from etcdpy.pb.etcdserverpb import rpc_pb2, rpc_pb2_grpc
+
+READY_TIMEOUT_S = 30.0
+REPO = Path(__file__).resolve().parent.parent
+
+
+class StartFailed(Exception):
+    """The target could not be started; the message says why."""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass
+class Server:
+    name: str
+    endpoint: str  # host:port
+    proc: subprocess.Popen[bytes]
+    log_path: Path
+
+    def log_tail(self, lines: int = 15) -> str:
+        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU time used so far by the process and its live descendants."""
+        return sum(_cpu_of(pid) for pid in [self.proc.pid, *_descendants(self.proc.pid)])
+
+    def rss_bytes(self) -> int:
+        return sum(_rss_of(pid) for pid in [self.proc.pid, *_descendants(self.proc.pid)])
+
+
+def _rss_of(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def _cpu_of(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    # after the command name: state is field 3, utime and stime are fields 14 and 15
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _descendants(root: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        children.setdefault(ppid, []).append(int(entry.name))
+    found, pending = [], [root]
+    while pending:
+        for child in sorted(children.get(pending.pop(), [])):
+            found.append(child)
+            pending.append(child)
+    return found
+
+
+def _member_flags(name: str, data_dir: Path, client_port: int, peer_port: int) -> list[str]:
+    client, peer = f"http://127.0.0.1:{client_port}", f"http://127.0.0.1:{peer_port}"
+    return [
+        "--name", name, "--data-dir", str(data_dir),
+        "--listen-client-urls", client, "--advertise-client-urls", client,
+        "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
+        "--initial-cluster", f"{name}={peer}",
+    ]  # fmt: skip
+
+
+def _launch(name: str, argv: list[str], endpoint: str, workdir: Path) -> Server:
+    workdir.mkdir(parents=True, exist_ok=True)
+    log_path = workdir / f"{name}.log"
+    with log_path.open("wb") as log:
+        try:
+            proc = subprocess.Popen(
+                argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=REPO
+            )
+        except OSError as exc:
+            raise StartFailed(f"{argv[0]}: {exc}") from exc
+    server = Server(name, endpoint, proc, log_path)
+    try:
+        _wait_ready(server)
+    except StartFailed:
+        server.stop()
+        raise
+    return server
+
+
+def _wait_ready(server: Server) -> None:
+    """Ready means a linearizable Range answers (so a leader exists)."""
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if server.proc.poll() is not None:
+            raise StartFailed(f"exited with code {server.proc.returncode}:\n{server.log_tail()}")
+        try:
+            with grpc.insecure_channel(server.endpoint) as channel:
+                rpc_pb2_grpc.KVStub(channel).Range(rpc_pb2.RangeRequest(key=b"ready"), timeout=1)
+                return
+        except grpc.RpcError:
+            time.sleep(0.1)
+    raise StartFailed(f"not ready after {READY_TIMEOUT_S:.0f}s:\n{server.log_tail()}")
+
+
+def start_etcd(workdir: Path) -> Server:
+    binary = shutil.which("etcd")
+    if binary is None:
+        raise StartFailed("etcd is not installed (Debian package etcd-server)")
+    client_port, peer_port = free_port(), free_port()
+    flags = _member_flags("bench", workdir / "etcd.data", client_port, peer_port)
+    return _launch("etcd", [binary, *flags], f"127.0.0.1:{client_port}", workdir)
+
+
+def start_null(workdir: Path) -> Server:
+    port = free_port()
+    argv = [sys.executable, "-m", "bench.null_server", "--listen", f"127.0.0.1:{port}"]
+    return _launch("null", argv, f"127.0.0.1:{port}", workdir)
+
+
+def start_etcdpy(workdir: Path) -> Server:
+    binary = Path(sys.executable).with_name("etcdpy")
+    if not binary.exists():
+        raise StartFailed(f"{binary} does not exist (run make install)")
+    client_port, peer_port = free_port(), free_port()
+    flags = _member_flags("bench", workdir / "etcdpy.data", client_port, peer_port)
+    return _launch("etcdpy", [str(binary), *flags], f"127.0.0.1:{client_port}", workdir)
+
+
+STARTERS = {"etcd": start_etcd, "null": start_null, "etcdpy": start_etcdpy}

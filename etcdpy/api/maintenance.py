@@ -1,0 +1,15 @@
+"""The Maintenance service: Status now; the rest answers UNIMPLEMENTED until built."""
+
+from __future__ import annotations
+
+from etcdpy.api.status import Ctx
+from etcdpy.pb.etcdserverpb import rpc_pb2 as pb
+from etcdpy.server.etcd_server import EtcdServer
+
+
+class MaintenanceService:
+    def __init__(self, server: EtcdServer) -> None:
+        self._server = server
+
+    async def Status(self, request: pb.StatusRequest, context: Ctx) -> pb.StatusResponse:
+        return self._server.status()

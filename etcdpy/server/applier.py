@@ -1,0 +1,313 @@
+"""Applies committed requests to the MVCC store, with etcd's semantics for every KV operation.
+
+Pure with respect to I/O ordering: it is called by the apply loop with entries in log order and
+never touches raft or the network. A request that fails (e.g. a compacted revision inside a txn)
+yields an ``EtcdError`` result for its waiter; the entry is still consumed, as in etcd.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from etcdpy import errors
+from etcdpy.mvcc.errors import CompactedError, FutureRevError
+from etcdpy.mvcc.kvstore import KVStore, RangeResult
+from etcdpy.pb.etcdserverpb import rpc_pb2 as pb
+from etcdpy.pb.mvccpb import kv_pb2 as mvccpb
+
+Response = Any  # one of the etcdserverpb *Response messages, or an EtcdError
+LeaseExists = Callable[[int], bool]
+
+
+class Reader(Protocol):
+    def range(
+        self,
+        key: bytes,
+        end: bytes | None,
+        rev: int = 0,
+        limit: int = 0,
+        count_only: bool = False,
+        keys_only: bool = False,
+    ) -> RangeResult: ...
+
+
+_SORT_KEYS: dict[int, Callable[[mvccpb.KeyValue], Any]] = {
+    pb.RangeRequest.KEY: lambda kv: kv.key,
+    pb.RangeRequest.VERSION: lambda kv: kv.version,
+    pb.RangeRequest.CREATE: lambda kv: kv.create_revision,
+    pb.RangeRequest.MOD: lambda kv: kv.mod_revision,
+    pb.RangeRequest.VALUE: lambda kv: kv.value,
+}
+
+
+def _end(range_end: bytes) -> bytes | None:
+    return range_end or None
+
+
+def mvcc_error(exc: Exception) -> errors.EtcdError:
+    if isinstance(exc, CompactedError):
+        return errors.Compacted()
+    if isinstance(exc, FutureRevError):
+        return errors.FutureRev()
+    raise exc
+
+
+def apply_range(
+    reader: Reader, req: pb.RangeRequest, resp: pb.RangeResponse | None = None
+) -> pb.RangeResponse:
+    """etcd's applierV3backend.Range: filters and sorting happen after the store's range.
+
+    Fills ``resp`` when given (a txn's response slot), so no copy is made."""
+    filtered = (
+        req.min_mod_revision
+        or req.max_mod_revision
+        or req.min_create_revision
+        or req.max_create_revision
+    )
+    limit = req.limit
+    if req.sort_order != pb.RangeRequest.NONE or filtered:
+        limit = 0  # fetch everything, then sort and cut
+    if limit > 0:
+        limit += 1  # one more to know whether there is "more"
+    result = reader.range(
+        req.key,
+        _end(req.range_end),
+        rev=req.revision,
+        limit=limit,
+        count_only=req.count_only,
+        keys_only=req.keys_only,
+    )
+    kvs = result.kvs
+    if filtered:
+        kvs = [kv for kv in kvs if _passes_filters(req, kv)]
+    sort_order = req.sort_order
+    if req.sort_target != pb.RangeRequest.KEY and sort_order == pb.RangeRequest.NONE:
+        sort_order = pb.RangeRequest.ASCEND  # the store returns key order already
+    if sort_order != pb.RangeRequest.NONE:
+        kvs = sorted(
+            kvs,
+            key=_SORT_KEYS[req.sort_target],
+            reverse=sort_order == pb.RangeRequest.DESCEND,
+        )
+    if resp is None:
+        resp = pb.RangeResponse()
+    resp.count = result.count
+    if req.limit > 0 and len(kvs) > req.limit:
+        kvs = kvs[: req.limit]
+        resp.more = True
+    resp.header.revision = result.rev
+    if req.keys_only:
+        for kv in kvs:
+            kv.value = b""
+    resp.kvs.extend(kvs)
+    return resp
+
+
+def _passes_filters(req: pb.RangeRequest, kv: mvccpb.KeyValue) -> bool:
+    if req.max_mod_revision and kv.mod_revision > req.max_mod_revision:
+        return False
+    if req.min_mod_revision and kv.mod_revision < req.min_mod_revision:
+        return False
+    if req.max_create_revision and kv.create_revision > req.max_create_revision:
+        return False
+    return not (req.min_create_revision and kv.create_revision < req.min_create_revision)
+
+
+def _compare_target(compare: pb.Compare, kv: mvccpb.KeyValue) -> bool:
+    target = compare.target
+    if target == pb.Compare.VALUE:
+        a: Any = kv.value
+        b: Any = compare.value
+    elif target == pb.Compare.CREATE:
+        a, b = kv.create_revision, compare.create_revision
+    elif target == pb.Compare.MOD:
+        a, b = kv.mod_revision, compare.mod_revision
+    elif target == pb.Compare.VERSION:
+        a, b = kv.version, compare.version
+    elif target == pb.Compare.LEASE:
+        a, b = kv.lease, compare.lease
+    else:
+        return True
+    result = compare.result
+    if result == pb.Compare.EQUAL:
+        return bool(a == b)
+    if result == pb.Compare.NOT_EQUAL:
+        return bool(a != b)
+    if result == pb.Compare.GREATER:
+        return bool(a > b)
+    if result == pb.Compare.LESS:
+        return bool(a < b)
+    return True
+
+
+def _compare(reader: Reader, compare: pb.Compare) -> bool:
+    try:
+        result = reader.range(compare.key, _end(compare.range_end))
+    except (CompactedError, FutureRevError):
+        return False
+    if not result.kvs:
+        if compare.target == pb.Compare.VALUE:
+            return False  # a missing key has no value to compare, not even an empty one
+        return _compare_target(compare, mvccpb.KeyValue())
+    return all(_compare_target(compare, kv) for kv in result.kvs)
+
+
+def txn_path(reader: Reader, req: pb.TxnRequest) -> list[bool]:
+    """Which branch every (nested) txn takes, in depth-first order, evaluated up front."""
+    succeeded = all(_compare(reader, c) for c in req.compare)
+    path = [succeeded]
+    for op in req.success if succeeded else req.failure:
+        if op.WhichOneof("request") == "request_txn":
+            path.extend(txn_path(reader, op.request_txn))
+    return path
+
+
+def is_txn_read_only(req: pb.TxnRequest) -> bool:
+    return all(op.WhichOneof("request") == "request_range" for op in (*req.success, *req.failure))
+
+
+class Applier:
+    """Runs InternalRaftRequests against the store; returns responses or EtcdError values."""
+
+    def __init__(self, kv: KVStore, lease_exists: LeaseExists | None = None) -> None:
+        self.kv = kv
+        self._lease_exists: LeaseExists = lease_exists or (lambda _lease_id: False)
+
+    # -- entry points ------------------------------------------------------------------
+
+    def apply(self, req: Any, index: int) -> Response:
+        try:
+            if req.HasField("put"):
+                return self.put(req.put, index)
+            if req.HasField("delete_range"):
+                return self.delete_range(req.delete_range, index)
+            if req.HasField("txn"):
+                return self.txn(req.txn, index)
+            if req.HasField("compaction"):
+                return self.compaction(req.compaction, index)
+            if req.HasField("range"):
+                return apply_range(self.kv, req.range)
+        except (CompactedError, FutureRevError) as exc:
+            return mvcc_error(exc)
+        except errors.EtcdError as exc:
+            return exc
+        return errors.Unimplemented()
+
+    def put(self, req: pb.PutRequest, index: int) -> Response:
+        if req.lease and not req.ignore_lease and not self._lease_exists(req.lease):
+            return errors.LeaseNotFound()
+        with self.kv.write(consistent_index=index) as txn:
+            resp = self._put(txn, req)
+        return resp
+
+    def delete_range(self, req: pb.DeleteRangeRequest, index: int) -> Response:
+        with self.kv.write(consistent_index=index) as txn:
+            return self._delete_range(txn, req)
+
+    def compaction(self, req: pb.CompactionRequest, index: int) -> Response:
+        self.kv.compact(req.revision)
+        resp = pb.CompactionResponse()
+        resp.header.revision = self.kv.current_revision
+        return resp
+
+    def txn(self, req: pb.TxnRequest, index: int) -> Response:
+        path = txn_path(self.kv, req)
+        self._check_txn(req, list(path))
+        resp = pb.TxnResponse(succeeded=path[0])
+        if is_txn_read_only(req):
+            self._apply_txn_ops(self.kv, req, list(path), resp)
+            resp.header.revision = self.kv.current_revision
+            return resp
+        with self.kv.write(consistent_index=index) as txn:
+            self._apply_txn_ops(txn, req, list(path), resp)
+        resp.header.revision = self.kv.current_revision
+        return resp
+
+    def read_only_txn(self, req: pb.TxnRequest) -> pb.TxnResponse:
+        """A txn with only ranges is served from the local store, never through the log."""
+        path = txn_path(self.kv, req)
+        self._check_txn(req, list(path))
+        resp = pb.TxnResponse(succeeded=path[0])
+        self._apply_txn_ops(self.kv, req, list(path), resp)
+        resp.header.revision = self.kv.current_revision
+        return resp
+
+    # -- the operations ------------------------------------------------------------------
+
+    def _put(
+        self, txn: Any, req: pb.PutRequest, resp: pb.PutResponse | None = None
+    ) -> pb.PutResponse:
+        if resp is None:
+            resp = pb.PutResponse()
+        value, lease = req.value, req.lease
+        prev: mvccpb.KeyValue | None = None
+        if req.ignore_value or req.ignore_lease or req.prev_kv:
+            found = txn.range(req.key, None).kvs
+            prev = found[0] if found else None
+        if (req.ignore_value or req.ignore_lease) and prev is None:
+            raise errors.KeyNotFound()
+        if req.ignore_value:
+            assert prev is not None
+            value = prev.value
+        if req.ignore_lease:
+            assert prev is not None
+            lease = prev.lease
+        if req.prev_kv and prev is not None:
+            resp.prev_kv.CopyFrom(prev)
+        txn.put(req.key, value, lease)
+        resp.header.revision = txn.rev
+        return resp
+
+    def _delete_range(
+        self, txn: Any, req: pb.DeleteRangeRequest, resp: pb.DeleteRangeResponse | None = None
+    ) -> pb.DeleteRangeResponse:
+        if resp is None:
+            resp = pb.DeleteRangeResponse()
+        deleted = txn.delete_range(req.key, _end(req.range_end))
+        resp.deleted = len(deleted)
+        if req.prev_kv:
+            resp.prev_kvs.extend(deleted)
+        resp.header.revision = txn.rev
+        return resp
+
+    def _check_txn(self, req: pb.TxnRequest, path: list[bool]) -> int:
+        """Checks the ops on the taken path before any write (etcd's checkRequests)."""
+        ops = req.success if path[0] else req.failure
+        consumed = 1
+        for op in ops:
+            which = op.WhichOneof("request")
+            if which == "request_range":
+                rev = op.request_range.revision
+                if rev > self.kv.current_revision:
+                    raise errors.FutureRev()
+                if rev and rev < self.kv.compact_revision:
+                    raise errors.Compacted()
+            elif which == "request_put":
+                put = op.request_put
+                if put.lease and not put.ignore_lease and not self._lease_exists(put.lease):
+                    raise errors.LeaseNotFound()
+            elif which == "request_txn":
+                consumed += self._check_txn(op.request_txn, path[consumed:])
+        return consumed
+
+    def _apply_txn_ops(
+        self, txn: Any, req: pb.TxnRequest, path: list[bool], resp: pb.TxnResponse
+    ) -> int:
+        ops = req.success if path[0] else req.failure
+        consumed = 1
+        for op in ops:
+            which = op.WhichOneof("request")
+            out = resp.responses.add()
+            if which == "request_range":
+                apply_range(txn, op.request_range, out.response_range)
+            elif which == "request_put":
+                self._put(txn, op.request_put, out.response_put)
+            elif which == "request_delete_range":
+                self._delete_range(txn, op.request_delete_range, out.response_delete_range)
+            elif which == "request_txn":
+                inner = out.response_txn
+                inner.succeeded = path[consumed]
+                consumed += self._apply_txn_ops(txn, op.request_txn, path[consumed:], inner)
+                inner.header.SetInParent()
+        return consumed

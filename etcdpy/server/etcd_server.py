@@ -1,0 +1,336 @@
+"""EtcdServer: the seam between the API layer and the core.
+
+The API layer only ever calls ``propose`` (a write through the log, waiting for its applied
+result), ``linearizable_read`` (ReadIndex, then wait until applied), the local read helpers and
+the status/member queries. It never touches raft, mvcc or the lessor directly, so the API can move
+to front-end processes later without changing the core.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import random
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from etcdpy import ETCD_API_VERSION, errors
+from etcdpy.config import ServerConfig
+from etcdpy.mvcc.backend import Backend
+from etcdpy.mvcc.kvstore import KVStore
+from etcdpy.pb.etcdserverpb import raft_internal_pb2 as internalpb
+from etcdpy.pb.etcdserverpb import rpc_pb2 as pb
+from etcdpy.raft.config import Config as RaftConfig
+from etcdpy.raft.errors import ProposalDroppedError
+from etcdpy.raft.rawnode import RawNode
+from etcdpy.raft.types import (
+    ConfChange,
+    ConfChangeType,
+    Entry,
+    EntryType,
+    Message,
+    ReadState,
+    Ready,
+    SoftState,
+    StateType,
+)
+from etcdpy.server.applier import Applier, Response, apply_range
+from etcdpy.server.compactor import PeriodicCompactor, RevisionCompactor
+from etcdpy.server.idgen import RequestIdGenerator
+from etcdpy.server.membership import (
+    Cluster,
+    Member,
+    bootstrap_members,
+    compute_cluster_id,
+)
+from etcdpy.server.raft_node import RaftNode
+from etcdpy.server.raft_storage import DurableRaftStorage
+from etcdpy.server.read_index import LinearizableReads
+from etcdpy.server.wait import AppliedIndexWaiters, Deadlines, Wait
+
+log = structlog.get_logger(__name__)
+
+MEMBERS_BUCKET = b"members"
+DEFAULT_MAP_BYTES = 2 * 1024**3
+MIN_MAP_BYTES = 64 * 1024**2
+# etcd refuses new proposals when apply lags commit by this much (ErrTooManyRequests).
+MAX_GAP_BETWEEN_APPLY_AND_COMMIT = 5000
+DEADLINE_SWEEP_SECONDS = 0.1
+
+
+class EtcdServer:
+    def __init__(self, config: ServerConfig) -> None:
+        self.config = config
+        self.data_dir = Path(config.data_dir)
+        self.member_id = 0
+        self.cluster = Cluster(cluster_id=0)
+        self.leader_id = 0
+        self.role = StateType.FOLLOWER
+        self._wait = Wait()
+        self._stopped = False
+        self._request_timeout = 5.0 + 2 * config.election_timeout / 1000.0
+        self._deadlines = Deadlines()
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        member_dir = self.data_dir / "member"
+        (member_dir / "snap").mkdir(parents=True, exist_ok=True)
+        quota = self.config.quota_bytes or DEFAULT_MAP_BYTES
+        # LMDB needs room beyond the quota for copy-on-write pages of the open transaction.
+        self.backend = Backend(member_dir / "snap" / "db", map_size=max(2 * quota, MIN_MAP_BYTES))
+        self.kv = KVStore(self.backend)
+        self.applier = Applier(self.kv)
+
+        self._init_membership()
+        self.storage, hard_state, existed = DurableRaftStorage.open_or_create(
+            self.data_dir, self.member_id, self.cluster.cluster_id
+        )
+        # Raft re-delivers every committed entry after the snapshot: the conf changes among them
+        # rebuild raft's membership; KV entries the backend already has are skipped by index.
+        self.applied_index = self.storage.snapshot.metadata.index if self.storage.snapshot else 0
+        self.raft_term = hard_state.term
+        self.commit_index = hard_state.commit
+        self._applied = AppliedIndexWaiters(self.applied_index)
+        heartbeat_ms = self.config.heartbeat_interval
+        raft_config = RaftConfig(
+            id=self.member_id,
+            storage=self.storage.storage,
+            rand=random.Random(self.member_id ^ time.monotonic_ns()),
+            election_tick=max(2, self.config.election_ticks),
+            heartbeat_tick=1,
+            applied=self.applied_index,
+            check_quorum=True,
+            pre_vote=True,
+        )
+        node = RawNode(raft_config)
+        if not existed:
+            node.bootstrap(sorted(self.cluster.members))
+        self._ids = RequestIdGenerator(self.member_id, time.time_ns() // 1_000_000)
+        self.raft = RaftNode(node, self, tick_seconds=heartbeat_ms / 1000.0)
+        self.reads = LinearizableReads(self._request_read_index, self._applied)
+        self._campaign_when_applied = len(self.cluster.members) == 1
+        self._loop = asyncio.get_running_loop()
+        self._sweeper = asyncio.create_task(self._sweep_deadlines(), name="deadlines")
+        self._background = [self._sweeper]
+        compactor = self._make_compactor()
+        if compactor is not None:
+            self._background.append(
+                asyncio.create_task(self._auto_compact(compactor), name="auto-compaction")
+            )
+        self.raft.start()
+        self.raft.kick()
+        log.info(
+            "etcdpy member started",
+            member_id=f"{self.member_id:x}",
+            cluster_id=f"{self.cluster.cluster_id:x}",
+            data_dir=str(self.data_dir),
+        )
+
+    async def stop(self) -> None:
+        self._stopped = True
+        for task in self._background:
+            task.cancel()
+        await self.raft.stop()
+        self._wait.fail_all(errors.Stopped())
+        self.reads.fail_all(errors.Stopped())
+        self.storage.close()
+        self.backend.close()
+
+    def _init_membership(self) -> None:
+        with self.backend.read() as tx:
+            stored = [Member.from_json(v) for _k, v in tx.items(MEMBERS_BUCKET)]
+        if stored:
+            members = stored
+        else:
+            initial = {name: [str(u) for u in urls] for name, urls in self.config.cluster.items()}
+            members = bootstrap_members(initial, self.config.initial_cluster_token)
+            with self.backend.batch() as tx:
+                for m in members:
+                    tx.put(MEMBERS_BUCKET, m.id.to_bytes(8, "big"), m.to_json())
+        mine = [m for m in members if m.name == self.config.name]
+        if not mine:
+            raise errors.MemberNotFound()
+        self.member_id = mine[0].id
+        self.cluster = Cluster(compute_cluster_id(m.id for m in members))
+        for member in members:
+            self.cluster.add(member)
+        client_urls = [str(u) for u in self.config.advertise_client_urls]
+        self.cluster.set_client_urls(self.member_id, client_urls)
+
+    # -- the seam used by the API layer --------------------------------------------------
+
+    async def propose(self, req: internalpb.InternalRaftRequest) -> Any:
+        """Puts the request through the log; returns the applied response or raises."""
+        if self._stopped:
+            raise errors.Stopped()
+        if self.commit_index > self.applied_index + MAX_GAP_BETWEEN_APPLY_AND_COMMIT:
+            raise errors.TooManyRequests()
+        request_id = self._ids.next()
+        req.header.ID = request_id
+        data = req.SerializeToString()
+        if len(data) > self.config.max_request_bytes:
+            raise errors.RequestTooLarge()
+        future = self._wait.register(request_id)
+        try:
+            self.raft.node.propose(data)
+        except ProposalDroppedError:
+            self._wait.cancel(request_id)
+            raise errors.NoLeader() from None
+        self.raft.kick()
+        self._deadlines.add(
+            self._loop.time() + self._request_timeout,
+            future,
+            functools.partial(self._wait.cancel, request_id),
+        )
+        result = await future
+        if isinstance(result, errors.EtcdError):
+            raise result
+        return result
+
+    async def linearizable_read(self) -> None:
+        future = self.reads.wait()
+        self._deadlines.add(self._loop.time() + self._request_timeout, future)
+        await future
+
+    def _make_compactor(self) -> PeriodicCompactor | RevisionCompactor | None:
+        retention = self.config.auto_compaction_retention_value
+        if retention <= 0:
+            return None
+        revision = lambda: self.kv.current_revision  # noqa: E731
+        if self.config.auto_compaction_mode == "revision":
+            return RevisionCompactor(int(retention), revision)
+        return PeriodicCompactor(retention, time.monotonic, revision)
+
+    async def _auto_compact(self, compactor: PeriodicCompactor | RevisionCompactor) -> None:
+        """etcd's compactor: acts only on the leader, through the log like a client's Compact."""
+        while True:
+            await asyncio.sleep(compactor.poll_interval)
+            rev = compactor.due() if self.role == StateType.LEADER else None
+            if rev is not None:
+                ok = True
+                try:
+                    await self.propose(
+                        internalpb.InternalRaftRequest(
+                            compaction=pb.CompactionRequest(revision=rev)
+                        )
+                    )
+                    log.info("completed auto compaction", revision=rev)
+                except errors.Compacted:
+                    pass
+                except errors.EtcdError as exc:
+                    ok = False
+                    log.warning("failed auto compaction", revision=rev, error=exc.message)
+                compactor.finished(ok)
+            compactor.record()
+
+    async def _sweep_deadlines(self) -> None:
+        while True:
+            await asyncio.sleep(DEADLINE_SWEEP_SECONDS)
+            self._deadlines.sweep(self._loop.time(), errors.Timeout)
+
+    def range(self, req: pb.RangeRequest) -> pb.RangeResponse:
+        try:
+            return apply_range(self.kv, req)
+        except Exception as exc:  # mvcc errors -> etcd errors
+            from etcdpy.server.applier import mvcc_error
+
+            raise mvcc_error(exc) from None
+
+    def read_only_txn(self, req: pb.TxnRequest) -> pb.TxnResponse:
+        try:
+            return self.applier.read_only_txn(req)
+        except errors.EtcdError:
+            raise
+        except Exception as exc:
+            from etcdpy.server.applier import mvcc_error
+
+            raise mvcc_error(exc) from None
+
+    def fill_header(self, header: pb.ResponseHeader) -> None:
+        header.cluster_id = self.cluster.cluster_id
+        header.member_id = self.member_id
+        header.raft_term = self.raft_term
+        if not header.revision:
+            header.revision = self.kv.current_revision
+
+    def status(self) -> pb.StatusResponse:
+        st = self.raft.node.status()
+        resp = pb.StatusResponse(
+            version=ETCD_API_VERSION,
+            dbSize=self.backend.size(),
+            leader=self.leader_id,
+            raftIndex=st.hard_state.commit,
+            raftTerm=st.hard_state.term,
+            raftAppliedIndex=self.applied_index,
+            dbSizeInUse=self.backend.size_in_use(),
+            isLearner=False,
+        )
+        self.fill_header(resp.header)
+        return resp
+
+    # -- ReadyHandler: called by the Ready loop ------------------------------------------
+
+    def persist(self, rd: Ready) -> None:
+        self.storage.persist(rd)
+
+    def stage(self, rd: Ready) -> None:
+        self.storage.stage(rd)
+        if rd.hard_state is not None:
+            self.raft_term = rd.hard_state.term
+            self.commit_index = rd.hard_state.commit
+
+    def send(self, messages: Sequence[Message]) -> None:
+        pass  # one member: nothing to send; the peer transport comes with clusters
+
+    def apply(self, entries: Sequence[Entry]) -> None:
+        results: list[tuple[int, Response]] = []
+        with self.kv.batch():
+            for entry in entries:
+                if entry.index <= self.applied_index:
+                    continue
+                if entry.type == EntryType.CONF_CHANGE:
+                    self._apply_conf_change(entry)  # raft needs it even when replayed
+                elif entry.data and entry.index > self.kv.consistent_index:
+                    req = internalpb.InternalRaftRequest.FromString(entry.data)
+                    results.append((req.header.ID, self.applier.apply(req, entry.index)))
+                if self.kv.consistent_index < entry.index:
+                    self.kv.set_consistent_index(entry.index)
+                self.applied_index = entry.index
+        for request_id, result in results:
+            self._wait.resolve(request_id, result)
+        self._applied.advance(self.applied_index)
+        if self._campaign_when_applied:
+            # A cluster of one need not wait an election timeout; raft refuses to campaign
+            # until the bootstrap conf changes are applied, i.e. after this Ready's advance.
+            self._campaign_when_applied = False
+            asyncio.get_running_loop().call_soon(self._campaign)
+
+    def _apply_conf_change(self, entry: Entry) -> None:
+        cc = ConfChange.decode(entry.data)
+        self.raft.node.apply_conf_change(cc)
+        for change in cc.changes:
+            if change.type == ConfChangeType.REMOVE_NODE:
+                self.cluster.remove(change.node_id)
+
+    def on_read_states(self, read_states: Sequence[ReadState]) -> None:
+        self.reads.on_read_states(read_states)
+
+    def on_soft_state(self, soft_state: SoftState) -> None:
+        if soft_state.lead != self.leader_id:
+            log.info("leader changed", leader=f"{soft_state.lead:x}")
+        self.leader_id = soft_state.lead
+        self.role = soft_state.raft_state
+
+    def _campaign(self) -> None:
+        if self.role != StateType.LEADER:
+            self.raft.node.campaign()
+            self.raft.kick()
+
+    def _request_read_index(self, ctx: bytes) -> None:
+        self.raft.node.read_index(ctx)
+        self.raft.kick()

@@ -1,0 +1,62 @@
+"""Runs one etcdpy member until SIGTERM/SIGINT: stop accepting, finish in-flight, flush, exit 0."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+
+import structlog
+
+from etcdpy.config import ServerConfig
+
+log = structlog.get_logger(__name__)
+
+# How long in-flight RPCs may run after a stop signal before they are cancelled.
+SHUTDOWN_GRACE_SECONDS = 5.0
+
+
+def run(config: ServerConfig) -> int:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency on POSIX
+        return asyncio.run(_serve(config))
+    return uvloop.run(_serve(config))
+
+
+async def _serve(config: ServerConfig) -> int:
+    from etcdpy.api.grpc_server import build_grpc_server
+    from etcdpy.server.etcd_server import EtcdServer
+
+    server = EtcdServer(config)
+    await server.start()
+    grpc_server = build_grpc_server(server)
+    for url in config.listen_client_urls:
+        address = url.netloc
+        if grpc_server.add_insecure_port(address) == 0:
+            log.error("cannot listen", address=address)
+            await server.stop()
+            return 1
+    await grpc_server.start()
+    log.info(
+        "ready to serve client requests",
+        listen_client_urls=[str(u) for u in config.listen_client_urls],
+    )
+
+    stop = asyncio.Event()
+    exit_code = 0
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+
+    def on_fatal(exc: BaseException) -> None:
+        nonlocal exit_code
+        exit_code = 1
+        stop.set()
+
+    server.raft.on_fatal = on_fatal
+    await stop.wait()
+    log.info("stopping", grace_seconds=SHUTDOWN_GRACE_SECONDS)
+    await grpc_server.stop(SHUTDOWN_GRACE_SECONDS)
+    await server.stop()
+    log.info("stopped")
+    return exit_code

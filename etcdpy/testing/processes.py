@@ -1,0 +1,169 @@
+"""Start and stop real etcdpy and etcd member processes on loopback, for tests and benchmarks.
+
+Every process is started on free ports, waited for with a bounded deadline, and stopped by its
+PID (SIGTERM, then SIGKILL), so a test never leaves a server behind or touches port 2379.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+
+START_TIMEOUT_SECONDS = 20.0
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def etcdpy_command() -> list[str]:
+    """The installed console script next to this interpreter, else ``python -m``."""
+    script = Path(sys.executable).with_name("etcdpy")
+    if script.exists():
+        return [str(script)]
+    return [sys.executable, "-m", "etcdpy"]
+
+
+@dataclass
+class MemberProcess:
+    """One member (etcdpy or real etcd) started as a subprocess."""
+
+    name: str
+    data_dir: Path
+    client_port: int
+    peer_port: int
+    binary: list[str]
+    extra_args: list[str] = field(default_factory=list)
+    log_path: Path | None = None
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"127.0.0.1:{self.client_port}"
+
+    @property
+    def client_url(self) -> str:
+        return f"http://127.0.0.1:{self.client_port}"
+
+    @property
+    def peer_url(self) -> str:
+        return f"http://127.0.0.1:{self.peer_port}"
+
+    def args(self) -> list[str]:
+        return [
+            *self.binary,
+            "--name",
+            self.name,
+            "--data-dir",
+            str(self.data_dir),
+            "--listen-client-urls",
+            self.client_url,
+            "--advertise-client-urls",
+            self.client_url,
+            "--listen-peer-urls",
+            self.peer_url,
+            "--initial-advertise-peer-urls",
+            self.peer_url,
+            "--initial-cluster",
+            f"{self.name}={self.peer_url}",
+            *self.extra_args,
+        ]
+
+    def start(self, wait: bool = True) -> None:
+        log_path = self.log_path or self.data_dir.with_suffix(".log")
+        self.log_path = log_path
+        log_file = log_path.open("ab")
+        env = dict(os.environ)
+        env.pop("ETCDCTL_ENDPOINTS", None)
+        self.proc = subprocess.Popen(
+            self.args(), stdout=log_file, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
+        log_file.close()
+        if wait:
+            self.wait_ready()
+
+    def wait_ready(self, timeout: float = START_TIMEOUT_SECONDS) -> None:
+        """Returns once a serializable Range answers; raises with the log tail otherwise."""
+        from etcdpy.pb.etcdserverpb import rpc_pb2, rpc_pb2_grpc
+
+        deadline = time.monotonic() + timeout
+        last_error: Exception | None = None
+        while time.monotonic() < deadline:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise RuntimeError(
+                    f"{self.name} exited with {self.proc.returncode}:\n{self.log_tail()}"
+                )
+            try:
+                with grpc.insecure_channel(self.endpoint) as channel:
+                    stub = rpc_pb2_grpc.KVStub(channel)
+                    stub.Range(rpc_pb2.RangeRequest(key=b"health"), timeout=1.0)
+                    return
+            except grpc.RpcError as exc:
+                last_error = exc
+                time.sleep(0.05)
+        raise TimeoutError(f"{self.name} not ready: {last_error}\n{self.log_tail()}")
+
+    def log_tail(self, lines: int = 30) -> str:
+        if self.log_path is None or not self.log_path.exists():
+            return ""
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> int | None:
+        """Stops the process by PID; escalates to SIGKILL after ``timeout``."""
+        proc = self.proc
+        if proc is None:
+            return None
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(proc.pid, sig)
+            try:
+                proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=timeout)
+        self.proc = None
+        return proc.returncode
+
+    def kill9(self) -> None:
+        self.stop(signal.SIGKILL)
+
+
+def etcdpy_member(
+    tmp: Path, name: str = "m1", extra_args: list[str] | None = None
+) -> MemberProcess:
+    return MemberProcess(
+        name=name,
+        data_dir=tmp / f"{name}.etcdpy",
+        client_port=free_port(),
+        peer_port=free_port(),
+        binary=etcdpy_command(),
+        extra_args=extra_args or [],
+    )
+
+
+def etcd_member(tmp: Path, name: str = "m1", extra_args: list[str] | None = None) -> MemberProcess:
+    binary = shutil.which("etcd")
+    if binary is None:
+        raise FileNotFoundError("etcd (Debian package etcd-server) is not installed")
+    return MemberProcess(
+        name=name,
+        data_dir=tmp / f"{name}.etcd",
+        client_port=free_port(),
+        peer_port=free_port(),
+        binary=[binary],
+        extra_args=extra_args or [],
+    )
