@@ -1,0 +1,1 @@
+"""The deterministic cluster simulator and its checkers (see README.md in this package)."""
