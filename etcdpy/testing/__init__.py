@@ -1,1 +1,3 @@
-"""The deterministic cluster simulator and its checkers (see README.md in this package)."""
+"""Test support shipped as a library: the deterministic cluster simulator (sim, cluster,
+scenario, simnet, simdisk, simnode, simkv, checkers; see README.md here) and real-process
+helpers (processes)."""
