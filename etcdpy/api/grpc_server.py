@@ -17,8 +17,10 @@ from google.protobuf.message import DecodeError, Message
 from etcdpy import errors
 from etcdpy.api.cluster import ClusterService
 from etcdpy.api.kv import KVService
+from etcdpy.api.lease import LeaseService
 from etcdpy.api.maintenance import MaintenanceService
 from etcdpy.api.status import Ctx
+from etcdpy.api.watch import WatchService
 from etcdpy.pb.etcdserverpb import rpc_pb2
 from etcdpy.server.etcd_server import EtcdServer
 
@@ -117,8 +119,8 @@ def build_grpc_server(server: EtcdServer) -> grpc.aio.Server:
         "KV": KVService(server),
         "Maintenance": MaintenanceService(server),
         "Cluster": ClusterService(server),
-        "Watch": _NotYet(),
-        "Lease": _NotYet(),
+        "Watch": WatchService(server),
+        "Lease": LeaseService(server),
         "Auth": _NotYet(),
     }
     grpc_server.add_generic_rpc_handlers(
