@@ -257,7 +257,11 @@ class SimNode:
 
     def process_ready(self) -> None:
         raft = self.raft
+        rounds = 0
         while raft is not None and raft.has_ready():
+            rounds += 1
+            if rounds > 10_000:  # a core that always has more to do would hang the run
+                raise Violation("exception", f"node {self.id}: Ready never runs dry")
             rd = raft.ready()
             if self.options.unsafe_send_before_persist:
                 self._send(rd.messages)
