@@ -16,9 +16,11 @@ from google.protobuf.message import DecodeError, Message
 
 from etcdpy import errors
 from etcdpy.api.cluster import ClusterService
+from etcdpy.api.grpc_metrics import instrument, rpc_type
 from etcdpy.api.kv import KVService
 from etcdpy.api.maintenance import MaintenanceService
 from etcdpy.api.status import Ctx
+from etcdpy.observability.metrics import GrpcStats
 from etcdpy.pb.etcdserverpb import rpc_pb2
 from etcdpy.server.etcd_server import EtcdServer
 
@@ -94,9 +96,16 @@ def _method_handler(
     )
 
 
-def service_handler(service: str, impl: object) -> grpc.GenericRpcHandler[Any, Any]:
+def service_handler(
+    service: str, impl: object, stats: GrpcStats | None = None
+) -> grpc.GenericRpcHandler[Any, Any]:
     descriptor = rpc_pb2.DESCRIPTOR.services_by_name[service]
     handlers = {m.name: _method_handler(service, impl, m) for m in descriptor.methods}
+    if stats is not None:  # go-grpc-prometheus's counters (etcdpy.api.grpc_metrics)
+        for m in descriptor.methods:
+            kind = rpc_type(m.client_streaming, m.server_streaming)
+            method_stats = stats.method(f"{PACKAGE}.{service}", m.name, kind)
+            handlers[m.name] = instrument(handlers[m.name], method_stats, stats)
     return grpc.method_handlers_generic_handler(f"{PACKAGE}.{service}", handlers)
 
 
@@ -122,6 +131,6 @@ def build_grpc_server(server: EtcdServer) -> grpc.aio.Server:
         "Auth": _NotYet(),
     }
     grpc_server.add_generic_rpc_handlers(
-        tuple(service_handler(name, impl) for name, impl in services.items())
+        tuple(service_handler(name, impl, server.metrics.grpc) for name, impl in services.items())
     )
     return grpc_server

@@ -22,6 +22,7 @@ from etcdpy import ETCD_API_VERSION, errors
 from etcdpy.config import ServerConfig
 from etcdpy.mvcc.backend import Backend
 from etcdpy.mvcc.kvstore import KVStore
+from etcdpy.observability.metrics import ServerMetrics
 from etcdpy.pb.etcdserverpb import raft_internal_pb2 as internalpb
 from etcdpy.pb.etcdserverpb import rpc_pb2 as pb
 from etcdpy.raft.config import Config as RaftConfig
@@ -74,6 +75,7 @@ class EtcdServer:
         self._stopped = False
         self._request_timeout = 5.0 + 2 * config.election_timeout / 1000.0
         self._deadlines = Deadlines()
+        self.metrics = ServerMetrics()  # ops: counters for /metrics (observability/metrics.py)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -180,6 +182,7 @@ class EtcdServer:
             self.raft.node.propose(data)
         except ProposalDroppedError:
             self._wait.cancel(request_id)
+            self.metrics.proposals_failed += 1  # ops
             raise errors.NoLeader() from None
         self.raft.kick()
         self._deadlines.add(
@@ -187,7 +190,11 @@ class EtcdServer:
             future,
             functools.partial(self._wait.cancel, request_id),
         )
-        result = await future
+        try:
+            result = await future
+        except errors.EtcdError:
+            self.metrics.proposals_failed += 1  # ops: etcd_server_proposals_failed_total
+            raise
         if isinstance(result, errors.EtcdError):
             raise result
         return result
@@ -276,7 +283,10 @@ class EtcdServer:
     # -- ReadyHandler: called by the Ready loop ------------------------------------------
 
     def persist(self, rd: Ready) -> None:
+        started = time.perf_counter()  # ops: etcd_disk_wal_fsync_duration_seconds
         self.storage.persist(rd)
+        if rd.must_sync:
+            self.metrics.observe_wal_sync(time.perf_counter() - started)
 
     def stage(self, rd: Ready) -> None:
         self.storage.stage(rd)
@@ -289,6 +299,7 @@ class EtcdServer:
 
     def apply(self, entries: Sequence[Entry]) -> None:
         results: list[tuple[int, Response]] = []
+        started = time.perf_counter()  # ops: slow applies, backend commit duration
         with self.kv.batch():
             for entry in entries:
                 if entry.index <= self.applied_index:
@@ -301,6 +312,8 @@ class EtcdServer:
                 if self.kv.consistent_index < entry.index:
                     self.kv.set_consistent_index(entry.index)
                 self.applied_index = entry.index
+            committing = time.perf_counter()  # ops
+        self.metrics.observe_apply(started, committing, time.perf_counter(), len(entries))
         for request_id, result in results:
             self._wait.resolve(request_id, result)
         self._applied.advance(self.applied_index)
@@ -323,6 +336,7 @@ class EtcdServer:
     def on_soft_state(self, soft_state: SoftState) -> None:
         if soft_state.lead != self.leader_id:
             log.info("leader changed", leader=f"{soft_state.lead:x}")
+            self.metrics.on_leader(self.leader_id, soft_state.lead)  # ops
         self.leader_id = soft_state.lead
         self.role = soft_state.raft_state
 

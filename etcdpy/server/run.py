@@ -24,19 +24,19 @@ def run(config: ServerConfig) -> int:
 
 
 async def _serve(config: ServerConfig) -> int:
+    from etcdpy.api.client_listeners import ClientListeners
     from etcdpy.api.grpc_server import build_grpc_server
     from etcdpy.server.etcd_server import EtcdServer
 
     server = EtcdServer(config)
     await server.start()
     grpc_server = build_grpc_server(server)
-    for url in config.listen_client_urls:
-        address = url.netloc
-        if grpc_server.add_insecure_port(address) == 0:
-            log.error("cannot listen", address=address)
-            await server.stop()
-            return 1
-    await grpc_server.start()
+    # gRPC and HTTP share each client URL (etcdpy.server.client_front).
+    listeners = ClientListeners(server, grpc_server)
+    if not await listeners.start():
+        await listeners.stop(0)
+        await server.stop()
+        return 1
     log.info(
         "ready to serve client requests",
         listen_client_urls=[str(u) for u in config.listen_client_urls],
@@ -56,7 +56,7 @@ async def _serve(config: ServerConfig) -> int:
     server.raft.on_fatal = on_fatal
     await stop.wait()
     log.info("stopping", grace_seconds=SHUTDOWN_GRACE_SECONDS)
-    await grpc_server.stop(SHUTDOWN_GRACE_SECONDS)
+    await listeners.stop(SHUTDOWN_GRACE_SECONDS)
     await server.stop()
     log.info("stopped")
     return exit_code
