@@ -1,0 +1,97 @@
+"""etcd's metric names, types, labels and buckets, rendered from the cheap counters."""
+
+from __future__ import annotations
+
+from prometheus_client.exposition import generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from etcdpy.observability.metrics import (
+    DISK_BUCKETS,
+    Histogram,
+    ServerMetrics,
+    ServerState,
+    build_registry,
+    exponential_buckets,
+)
+
+
+class FakeView:
+    def metrics_snapshot(self) -> ServerState:
+        return ServerState(
+            member_id=0xABC,
+            leader_id=0xABC,
+            is_leader=True,
+            is_learner=False,
+            committed_index=7,
+            applied_index=6,
+            pending_proposals=1,
+            quota_backend_bytes=2 * 1024**3,
+            db_size=4096,
+            db_size_in_use=2048,
+            keys=3,
+            current_revision=9,
+            compact_revision=2,
+            server_version="3.4.23",
+            cluster_version="3.4.0",
+        )
+
+
+def families(metrics: ServerMetrics) -> dict[str, object]:
+    text = generate_latest(build_registry(metrics, FakeView())).decode()
+    return {f.name: f for f in text_string_to_metric_families(text)}
+
+
+def test_exponential_buckets_match_etcds_wal_fsync_buckets() -> None:
+    assert DISK_BUCKETS[0] == 0.001
+    assert DISK_BUCKETS[-1] == 0.001 * 2**13  # 8.192 s, etcd's highest bucket
+    assert len(exponential_buckets(0.0001, 2, 16)) == 16
+
+
+def test_histogram_is_cumulative_with_inf() -> None:
+    h = Histogram((1.0, 2.0))
+    for v in (0.5, 1.0, 1.5, 3.0):
+        h.observe(v)
+    assert h.cumulative() == [("1.0", 2.0), ("2.0", 3.0), ("+Inf", 4.0)]
+    assert h.total == 6.0
+
+
+def test_state_and_counters_render_under_etcd_names() -> None:
+    m = ServerMetrics()
+    m.on_leader(0, 0xABC)
+    m.on_leader(0xABC, 0xABC)
+    m.proposals_failed += 2
+    m.observe_wal_sync(0.003)
+    fams = families(m)
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for f in fams.values()
+        for s in f.samples  # type: ignore[attr-defined]
+    }
+    assert samples[("etcd_server_has_leader", ())] == 1
+    assert samples[("etcd_server_leader_changes_seen_total", ())] == 1
+    assert samples[("etcd_server_proposals_failed_total", ())] == 2
+    assert samples[("etcd_server_proposals_committed_total", ())] == 7
+    assert samples[("etcd_server_id", (("server_id", "abc"),))] == 1
+    assert samples[("etcd_server_version", (("server_version", "3.4.23"),))] == 1
+    assert samples[("etcd_cluster_version", (("cluster_version", "3.4.0"),))] == 1
+    assert samples[("etcd_disk_wal_fsync_duration_seconds_bucket", (("le", "0.004"),))] == 1
+    assert samples[("etcd_disk_wal_fsync_duration_seconds_bucket", (("le", "0.002"),))] == 0
+    assert fams["etcd_server_proposals_committed_total"].type == "gauge"  # type: ignore[attr-defined]
+    assert fams["etcd_disk_backend_commit_duration_seconds"].type == "histogram"  # type: ignore[attr-defined]
+    assert "process_resident_memory_bytes" in fams
+
+
+def test_grpc_counters_carry_go_grpc_prometheus_labels() -> None:
+    m = ServerMetrics()
+    st = m.grpc.method("etcdserverpb.KV", "Range", "unary")
+    st.started += 1
+    st.handled[11] += 1  # OutOfRange
+    text = generate_latest(build_registry(m, FakeView())).decode()
+    assert (
+        'grpc_server_started_total{grpc_method="Range",grpc_service="etcdserverpb.KV",'
+        'grpc_type="unary"} 1.0'
+    ) in text
+    assert (
+        'grpc_server_handled_total{grpc_code="OutOfRange",grpc_method="Range",'
+        'grpc_service="etcdserverpb.KV",grpc_type="unary"} 1.0'
+    ) in text
