@@ -19,6 +19,7 @@ from etcdpy.api.cluster import ClusterService
 from etcdpy.api.grpc_metrics import instrument, rpc_type
 from etcdpy.api.kv import KVService
 from etcdpy.api.maintenance import MaintenanceService
+from etcdpy.api.quota import guard_services
 from etcdpy.api.status import Ctx
 from etcdpy.observability.metrics import GrpcStats
 from etcdpy.pb.etcdserverpb import rpc_pb2
@@ -130,6 +131,7 @@ def build_grpc_server(server: EtcdServer) -> grpc.aio.Server:
         "Lease": _NotYet(),
         "Auth": _NotYet(),
     }
+    services = guard_services(services, server)  # ops: --quota-backend-bytes (api/quota.py)
     grpc_server.add_generic_rpc_handlers(
         tuple(service_handler(name, impl, server.metrics.grpc) for name, impl in services.items())
     )

@@ -39,11 +39,7 @@ def _method_not_allowed(allow: str) -> HttpResponse:
 
 def active_alarms(server: EtcdServer) -> list[str]:
     """Names of the alarms raised on any member (NOSPACE, CORRUPT)."""
-    alarms = getattr(server, "alarms", None)
-    if alarms is None:
-        return []
-    names: list[str] = alarms.active_names()
-    return names
+    return server.maintenance.alarms.active_names()
 
 
 class HttpApi:

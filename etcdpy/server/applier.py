@@ -8,13 +8,16 @@ yields an ``EtcdError`` result for its waiter; the entry is still consumed, as i
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from etcdpy import errors
 from etcdpy.mvcc.errors import CompactedError, FutureRevError
 from etcdpy.mvcc.kvstore import KVStore, RangeResult
 from etcdpy.pb.etcdserverpb import rpc_pb2 as pb
 from etcdpy.pb.mvccpb import kv_pb2 as mvccpb
+
+if TYPE_CHECKING:
+    from etcdpy.server.alarms import AlarmStore
 
 Response = Any  # one of the etcdserverpb *Response messages, or an EtcdError
 LeaseExists = Callable[[int], bool]
@@ -173,10 +176,16 @@ class Applier:
     def __init__(self, kv: KVStore, lease_exists: LeaseExists | None = None) -> None:
         self.kv = kv
         self._lease_exists: LeaseExists = lease_exists or (lambda _lease_id: False)
+        self.alarms: AlarmStore | None = None  # ops: set by the server (etcdpy.server.alarms)
 
     # -- entry points ------------------------------------------------------------------
 
     def apply(self, req: Any, index: int) -> Response:
+        alarms = self.alarms
+        if alarms is not None:  # ops: an active alarm refuses writes as etcd's capped applier
+            refused = alarms.gate(req)
+            if refused is not None:
+                return refused
         try:
             if req.HasField("put"):
                 return self.put(req.put, index)
@@ -188,6 +197,8 @@ class Applier:
                 return self.compaction(req.compaction, index)
             if req.HasField("range"):
                 return apply_range(self.kv, req.range)
+            if alarms is not None and req.HasField("alarm"):  # ops
+                return alarms.apply(req.alarm)
         except (CompactedError, FutureRevError) as exc:
             return mvcc_error(exc)
         except errors.EtcdError as exc:

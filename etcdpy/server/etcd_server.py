@@ -42,6 +42,7 @@ from etcdpy.raft.types import (
 from etcdpy.server.applier import Applier, Response, apply_range
 from etcdpy.server.compactor import PeriodicCompactor, RevisionCompactor
 from etcdpy.server.idgen import RequestIdGenerator
+from etcdpy.server.maintenance import Maintenance
 from etcdpy.server.membership import (
     Cluster,
     Member,
@@ -87,6 +88,7 @@ class EtcdServer:
         self.backend = Backend(member_dir / "snap" / "db", map_size=max(2 * quota, MIN_MAP_BYTES))
         self.kv = KVStore(self.backend)
         self.applier = Applier(self.kv)
+        self.maintenance = Maintenance(self)  # ops: alarms, hashes, snapshots
 
         self._init_membership()
         self.storage, hard_state, existed = DurableRaftStorage.open_or_create(
