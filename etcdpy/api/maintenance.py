@@ -1,4 +1,4 @@
-"""The Maintenance service: Status here, the rest in maintenance_ops (Defragment: not yet)."""
+"""The Maintenance service: Status here, the rest in maintenance_ops."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from etcdpy.pb.etcdserverpb import rpc_pb2 as pb
 from etcdpy.server.etcd_server import EtcdServer
 
 
-class MaintenanceService(MaintenanceOps):  # ops: Hash, HashKV, Alarm, Snapshot
+class MaintenanceService(MaintenanceOps):  # ops: Hash, HashKV, Alarm, Defragment, Snapshot
     def __init__(self, server: EtcdServer) -> None:
         self._server = server
 

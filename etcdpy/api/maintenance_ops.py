@@ -1,4 +1,4 @@
-"""Maintenance RPCs beyond Status: Hash, HashKV, Alarm, Snapshot (stream).
+"""Maintenance RPCs beyond Status: Hash, HashKV, Alarm, Defragment, Snapshot (stream).
 
 A mixin of MaintenanceService, so that the service file stays small for the other branches.
 """
@@ -42,6 +42,15 @@ class MaintenanceOps:
     @grpc_errors
     async def Alarm(self, request: pb.AlarmRequest, context: Ctx) -> pb.AlarmResponse:
         resp = await self._server.maintenance.alarm(request)
+        self._server.fill_header(resp.header)
+        return resp
+
+    @grpc_errors
+    async def Defragment(
+        self, request: pb.DefragmentRequest, context: Ctx
+    ) -> pb.DefragmentResponse:
+        await self._server.maintenance.defragment()
+        resp = pb.DefragmentResponse()
         self._server.fill_header(resp.header)
         return resp
 

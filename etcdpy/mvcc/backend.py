@@ -154,35 +154,53 @@ class Backend:
             os.makedirs(parent, exist_ok=True)
         self.map_size = map_size
         self.readonly = readonly
-        self.env = lmdb.open(
-            self.path,
-            map_size=map_size,
-            subdir=False,  # the path names the data file itself, as etcd's member/snap/db
-            max_dbs=len(BUCKETS) + 2,
-            sync=sync_each_commit,
-            metasync=False,
-            lock=True,  # readers in other processes coordinate through <db>-lock
-            readahead=False,  # random access over a file that may exceed RAM
-            meminit=False,
-            max_readers=max_readers,
-            max_spare_txns=4,
-            readonly=readonly,
-        )
-        dbs: dict[bytes, Any] = {}
-        if readonly:
-            # Another process reading the file: the writer has made the buckets. (A handle
-            # opened inside a read transaction of ours would die with it.)
-            for name in BUCKETS:
-                dbs[name] = self.env.open_db(name, create=False)
-        else:
-            with self.env.begin(write=True) as txn:
-                for name in BUCKETS:
-                    dbs[name] = self.env.open_db(name, txn=txn, create=True)
-        self._dbs = dbs
+        self._sync_each_commit = sync_each_commit
+        self._max_readers = max_readers
+        self._dbs: dict[bytes, Any] = {}
+        self.env = self._open_env()
         self._batch: Tx | None = None
         self._depth = 0
         self._failed = False
         self.closed = False
+
+    def _open_env(self) -> lmdb.Environment:
+        env = lmdb.open(
+            self.path,
+            map_size=self.map_size,
+            subdir=False,  # the path names the data file itself, as etcd's member/snap/db
+            max_dbs=len(BUCKETS) + 2,
+            sync=self._sync_each_commit,
+            metasync=False,
+            lock=True,  # readers in other processes coordinate through <db>-lock
+            readahead=False,  # random access over a file that may exceed RAM
+            meminit=False,
+            max_readers=self._max_readers,
+            max_spare_txns=4,
+            readonly=self.readonly,
+        )
+        dbs = self._dbs  # filled in place: replace_file() keeps the same dict
+        if self.readonly:
+            # Another process reading the file: the writer has made the buckets. (A handle
+            # opened inside a read transaction of ours would die with it.)
+            for name in BUCKETS:
+                dbs[name] = env.open_db(name, create=False)
+        else:
+            with env.begin(write=True) as txn:
+                for name in BUCKETS:
+                    dbs[name] = env.open_db(name, txn=txn, create=True)
+        return env
+
+    def replace_file(self, path: str | os.PathLike[str]) -> None:
+        """Swap the database file for the one at ``path`` (a defragmented copy), in place.
+
+        No transaction may be open, in any thread; handles from ``db()`` must be fetched
+        again (KVStore.backend_replaced). Holders of this Backend object need not change.
+        """
+        if self._batch is not None or self.readonly:
+            raise RuntimeError("replace_file() needs a writable backend outside a batch")
+        self.env.close()
+        os.replace(path, self.path)
+        self.env = self._open_env()
 
     # -- transactions --------------------------------------------------------------------
 

@@ -20,6 +20,7 @@ from etcdpy import errors
 from etcdpy.pb.etcdserverpb import raft_internal_pb2 as internalpb
 from etcdpy.pb.etcdserverpb import rpc_pb2 as pb
 from etcdpy.server.alarms import ACTIVATE, NOSPACE, AlarmStore
+from etcdpy.server.defrag import defragment
 
 if TYPE_CHECKING:
     from etcdpy.server.etcd_server import EtcdServer
@@ -36,6 +37,8 @@ class Maintenance:
         self.alarms = AlarmStore(server.backend)
         server.applier.alarms = self.alarms
         self._raising_nospace: asyncio.Future[None] | None = None
+        # Copies of the backend file (snapshot, defrag) one at a time: a defrag swaps the file.
+        self.backend_lock = asyncio.Lock()
 
     # -- hashes --------------------------------------------------------------------------
 
@@ -104,6 +107,13 @@ class Maintenance:
             self._raising_nospace.set_result(None)
             self._raising_nospace = None
 
+    # -- defragmentation -----------------------------------------------------------------
+
+    async def defragment(self) -> tuple[float, float]:
+        """(seconds in all, seconds writes were held); see etcdpy.server.defrag."""
+        log.info("starting defragment")
+        return await defragment(self._server, self.backend_lock)
+
     # -- snapshots -----------------------------------------------------------------------
 
     async def snapshot_chunks(self) -> AsyncIterator[pb.SnapshotResponse]:
@@ -117,9 +127,10 @@ class Maintenance:
         path.unlink()  # LMDB's copy wants to create the file itself
         try:
             # A read transaction in a worker thread: writers go on meanwhile.
-            await asyncio.get_running_loop().run_in_executor(
-                None, server.backend.copy_to, str(path), True
-            )
+            async with self.backend_lock:
+                await asyncio.get_running_loop().run_in_executor(
+                    None, server.backend.copy_to, str(path), True
+                )
             total = path.stat().st_size
             log.info("sending database snapshot to client", total_bytes=total)
             digest = hashlib.sha256()

@@ -1,4 +1,4 @@
-"""Maintenance on live servers: HashKV, Snapshot save -> `etcdpy snapshot restore` -> start
+"""Maintenance on live servers: HashKV, Defragment, Snapshot save -> `etcdpy snapshot restore` -> start
 with the same HashKV, and the NOSPACE alarm round trip with a small quota."""
 
 from __future__ import annotations
@@ -148,9 +148,13 @@ def test_nospace_alarm_round_trip(tmp_path: Path) -> None:
         # Writes are refused on every path, reads and deletes go on.
         assert NOSPACE in ctl.run("put", "small", "1", check=False).stderr
         assert ctl.run("get", "keep", "--print-value-only").stdout.strip() == "me"
-        rev = int(ctl.json("get", "keep")["header"]["revision"])
         ctl.run("del", "big", "--prefix")
+        rev = int(ctl.json("get", "keep")["header"]["revision"])
         ctl.run("compact", str(rev))
+        size_before = int(ctl.json("endpoint", "status")[0]["Status"]["dbSize"])
+        assert "Finished defragmenting" in ctl.run("defrag").stdout
+        size_after = int(ctl.json("endpoint", "status")[0]["Status"]["dbSize"])
+        assert size_after < size_before / 4
         ctl.run("alarm", "disarm")
         assert ctl.run("alarm", "list").stdout.strip() == ""
         ctl.run("put", "small", "1")
