@@ -1,5 +1,5 @@
-"""Maintenance on live servers: HashKV, Defragment, Snapshot save -> `etcdpy snapshot restore` -> start
-with the same HashKV, and the NOSPACE alarm round trip with a small quota."""
+"""Maintenance on live servers: HashKV, Defragment, Snapshot save -> `etcdpy snapshot restore`
+-> start with the same HashKV, and the NOSPACE alarm round trip with a small quota."""
 
 from __future__ import annotations
 
