@@ -202,6 +202,14 @@ class Backend:
         os.replace(path, self.path)
         self.env = self._open_env()
 
+    def replace_file_keeping_old(self, path: str | os.PathLike[str], old: str) -> None:
+        """replace_file(), but the old file survives as ``old`` (a hard link) for the caller
+        to unlink later: freeing a large file's pages can take a good part of a second."""
+        if os.path.exists(old):
+            os.unlink(old)
+        os.link(self.path, old)
+        self.replace_file(path)
+
     # -- transactions --------------------------------------------------------------------
 
     @property

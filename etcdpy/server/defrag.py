@@ -7,7 +7,8 @@ etcd copies the whole bbolt file into a new one while holding every write. Here:
 2. Then, on the event loop (which is where applies run, so nothing is applied meanwhile), the
    copy catches up: the key bucket is append-only by revision, so only the revisions after the
    copy's last one are added; the other buckets are small and are copied whole.
-3. The file is swapped under the same Backend object (Backend.replace_file).
+3. The file is swapped under the same Backend object (Backend.replace_file); the old file is
+   unlinked after the hold (freeing a large file's pages takes a while).
 
 Writes wait only for steps 2 and 3, whose cost follows the writes made during step 1, not the
 size of the database. A compaction that runs during step 1 deletes revisions the copy still
@@ -33,6 +34,16 @@ if TYPE_CHECKING:
 log = structlog.get_logger(__name__)
 
 COPY_ATTEMPTS = 2
+
+
+def copy_and_sync(backend: Backend, path: Path) -> None:
+    """The compacted copy, flushed to disk (so the hold does not wait for its fsync)."""
+    backend.copy_to(str(path), True)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _compaction_state(server: EtcdServer) -> tuple[int, bool]:
@@ -84,7 +95,7 @@ async def defragment(server: EtcdServer, lock: asyncio.Lock) -> tuple[float, flo
                     await asyncio.sleep(0.05)
                 before = _compaction_state(server)
                 copy_path.unlink(missing_ok=True)
-                await loop.run_in_executor(None, backend.copy_to, str(copy_path), True)
+                await loop.run_in_executor(None, copy_and_sync, backend, copy_path)
                 if _compaction_state(server) == before:
                     copied = True
                     break
@@ -92,12 +103,14 @@ async def defragment(server: EtcdServer, lock: asyncio.Lock) -> tuple[float, flo
             # From here to the swap nothing awaits: no apply, range or compaction runs.
             if not copied:
                 copy_path.unlink(missing_ok=True)
-                backend.copy_to(str(copy_path), True)
+                copy_and_sync(backend, copy_path)
             added = catch_up(backend, copy_path)
-            backend.replace_file(copy_path)
+            old_path = backend.path + ".old"
+            backend.replace_file_keeping_old(copy_path, old_path)
             server.kv.backend_replaced()
             held = time.perf_counter() - held_from
             _fsync_dir(Path(backend.path).parent)
+            await loop.run_in_executor(None, os.unlink, old_path)
         finally:
             metrics.defrag_inflight = 0
             copy_path.unlink(missing_ok=True)
