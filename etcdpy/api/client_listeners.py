@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import grpc
 import structlog
 
+from etcdpy.api.gateway import Gateway
 from etcdpy.api.http_api import HttpApi
 from etcdpy.observability.metrics import build_registry
 from etcdpy.server.client_front import ClientFront, PrivateSocket
@@ -34,6 +35,7 @@ class ClientListeners:
         self._grpc = grpc_server
         self._socket: PrivateSocket | None = None
         self._fronts: list[ClientFront] = []
+        self._gateway: Gateway | None = None
         self.registry = build_registry(server.metrics, EtcdServerView(server))
 
     async def start(self) -> bool:
@@ -55,7 +57,8 @@ class ClientListeners:
         try:
             if not direct:
                 assert self._socket is not None
-                api = HttpApi(self._server, self.registry)
+                self._gateway = Gateway(self._socket.grpc_address, config.max_request_bytes)
+                api = HttpApi(self._server, self.registry, self._gateway)
                 front = ClientFront(api, self._socket.path, max_body)
                 self._fronts.append(front)
                 for url in config.listen_client_urls:
@@ -80,6 +83,8 @@ class ClientListeners:
         await self._grpc.stop(grace)
         for front in self._fronts:
             await front.close()
+        if self._gateway is not None:
+            await self._gateway.close()
         if self._socket is not None:
             self._socket.cleanup()
 
