@@ -1,0 +1,102 @@
+"""The JSON gateway driven with plain HTTP and compared with the gRPC answers."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import http.client
+import json
+from typing import Any
+
+import grpc
+import pytest
+from google.protobuf import json_format
+
+from etcdpy.pb.etcdserverpb import rpc_pb2, rpc_pb2_grpc
+from etcdpy.testing.processes import MemberProcess
+
+pytestmark = pytest.mark.integration
+
+
+def b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+def post(member: MemberProcess, path: str, body: bytes | str, method: str = "POST") -> Any:
+    conn = http.client.HTTPConnection("127.0.0.1", member.client_port, timeout=10)
+    try:
+        conn.request(method, path, body=body if isinstance(body, bytes) else body.encode())
+        resp = conn.getresponse()
+        return resp.status, resp.getheader("Content-Type"), resp.read()
+    finally:
+        conn.close()
+
+
+def post_json(member: MemberProcess, path: str, payload: dict[str, Any]) -> Any:
+    status, _ctype, body = post(member, path, json.dumps(payload))
+    assert status == 200, body
+    return json.loads(body)
+
+
+def test_kv_over_http_matches_grpc(etcdpy_server: MemberProcess) -> None:
+    put = post_json(etcdpy_server, "/v3/kv/put", {"key": b64("foo"), "value": b64("bar")})
+    assert put["header"]["revision"] == "2"  # int64 as a string
+    got = post_json(etcdpy_server, "/v3/kv/range", {"key": b64("foo")})
+    assert got["kvs"][0]["value"] == b64("bar")
+    assert got["count"] == "1"
+    with grpc.insecure_channel(etcdpy_server.endpoint) as channel:
+        kv = rpc_pb2_grpc.KVStub(channel)
+        via_grpc = kv.Range(rpc_pb2.RangeRequest(key=b"foo"), timeout=10)
+    assert json_format.ParseDict(got, rpc_pb2.RangeResponse()) == via_grpc
+    txn = post_json(
+        etcdpy_server,
+        "/v3/kv/txn",
+        {
+            "compare": [
+                {"key": b64("foo"), "result": "EQUAL", "target": "VALUE", "value": b64("bar")}
+            ],
+            "success": [{"request_put": {"key": b64("foo"), "value": b64("baz")}}],
+        },
+    )
+    assert txn["succeeded"] is True
+    got = post_json(etcdpy_server, "/v3/kv/range", {"key": b64("foo")})
+    assert got["kvs"][0]["value"] == b64("baz")
+    deleted = post_json(etcdpy_server, "/v3/kv/deleterange", {"key": b64("foo")})
+    assert deleted["deleted"] == "1"
+    status = post_json(etcdpy_server, "/v3/maintenance/status", {})
+    assert status["version"] == "3.4.23"
+    members = post_json(etcdpy_server, "/v3/cluster/member/list", {})
+    assert members["members"][0]["name"] == etcdpy_server.name
+
+
+def test_bad_input_gets_grpc_gateway_errors(etcdpy_server: MemberProcess) -> None:
+    def error(path: str, body: str) -> tuple[int, dict[str, Any]]:
+        status, ctype, raw = post(etcdpy_server, path, body)
+        assert ctype == "application/json"
+        return status, json.loads(raw)
+
+    status, body = error("/v3/kv/range", '{"key":')
+    assert (status, body["code"]) == (400, 3)
+    status, body = error("/v3/kv/range", '{"key": 5}')
+    assert (status, body["code"]) == (400, 3)
+    status, body = error("/v3/kv/range", '{"no_such_field": "x"}')
+    assert (status, body["code"]) == (400, 3)
+    status, body = error("/v3/kv/range", json.dumps({"key": b64("k"), "revision": "100"}))
+    assert (status, body["code"]) == (400, 11)
+    assert body["error"] == "etcdserver: mvcc: required revision is a future revision"
+    status, body = error("/v3/kv/put", json.dumps({"key": ""}))
+    assert (status, body["error"]) == (400, "etcdserver: key is not provided")
+    assert post(etcdpy_server, "/v3/kv/nothing", "{}")[::2] == (404, b"Not Found\n")
+    assert post(etcdpy_server, "/v3/kv/range", "", method="GET")[0] == 405
+    # The server is unharmed.
+    assert post_json(etcdpy_server, "/v3/kv/range", {"key": b64("k")})["header"]
+
+
+def test_snapshot_streams_json_lines_with_checksum(etcdpy_server: MemberProcess) -> None:
+    post_json(etcdpy_server, "/v3/kv/put", {"key": b64("a"), "value": b64("1")})
+    status, _ctype, raw = post(etcdpy_server, "/v3/maintenance/snapshot", "{}")
+    assert status == 200
+    lines = [json.loads(line) for line in raw.splitlines()]
+    blobs = [base64.b64decode(line["result"].get("blob", "")) for line in lines]
+    assert lines[-2]["result"].get("remaining_bytes", "0") == "0"
+    assert hashlib.sha256(b"".join(blobs[:-1])).digest() == blobs[-1]
