@@ -7,7 +7,10 @@
       del KEY [RANGE_END] [--prefix|--from-key] [--prev-kv]
       compaction REVISION [--physical]
       member list
-      endpoint status
+      endpoint status | hashkv | health
+      snapshot save FILE | restore FILE [--data-dir --name --initial-cluster] | status FILE
+      defrag; alarm list | disarm; lease grant | revoke | timetolive | list; watch KEY
+      set KEY VALUE (the seed's word for put)
 
 It speaks the etcd v3 gRPC API, so it works against etcd as well as etcdpy, and prints what
 etcdctl 3.4 prints (``-w simple`` lines, ``-w json`` objects with the proto field names, bytes
@@ -339,7 +342,8 @@ def build_parser() -> argparse.ArgumentParser:
     _global_options(common, with_defaults=False)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    put = commands.add_parser("put", help="put a key", parents=[common])
+    # `set` is the seed's v2-style word for put.
+    put = commands.add_parser("put", aliases=["set"], help="put a key", parents=[common])
     put.add_argument("key")
     put.add_argument("value")
     put.add_argument("--prev-kv", action="store_true", help="print the previous key-value")
@@ -376,6 +380,11 @@ def build_parser() -> argparse.ArgumentParser:
     endpoint_commands.add_parser(
         "status", help="status of each endpoint", parents=[common]
     ).set_defaults(run=cmd_endpoint_status)
+    # Operator commands: snapshot, defrag, alarm, lease, watch, endpoint hashkv/health.
+    from etcdpy.cli import ctl_ops
+
+    ctl_ops.add_endpoint_commands(endpoint_commands, common)
+    ctl_ops.add_commands(commands, common)
     return parser
 
 

@@ -1,0 +1,63 @@
+"""etcdpyctl's operator commands against a live server."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from etcdpy.testing.processes import MemberProcess
+from tests.integration.test_maintenance import hash_kv
+
+pytestmark = pytest.mark.integration
+
+
+def ctl(member: MemberProcess | None, *args: str) -> subprocess.CompletedProcess[str]:
+    binary = str(Path(__import__("sys").executable).with_name("etcdpyctl"))
+    endpoint = ["--endpoints", member.endpoint] if member is not None else []
+    return subprocess.run([binary, *args, *endpoint], capture_output=True, text=True, timeout=60)
+
+
+def ok(member: MemberProcess | None, *args: str) -> str:
+    proc = ctl(member, *args)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def test_set_is_put_and_get_reads_it(etcdpy_server: MemberProcess) -> None:
+    assert ok(etcdpy_server, "set", "key1", "value1") == "OK\n"
+    assert ok(etcdpy_server, "get", "key1") == "key1\nvalue1\n"
+
+
+def test_snapshot_defrag_alarm_endpoint(etcdpy_server: MemberProcess, tmp_path: Path) -> None:
+    for i in range(10):
+        ok(etcdpy_server, "put", f"k{i}", "v" * 100)
+    expected = hash_kv(etcdpy_server).hash
+    assert ok(etcdpy_server, "endpoint", "hashkv") == f"{etcdpy_server.endpoint}, {expected}\n"
+    assert "is healthy" in ok(etcdpy_server, "endpoint", "health")
+    assert ok(etcdpy_server, "alarm", "list") == ""
+    assert "Finished defragmenting" in ok(etcdpy_server, "defrag")
+    assert hash_kv(etcdpy_server).hash == expected  # defrag changed nothing visible
+    snap = tmp_path / "s.db"
+    assert ok(etcdpy_server, "snapshot", "save", str(snap)) == f"Snapshot saved at {snap}\n"
+    status = ok(etcdpy_server, "snapshot", "status", str(snap), "-w", "json")
+    assert '"revision":11' in status
+    restored = tmp_path / "restored"
+    out = ok(
+        None,
+        "snapshot",
+        "restore",
+        str(snap),
+        "--data-dir",
+        str(restored),
+        "--name",
+        "x",
+        "--initial-cluster",
+        "x=http://127.0.0.1:1",
+    )
+    assert "restored snapshot" in out
+    assert (restored / "member" / "snap" / "db").exists()
+    bad = ctl(etcdpy_server, "snapshot", "status", str(tmp_path / "missing.db"))
+    assert bad.returncode == 1
+    assert bad.stderr.startswith("Error: ")
