@@ -14,8 +14,14 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import grpc
+import structlog
 
 from etcdpy.observability.metrics import GrpcStats, MethodStats
+
+log = structlog.get_logger(__name__)
+
+# etcd's warnUnaryRequestLatency: unary requests slower than this are logged ("request stats").
+SLOW_REQUEST_SECONDS = 0.3
 
 _CANCELLED = 1
 _UNKNOWN = 2
@@ -53,7 +59,7 @@ def instrument(
     serialize = _counting_serializer(handler.response_serializer, stats, totals)
     if handler.unary_unary is not None:
         return grpc.unary_unary_rpc_method_handler(
-            _wrap_coroutine(handler.unary_unary, stats),
+            _wrap_coroutine(handler.unary_unary, stats, warn_slow=True),
             request_deserializer=deserialize,
             response_serializer=serialize,
         )
@@ -106,10 +112,13 @@ def _wrap(behavior: Callable[..., Any], stats: MethodStats) -> Callable[..., Any
     return _wrap_coroutine(behavior, stats)
 
 
-def _wrap_coroutine(behavior: Callable[..., Any], stats: MethodStats) -> Callable[..., Any]:
+def _wrap_coroutine(
+    behavior: Callable[..., Any], stats: MethodStats, warn_slow: bool = False
+) -> Callable[..., Any]:
     perf = time.perf_counter
     handled = stats.handled
     observe = stats.handling.observe
+    slow = SLOW_REQUEST_SECONDS if warn_slow else float("inf")
 
     async def call(request: Any, context: Any) -> Any:
         stats.started += 1
@@ -122,9 +131,23 @@ def _wrap_coroutine(behavior: Callable[..., Any], stats: MethodStats) -> Callabl
             raise
         finally:
             handled[code] += 1
-            observe(perf() - started)
+            took = perf() - started
+            observe(took)
+            if took > slow:
+                _log_slow(stats, request, took, code)
 
     return call
+
+
+def _log_slow(stats: MethodStats, request: Any, took: float, code: int) -> None:
+    log.warning(
+        "request stats",
+        method=f"/{stats.service}/{stats.method}",
+        took=f"{took:.3f}s",
+        expected_duration=f"{SLOW_REQUEST_SECONDS * 1000:.0f}ms",
+        request_size=len(request) if isinstance(request, bytes) else None,
+        grpc_code=code,
+    )
 
 
 def _wrap_generator(behavior: Callable[..., Any], stats: MethodStats) -> Callable[..., Any]:

@@ -26,8 +26,10 @@ def run(config: ServerConfig) -> int:
 async def _serve(config: ServerConfig) -> int:
     from etcdpy.api.client_listeners import ClientListeners
     from etcdpy.api.grpc_server import build_grpc_server
+    from etcdpy.observability.startup import config_fields
     from etcdpy.server.etcd_server import EtcdServer
 
+    log.info("starting an etcd server", **config_fields(config))
     server = EtcdServer(config)
     await server.start()
     grpc_server = build_grpc_server(server)
