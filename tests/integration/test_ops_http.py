@@ -7,6 +7,7 @@ import json
 import re
 import socket
 import subprocess
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -175,3 +176,33 @@ def test_shipped_alert_rules_pass_promtool() -> None:
         )
         assert proc.returncode == 0, proc.stdout + proc.stderr
         assert "SUCCESS" in proc.stdout
+
+
+def test_health_false_without_a_leader(tmp_path: Path) -> None:
+    """A member whose peers are all gone (here: never started) has no leader: /health,
+    /readyz and etcd_server_has_leader say so; /livez still answers ok."""
+    lonely = etcdpy_member(tmp_path, name="a")
+    others = [f"{name}=http://127.0.0.1:{free_port()}" for name in ("b", "c")]
+    lonely.extra_args = ["--initial-cluster", ",".join([f"a={lonely.peer_url}", *others])]
+    lonely.start(wait=False)  # wait_ready reads through raft, which needs a leader
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                if get(lonely.client_url + "/livez")[0] == 200:
+                    break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, lonely.log_tail()
+            time.sleep(0.1)
+        status, _h, body = get(lonely.client_url + "/health")
+        assert status == 503
+        assert json.loads(body) == {"health": "false", "reason": "RAFT NO LEADER"}
+        fams = scrape(lonely.client_url + "/metrics")
+        assert fams["etcd_server_has_leader"].samples[0].value == 0  # type: ignore[attr-defined]
+        status, _h, body = get(lonely.client_url + "/readyz")
+        assert status == 503
+        assert b"[-]linearizable_read failed" in body
+        assert get(lonely.client_url + "/livez")[::2] == (200, b"ok")
+    finally:
+        lonely.stop()
