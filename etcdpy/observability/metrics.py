@@ -262,9 +262,12 @@ class ServerMetrics:
                 expected_duration=f"{SLOW_FSYNC_SECONDS:.0f}s",
             )
 
-    def observe_apply(self, started: float, committing: float, done: float, entries: int) -> None:
+    def observe_apply(
+        self, started: float, committing: float, done: float, results: Sequence[tuple[int, Any]]
+    ) -> None:
         """One Ready's entries were applied from ``started``; the backend commit ran from
-        ``committing`` to ``done`` (perf_counter seconds)."""
+        ``committing`` to ``done`` (perf_counter seconds). ``results`` pairs each applied
+        request's id with its response; the ids name the requests of a slow batch."""
         self.backend_commit.observe(done - committing)
         seconds = done - started
         if seconds > SLOW_APPLY_SECONDS:
@@ -273,7 +276,8 @@ class ServerMetrics:
                 "apply request took too long",
                 took=f"{seconds:.3f}s",
                 expected_duration=f"{SLOW_APPLY_SECONDS * 1000:.0f}ms",
-                entries=entries,
+                requests=len(results),
+                request_ids=[f"{rid:x}" for rid, _ in results[:10]],
             )
 
     def on_leader(self, old: int, new: int) -> None:

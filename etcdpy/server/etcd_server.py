@@ -315,7 +315,7 @@ class EtcdServer:
                     self.kv.set_consistent_index(entry.index)
                 self.applied_index = entry.index
             committing = time.perf_counter()  # ops
-        self.metrics.observe_apply(started, committing, time.perf_counter(), len(entries))
+        self.metrics.observe_apply(started, committing, time.perf_counter(), results)
         for request_id, result in results:
             self._wait.resolve(request_id, result)
         self._applied.advance(self.applied_index)

@@ -95,3 +95,23 @@ def test_grpc_counters_carry_go_grpc_prometheus_labels() -> None:
         'grpc_server_handled_total{grpc_code="OutOfRange",grpc_method="Range",'
         'grpc_service="etcdserverpb.KV",grpc_type="unary"} 1.0'
     ) in text
+
+
+def test_slow_apply_counts_and_names_the_requests() -> None:
+    from structlog.testing import capture_logs
+
+    m = ServerMetrics()
+    with capture_logs() as logs:
+        m.observe_apply(0.0, 0.05, 0.06, [(0xA1, None)])  # 60 ms: fine
+        m.observe_apply(0.0, 0.15, 0.2, [(0xA2, None), (0xA3, None)])  # 200 ms: slow
+    assert m.slow_applies == 1
+    assert m.backend_commit.counts[bisect_index(0.05)] >= 1
+    slow = [e for e in logs if e["event"] == "apply request took too long"]
+    assert len(slow) == 1
+    assert slow[0]["request_ids"] == ["a2", "a3"]
+
+
+def bisect_index(value: float) -> int:
+    import bisect
+
+    return bisect.bisect_left(DISK_BUCKETS, value)
