@@ -8,7 +8,7 @@ that any RPC a service does not define answers UNIMPLEMENTED with a message nami
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 from google.protobuf.descriptor import MethodDescriptor
@@ -21,9 +21,11 @@ from etcdpy.api.kv import KVService
 from etcdpy.api.maintenance import MaintenanceService
 from etcdpy.api.quota import guard_services
 from etcdpy.api.status import Ctx
-from etcdpy.observability.metrics import GrpcStats
 from etcdpy.pb.etcdserverpb import rpc_pb2
 from etcdpy.server.etcd_server import EtcdServer
+
+if TYPE_CHECKING:
+    from etcdpy.observability.metrics import GrpcStats  # ops
 
 # etcd lets a request exceed --max-request-bytes by this much at the gRPC layer, so the server
 # can answer "request is too large" itself instead of a transport error.

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import os
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -158,6 +158,8 @@ class Backend:
         self._max_readers = max_readers
         self._dbs: dict[bytes, Any] = {}
         self.env = self._open_env()
+        # Runs each outermost commit (it is handed the commit to call); None: commit directly.
+        self.commit_hook: Callable[[Callable[[], None]], None] | None = None
         self._batch: Tx | None = None
         self._depth = 0
         self._failed = False
@@ -241,6 +243,8 @@ class Backend:
         self._batch = None
         if self._failed:
             tx.txn.abort()
+        elif self.commit_hook is not None:
+            self.commit_hook(tx.txn.commit)  # e.g. timed for etcd_disk_backend_commit_duration
         else:
             tx.txn.commit()
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import bisect
 import os
 import resource
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -262,13 +263,18 @@ class ServerMetrics:
                 expected_duration=f"{SLOW_FSYNC_SECONDS:.0f}s",
             )
 
+    def timed_commit(self, commit: Callable[[], None]) -> None:
+        """The backend's commit hook: runs the commit, observes how long it took."""
+        started = time.perf_counter()
+        commit()
+        self.backend_commit.observe(time.perf_counter() - started)
+
     def observe_apply(
-        self, started: float, committing: float, done: float, results: Sequence[tuple[int, Any]]
+        self, started: float, done: float, results: Sequence[tuple[int, Any]]
     ) -> None:
-        """One Ready's entries were applied from ``started``; the backend commit ran from
-        ``committing`` to ``done`` (perf_counter seconds). ``results`` pairs each applied
-        request's id with its response; the ids name the requests of a slow batch."""
-        self.backend_commit.observe(done - committing)
+        """One Ready's entries were applied (and committed) from ``started`` to ``done``
+        (perf_counter seconds). ``results`` pairs each applied request's id with its
+        response; the ids name the requests of a slow batch."""
         seconds = done - started
         if seconds > SLOW_APPLY_SECONDS:
             self.slow_applies += 1

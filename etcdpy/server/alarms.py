@@ -117,9 +117,12 @@ class AlarmStore:
                 log.warning("alarm disarmed", alarm=pb.AlarmType.Name(req.alarm))
         return resp
 
-    def gate(self, req: Any) -> errors.EtcdError | None:
-        """The refusal an active alarm imposes on this request, if any (None: go on)."""
-        if not self._alarms or req.HasField("alarm"):  # the common case: one falsy test
+    def intercept(self, req: Any) -> pb.AlarmResponse | errors.EtcdError | None:
+        """An InternalRaftRequest's answer if it is an alarm request or an active alarm
+        refuses it; None: the applier goes on with it."""
+        if req.HasField("alarm"):
+            return self.apply(req.alarm)
+        if not self._alarms:  # the common case
             return None
         if self.active(CORRUPT):
             return errors.Corrupt()

@@ -174,18 +174,18 @@ class Applier:
     """Runs InternalRaftRequests against the store; returns responses or EtcdError values."""
 
     def __init__(self, kv: KVStore, lease_exists: LeaseExists | None = None) -> None:
+        self.alarms: AlarmStore | None = None  # ops: set by the server (etcdpy.server.alarms)
         self.kv = kv
         self._lease_exists: LeaseExists = lease_exists or (lambda _lease_id: False)
-        self.alarms: AlarmStore | None = None  # ops: set by the server (etcdpy.server.alarms)
 
     # -- entry points ------------------------------------------------------------------
 
     def apply(self, req: Any, index: int) -> Response:
         alarms = self.alarms
-        if alarms is not None:  # ops: an active alarm refuses writes as etcd's capped applier
-            refused = alarms.gate(req)
-            if refused is not None:
-                return refused
+        if alarms is not None:  # ops: alarm requests, and refusals while an alarm is active
+            answer = alarms.intercept(req)
+            if answer is not None:
+                return answer
         try:
             if req.HasField("put"):
                 return self.put(req.put, index)
@@ -197,8 +197,6 @@ class Applier:
                 return self.compaction(req.compaction, index)
             if req.HasField("range"):
                 return apply_range(self.kv, req.range)
-            if alarms is not None and req.HasField("alarm"):  # ops
-                return alarms.apply(req.alarm)
         except (CompactedError, FutureRevError) as exc:
             return mvcc_error(exc)
         except errors.EtcdError as exc:

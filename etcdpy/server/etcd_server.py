@@ -22,7 +22,6 @@ from etcdpy import ETCD_API_VERSION, errors
 from etcdpy.config import ServerConfig
 from etcdpy.mvcc.backend import Backend
 from etcdpy.mvcc.kvstore import KVStore
-from etcdpy.observability.metrics import ServerMetrics
 from etcdpy.pb.etcdserverpb import raft_internal_pb2 as internalpb
 from etcdpy.pb.etcdserverpb import rpc_pb2 as pb
 from etcdpy.raft.config import Config as RaftConfig
@@ -42,7 +41,6 @@ from etcdpy.raft.types import (
 from etcdpy.server.applier import Applier, Response, apply_range
 from etcdpy.server.compactor import PeriodicCompactor, RevisionCompactor
 from etcdpy.server.idgen import RequestIdGenerator
-from etcdpy.server.maintenance import Maintenance
 from etcdpy.server.membership import (
     Cluster,
     Member,
@@ -76,7 +74,9 @@ class EtcdServer:
         self._stopped = False
         self._request_timeout = 5.0 + 2 * config.election_timeout / 1000.0
         self._deadlines = Deadlines()
-        self.metrics = ServerMetrics()  # ops: counters for /metrics (observability/metrics.py)
+        from etcdpy.observability.metrics import ServerMetrics  # ops: counters for /metrics
+
+        self.metrics = ServerMetrics()
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -88,7 +88,6 @@ class EtcdServer:
         self.backend = Backend(member_dir / "snap" / "db", map_size=max(2 * quota, MIN_MAP_BYTES))
         self.kv = KVStore(self.backend)
         self.applier = Applier(self.kv)
-        self.maintenance = Maintenance(self)  # ops: alarms, hashes, snapshots
 
         self._init_membership()
         self.storage, hard_state, existed = DurableRaftStorage.open_or_create(
@@ -121,6 +120,9 @@ class EtcdServer:
         self._loop = asyncio.get_running_loop()
         self._sweeper = asyncio.create_task(self._sweep_deadlines(), name="deadlines")
         self._background = [self._sweeper]
+        from etcdpy.server.maintenance import Maintenance  # ops: alarms, hashes, snapshots
+
+        self.maintenance = Maintenance(self)
         compactor = self._make_compactor()
         if compactor is not None:
             self._background.append(
@@ -300,8 +302,8 @@ class EtcdServer:
         pass  # one member: nothing to send; the peer transport comes with clusters
 
     def apply(self, entries: Sequence[Entry]) -> None:
+        started = time.perf_counter()  # ops: slow applies (observability/metrics.py)
         results: list[tuple[int, Response]] = []
-        started = time.perf_counter()  # ops: slow applies, backend commit duration
         with self.kv.batch():
             for entry in entries:
                 if entry.index <= self.applied_index:
@@ -314,10 +316,9 @@ class EtcdServer:
                 if self.kv.consistent_index < entry.index:
                     self.kv.set_consistent_index(entry.index)
                 self.applied_index = entry.index
-            committing = time.perf_counter()  # ops
-        self.metrics.observe_apply(started, committing, time.perf_counter(), results)
         for request_id, result in results:
             self._wait.resolve(request_id, result)
+        self.metrics.observe_apply(started, time.perf_counter(), results)  # ops
         self._applied.advance(self.applied_index)
         if self._campaign_when_applied:
             # A cluster of one need not wait an election timeout; raft refuses to campaign

@@ -36,6 +36,7 @@ class Maintenance:
         self._server = server
         self.alarms = AlarmStore(server.backend)
         server.applier.alarms = self.alarms
+        server.backend.commit_hook = server.metrics.timed_commit
         self._raising_nospace: asyncio.Future[None] | None = None
         # Copies of the backend file (snapshot, defrag) one at a time: a defrag swaps the file.
         self.backend_lock = asyncio.Lock()

@@ -8,6 +8,7 @@ import signal
 import structlog
 
 from etcdpy.config import ServerConfig
+from etcdpy.observability.startup import config_fields
 
 log = structlog.get_logger(__name__)
 
@@ -26,7 +27,6 @@ def run(config: ServerConfig) -> int:
 async def _serve(config: ServerConfig) -> int:
     from etcdpy.api.client_listeners import ClientListeners
     from etcdpy.api.grpc_server import build_grpc_server
-    from etcdpy.observability.startup import config_fields
     from etcdpy.server.etcd_server import EtcdServer
 
     log.info("starting an etcd server", **config_fields(config))
