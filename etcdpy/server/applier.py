@@ -173,8 +173,9 @@ def is_txn_read_only(req: pb.TxnRequest) -> bool:
 class Applier:
     """Runs InternalRaftRequests against the store; returns responses or EtcdError values."""
 
+    alarms: AlarmStore | None = None  # ops: set by the server (etcdpy.server.alarms)
+
     def __init__(self, kv: KVStore, lease_exists: LeaseExists | None = None) -> None:
-        self.alarms: AlarmStore | None = None  # ops: set by the server (etcdpy.server.alarms)
         self.kv = kv
         self._lease_exists: LeaseExists = lease_exists or (lambda _lease_id: False)
 

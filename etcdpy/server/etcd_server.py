@@ -186,7 +186,6 @@ class EtcdServer:
             self.raft.node.propose(data)
         except ProposalDroppedError:
             self._wait.cancel(request_id)
-            self.metrics.proposals_failed += 1  # ops
             raise errors.NoLeader() from None
         self.raft.kick()
         self._deadlines.add(
