@@ -111,6 +111,16 @@ class Output:
     def json(self, value: Any) -> None:
         self.line(json.dumps(value, separators=(",", ":")))
 
+    def rows(self, headers: list[str], rows: list[list[str]]) -> None:
+        """``-w simple``: one comma-separated line per row; ``-w table``: a rich table."""
+        if self.fmt == "table":
+            from etcdpy.cli.ctl_ops import print_table
+
+            print_table(headers, rows)
+            return
+        for row in rows:
+            self.line(", ".join(row))
+
     def kv(self, kv: Any) -> None:
         if not self.print_value_only:
             self.raw(_text(kv.key))
@@ -268,17 +278,19 @@ def cmd_member_list(client: Client, args: argparse.Namespace, out: Output) -> No
     if out.fmt == "json":
         out.json(message_to_json(response))
         return
-    for m in response.members:
-        status = "started" if m.name else "unstarted"
-        row = [
+    rows = [
+        [
             f"{m.ID:x}",
-            status,
+            "started" if m.name else "unstarted",
             m.name,
             ",".join(m.peerURLs),
             ",".join(m.clientURLs),
             "true" if m.isLearner else "false",
         ]
-        out.line(", ".join(row))
+        for m in response.members
+    ]
+    headers = ["ID", "STATUS", "NAME", "PEER ADDRS", "CLIENT ADDRS", "IS LEARNER"]
+    out.rows(headers, rows)
 
 
 def cmd_endpoint_status(client: Client, args: argparse.Namespace, out: Output) -> None:
@@ -302,8 +314,8 @@ def cmd_endpoint_status(client: Client, args: argparse.Namespace, out: Output) -
     if out.fmt == "json":
         out.json([{"Endpoint": ep, "Status": message_to_json(st)} for ep, st in statuses])
     else:
-        for endpoint, st in statuses:
-            row = [
+        rows = [
+            [
                 endpoint,
                 f"{st.header.member_id:x}",
                 st.version,
@@ -315,7 +327,11 @@ def cmd_endpoint_status(client: Client, args: argparse.Namespace, out: Output) -
                 str(st.raftAppliedIndex),
                 ", ".join(st.errors),
             ]
-            out.line(", ".join(row))
+            for endpoint, st in statuses
+        ]
+        headers = ["ENDPOINT", "ID", "VERSION", "DB SIZE", "IS LEADER", "IS LEARNER",
+                   "RAFT TERM", "RAFT INDEX", "RAFT APPLIED INDEX", "ERRORS"]  # fmt: skip
+        out.rows(headers, rows)
     if failed:
         raise CtlError("some endpoints did not answer")
 
@@ -397,7 +413,9 @@ def _global_options(parser: argparse.ArgumentParser, *, with_defaults: bool) -> 
         default=default(os.environ.get("ETCDCTL_ENDPOINTS", "127.0.0.1:2379")),
         help="comma-separated gRPC endpoints (default 127.0.0.1:2379, or $ETCDCTL_ENDPOINTS)",
     )
-    parser.add_argument("-w", "--write-out", choices=("simple", "json"), default=default("simple"))
+    parser.add_argument(
+        "-w", "--write-out", choices=("simple", "json", "table"), default=default("simple")
+    )
     parser.add_argument("--dial-timeout", type=_duration, default=default(2.0), help="e.g. 2s")
     parser.add_argument("--command-timeout", type=_duration, default=default(5.0), help="e.g. 5s")
 

@@ -40,6 +40,21 @@ def _err() -> Console:
     return Console(stderr=True)
 
 
+def print_table(headers: list[str], rows: list[list[str]]) -> None:
+    """etcdctl's ``-w table``, drawn by rich (plain ASCII when not on a terminal)."""
+    from rich import box
+    from rich.table import Table
+
+    tty = sys.stdout.isatty()
+    table = Table(box=box.SQUARE if tty else box.ASCII)
+    for header in headers:
+        table.add_column(header, no_wrap=True)
+    for row in rows:
+        table.add_row(*row)
+    # Off a terminal nothing is cut to fit a width: scripts get every value whole.
+    Console(width=None if tty else 100_000).print(table)
+
+
 def _show_progress() -> bool:
     return sys.stderr.isatty()
 
@@ -138,8 +153,9 @@ def cmd_snapshot_status(client: Client, args: argparse.Namespace, out: Output) -
     else:
         from etcdpy.cli.ctl import humanize_bytes
 
-        out.line(f"{st['hash']:x}, {st['revision']}, {st['totalKey']}, "
-                 f"{humanize_bytes(st['totalSize'])}")  # fmt: skip
+        row = [f"{st['hash']:x}", str(st["revision"]), str(st["totalKey"]),
+               humanize_bytes(st["totalSize"])]  # fmt: skip
+        out.rows(["HASH", "REVISION", "TOTAL KEYS", "TOTAL SIZE"], [row])
 
 
 # -- defrag, alarms, endpoint checks ----------------------------------------------------------
@@ -163,6 +179,10 @@ def _print_alarms(resp: Any, out: Output) -> None:
 
     if out.fmt == "json":
         out.json(message_to_json(resp))
+        return
+    if out.fmt == "table":
+        rows = [[str(a.memberID), rpc_pb2.AlarmType.Name(a.alarm)] for a in resp.alarms]
+        out.rows(["MEMBER ID", "ALARM"], rows)
         return
     for a in resp.alarms:
         out.line(f"memberID:{a.memberID} alarm:{rpc_pb2.AlarmType.Name(a.alarm)} ")
@@ -190,7 +210,7 @@ def cmd_endpoint_hashkv(client: Client, args: argparse.Namespace, out: Output) -
     if out.fmt == "json":
         out.json([{"Endpoint": client.endpoint, "HashKV": message_to_json(resp)}])
     else:
-        out.line(f"{client.endpoint}, {resp.hash}")
+        out.rows(["ENDPOINT", "HASH"], [[client.endpoint, str(resp.hash)]])
 
 
 def cmd_endpoint_health(client: Client, args: argparse.Namespace, out: Output) -> None:

@@ -61,3 +61,14 @@ def test_snapshot_defrag_alarm_endpoint(etcdpy_server: MemberProcess, tmp_path: 
     bad = ctl(etcdpy_server, "snapshot", "status", str(tmp_path / "missing.db"))
     assert bad.returncode == 1
     assert bad.stderr.startswith("Error: ")
+
+
+def test_table_output(etcdpy_server: MemberProcess) -> None:
+    table = ok(etcdpy_server, "member", "list", "-w", "table")
+    lines = table.splitlines()
+    assert "| ID " in lines[1] and "IS LEARNER" in lines[1]
+    assert f"| {etcdpy_server.name} " in table
+    assert etcdpy_server.client_url in table  # whole values, nothing cut to a width
+    status = ok(etcdpy_server, "endpoint", "status", "-w", "table")
+    assert etcdpy_server.endpoint in status
+    assert "3.4.23" in status
