@@ -3,8 +3,8 @@
 Like etcd's, it is a gRPC client of this member's own gRPC server (over the private unix
 socket), so every answer is the gRPC answer: the same validation, quota, errors and metrics.
 The JSON mapping is protobuf's own (json_format): bytes as base64, 64-bit integers as strings,
-proto field names, zero values left out. Errors are grpc-gateway's: an HTTP status derived
-from the gRPC code and {"error": ..., "code": ..., "message": ...}.
+proto field names, zero values left out, unknown fields ignored. Errors are grpc-gateway's: an
+HTTP status derived from the gRPC code and {"error": ..., "message": ..., "code": ...}.
 
 Streams (watch, lease keep-alive, snapshot) answer one JSON object per line, {"result": ...},
 for as long as the client keeps the connection open.
@@ -51,9 +51,8 @@ ROUTES: dict[str, tuple[str, str]] = {
     "/v3/maintenance/alarm": ("Maintenance", "Alarm"),
     "/v3/maintenance/status": ("Maintenance", "Status"),
     "/v3/maintenance/defragment": ("Maintenance", "Defragment"),
-    # Hash and HashKV share this path in etcd's annotations; grpc-gateway lets the later
-    # registration (HashKV) win.
-    "/v3/maintenance/hash": ("Maintenance", "HashKV"),
+    # Hash and HashKV share this path in etcd's annotations; etcd 3.4 answers it with Hash.
+    "/v3/maintenance/hash": ("Maintenance", "Hash"),
     "/v3/maintenance/snapshot": ("Maintenance", "Snapshot"),
     "/v3/maintenance/transfer-leadership": ("Maintenance", "MoveLeader"),
     "/v3/auth/enable": ("Auth", "AuthEnable"),
@@ -128,7 +127,7 @@ def to_json(message: Message) -> str:
 
 
 def error_response(code: int, message: str) -> HttpResponse:
-    body = json.dumps({"error": message, "code": code, "message": message}, separators=(",", ":"))
+    body = json.dumps({"error": message, "message": message, "code": code}, separators=(",", ":"))
     return HttpResponse(HTTP_STATUS.get(code, 500), body.encode(), JSON)
 
 
@@ -158,7 +157,8 @@ def parse_messages(body: bytes, request_type: type[Message]) -> list[Message]:
             break
         obj, pos = decoder.raw_decode(text, pos)
         message = request_type()
-        json_format.ParseDict(obj, message)
+        # etcd's gateway ignores fields it does not know.
+        json_format.ParseDict(obj, message, ignore_unknown_fields=True)
         messages.append(message)
     return messages
 

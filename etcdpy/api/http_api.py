@@ -65,7 +65,7 @@ class HttpApi:
             if request.method != "GET":
                 return _method_not_allowed("GET")
             return self._version()
-        if path.startswith("/v3/") and self._gateway is not None:
+        if path.startswith(("/v3/", "/v3beta/")) and self._gateway is not None:
             return await self._gateway(request)
         return text_error(404, "404 page not found")
 
@@ -101,7 +101,7 @@ class HttpApi:
             # http.Error: plain text, a trailing newline, status 503.
             return HttpResponse(503, body + b"\n", headers=[("X-Content-Type-Options", "nosniff")])
         metrics.health_success += 1
-        return HttpResponse(200, body, JSON)
+        return HttpResponse(200, body)  # text/plain, as etcd (Go sniffs the body)
 
     async def health_problem(self, excluded: set[str], serializable: bool) -> str:
         """ "" when healthy, else etcd's reason."""

@@ -127,6 +127,14 @@ def parse_head(head: bytes) -> HttpRequest:
     )
 
 
+# etcd answers every HTTP request with these (its --cors default is "*").
+_CORS = (
+    "Access-Control-Allow-Headers: accept, content-type, authorization",
+    "Access-Control-Allow-Methods: POST, GET, OPTIONS, PUT, DELETE",
+    "Access-Control-Allow-Origin: *",
+)
+
+
 def _head_bytes(
     status: int, content_type: str, headers: list[tuple[str, str]], framing: str, close: bool
 ) -> bytes:
@@ -134,7 +142,7 @@ def _head_bytes(
         reason = HTTPStatus(status).phrase
     except ValueError:
         reason = "Status"
-    lines = [f"HTTP/1.1 {status} {reason}", f"Content-Type: {content_type}"]
+    lines = [f"HTTP/1.1 {status} {reason}", *_CORS, f"Content-Type: {content_type}"]
     lines.extend(f"{k}: {v}" for k, v in headers)
     lines.append(f"Date: {_date.get()}")
     lines.append(framing)

@@ -136,7 +136,8 @@ def test_metrics_listener_serves_metrics_and_health_only(member: MemberProcess) 
 def test_health_version_and_probes(member: MemberProcess) -> None:
     status, headers, body = get(member.client_url + "/health")
     assert status == 200
-    assert headers["Content-Type"] == "application/json"
+    assert headers["Content-Type"] == "text/plain; charset=utf-8"  # as etcd
+    assert headers["Access-Control-Allow-Origin"] == "*"
     assert json.loads(body) == {"health": "true", "reason": ""}
     status, _h, body = get(member.client_url + "/version")
     assert status == 200
