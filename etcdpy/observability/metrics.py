@@ -209,6 +209,7 @@ class ServerState:
     compact_revision: int
     server_version: str
     cluster_version: str
+    open_read_transactions: int = 0
 
 
 @dataclass(slots=True)
@@ -245,6 +246,9 @@ class ServerMetrics:
         self.health_success = 0
         self.health_failures = 0
         self.defrag_inflight = 0
+        # Bumped by the cluster code (learner promotion, snapshot install), 0 until it does.
+        self.learner_promote_successes = 0
+        self.snapshot_apply_in_progress = 0
         self.wal_fsync = Histogram(DISK_BUCKETS)
         self.backend_commit = Histogram(DISK_BUCKETS)
         self.defrag = Histogram(DEFRAG_BUCKETS)
@@ -320,6 +324,11 @@ def _labelled(
     for key in sorted(values):
         family.add_metric([key], values[key])
     return family  # type: ignore[no-any-return]
+
+
+def _address_space_limit() -> float:
+    limit = resource.getrlimit(resource.RLIMIT_AS)[0]
+    return -1.0 if limit == resource.RLIM_INFINITY else float(limit)  # -1: unlimited, as Go
 
 
 def _fd_usage() -> tuple[int, int]:
@@ -436,6 +445,26 @@ class EtcdCollector(Collector):
             "etcd_server_health_failures",
             "The total number of failed health checks",
             m.health_failures,
+        )
+        yield _counter(
+            "etcd_server_learner_promote_successes",
+            "The total number of successful learner promotions while this member is leader.",
+            m.learner_promote_successes,
+        )
+        yield _gauge(
+            "etcd_server_snapshot_apply_in_progress_total",
+            "1 if the server is applying the incoming snapshot. 0 if none.",
+            m.snapshot_apply_in_progress,
+        )
+        yield _gauge(
+            "etcd_mvcc_db_open_read_transactions",
+            "The number of currently open read transactions",
+            s.open_read_transactions,
+        )
+        yield _gauge(
+            "process_virtual_memory_max_bytes",
+            "Maximum amount of virtual memory available in bytes.",
+            _address_space_limit(),
         )
         used, limit = _fd_usage()
         yield _gauge("os_fd_used", "The number of used file descriptors.", used)

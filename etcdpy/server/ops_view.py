@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from etcdpy import ETCD_API_VERSION
+from etcdpy.mvcc.backend import Backend
 from etcdpy.observability.metrics import ServerState
 from etcdpy.raft.types import StateType
 
@@ -44,4 +45,12 @@ class EtcdServerView:
             compact_revision=kv.compact_revision,
             server_version=ETCD_API_VERSION,
             cluster_version=cluster_version(),
+            open_read_transactions=_open_readers(backend),
         )
+
+
+def _open_readers(backend: Backend) -> int:
+    try:
+        return int(backend.env.info()["num_readers"])
+    except Exception:  # a closed or swapping environment
+        return 0
