@@ -39,6 +39,10 @@ async def _serve(config: ServerConfig) -> int:
         await listeners.stop(0)
         await server.stop()
         return 1
+    from etcdpy.server.corrupt_check import CorruptionChecker
+
+    checker = CorruptionChecker(server, config.experimental_corrupt_check_time)
+    checker.start()
     log.info(
         "ready to serve client requests",
         listen_client_urls=[str(u) for u in config.listen_client_urls],
@@ -58,6 +62,7 @@ async def _serve(config: ServerConfig) -> int:
     server.raft.on_fatal = on_fatal
     await stop.wait()
     log.info("stopping", grace_seconds=SHUTDOWN_GRACE_SECONDS)
+    await checker.stop()
     await listeners.stop(SHUTDOWN_GRACE_SECONDS)
     await server.stop()
     log.info("stopped")

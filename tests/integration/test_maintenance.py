@@ -162,3 +162,20 @@ def test_nospace_alarm_round_trip(tmp_path: Path) -> None:
         assert ctl.run("get", "small", "--print-value-only").stdout.strip() == "1"
     finally:
         member.stop()
+
+
+def test_periodic_corruption_check_runs_and_finds_nothing(tmp_path: Path) -> None:
+    import time
+
+    member = etcdpy_member(tmp_path, extra_args=["--experimental-corrupt-check-time=200ms"])
+    member.start()
+    try:
+        ctl = Etcdctl(member.endpoint)
+        ctl.run("put", "a", "1")
+        deadline = time.monotonic() + 15
+        while "finished peer corruption check" not in member.log_tail(200):
+            assert time.monotonic() < deadline, member.log_tail()
+            time.sleep(0.1)
+        assert ctl.run("alarm", "list").stdout == ""
+    finally:
+        member.stop()
