@@ -5,10 +5,13 @@ Targets: etcd 3.4 (one member, fsync on, loopback, temporary data dir), the null
 A target that does not start is skipped, with the reason printed.
 
 Workloads (by `etcdpy benchmark`): put with 1 client (p50 latency); put, linearizable range,
-serializable range of one key, and Kubernetes-style txn-put with 64 clients (req/s); and the
-resident memory of a fresh server after 100,000 puts of 100-byte values.
+serializable range of one key, Kubernetes-style txn-put and lease keep-alives (each client
+renewing its own lease on its own stream) with 64 clients (req/s); the resident memory of a
+fresh server after 100,000 puts of 100-byte values; and watch event latency (p50, p99) with 1,
+100 and 1,000 watchers on a prefix while one writer puts 1,000 keys/s (`etcdpy benchmark
+watch`; the null server has no Watch).
 
-    python -m bench.run [--targets etcd,null,etcdpy] [--scale 0.2]
+    python -m bench.run [--targets etcd,null,etcdpy] [--scale 0.2] [--suites kv,watch]
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import grpc
 
 from bench.servers import STARTERS, Server, StartFailed
 from etcdpy.pb.etcdserverpb import rpc_pb2, rpc_pb2_grpc
+from etcdpy.tools.bench_watch import run as run_watch_benchmark
 from etcdpy.tools.benchmark import parse_args
 from etcdpy.tools.benchmark import run as run_benchmark
 
@@ -83,6 +87,12 @@ WORKLOADS = [
                    "--key-space-size", "100000", "--val-size", str(VALUE_SIZE)],
         "rps",
     ),
+    Workload(
+        "lease keep-alive, 64 clients",
+        "req/s",
+        lambda s: ["--clients", "64", "--conns", "8", "lease-keepalive", "--total", _n(40000, s)],
+        "rps",
+    ),
 ]  # fmt: skip
 RSS_NAME = f"RSS after {RSS_KEYS:,} keys of {VALUE_SIZE} B"
 
@@ -97,6 +107,8 @@ def _bench(server: Server, argv: list[str]) -> dict[str, float]:
     server_cpu = server.cpu_seconds() - cpu_before
     if summary.errors:
         print(f"  ({summary.errors} errors: {summary.error_codes})", file=sys.stderr)
+        if not summary.ok:  # e.g. the null server has no Lease service
+            raise RuntimeError(f"every request failed: {summary.error_codes}")
     requests = max(1, summary.ok + summary.errors)
     return {
         "p50_ms": summary.p50_ms,
@@ -158,6 +170,44 @@ def _measure_rss(target: str, workdir: Path, results: Results) -> None:
         server.stop()
 
 
+WATCHERS = (1, 100, 1000)
+WATCH_PUT_RATE = 1000
+WATCH_METRICS = ("p50", "p99", "server CPU/put")
+
+
+def _watch_name(watchers: int, metric: str) -> str:
+    return f"watch latency {metric}, {watchers:,} watchers, {WATCH_PUT_RATE:,} puts/s"
+
+
+def _measure_watch(target: str, scale: float, workdir: Path, results: Results) -> None:
+    try:
+        server = STARTERS[target](workdir / f"{target}-watch")
+    except StartFailed as exc:
+        for n in WATCHERS:
+            for metric in WATCH_METRICS:
+                results.setdefault(_watch_name(n, metric), {})[target] = f"did not start: {exc}"
+        return
+    try:
+        for n in WATCHERS:
+            print(f"{target}: watch, {n} watchers", file=sys.stderr)
+            args = parse_args(["--endpoints", server.endpoint, "watch", "--watchers", str(n),
+                               "--put-rate", str(WATCH_PUT_RATE), "--total", _n(3000, scale),
+                               "--timeout", "90"])  # fmt: skip
+            cpu_before = server.cpu_seconds()
+            try:
+                summary = run_watch_benchmark(args)
+            except RuntimeError as exc:
+                for metric in WATCH_METRICS:
+                    results.setdefault(_watch_name(n, metric), {})[target] = f"failed: {exc}"
+                continue
+            cpu_ms = (server.cpu_seconds() - cpu_before) * 1000 / max(1, summary.puts)
+            results.setdefault(_watch_name(n, "p50"), {})[target] = summary.p50_ms
+            results.setdefault(_watch_name(n, "p99"), {})[target] = summary.p99_ms
+            results.setdefault(_watch_name(n, "server CPU/put"), {})[target] = round(cpu_ms, 3)
+    finally:
+        server.stop()
+
+
 def _ratio(a: float | str | None, b: float | str | None) -> str:
     if isinstance(a, (int, float)) and isinstance(b, (int, float)) and b:
         return f"{a / b:.2f}x"
@@ -193,16 +243,27 @@ def _table(results: Results, units: dict[str, str]) -> list[str]:
 
 
 def format_results(results: Results) -> str:
-    """The figures table, then the server's CPU time per request for each workload."""
-    figures = {w.name: w.unit for w in WORKLOADS} | {RSS_NAME: "MiB"}
-    cpu = {w.name + CPU_SUFFIX: "us/req" for w in WORKLOADS}
-    return "\n".join([*_table(results, figures), "", *_table(results, cpu)])
+    """The figures table, the server's CPU time per request, then watch latency."""
+    figures = {w.name: w.unit for w in WORKLOADS if w.name in results}
+    if RSS_NAME in results:
+        figures[RSS_NAME] = "MiB"
+    cpu = {w.name + CPU_SUFFIX: "us/req" for w in WORKLOADS if w.name + CPU_SUFFIX in results}
+    watch = {
+        _watch_name(n, m): "ms" for n in WATCHERS for m in WATCH_METRICS
+        if _watch_name(n, m) in results
+    }  # fmt: skip
+    parts: list[str] = []
+    for table in (figures, cpu, watch):
+        if table:
+            parts += [*_table(results, table), ""]
+    return "\n".join(parts).rstrip("\n")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--targets", default="etcd,null,etcdpy")
     parser.add_argument("--scale", type=float, default=1.0, help="multiplies request counts")
+    parser.add_argument("--suites", default="kv,watch", help="kv, watch or both")
     args = parser.parse_args(argv)
     targets = [t for t in args.targets.split(",") if t]
     unknown = [t for t in targets if t not in STARTERS]
@@ -210,9 +271,13 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown targets {unknown}; known: {sorted(STARTERS)}")
     results: Results = {}
     with tempfile.TemporaryDirectory(prefix="etcdpy-bench-") as tmp:
+        suites = {x for x in args.suites.split(",") if x}
         for target in targets:
             workdir = Path(tmp)
-            _measure_target(target, args.scale, workdir, results)
+            if "kv" in suites:
+                _measure_target(target, args.scale, workdir, results)
+            if "watch" in suites and target != "null":
+                _measure_watch(target, args.scale, workdir, results)
     print(format_results(results))
     RESULTS_DIR.mkdir(exist_ok=True)
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())

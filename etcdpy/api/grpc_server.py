@@ -18,9 +18,11 @@ from etcdpy import errors
 from etcdpy.api.cluster import ClusterService
 from etcdpy.api.grpc_metrics import instrument, rpc_type
 from etcdpy.api.kv import KVService
+from etcdpy.api.lease import LeaseService
 from etcdpy.api.maintenance import MaintenanceService
 from etcdpy.api.quota import guard_services
 from etcdpy.api.status import Ctx
+from etcdpy.api.watch import WatchService
 from etcdpy.pb.etcdserverpb import rpc_pb2
 from etcdpy.server.etcd_server import EtcdServer
 
@@ -129,8 +131,8 @@ def build_grpc_server(server: EtcdServer) -> grpc.aio.Server:
         "KV": KVService(server),
         "Maintenance": MaintenanceService(server),
         "Cluster": ClusterService(server),
-        "Watch": _NotYet(),
-        "Lease": _NotYet(),
+        "Watch": WatchService(server),
+        "Lease": LeaseService(server),
         "Auth": _NotYet(),
     }
     services = guard_services(services, server)  # ops: --quota-backend-bytes (api/quota.py)

@@ -12,7 +12,7 @@ from etcdpy.raft.errors import CompactedError, UnavailableError
 from etcdpy.raft.log_unstable import Unstable
 from etcdpy.raft.storage import Storage
 from etcdpy.raft.types import Entry, Snapshot
-from etcdpy.raft.util import limit_size
+from etcdpy.raft.util import limited_slice
 
 
 class RaftLog:
@@ -186,9 +186,14 @@ class RaftLog:
                 return stored  # cut by max_size already
             ents = stored
         if hi > offset:
-            tail = self.unstable.slice(max(lo, offset), hi)
+            u = self.unstable
+            u_lo = max(lo, offset)
+            if u_lo < u.offset or hi > u.offset + len(u.entries):
+                raise IndexError(f"unstable slice [{u_lo},{hi}) out of bound")
+            used = sum(e.size() for e in ents) if max_size is not None else 0
+            tail = limited_slice(u.entries, u_lo - u.offset, hi - u.offset, max_size, used)
             ents = ents + tail if ents else tail
-        return limit_size(ents, max_size)
+        return ents
 
     def _check_out_of_bounds(self, lo: int, hi: int) -> None:
         if lo > hi:

@@ -11,6 +11,8 @@ Roles and their transitions (the rules every function below keeps):
     any role      --message of a higher term----->  FOLLOWER (except pre-votes, which never
                                                     change a term)
     LEADER        --CheckQuorum fails------------>  FOLLOWER (same term)
+    LEADER        --no longer a voter, TimeoutNow
+                    sent to a caught-up voter----->  FOLLOWER (same term)
 
 Dispatch on the role is by swapping ``_step_role`` and ``tick`` (``_become_*`` set them), not by
 role checks scattered through the code. ``step`` handles what every role shares: the term rules
@@ -18,6 +20,8 @@ of §5.1 and the vote rules of §5.2 / §5.4.1.
 
 The core is sans-IO: it only appends to ``msgs`` and ``read_states``; ``RawNode`` packs them
 into a ``Ready``. It is deterministic: time is ``tick()`` and randomness is ``Config.rand``.
+Proposals and safe ReadIndex requests only mark a broadcast as owed; ``flush()`` (called when a
+Ready is assembled) sends one per batch. Whoever drives ``Raft`` directly must call it too.
 """
 
 from __future__ import annotations
@@ -471,7 +475,8 @@ class Raft:
         log = self.raft_log
         if log.committed > log.applied:
             # A committed conf change not applied yet may remove us or change the quorum.
-            ents = log.slice(log.applied + 1, log.committed + 1, None)
+            # (From the first index: entries before it are in a snapshot not yet applied.)
+            ents = log.slice(max(log.applied + 1, log.first_index()), log.committed + 1, None)
             if any(e.type == EntryType.CONF_CHANGE for e in ents):
                 self._trace(
                     f"{self.id:x} cannot campaign at term {self.term} since there are still "
@@ -538,9 +543,12 @@ class Raft:
             self.election_elapsed = 0
             if self.check_quorum:
                 self.step(Message(type=MT.CHECK_QUORUM, from_=self.id))
-            # The transferee did not take over within an election timeout: give up.
+            # The transferee did not take over within an election timeout: give up (and, if we
+            # are no longer a voter, try again with the best voter now).
             if self.state == StateType.LEADER and self.lead_transferee != NONE:
                 self.abort_leader_transfer()
+                if not self.promotable():
+                    self._hand_over_leadership()
         if self.state != StateType.LEADER:
             return
         if self.heartbeat_elapsed >= self.heartbeat_timeout:
@@ -802,7 +810,7 @@ class Raft:
             pass
         if m.from_ == self.lead_transferee and pr.match == self.raft_log.last_index():
             self._trace(f"{self.id:x} sent MsgTimeoutNow to {m.from_:x} after received MsgAppResp")
-            self._send(MT.TIMEOUT_NOW, m.from_)
+            self._send_timeout_now(m.from_)
 
     def _handle_heartbeat_response(self, m: Message, pr: Progress) -> None:
         pr.recent_active = True
@@ -840,10 +848,47 @@ class Raft:
         self.election_elapsed = 0
         self.lead_transferee = transferee
         if pr.match == self.raft_log.last_index():
-            self._send(MT.TIMEOUT_NOW, transferee)
+            self._send_timeout_now(transferee)
         else:
             # Catch the transferee up first; TIMEOUT_NOW follows its append response.
             self.send_append(transferee)
+
+    def _hand_over_leadership(self) -> None:
+        """We lead but are no longer a voter (removed or demoted): transfer the leadership.
+
+        Thesis §4.2.2: a leader that is not part of the new configuration steps down once C_new
+        is committed. We hand over as in a leader transfer (§3.10): the most up-to-date voter
+        is caught up, then told to campaign at once (TimeoutNow), and we step down; until then we
+        keep replicating (so the others learn the commit index) and drop proposals. Stepping
+        down before the transferee is caught up could
+        leave the others unable to elect anyone: a voter still in the old configuration may
+        need our vote and lack our last entries. (etcd 3.4 keeps such a leader in place for
+        good, which leaves a demoted learner leading forever.) Retried every election timeout.
+        """
+        candidates = [
+            i
+            for i in sorted(self.prs.config.voters.ids())
+            if i != self.id and i in self.prs.progress
+        ]
+        if not candidates or self.lead_transferee in candidates:
+            return
+        best = max(candidates, key=lambda i: (self.prs.progress[i].match, -i))
+        self._trace(f"{self.id:x} is no longer a voter; transferring leadership to {best:x}")
+        self.election_elapsed = 0
+        self.lead_transferee = best
+        if self.prs.progress[best].match == self.raft_log.last_index():
+            self._send_timeout_now(best)
+        else:
+            self.send_append(best)
+
+    def _send_timeout_now(self, to: int) -> None:
+        """Tell a caught-up transferee to campaign at once (thesis §3.10)."""
+        self._send(MT.TIMEOUT_NOW, to)
+        if not self.promotable():
+            # We are no longer a voter: the new leader's configuration may not include us,
+            # so no message of its term would ever reach us; step down now. The transferee
+            # has our whole log, so it can win without us.
+            self._become_follower(self.term, NONE)
 
     def abort_leader_transfer(self) -> None:
         self.lead_transferee = NONE
@@ -1025,10 +1070,6 @@ class Raft:
         cs = self.prs.conf_state()
         pr = self.prs.progress.get(self.id)
         self.is_learner = pr is not None and pr.is_learner
-        if (pr is None or self.is_learner) and self.state == StateType.LEADER:
-            # A leader removed (or demoted) keeps leading until the change commits elsewhere;
-            # CheckQuorum or a new election ends its reign.
-            return cs
         if self.state != StateType.LEADER or not cs.voters:
             return cs
         # The quorum changed: entries may be committed now, and new members need the log.
@@ -1039,4 +1080,6 @@ class Raft:
                 self.maybe_send_append(node_id, False)
         if self.lead_transferee != NONE and self.lead_transferee not in self.prs.progress:
             self.abort_leader_transfer()
+        if pr is None or self.is_learner:
+            self._hand_over_leadership()
         return cs

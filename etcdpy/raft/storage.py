@@ -13,7 +13,7 @@ from typing import Protocol
 
 from etcdpy.raft.errors import CompactedError, SnapOutOfDateError, UnavailableError
 from etcdpy.raft.types import ConfState, Entry, HardState, Snapshot, SnapshotMetadata
-from etcdpy.raft.util import limit_size
+from etcdpy.raft.util import limited_slice
 
 
 class Storage(Protocol):
@@ -60,7 +60,7 @@ class MemoryStorage:
             raise ValueError(f"entries' hi({hi}) is out of bound lastindex({self._last_index()})")
         if len(self._ents) == 1:
             raise UnavailableError()
-        return limit_size(self._ents[lo - offset : hi - offset], max_size)
+        return limited_slice(self._ents, lo - offset, hi - offset, max_size)
 
     def term(self, index: int) -> int:
         offset = self._ents[0].index

@@ -20,17 +20,24 @@ def limit_size(entries: Sequence[Entry], max_size: int | None) -> list[Entry]:
 
     The first entry is always kept, so a single oversized entry still makes progress.
     """
-    if max_size is None or len(entries) <= 1:
-        return list(entries)
-    total = entries[0].size()
-    cut = 1
-    for cut in range(1, len(entries)):
-        total += entries[cut].size()
-        if total > max_size:
-            break
-    else:
-        cut = len(entries)
-    return list(entries[:cut])
+    return limited_slice(entries, 0, len(entries), max_size)
+
+
+def limited_slice(
+    entries: Sequence[Entry], start: int, end: int, max_size: int | None, used: int = 0
+) -> list[Entry]:
+    """``entries[start:end]`` cut so that ``used`` plus their size stays within ``max_size``.
+
+    Only the entries returned are copied (a lagging follower must not cost a copy of the whole
+    log per message). With ``used == 0`` the first entry is always taken.
+    """
+    if max_size is not None:
+        total = used
+        for i in range(start, end):
+            total += entries[i].size()
+            if total > max_size and (i > start or used > 0):
+                return list(entries[start:i])
+    return list(entries[start:end])
 
 
 def payload_size(entry: Entry) -> int:

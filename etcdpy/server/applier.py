@@ -11,16 +11,17 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from etcdpy import errors
+from etcdpy.lease.lessor import Lessor
 from etcdpy.mvcc.errors import CompactedError, FutureRevError
 from etcdpy.mvcc.kvstore import KVStore, RangeResult
 from etcdpy.pb.etcdserverpb import rpc_pb2 as pb
 from etcdpy.pb.mvccpb import kv_pb2 as mvccpb
+from etcdpy.server import lease_apply
 
 if TYPE_CHECKING:
     from etcdpy.server.alarms import AlarmStore
 
 Response = Any  # one of the etcdserverpb *Response messages, or an EtcdError
-LeaseExists = Callable[[int], bool]
 
 
 class Reader(Protocol):
@@ -175,9 +176,13 @@ class Applier:
 
     alarms: AlarmStore | None = None  # ops: set by the server (etcdpy.server.alarms)
 
-    def __init__(self, kv: KVStore, lease_exists: LeaseExists | None = None) -> None:
+    def __init__(self, kv: KVStore, lessor: Lessor | None = None) -> None:
         self.kv = kv
-        self._lease_exists: LeaseExists = lease_exists or (lambda _lease_id: False)
+        # Without a lessor (tests of the KV alone) every lease is unknown.
+        self.lessor = lessor
+        self._lease_exists: Callable[[int], bool] = (
+            lessor.__contains__ if lessor is not None else lambda _lease_id: False
+        )
 
     # -- entry points ------------------------------------------------------------------
 
@@ -198,6 +203,10 @@ class Applier:
                 return self.compaction(req.compaction, index)
             if req.HasField("range"):
                 return apply_range(self.kv, req.range)
+            if self.lessor is not None:
+                lease_response = lease_apply.apply(self.kv, self.lessor, req, index)
+                if lease_response is not None:
+                    return lease_response
         except (CompactedError, FutureRevError) as exc:
             return mvcc_error(exc)
         except errors.EtcdError as exc:
@@ -265,7 +274,9 @@ class Applier:
             lease = prev.lease
         if req.prev_kv and prev is not None:
             resp.prev_kv.CopyFrom(prev)
-        txn.put(req.key, value, lease)
+        replaced = txn.put(req.key, value, lease)
+        if self.lessor is not None and (lease or (replaced is not None and replaced.lease)):
+            lease_apply.track_put(self.lessor, req.key, lease, replaced)
         resp.header.revision = txn.rev
         return resp
 
@@ -275,6 +286,8 @@ class Applier:
         if resp is None:
             resp = pb.DeleteRangeResponse()
         deleted = txn.delete_range(req.key, _end(req.range_end))
+        if self.lessor is not None:
+            lease_apply.track_deletes(self.lessor, deleted)
         resp.deleted = len(deleted)
         if req.prev_kv:
             resp.prev_kvs.extend(deleted)

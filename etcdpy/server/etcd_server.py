@@ -12,7 +12,7 @@ import asyncio
 import functools
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +20,10 @@ import structlog
 
 from etcdpy import ETCD_API_VERSION, errors
 from etcdpy.config import ServerConfig
+from etcdpy.lease.lessor import Lessor, min_lease_ttl
 from etcdpy.mvcc.backend import Backend
-from etcdpy.mvcc.kvstore import KVStore
+from etcdpy.mvcc.watchable_store import WatchableStore
+from etcdpy.mvcc.watcher import WatchStream
 from etcdpy.pb.etcdserverpb import raft_internal_pb2 as internalpb
 from etcdpy.pb.etcdserverpb import rpc_pb2 as pb
 from etcdpy.raft.config import Config as RaftConfig
@@ -41,6 +43,7 @@ from etcdpy.raft.types import (
 from etcdpy.server.applier import Applier, Response, apply_range
 from etcdpy.server.compactor import PeriodicCompactor, RevisionCompactor
 from etcdpy.server.idgen import RequestIdGenerator
+from etcdpy.server.lease_driver import DEFAULT_CHECKPOINT_INTERVAL, LeaseDriver
 from etcdpy.server.membership import (
     Cluster,
     Member,
@@ -51,6 +54,7 @@ from etcdpy.server.raft_node import RaftNode
 from etcdpy.server.raft_storage import DurableRaftStorage
 from etcdpy.server.read_index import LinearizableReads
 from etcdpy.server.wait import AppliedIndexWaiters, Deadlines, Wait
+from etcdpy.server.watch_sync import WatchSync
 
 log = structlog.get_logger(__name__)
 
@@ -86,8 +90,17 @@ class EtcdServer:
         quota = self.config.quota_bytes or DEFAULT_MAP_BYTES
         # LMDB needs room beyond the quota for copy-on-write pages of the open transaction.
         self.backend = Backend(member_dir / "snap" / "db", map_size=max(2 * quota, MIN_MAP_BYTES))
-        self.kv = KVStore(self.backend)
-        self.applier = Applier(self.kv)
+        self.watch_sync = WatchSync()
+        self.kv = WatchableStore(self.backend, wakeup=self.watch_sync.wake)
+        self.watch_sync.start(self.kv)
+        self.lessor = Lessor(
+            self.backend,
+            time.monotonic,
+            min_ttl=min_lease_ttl(self.config.election_ticks, self.config.heartbeat_interval),
+            checkpoint_interval=DEFAULT_CHECKPOINT_INTERVAL,
+        )
+        self.lessor.restore(self.kv.lease_keys())
+        self.applier = Applier(self.kv, self.lessor)
 
         self._init_membership()
         self.storage, hard_state, existed = DurableRaftStorage.open_or_create(
@@ -128,8 +141,17 @@ class EtcdServer:
             self._background.append(
                 asyncio.create_task(self._auto_compact(compactor), name="auto-compaction")
             )
+        self.leases = LeaseDriver(
+            self.lessor,
+            self.propose,
+            lambda: self.role == StateType.LEADER,
+            self._wait_applied_committed,
+            self._request_timeout,
+            self._leader_client_endpoint,
+        )
         self.raft.start()
         self.raft.kick()
+        self.leases.start()
         log.info(
             "etcdpy member started",
             member_id=f"{self.member_id:x}",
@@ -138,7 +160,9 @@ class EtcdServer:
         )
 
     async def stop(self) -> None:
+        await self.leases.stop()  # records remaining TTLs through the log while it still can
         self._stopped = True
+        await self.watch_sync.stop()
         for task in self._background:
             task.cancel()
         await self.raft.stop()
@@ -261,6 +285,10 @@ class EtcdServer:
 
             raise mvcc_error(exc) from None
 
+    def watch_stream(self, on_ready: Callable[[], None]) -> WatchStream:
+        """A new stream of watchers; ``on_ready`` is called when it has responses to send."""
+        return self.kv.new_stream(on_ready)
+
     def fill_header(self, header: pb.ResponseHeader) -> None:
         header.cluster_id = self.cluster.cluster_id
         header.member_id = self.member_id
@@ -303,10 +331,13 @@ class EtcdServer:
     def apply(self, entries: Sequence[Entry]) -> None:
         started = time.perf_counter()  # ops: slow applies (observability/metrics.py)
         results: list[tuple[int, Response]] = []
+        promote = False
         with self.kv.batch():
             for entry in entries:
                 if entry.index <= self.applied_index:
                     continue
+                if not entry.data and entry.type == EntryType.NORMAL:
+                    promote = promote or self._leads_term(entry.term)
                 if entry.type == EntryType.CONF_CHANGE:
                     self._apply_conf_change(entry)  # raft needs it even when replayed
                 elif entry.data and entry.index > self.kv.consistent_index:
@@ -315,6 +346,8 @@ class EtcdServer:
                 if self.kv.consistent_index < entry.index:
                     self.kv.set_consistent_index(entry.index)
                 self.applied_index = entry.index
+        if promote:
+            self.leases.promote(self._lease_extension())
         for request_id, result in results:
             self._wait.resolve(request_id, result)
         self.metrics.observe_apply(started, time.perf_counter(), results)  # ops
@@ -340,6 +373,8 @@ class EtcdServer:
             log.info("leader changed", leader=f"{soft_state.lead:x}")
             self.metrics.on_leader(self.leader_id, soft_state.lead)  # ops
         self.leader_id = soft_state.lead
+        if self.role == StateType.LEADER and soft_state.raft_state != StateType.LEADER:
+            self.leases.demote()
         self.role = soft_state.raft_state
 
     def _campaign(self) -> None:
@@ -350,3 +385,56 @@ class EtcdServer:
     def _request_read_index(self, ctx: bytes) -> None:
         self.raft.node.read_index(ctx)
         self.raft.kick()
+
+    # -- leases (the work is in lease_driver.py and lease_apply.py) ----------------------
+
+    async def lease_grant(self, req: pb.LeaseGrantRequest) -> pb.LeaseGrantResponse:
+        while req.ID == 0:
+            req.ID = self._ids.next() & ((1 << 63) - 1)  # ids the server picks are positive
+        resp: pb.LeaseGrantResponse = await self.propose(
+            internalpb.InternalRaftRequest(lease_grant=req)
+        )
+        return resp
+
+    async def lease_revoke(self, req: pb.LeaseRevokeRequest) -> pb.LeaseRevokeResponse:
+        resp: pb.LeaseRevokeResponse = await self.propose(
+            internalpb.InternalRaftRequest(lease_revoke=req)
+        )
+        return resp
+
+    async def lease_renew(self, lease_id: int) -> int:
+        """A keep-alive: the lease's TTL, or LeaseNotFound (the API answers TTL 0)."""
+        return await self.leases.renew(lease_id)
+
+    async def lease_time_to_live(
+        self, req: pb.LeaseTimeToLiveRequest
+    ) -> pb.LeaseTimeToLiveResponse:
+        return await self.leases.time_to_live(req)
+
+    def lease_leases(self) -> pb.LeaseLeasesResponse:
+        return self.leases.leases()
+
+    def _leads_term(self, term: int) -> bool:
+        """An empty entry of our own term: everything before it is applied (etcd's promote)."""
+        return self.role == StateType.LEADER and term == self.raft_term
+
+    def _lease_extension(self) -> float:
+        # Another member may have renewed a lease just before it lost leadership; a single
+        # member restarting has no such predecessor.
+        if len(self.cluster.members) > 1:
+            return self.config.election_timeout / 1000.0
+        return 0.0
+
+    def _leader_client_endpoint(self) -> str | None:
+        leader = self.cluster.members.get(self.leader_id) if self.leader_id else None
+        if leader is None or not leader.client_urls:
+            return None
+        return leader.client_urls[0].split("://", 1)[-1]
+
+    async def _wait_applied_committed(self) -> None:
+        if self.applied_index >= self.commit_index:
+            return  # the usual case, and a keep-alive's hot path
+        try:
+            await asyncio.wait_for(self._applied.wait(self.commit_index), self._request_timeout)
+        except TimeoutError:
+            raise errors.TimeoutWaitAppliedIndex() from None

@@ -30,7 +30,7 @@ class WorkerPlan:
     """What one process does; built by the parent, pickled to the child."""
 
     index: int
-    op: str  # "put" | "range" | "txn-put"
+    op: str  # "put" | "range" | "txn-put" | "lease-keepalive"
     endpoints: tuple[str, ...]
     conns: int
     clients: int
@@ -135,6 +135,9 @@ async def _run(plan: WorkerPlan, ready_queue: Any, start_event: Any, progress: A
         ready_queue.put(("ready", plan.index, None))
         # Everyone is connected: wait (briefly blocking this loop) for the common start.
         start_event.wait()
+        if plan.op == "lease-keepalive":
+            leases = [rpc_pb2_grpc.LeaseStub(ch) for ch in channels]
+            return await _drive_keepalives(plan, leases, progress)
         return await _drive(plan, [rpc_pb2_grpc.KVStub(ch) for ch in channels], progress)
     finally:
         for ch in channels:
@@ -235,4 +238,67 @@ def _k8s_update(key: bytes, value: bytes, expected_mod_rev: int) -> rpc_pb2.TxnR
         ],
         success=[rpc_pb2.RequestOp(request_put=rpc_pb2.PutRequest(key=key, value=value))],
         failure=[rpc_pb2.RequestOp(request_range=rpc_pb2.RangeRequest(key=key))],
+    )
+
+
+async def _drive_keepalives(
+    plan: WorkerPlan, stubs: list[rpc_pb2_grpc.LeaseStub], progress: Any
+) -> WorkerResult:
+    """Each client grants its own lease, then renews it on its own keep-alive stream, one
+    keep-alive in flight at a time (the latency is the round trip of one renewal)."""
+    latencies = array("d")
+    errors: Counter[str] = Counter()
+    remaining = [plan.total]
+    done = [0]
+    clock = time.perf_counter
+
+    async def client(number: int) -> None:
+        stub = stubs[number % len(stubs)]
+        try:
+            grant = await stub.LeaseGrant(
+                rpc_pb2.LeaseGrantRequest(TTL=60), timeout=plan.request_timeout_s
+            )
+        except grpc.aio.AioRpcError as exc:
+            errors[exc.code().name] += 1
+            return
+        request = rpc_pb2.LeaseKeepAliveRequest(ID=grant.ID)
+        stream = stub.LeaseKeepAlive()
+        since_report = 0
+        try:
+            while remaining[0] > 0:
+                remaining[0] -= 1
+                begin = clock()
+                await stream.write(request)
+                response = await stream.read()
+                if not isinstance(response, rpc_pb2.LeaseKeepAliveResponse) or response.TTL <= 0:
+                    errors["LEASE_GONE"] += 1
+                    return
+                latencies.append(clock() - begin)
+                since_report += 1
+                if since_report == _PROGRESS_EVERY:
+                    done[0] += since_report
+                    since_report = 0
+                    progress[plan.index] = done[0]
+            await stream.done_writing()
+        except grpc.aio.AioRpcError as exc:
+            errors[exc.code().name] += 1
+        finally:
+            done[0] += since_report
+            progress[plan.index] = done[0]
+            stream.cancel()
+
+    cpu_before = time.process_time()
+    started = clock()
+    await asyncio.gather(*(client(n) for n in range(plan.clients)))
+    finished = clock()
+    return WorkerResult(
+        index=plan.index,
+        latencies=latencies.tobytes(),
+        ok=len(latencies),
+        errors=dict(errors),
+        txn_succeeded=0,
+        txn_failed=0,
+        started=started,
+        finished=finished,
+        cpu_seconds=time.process_time() - cpu_before,
     )

@@ -3,6 +3,8 @@
     etcdpy benchmark --endpoints 127.0.0.1:2379 --conns 8 --clients 64 put --total 100000
     etcdpy benchmark --clients 64 range foo --consistency s
     etcdpy benchmark --clients 64 txn-put --key-space-size 100000
+    etcdpy benchmark --clients 64 lease-keepalive --total 100000
+    etcdpy benchmark watch --watchers 1000 --put-rate 1000 --total 3000
 
 The clients are spread over several processes (`--procs`, default one per core, at most one
 per client) so that one Python interpreter is not what limits the measured rate. Progress
@@ -12,6 +14,8 @@ goes to stderr; the results table and, last, one JSON line go to stdout.
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import multiprocessing
 import os
 import queue
@@ -21,10 +25,11 @@ from array import array
 from collections import Counter
 from typing import Any
 
+from etcdpy.tools import bench_watch
 from etcdpy.tools.bench_report import ProgressBar, Summary, format_table, summarize
 from etcdpy.tools.bench_worker import WorkerPlan, WorkerResult, run_worker
 
-OPS = ("put", "range", "txn-put")
+OPS = ("put", "range", "txn-put", "lease-keepalive", "watch")
 
 # Defaults of the options that may come before or after the subcommand (etcd's own order is
 # `benchmark --clients 8 put`); argparse sees them as SUPPRESS so a subparser never overwrites
@@ -80,6 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
         if op == "range":
             p.add_argument("key", nargs="?", default="foo", help="key to read")
             p.add_argument("end", nargs="?", default="", help="range end (exclusive)")
+        if op == "watch":
+            bench_watch.add_arguments(p)
     return parser
 
 
@@ -228,6 +235,15 @@ def _combine(
 
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
+    if args.op == "watch":
+        try:
+            watch_summary = bench_watch.run(args)
+        except RuntimeError as exc:
+            print(f"etcdpy benchmark: {exc}", file=sys.stderr)
+            return 1
+        print(watch_summary.table())
+        print(json.dumps(dataclasses.asdict(watch_summary), sort_keys=True), flush=True)
+        return 0
     try:
         summary = run(args)
     except RuntimeError as exc:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import random
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
 
 from etcdpy.raft.config import Config
 from etcdpy.raft.errors import StepPeerNotFoundError
@@ -27,6 +28,7 @@ from etcdpy.raft.types import (
     ReadState,
     Snapshot,
     SnapshotMetadata,
+    SnapshotStatus,
     StateType,
 )
 
@@ -127,8 +129,11 @@ class Network:
         learners: Sequence[int] = (),
         election: int = 10,
         heartbeat: int = 1,
+        bootstrap: bool = False,
         **kwargs: object,
     ) -> None:
+        """``bootstrap``: start from one ADD_NODE entry per member (RawNode.bootstrap) instead
+        of a configuration in the storage's snapshot, so that late joiners can replay it."""
         self.storages: dict[int, MemoryStorage] = {}
         self.nodes: dict[int, RawNode] = {}
         self.applied: dict[int, list[Entry]] = {}
@@ -136,14 +141,24 @@ class Network:
         self.conf_states: dict[int, ConfState] = {}
         self.cut_links: set[tuple[int, int]] = set()
         self.drop: Callable[[Message], bool] | None = None
+        # Act like etcd's server and transport: send snapshots merged with the current state
+        # and membership, report every snapshot's outcome to its sender, and refuse messages
+        # from removed members.
+        self.etcd_snapshots = False
+        # The members each node has seen removed by the conf changes it applied.
+        self.removed: dict[int, set[int]] = {}
         self.queue: deque[Message] = deque()
         self.delivered: list[Message] = []
         self._kwargs = kwargs
         self._election = election
         self._heartbeat = heartbeat
+        # What the applied sequence of a node is after installing the snapshot at an index.
+        self.snapshot_contents: dict[int, list[Entry]] = {}
         for i in [*ids, *learners]:
-            self.storages[i] = memory_storage(ids, learners)
-            self.add_node(i, self.storages[i])
+            if bootstrap:
+                self.add_node(i, MemoryStorage()).bootstrap(ids)
+            else:
+                self.add_node(i, memory_storage(ids, learners))
 
     def add_node(self, node_id: int, storage: MemoryStorage, applied: int = 0) -> RawNode:
         """Start (or restart) a node on ``storage``."""
@@ -159,6 +174,19 @@ class Network:
 
     def raft(self, node_id: int) -> Raft:
         return self.nodes[node_id].raft
+
+    def compact(self, node_id: int) -> int:
+        """Snapshot ``node_id`` at its applied index and drop the log before it."""
+        storage = self.storages[node_id]
+        applied = self.raft(node_id).raft_log.applied
+        if applied <= storage.snapshot().metadata.index:
+            return 0
+        content = self.applied[node_id]
+        self.snapshot_contents.setdefault(applied, list(content))
+        conf = self.conf_states.get(node_id, self.raft(node_id).prs.conf_state())
+        storage.create_snapshot(applied, conf, b"")
+        storage.compact(applied)
+        return applied
 
     # --- faults ---------------------------------------------------------------------------------
 
@@ -203,6 +231,9 @@ class Network:
         if rd.snapshot is not None and not rd.snapshot.is_empty():
             storage.apply_snapshot(rd.snapshot)
             self.conf_states[node_id] = rd.snapshot.metadata.conf_state
+            content = self.snapshot_contents.get(rd.snapshot.metadata.index)
+            if content is not None:
+                self.applied[node_id] = list(content)
         if rd.entries:
             storage.append(rd.entries)
         if rd.hard_state is not None:
@@ -210,25 +241,49 @@ class Network:
         for e in rd.committed_entries:
             self.applied[node_id].append(e)
             if e.type == EntryType.CONF_CHANGE:
+                before = _members(self.conf_states.get(node_id))
                 self.conf_states[node_id] = node.apply_conf_change(ConfChange.decode(e.data))
+                gone = before - _members(self.conf_states[node_id])
+                self.removed.setdefault(node_id, set()).update(gone)
         self.read_states[node_id].extend(rd.read_states)
         node.advance(rd)
-        return list(rd.messages)
+        if not self.etcd_snapshots:
+            return list(rd.messages)
+        return [self._merge_snapshot(node_id, m) if m.type == MT.SNAP else m for m in rd.messages]
+
+    def _merge_snapshot(self, node_id: int, m: Message) -> Message:
+        """Send the state as of now, with the current membership, as etcd's server does
+        (createMergedSnapshotMessage): a stored snapshot may predate the recipient's joining."""
+        r = self.raft(node_id)
+        applied = r.raft_log.applied
+        if m.snapshot is None or applied <= m.snapshot.metadata.index:
+            return m
+        self.snapshot_contents.setdefault(applied, list(self.applied[node_id]))
+        conf = self.conf_states.get(node_id, r.prs.conf_state())
+        meta = SnapshotMetadata(conf_state=conf, index=applied, term=r.raft_log.term(applied))
+        return replace(m, snapshot=Snapshot(data=m.snapshot.data, metadata=meta))
 
     def stabilize(self, max_rounds: int = 10_000) -> None:
         for _ in range(max_rounds):
             progressed = False
             for i in sorted(self.nodes):
-                if self.nodes[i].has_ready():
+                if i in self.nodes and self.nodes[i].has_ready():
                     self.queue.extend(self.process_ready(i))
                     progressed = True
             while self.queue:
                 progressed = True
                 m = self.queue.popleft()
-                if m.to not in self.nodes or (m.from_, m.to) in self.cut_links:
+                lost = m.to not in self.nodes or (m.from_, m.to) in self.cut_links
+                if not lost and self.drop is not None and self.drop(m):
+                    lost = True
+                if m.type == MT.SNAP and self.etcd_snapshots and m.from_ in self.nodes:
+                    # The transport tells the sender how the snapshot went (as etcd's does).
+                    status = SnapshotStatus.FAILURE if lost else SnapshotStatus.FINISH
+                    self.nodes[m.from_].report_snapshot(m.to, status)
+                if lost:
                     continue
-                if self.drop is not None and self.drop(m):
-                    continue
+                if self.etcd_snapshots and m.from_ in self.removed.get(m.to, ()):
+                    continue  # etcd's transport refuses messages from a removed member
                 self.delivered.append(m)
                 try:
                     self.nodes[m.to].step(m)
@@ -257,3 +312,9 @@ class Network:
 
     def hard_state(self, node_id: int) -> HardState:
         return self.raft(node_id).hard_state()
+
+
+def _members(cs: ConfState | None) -> set[int]:
+    if cs is None:
+        return set()
+    return {*cs.voters, *cs.learners, *cs.voters_outgoing, *cs.learners_next}

@@ -154,3 +154,19 @@ def test_log_is_up_to_date() -> None:
     assert not log.is_up_to_date(5, 2)
     assert log.is_up_to_date(3, 3)
     assert not log.is_up_to_date(2, 3)
+
+
+def test_log_slice_limit_spans_storage_and_unstable() -> None:
+    """Thesis §10.2.1 (batching): one AppendEntries carries entries from stable storage and the
+    unstable tail together, within one size budget for both."""
+    ms = MemoryStorage()
+    ms.append([Entry(index=i, term=1) for i in range(1, 4)])
+    log = RaftLog(ms)
+    log.append([Entry(index=i, term=1) for i in range(4, 7)])
+    one = Entry().size()
+    assert [e.index for e in log.slice(2, 7, None)] == [2, 3, 4, 5, 6]
+    assert [e.index for e in log.slice(2, 7, one * 3)] == [2, 3, 4]
+    assert [e.index for e in log.slice(2, 7, one)] == [2]
+    assert [e.index for e in log.slice(4, 7, 0)] == [4]
+    with pytest.raises(CompactedError):
+        log.slice(0, 2, None)

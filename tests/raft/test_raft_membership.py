@@ -5,6 +5,9 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import pytest
+
+from etcdpy.raft.errors import ProposalDroppedError
 from etcdpy.raft.types import (
     ConfChange,
     ConfChangeSingle,
@@ -325,3 +328,63 @@ def test_removed_follower_stops_getting_messages() -> None:
     net.tick(1)
     net.stabilize()
     assert [m for m in net.delivered[before:] if m.to == 3] == []
+
+
+def test_removed_leader_hands_over_leadership() -> None:
+    """Thesis §4.2.2: "the leader steps down once the C_new entry is committed" when it is not
+    part of C_new; it first makes sure a voter of C_new has its log, then hands over (§3.10's
+    TimeoutNow), so the cluster does not wait for an election timeout."""
+    net = Network([1, 2, 3])
+    net.campaign(1)
+    net.nodes[1].propose(b"before")
+    net.stabilize()
+    net.nodes[1].propose_conf_change(_cc((CT.REMOVE_NODE, 1)))
+    net.stabilize()
+    assert net.state(1) == StateType.FOLLOWER
+    leader = net.leader()
+    assert leader in (2, 3)
+    assert [m.from_ for m in net.delivered if m.type == MT.TIMEOUT_NOW] == [1]
+    assert net.conf_states[2] == net.conf_states[3] == ConfState(voters=(2, 3))
+    net.nodes[leader].propose(b"after")
+    net.stabilize()
+    assert net.applied_data(2)[-1] == net.applied_data(3)[-1] == b"after"
+
+
+def test_demoted_leader_hands_over_leadership() -> None:
+    """Thesis §4.2.2 (a leader outside C_new steps down) applied to a leader demoted to learner:
+    it must not keep leading, since it no longer counts for any quorum."""
+    net = Network([1, 2, 3])
+    net.campaign(1)
+    net.nodes[1].propose_conf_change(_cc((CT.ADD_LEARNER_NODE, 1)))
+    net.stabilize()
+    assert net.conf_states[1] == ConfState(voters=(2, 3), learners=(1,))
+    assert net.state(1) == StateType.FOLLOWER
+    assert net.raft(1).is_learner
+    leader = net.leader()
+    assert leader in (2, 3)
+    assert net.raft(1).lead == leader
+
+
+def test_removed_leader_waits_for_transferee_and_retries() -> None:
+    """Thesis §3.10: the prior leader first "transfers its log entries to the target server";
+    a transfer that does not complete within an election timeout is aborted, and a leader that
+    is no longer a voter then tries again."""
+    r = new_raft(1, [1, 2, 3])
+    become_leader(r)
+    r.step(Message(type=MT.APP_RESP, from_=2, to=1, term=r.term, index=1))
+    r._append_entry([Entry(data=b"x")])  # index 2, not on any follower yet
+    read_messages(r)
+    r.apply_conf_change(_cc((CT.REMOVE_NODE, 1)))
+    assert r.state == StateType.LEADER
+    assert r.lead_transferee == 2  # the voter with the highest match
+    assert MT.TIMEOUT_NOW not in [m.type for m in read_messages(r)]
+    with pytest.raises(ProposalDroppedError):
+        r.step(Message(type=MT.PROP, from_=1, entries=(Entry(data=b"y"),)))
+    for _ in range(r.election_timeout):
+        r.tick()
+    assert r.state == StateType.LEADER
+    assert r.lead_transferee == 2  # aborted, then started again
+    read_messages(r)
+    r.step(Message(type=MT.APP_RESP, from_=2, to=1, term=r.term, index=2))
+    assert [m.type for m in read_messages(r) if m.to == 2][-1] == MT.TIMEOUT_NOW
+    assert r.state == StateType.FOLLOWER

@@ -1,0 +1,94 @@
+"""The Lease service (etcd's v3rpc/lease.go): grant, revoke, time-to-live, list, keep-alive.
+
+LeaseKeepAlive is one bidirectional stream per client carrying the keep-alives of any number
+of leases; each request is answered in order. A lease that is gone is answered with TTL 0
+(the client then stops keeping it alive), not with an error that would end the stream.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import grpc
+from google.protobuf.descriptor import MethodDescriptor
+from google.protobuf.message import DecodeError, Message
+
+from etcdpy import errors
+from etcdpy.api.status import Ctx, grpc_errors
+from etcdpy.pb.etcdserverpb import rpc_pb2 as pb
+from etcdpy.server.etcd_server import EtcdServer
+
+
+class LeaseService:
+    def __init__(self, server: EtcdServer) -> None:
+        self._server = server
+        self._request_type: type[Message] = pb.LeaseKeepAliveRequest
+
+    @grpc_errors
+    async def LeaseGrant(
+        self, request: pb.LeaseGrantRequest, context: Ctx
+    ) -> pb.LeaseGrantResponse:
+        resp = await self._server.lease_grant(request)
+        self._server.fill_header(resp.header)
+        return resp
+
+    @grpc_errors
+    async def LeaseRevoke(
+        self, request: pb.LeaseRevokeRequest, context: Ctx
+    ) -> pb.LeaseRevokeResponse:
+        resp = await self._server.lease_revoke(request)
+        self._server.fill_header(resp.header)
+        return resp
+
+    @grpc_errors
+    async def LeaseTimeToLive(
+        self, request: pb.LeaseTimeToLiveRequest, context: Ctx
+    ) -> pb.LeaseTimeToLiveResponse:
+        resp = await self._server.lease_time_to_live(request)
+        self._server.fill_header(resp.header)
+        return resp
+
+    @grpc_errors
+    async def LeaseLeases(
+        self, request: pb.LeaseLeasesRequest, context: Ctx
+    ) -> pb.LeaseLeasesResponse:
+        resp = self._server.lease_leases()
+        self._server.fill_header(resp.header)
+        return resp
+
+    async def LeaseKeepAlive(
+        self, requests: AsyncIterator[bytes], context: Ctx
+    ) -> AsyncIterator[pb.LeaseKeepAliveResponse]:
+        server = self._server
+        request_type = self._request_type
+        async for data in requests:
+            try:
+                req: Any = request_type.FromString(data)
+            except DecodeError as exc:
+                await context.abort(
+                    grpc.StatusCode.INTERNAL, f"grpc: error unmarshalling request: {exc}"
+                )
+            # The header is taken before the renew, so its revision is never past the
+            # revision at which the lease might be revoked (as etcd does).
+            resp = pb.LeaseKeepAliveResponse(ID=req.ID)
+            server.fill_header(resp.header)
+            try:
+                resp.TTL = await server.lease_renew(req.ID)
+            except errors.LeaseNotFound:
+                resp.TTL = 0
+            except errors.EtcdError as exc:
+                code, message = errors.to_grpc_status(exc)
+                await context.abort(code, message)
+            yield resp
+
+    def stream_handler(
+        self,
+        method: MethodDescriptor,
+        request_type: type[Message],
+        serialize: Callable[[Message], bytes],
+    ) -> grpc.RpcMethodHandler[Any, Any]:
+        self._request_type = request_type
+        return grpc.stream_stream_rpc_method_handler(
+            self.LeaseKeepAlive, response_serializer=serialize
+        )
