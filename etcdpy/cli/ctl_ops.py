@@ -278,7 +278,7 @@ def cmd_watch(client: Client, args: argparse.Namespace, out: Output) -> None:
         )
     )
     try:
-        for resp in stub.Watch(iter([create]) if args.once else _forever(create)):
+        for resp in stub.Watch(_forever(create)):
             for ev in resp.events:
                 out.line("PUT" if ev.type == 0 else "DELETE")
                 if ev.prev_kv.key and args.prev_kv:
@@ -289,6 +289,8 @@ def cmd_watch(client: Client, args: argparse.Namespace, out: Output) -> None:
             sys.stdout.flush()
             if resp.canceled:
                 raise _ctl_error(resp.cancel_reason or "watch canceled")
+            if args.once and resp.events:
+                return
     except grpc.RpcError as err:
         raise _stream_error(err) from None
     except KeyboardInterrupt:
@@ -352,7 +354,7 @@ def add_commands(commands: Any, common: argparse.ArgumentParser) -> None:
     watch.add_argument("--from-key", action="store_true")
     watch.add_argument("--rev", type=int, default=0)
     watch.add_argument("--prev-kv", action="store_true")
-    watch.add_argument("--once", action="store_true", help="stop after the first response")
+    watch.add_argument("--once", action="store_true", help="stop after the first events")
     watch.set_defaults(run=cmd_watch)
 
 

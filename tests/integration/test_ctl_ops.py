@@ -72,3 +72,33 @@ def test_table_output(etcdpy_server: MemberProcess) -> None:
     status = ok(etcdpy_server, "endpoint", "status", "-w", "table")
     assert etcdpy_server.endpoint in status
     assert "3.4.23" in status
+
+
+def test_lease_and_watch(etcdpy_server: MemberProcess) -> None:
+    import threading
+    import time
+
+    granted = ok(etcdpy_server, "lease", "grant", "60")
+    lease_id = granted.split()[1]
+    assert granted == f"lease {lease_id} granted with TTL(60s)\n"
+    ok(etcdpy_server, "put", "lk", "lv", "--lease", lease_id)
+    ttl = ok(etcdpy_server, "lease", "timetolive", lease_id, "--keys")
+    assert "attached keys(['lk'])" in ttl
+    assert ok(etcdpy_server, "lease", "list") == f"found 1 leases\n{lease_id}\n"
+
+    watched: list[subprocess.CompletedProcess[str]] = []
+    watcher = threading.Thread(
+        target=lambda: watched.append(ctl(etcdpy_server, "watch", "wk", "--once"))
+    )
+    watcher.start()
+    time.sleep(1.0)  # let the watch be created; a put before it is simply not seen
+    for i in range(20):
+        ok(etcdpy_server, "put", "wk", f"v{i}")
+        watcher.join(timeout=0.5)
+        if not watcher.is_alive():
+            break
+    watcher.join(timeout=10)
+    assert watched and watched[0].returncode == 0, watched
+    assert watched[0].stdout.startswith("PUT\nwk\nv")
+    assert ok(etcdpy_server, "lease", "revoke", lease_id) == f"lease {lease_id} revoked\n"
+    assert ok(etcdpy_server, "get", "lk") == ""

@@ -107,3 +107,35 @@ def test_snapshot_streams_json_lines_with_checksum(etcdpy_server: MemberProcess)
     blobs = [base64.b64decode(line["result"].get("blob", "")) for line in lines]
     assert lines[-2]["result"].get("remaining_bytes", "0") == "0"
     assert hashlib.sha256(b"".join(blobs[:-1])).digest() == blobs[-1]
+
+
+def test_watch_streams_events_as_json_lines(etcdpy_server: MemberProcess) -> None:
+    conn = http.client.HTTPConnection("127.0.0.1", etcdpy_server.client_port, timeout=10)
+    try:
+        conn.request("POST", "/v3/watch", body=json.dumps({"create_request": {"key": b64("w")}}))
+        resp = conn.getresponse()
+        assert resp.status == 200
+        created = json.loads(resp.readline())
+        assert created["result"]["created"] is True
+        post_json(etcdpy_server, "/v3/kv/put", {"key": b64("w"), "value": b64("1")})
+        event = json.loads(resp.readline())["result"]
+        assert event["events"][0]["kv"]["key"] == b64("w")
+        assert event["events"][0]["kv"]["value"] == b64("1")
+        assert event.get("events")[0].get("type", "PUT") == "PUT"  # zero value left out
+    finally:
+        conn.close()
+    # The server is fine after the client went away mid-stream.
+    assert post_json(etcdpy_server, "/v3/kv/range", {"key": b64("w")})["count"] == "1"
+
+
+def test_lease_over_http(etcdpy_server: MemberProcess) -> None:
+    granted = post_json(etcdpy_server, "/v3/lease/grant", {"TTL": 30})
+    lease_id = granted["ID"]
+    assert granted["TTL"] == "30"
+    post_json(etcdpy_server, "/v3/kv/put", {"key": b64("l"), "value": b64("v"), "lease": lease_id})
+    ttl = post_json(etcdpy_server, "/v3/lease/timetolive", {"ID": lease_id, "keys": True})
+    assert ttl["keys"] == [b64("l")]
+    leases = post_json(etcdpy_server, "/v3/lease/leases", {})
+    assert [lease["ID"] for lease in leases["leases"]] == [lease_id]
+    post_json(etcdpy_server, "/v3/lease/revoke", {"ID": lease_id})
+    assert "kvs" not in post_json(etcdpy_server, "/v3/kv/range", {"key": b64("l")})
