@@ -135,6 +135,11 @@ class GrpcStats:
             stats = self.methods[key] = MethodStats(service, method, rpc_type)
         return stats
 
+    def active_streams(self, service: str, method: str) -> int:
+        """Calls of a method started and not yet handled (open streams, for a stream)."""
+        st = self.methods.get((service, method))
+        return 0 if st is None else st.started - sum(st.handled)
+
     def families(self) -> Iterator[Metric]:
         labels = ["grpc_method", "grpc_service", "grpc_type"]
         started = CounterMetricFamily(
@@ -210,6 +215,8 @@ class ServerState:
     server_version: str
     cluster_version: str
     open_read_transactions: int = 0
+    watchers: int = 0
+    slow_watchers: int = 0  # behind (unsynced) or parked (victims)
 
 
 @dataclass(slots=True)
@@ -496,6 +503,17 @@ class EtcdCollector(Collector):
             "etcd_debugging_mvcc_compact_revision",
             "The revision of the last compaction in store.",
             s.compact_revision,
+        )
+        yield _gauge("etcd_debugging_mvcc_watcher_total", "Total number of watchers.", s.watchers)
+        yield _gauge(
+            "etcd_debugging_mvcc_slow_watcher_total",
+            "Total number of unsynced slow watchers.",
+            s.slow_watchers,
+        )
+        yield _gauge(
+            "etcd_debugging_mvcc_watch_stream_total",
+            "Total number of watch streams.",
+            m.grpc.active_streams("etcdserverpb.Watch", "Watch"),
         )
         yield _hist(
             "etcd_mvcc_hash_duration_seconds",

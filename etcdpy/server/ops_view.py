@@ -46,7 +46,19 @@ class EtcdServerView:
             server_version=ETCD_API_VERSION,
             cluster_version=cluster_version(),
             open_read_transactions=_open_readers(backend),
+            **_watchers(kv),
         )
+
+
+def _watchers(kv: object) -> dict[str, int]:
+    """Watcher counts of a watchable store (a plain KVStore has none)."""
+    synced = getattr(kv, "synced", None)
+    unsynced = getattr(kv, "unsynced", None)
+    victims = getattr(kv, "victims", None)
+    if synced is None or unsynced is None or victims is None:
+        return {}
+    slow = len(unsynced) + len(victims)
+    return {"watchers": len(synced) + slow, "slow_watchers": slow}
 
 
 def _open_readers(backend: Backend) -> int:

@@ -207,3 +207,25 @@ def test_health_false_without_a_leader(tmp_path: Path) -> None:
         assert get(lonely.client_url + "/livez")[::2] == (200, b"ok")
     finally:
         lonely.stop()
+
+
+def test_watch_gauges_follow_open_watches(member: MemberProcess) -> None:
+    import http.client
+
+    def gauge(name: str) -> float:
+        value: float = scrape(member.client_url + "/metrics")[name].samples[0].value  # type: ignore[attr-defined]
+        return value
+
+    before = (
+        gauge("etcd_debugging_mvcc_watch_stream_total"),
+        gauge("etcd_debugging_mvcc_watcher_total"),
+    )
+    conn = http.client.HTTPConnection("127.0.0.1", member.client_port, timeout=10)
+    try:
+        conn.request("POST", "/v3/watch", body=json.dumps({"create_request": {"key": "YQ=="}}))
+        resp = conn.getresponse()
+        assert json.loads(resp.readline())["result"]["created"] is True
+        assert gauge("etcd_debugging_mvcc_watch_stream_total") == before[0] + 1
+        assert gauge("etcd_debugging_mvcc_watcher_total") == before[1] + 1
+    finally:
+        conn.close()
