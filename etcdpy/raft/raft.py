@@ -912,7 +912,12 @@ class Raft:
                 self._handle_snapshot(m)
         elif kind == my_resp:
             result = self._poll(m.from_, kind, not m.reject)
-            if result == VoteResult.WON:
+            if result == VoteResult.WON and not self.promotable():
+                # Our own removal or demotion was applied mid-campaign: a node outside the
+                # voters must not lead (it has no progress of its own to track).
+                self._trace(f"{self.id:x} won an election it may no longer take; stepping down")
+                self._become_follower(self.term, NONE)
+            elif result == VoteResult.WON:
                 if self.state == StateType.PRE_CANDIDATE:
                     self.campaign(CampaignType.ELECTION)
                 else:

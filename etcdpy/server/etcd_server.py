@@ -121,7 +121,7 @@ class EtcdServer:
             heartbeat_tick=1,
             applied=self.applied_index,
             check_quorum=True,
-            pre_vote=True,
+            pre_vote=self.config.pre_vote,  # etcd 3.4 default: off
         )
         node = RawNode(raft_config)
         if not existed:

@@ -19,10 +19,15 @@ What is checked, precisely:
     the same applied index through different paths (applying entries, or a snapshot) hold the
     same state there (compared by digest at snapshot points).
 
+``leader-completeness``
+    an entry that some node applied (so it was committed, in a term no later than that node's
+    term then) is in the log of every leader of a later term (Raft §5.4), or compacted into
+    its snapshot.
+
 ``durability``
     a write acknowledged to a client (its entry at index i, term t) is never lost: every leader
-    elected after the acknowledgement holds entry (i, t) (or has compacted past i, which the
-    state-machine check covers), and at the end of a run a quorum of the voters holds it.
+    of a later term holds entry (i, t) (or has compacted past i, which the state-machine check
+    covers), and at the end of a run, after the liveness phase, a quorum of the voters holds it.
 
 ``linearizability``
     the client history of each register (key) has a linearization (Wing & Gong search with
@@ -95,15 +100,19 @@ class StateMachineSafety:
         self._applied: dict[int, tuple[int, EntryType, bytes]] = {}
         self._states: dict[int, bytes] = {}
 
-    def on_apply(self, node: int, entry: Entry) -> None:
+    def on_apply(self, node: int, entry: Entry) -> bool:
+        """Returns whether this is the first time any node applies this index."""
         mine = (entry.term, entry.type, entry.data)
         other = self._applied.setdefault(entry.index, mine)
+        if other is mine:
+            return True
         if other != mine:
             raise Violation(
                 self.name,
                 f"node {node} applied {entry.index}/{entry.term}, "
                 f"another node applied {entry.index}/{other[0]} (different entry)",
             )
+        return False
 
     def applied_term(self, index: int) -> int | None:
         got = self._applied.get(index)
@@ -117,48 +126,150 @@ class StateMachineSafety:
             )
 
 
-class Durability:
-    name = "durability"
+class _CommittedEntries:
+    """Entries known committed, each with a bound on the term in which it was committed.
+
+    A node learns that an entry is committed from a leader of the commit term or later, so
+    the term of any node applying it bounds the commit term from above. Leader Completeness
+    (§5.4) speaks of leaders of *later* terms: a candidate of an older term may still win with
+    late votes after the entry committed, and must not be flagged.
+    """
+
+    name = "leader-completeness"
+    what = "committed entry"
 
     def __init__(self) -> None:
-        self.acked: dict[int, int] = {}  # index -> term of acknowledged writes
+        self.entries: dict[int, tuple[int, int]] = {}  # index -> (entry term, commit term bound)
 
-    def on_ack(self, index: int, term: int) -> None:
-        other = self.acked.setdefault(index, term)
-        if other != term:
-            raise Violation(
-                self.name, f"writes acknowledged at {index}/{other} and at {index}/{term}"
-            )
+    def _record(self, index: int, term: int, bound: int) -> None:
+        old = self.entries.get(index)
+        if old is None:
+            self.entries[index] = (term, bound)
+            return
+        if old[0] != term:
+            raise Violation(self.name, f"{self.what}s at {index}/{old[0]} and at {index}/{term}")
+        if bound < old[1]:
+            self.entries[index] = (term, bound)
 
     def on_leader(
         self, node: int, term: int, first_index: int, log_term: Callable[[int], int | None]
     ) -> None:
-        """``log_term(i)`` is the leader's term at i (None if i is past its last index)."""
-        for index in sorted(self.acked):
+        """``log_term(i)`` is the leader's term at i (None if i is past its last index).
+
+        Entries below ``first_index`` were compacted into the leader's snapshot (which only
+        holds committed entries; the state-machine check covers those)."""
+        entries = self.entries
+        for index in sorted(entries):
             if index < first_index:
-                continue  # compacted into its snapshot
-            want = self.acked[index]
+                continue
+            want, bound = entries[index]
+            if term <= bound:
+                continue
             got = log_term(index)
             if got != want:
                 have = "nothing" if got is None else f"term {got}"
                 raise Violation(
                     self.name,
-                    f"leader {node} of term {term} lacks acknowledged entry {index}/{want} "
-                    f"(has {have})",
+                    f"leader {node} of term {term} lacks {self.what} {index}/{want} "
+                    f"(committed by term {bound}; it has {have})",
                 )
+
+
+class LeaderCompleteness(_CommittedEntries):
+    """Every entry some node applied is in the log of every leader of a later term."""
+
+    def on_commit(self, index: int, term: int, bound: int) -> None:
+        self._record(index, term, bound)
+
+
+class Durability(_CommittedEntries):
+    """Acknowledged writes: in every later leader's log, and on a quorum at the end."""
+
+    name = "durability"
+    what = "acknowledged entry"
+
+    def on_ack(self, index: int, term: int, bound: int) -> None:
+        self._record(index, term, bound)
+
+    @property
+    def acked(self) -> dict[int, int]:
+        return {i: t for i, (t, _) in self.entries.items()}
 
     def check_quorum(self, voters: Iterable[int], holds: Callable[[int, int, int], bool]) -> None:
         """``holds(node, index, term)``: does the node hold the entry (or a snapshot past it)?"""
         members = sorted(voters)
         need = len(members) // 2 + 1
-        for index in sorted(self.acked):
-            term = self.acked[index]
+        for index in sorted(self.entries):
+            term = self.entries[index][0]
             have = [n for n in members if holds(n, index, term)]
             if len(have) < need:
                 raise Violation(
                     self.name,
                     f"acknowledged entry {index}/{term} is held by {have} only, "
                     f"not by a quorum of {members}",
+                )
+
+
+@dataclass(frozen=True, slots=True)
+class LogView:
+    """What a vote depends on: a node's last entry, and its term at an index."""
+
+    last_index: int
+    last_term: int
+    term_at: Callable[[int], int | None]
+
+    def at_least_as_up_to_date_as(self, other: LogView) -> bool:
+        return (self.last_term, self.last_index) >= (other.last_term, other.last_index)
+
+
+class CommitSafety:
+    """When an entry commits, no log that disagrees with it may still be able to win.
+
+    In Raft, the leader of term T commits only once a quorum stores an entry of term T
+    (§5.4.2), and any log that disagrees with a committed entry has a last term below T: the
+    quorum will never vote for it, so it can never overwrite the entry. This checks that
+    consequence directly at the moment of commit, for each voter whose log (in memory if it
+    runs, on disk if it is down) disagrees with the newly committed entry: it must not be at
+    least as up to date as a quorum of the committing configuration (each half of a joint
+    one). Counting replicas of an older term's entry (Figure 8) breaks exactly this.
+    """
+
+    name = "commit-safety"
+
+    def on_commit(
+        self,
+        committer: int,
+        index: int,
+        term: int,
+        voter_sets: Sequence[Sequence[int]],
+        logs: dict[int, LogView],
+    ) -> None:
+        voters = sorted({v for vs in voter_sets for v in vs})
+        for nid in voters:
+            view = logs.get(nid)
+            if view is None:
+                continue
+            got = view.term_at(index)
+            if got is None or got == term:
+                continue
+            electable = True
+            for vs in voter_sets:
+                if not vs:
+                    continue
+                votes = 0
+                for v in vs:
+                    other = logs.get(v)
+                    if other is not None and view.at_least_as_up_to_date_as(other):
+                        votes += 1
+                if votes <= len(vs) // 2:
+                    electable = False
+                    break
+            if electable:
+                raise Violation(
+                    self.name,
+                    f"entry {index}/{term} committed (applied by node {committer}) while node "
+                    f"{nid}, with term {got} at {index} and last entry "
+                    f"{view.last_index}/{view.last_term}, can still win an election",
                 )
 
 
@@ -183,6 +294,9 @@ class Op:
     value: int | None
     invoke: int
     complete: int | None
+    # Simulated times in ticks, for messages only (the ranks above decide).
+    invoke_tick: float = 0.0
+    complete_tick: float | None = None
 
 
 def check_register(ops: Sequence[Op], max_states: int = 200_000) -> str | None:
@@ -256,7 +370,8 @@ def check_register(ops: Sequence[Op], max_states: int = 200_000) -> str | None:
     first = min(stuck, key=lambda o: o.complete or 0)
     return (
         f"key {first.key}: no linearization; stuck before {first.kind} of {first.value} "
-        f"by client {first.client} [{first.invoke}, {first.complete}] "
+        f"by client {first.client} invoked at tick {first.invoke_tick:.1f}, "
+        f"completed at tick {first.complete_tick or 0:.1f} "
         f"({len(todo)} operations)"
     )
 

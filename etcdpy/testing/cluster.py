@@ -83,7 +83,7 @@ class RunStats:
     reads: int = 0
     unknown_writes: int = 0
     snapshots_sent: int = 0
-    liveness_ticks: int = -1
+    liveness_ticks: float = -1.0  # from healing to the probe applied on a quorum
     first_leader_ticks: int = -1
 
 
@@ -121,6 +121,10 @@ class Simulation:
         self.options = NodeOptions(
             election_tick=sc.election_tick,
             snapshot_every=sc.snapshot_every,
+            max_size_per_msg=sc.max_size_per_msg,
+            max_inflight_msgs=sc.max_inflight_msgs,
+            pre_vote=sc.pre_vote,
+            check_quorum=sc.check_quorum,
             unsafe_send_before_persist=sc.unsafe_send_before_persist,
         )
         self.nodes: dict[int, SimNode] = {}
@@ -152,7 +156,7 @@ class Simulation:
             self._sink(line)
 
     def _node_trace(self) -> Callable[[str], None] | None:
-        return self.log if self._sink is not None else None
+        return self.log if self._hasher is not None else None
 
     # -- events ------------------------------------------------------------------------------
 
@@ -179,20 +183,37 @@ class Simulation:
         if self.stats.first_leader_ticks < 0:
             self.stats.first_leader_ticks = self.now // TICK
         self.log(f"LEADER n{node.id} term {node.term}")
+        churn = self.scenario.leader_churn
+        if churn and self._healed_at is None and self.rand.random() < churn:
+            # A flapping leader: crash or cut it off before it has replicated much (a cut
+            # also loses what is in flight). Leaders that come and go with half-replicated
+            # logs are what §5.4.2 (Figure 8) is about.
+            def flap() -> None:
+                if not node.alive or self._healed_at is not None:
+                    return
+                if self.rand.random() < 0.5:
+                    self._crash(node, self.rand.randint(1, 20))
+                else:
+                    ids = [n.id for n in self._sorted_nodes() if not n.removed]
+                    self._cut(
+                        f"isolate new leader n{node.id}", lambda: self.net.isolate(node.id, ids), 20
+                    )
+
+            self.after_ticks(self.rand.uniform(0.0, 0.5), flap)
 
     def on_write_applied(self, node: SimNode, op: WriteOp, entry: Entry) -> None:
         if op.client == PROBE_CLIENT:
             if self._probe_index is None:
                 self._probe_index = entry.index
-                self.checkers.durability.on_ack(entry.index, entry.term)
+                self.checkers.durability.on_ack(entry.index, entry.term, node.term)
                 self.log(f"liveness probe committed at {entry.index} (n{node.id})")
             return
         client = self.clients[op.client - 1]
         cur = client.op
         if cur is None or cur.kind != WRITE or cur.request != op.request:
             return
-        self.checkers.durability.on_ack(entry.index, entry.term)
-        self.history.append(Op(client.id, WRITE, cur.key, cur.value, cur.invoke, self._rank_next()))
+        self.checkers.durability.on_ack(entry.index, entry.term, node.term)
+        self.history.append(self._op(client, cur, cur.value, done=True))
         self.stats.acked_writes += 1
         self.log(f"client {client.id} write k{cur.key}={cur.value} ok at {entry.index}")
         self._client_done(client)
@@ -202,10 +223,17 @@ class Simulation:
         cur = client.op
         if cur is None or cur.kind != READ or cur.request != ctx.request:
             return
-        self.history.append(Op(client.id, READ, cur.key, value, cur.invoke, self._rank_next()))
+        self.history.append(self._op(client, cur, value, done=True))
         self.stats.reads += 1
         self.log(f"client {client.id} read k{cur.key} -> {value} (n{node.id})")
         self._client_done(client)
+
+    def on_first_commit(self, node: SimNode, entries: list[Entry], conf: ConfState) -> None:
+        voter_sets = [list(conf.voters), list(conf.voters_outgoing)]
+        logs = {n.id: n.log_view() for n in self._sorted_nodes() if not n.removed}
+        check = self.checkers.commit.on_commit
+        for e in entries:
+            check(node.id, e.index, e.term, voter_sets, logs)
 
     def on_conf_applied(self, node: SimNode, entry: Entry, cs: ConfState) -> None:
         if entry.index <= self.conf_index:
@@ -289,7 +317,8 @@ class Simulation:
             self.history,
         )
 
-    def _run(self) -> None:
+    def start_cluster(self) -> None:
+        """Boot the initial members, start the clients and the fault injector."""
         sc = self.scenario
         peers = tuple(range(1, sc.size + 1))
         self.joined.update(peers)
@@ -299,12 +328,16 @@ class Simulation:
         for client in self.clients:
             self.after_ticks(self.rand.uniform(0, sc.think_ticks), self._client_step(client))
         self._schedule_faults()
+
+    def _run(self) -> None:
+        sc = self.scenario
+        self.start_cluster()
         heal_at = sc.safety_ticks * TICK
         self.at(heal_at, self._heal)
         deadline = heal_at + sc.liveness_bound * TICK
         settle = sc.settle_ticks * TICK
         while True:
-            self._step()
+            self.step()
             if self._probe_index is not None and self._probe_done_at is None:
                 self._check_probe_applied(self._probe_index)
             if self._probe_done_at is not None and self.now >= self._probe_done_at + settle:
@@ -317,7 +350,7 @@ class Simulation:
                     f"(leaders now: {lead}, conf voters {list(self.conf.voters)})",
                 )
         assert self._healed_at is not None and self._probe_done_at is not None
-        self.stats.liveness_ticks = (self._probe_done_at - self._healed_at) // TICK
+        self.stats.liveness_ticks = (self._probe_done_at - self._healed_at) / TICK
         self._final_checks()
 
     def _check_probe_applied(self, index: int) -> None:
@@ -330,7 +363,7 @@ class Simulation:
         self._probe_done_at = self.now
         self.log(f"liveness: probe applied by {applied}")
 
-    def _step(self) -> None:
+    def step(self) -> None:
         """Advance to the next instant and run everything due then."""
         nxt = self._events[0][0] if self._events else None
         due = self.net.next_due()
@@ -402,6 +435,18 @@ class Simulation:
         client.op = op
         self._client_submit(client)
 
+    def _op(self, client: SimClient, op: ClientOp, value: int | None, done: bool) -> Op:
+        return Op(
+            client.id,
+            op.kind,
+            op.key,
+            value,
+            op.invoke,
+            self._rank_next() if done else None,
+            op.invoke_time / TICK,
+            self.now / TICK if done else None,
+        )
+
     def _client_done(self, client: SimClient) -> None:
         client.op = None
         self.after_ticks(self.rand.uniform(0, self.scenario.think_ticks), self._client_step(client))
@@ -414,7 +459,7 @@ class Simulation:
         if self.now - op.invoke_time >= sc.give_up_ticks * TICK:
             if op.kind == WRITE:
                 # The write may or may not take effect, at any time from now on.
-                self.history.append(Op(client.id, WRITE, op.key, op.value, op.invoke, None))
+                self.history.append(self._op(client, op, op.value, done=False))
                 self.stats.unknown_writes += 1
             self.log(f"client {client.id} gives up on request {op.request}")
             self._client_done(client)
@@ -481,7 +526,11 @@ class Simulation:
         live = [n for n in self._sorted_nodes() if n.alive]
         if not live:
             return
-        node = self.rand.choice(live)
+        lead = self.leader()
+        node = lead if lead is not None and self.rand.random() < 0.3 else self.rand.choice(live)
+        self._crash(node, self.rand.randint(1, self.scenario.max_down_ticks))
+
+    def _crash(self, node: SimNode, down_ticks: int) -> None:
         lost = node.crash()
         self.stats.crashes += 1
         self.log(f"CRASH n{node.id} (lost {lost} unsynced disk records)")
@@ -492,7 +541,7 @@ class Simulation:
             if self._restart_token.get(node.id) == token:
                 self._restart(node)
 
-        self.after_ticks(self.rand.randint(1, self.scenario.max_down_ticks), restart)
+        self.after_ticks(down_ticks, restart)
 
     def _restart(self, node: SimNode) -> None:
         if node.alive or node.removed:
@@ -533,6 +582,16 @@ class Simulation:
             what = "one-way " + " ".join(links)
         self.stats.partitions += 1
         self.log(f"PARTITION {what}")
+        self._schedule_heal(self.scenario.max_partition_ticks)
+
+    def _cut(self, what: str, apply: Callable[[], None], max_ticks: int) -> None:
+        self.net.heal()
+        apply()
+        self.stats.partitions += 1
+        self.log(f"PARTITION {what}")
+        self._schedule_heal(max_ticks)
+
+    def _schedule_heal(self, max_ticks: int) -> None:
         token = self.stats.partitions
 
         def heal() -> None:
@@ -540,7 +599,7 @@ class Simulation:
                 self.net.heal()
                 self.log("network healed")
 
-        self.after_ticks(self.rand.randint(5, self.scenario.max_partition_ticks), heal)
+        self.after_ticks(self.rand.randint(5, max_ticks), heal)
 
     def _transfer_some(self) -> None:
         lead = self.leader()
@@ -600,14 +659,14 @@ class Simulation:
         for lid in learners:
             options.append((ConfChangeSingle(add, lid),))
             options.append((ConfChangeSingle(remove, lid),))
-        # A removed voter stops soon after; raft applies a configuration only once it knows
-        # the change committed, so the voters that stay must still be a quorum of the
-        # configuration they leave, or they may never learn it (the two-member hazard of
-        # etcd's raft README). Hence: remove voters only from three or more.
-        for vid in voters if len(voters) > 1 else []:
-            options.append((ConfChangeSingle(learner, vid),))  # demote: it keeps running
-            if len(voters) >= 3:
-                options.append((ConfChangeSingle(remove, vid),))
+        # Raft applies a configuration only once it knows the change committed, so the
+        # voters that stay must still be a quorum of the configuration they leave, or they
+        # may never learn it: a removed voter stops, a demoted one can no longer campaign
+        # (the two-member hazard of etcd's raft README). Hence: remove or demote voters
+        # only from three or more.
+        for vid in voters if len(voters) >= 3 else []:
+            options.append((ConfChangeSingle(learner, vid),))  # demote
+            options.append((ConfChangeSingle(remove, vid),))
         if len(voters) >= 3 and (learners or room):
             joint_in = (
                 ConfChangeSingle(add, learners[0]) if learners else ConfChangeSingle(add, new)

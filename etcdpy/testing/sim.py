@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import os
+import statistics
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -57,7 +58,7 @@ class SeedSummary:
     detail: str | None
     size: int
     end_tick: int
-    liveness_ticks: int
+    liveness_ticks: float
 
 
 def _summarize(args: tuple[int, bool]) -> SeedSummary:
@@ -120,7 +121,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{st.leaders} leaderships, {st.crashes} crashes, {st.partitions} partitions, "
             f"{st.conf_changes} conf changes, "
             f"{st.acked_writes} acked writes, {st.reads} reads, {st.unknown_writes} unknown, "
-            f"liveness {st.liveness_ticks} ticks"
+            f"liveness {st.liveness_ticks:.1f} ticks"
         )
         print(f"trace sha256 {r.trace_hash}")
         if r.violation is not None:
@@ -133,7 +134,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     seeds = range(args.first_seed, args.first_seed + count)
     started = time.monotonic()
     violations = 0
+    liveness: list[float] = []
     for s in run_seeds(seeds, args.workers, unsafe):
+        if s.liveness_ticks >= 0:
+            liveness.append(s.liveness_ticks)
         if s.checker is not None:
             violations += 1
             print(f"VIOLATION seed {s.seed} [{s.checker}] {s.detail}")
@@ -141,7 +145,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.stop_on_first:
                 break
     elapsed = time.monotonic() - started
-    print(f"({elapsed:.1f}s, {args.workers} workers)", file=sys.stderr)
+    if liveness:
+        liveness.sort()
+        p99 = liveness[max(0, -(-99 * len(liveness) // 100) - 1)]
+        print(
+            f"ticks from healing to a commit on a quorum: median "
+            f"{statistics.median(liveness):.1f}, p99 {p99:.1f}, max {liveness[-1]:.1f}"
+        )
+    print(f"({elapsed:.1f}s, {args.workers} workers)")
     print(f"{count} seeds, {violations} violations")
     return 1 if violations else 0
 

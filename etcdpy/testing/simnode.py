@@ -36,9 +36,12 @@ from etcdpy.raft.types import (
     StateType,
 )
 from etcdpy.testing.checkers import (
+    CommitSafety,
     Durability,
     ElectionSafety,
+    LeaderCompleteness,
     LogMatching,
+    LogView,
     StateMachineSafety,
     Violation,
 )
@@ -65,14 +68,23 @@ class ReadCtx:
 
 @dataclass(slots=True)
 class Checkers:
+    commit: CommitSafety
     election: ElectionSafety
     log: LogMatching
     state_machine: StateMachineSafety
     durability: Durability
+    completeness: LeaderCompleteness
 
     @classmethod
     def new(cls) -> Checkers:
-        return cls(ElectionSafety(), LogMatching(), StateMachineSafety(), Durability())
+        return cls(
+            CommitSafety(),
+            ElectionSafety(),
+            LogMatching(),
+            StateMachineSafety(),
+            Durability(),
+            LeaderCompleteness(),
+        )
 
 
 class NodeHost(Protocol):
@@ -83,6 +95,7 @@ class NodeHost(Protocol):
     def on_conf_applied(self, node: SimNode, entry: Entry, cs: ConfState) -> None: ...
     def on_read_served(self, node: SimNode, ctx: ReadCtx, value: int | None) -> None: ...
     def on_leader(self, node: SimNode) -> None: ...
+    def on_first_commit(self, node: SimNode, entries: list[Entry], conf: ConfState) -> None: ...
 
 
 @dataclass(slots=True)
@@ -90,6 +103,10 @@ class NodeOptions:
     election_tick: int = 10
     heartbeat_tick: int = 1
     snapshot_every: int = 20  # compact the log every this many applied entries
+    max_size_per_msg: int = 1024 * 1024
+    max_inflight_msgs: int = 256
+    pre_vote: bool = True
+    check_quorum: bool = True
     unsafe_send_before_persist: bool = False
 
 
@@ -146,6 +163,10 @@ class SimNode:
             election_tick=self.options.election_tick,
             heartbeat_tick=self.options.heartbeat_tick,
             applied=applied,
+            max_size_per_msg=self.options.max_size_per_msg,
+            max_inflight_msgs=self.options.max_inflight_msgs,
+            pre_vote=self.options.pre_vote,
+            check_quorum=self.options.check_quorum,
             logger=logger,
         )
 
@@ -236,7 +257,11 @@ class SimNode:
 
     def process_ready(self) -> None:
         raft = self.raft
+        rounds = 0
         while raft is not None and raft.has_ready():
+            rounds += 1
+            if rounds > 10_000:  # a core that always has more to do would hang the run
+                raise Violation("exception", f"node {self.id}: Ready never runs dry")
             rd = raft.ready()
             if self.options.unsafe_send_before_persist:
                 self._send(rd.messages)
@@ -309,9 +334,9 @@ class SimNode:
     def _became_leader(self) -> None:
         self._leader_term = self.term
         self.checkers.election.on_leader(self.id, self.term)
-        self.checkers.durability.on_leader(
-            self.id, self.term, self.storage.first_index(), self._term_at
-        )
+        first = self.storage.first_index()
+        self.checkers.durability.on_leader(self.id, self.term, first, self._term_at)
+        self.checkers.completeness.on_leader(self.id, self.term, first, self._term_at)
         self.host.on_leader(self)
 
     def _apply(self, raft: RawNode, rd: Ready) -> None:
@@ -321,7 +346,12 @@ class SimNode:
             self._restore(snap)
             changed = True
         checker = self.checkers.state_machine
+        committed = self.checkers.completeness.on_commit
+        term = self.term
+        conf_before = self.conf_state  # the configuration that counted the quorum
+        first_time: list[Entry] = []
         for e in rd.committed_entries:
+            committed(e.index, e.term, term)
             if e.index <= self.applied:
                 # Replayed after a restart: the application holds it already; raft needs
                 # the membership changes again (it restarted from the snapshot's config).
@@ -334,7 +364,8 @@ class SimNode:
                     "state-machine-safety",
                     f"node {self.id} applies {e.index} right after {self.applied}",
                 )
-            checker.on_apply(self.id, e)
+            if checker.on_apply(self.id, e):
+                first_time.append(e)
             self.applied = e.index
             changed = True
             if e.type == EntryType.CONF_CHANGE:
@@ -344,6 +375,8 @@ class SimNode:
                 op = self.sm.apply(e.data)
                 if op is not None:
                     self.host.on_write_applied(self, op, e)
+        if first_time:
+            self.host.on_first_commit(self, first_time, conf_before)
         if not changed:
             return
         self.disk.write(AppRecord(self.applied, self.sm.encode(), self.conf_state))
@@ -390,6 +423,22 @@ class SimNode:
         self._reads = waiting
 
     # -- views for the simulation and the checkers -------------------------------------------
+
+    def log_view(self) -> LogView:
+        """This node's log as a vote would judge it: in memory if up, on disk if down."""
+        if self.alive:
+            storage = self.storage
+            last = storage.last_index()
+            return LogView(last, storage.term(last), self._term_at)
+        d = self.disk.durable
+        if d.entries:
+            last_e = d.entries[-1]
+            last_index, last_term = last_e.index, last_e.term
+        else:
+            last_index, last_term = d.snapshot.metadata.index, d.snapshot.metadata.term
+        terms = {e.index: e.term for e in d.entries}
+        terms[d.snapshot.metadata.index] = d.snapshot.metadata.term
+        return LogView(last_index, last_term, terms.get)
 
     def is_leader(self) -> bool:
         return self.alive and self.state == StateType.LEADER

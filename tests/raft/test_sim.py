@@ -93,3 +93,70 @@ def test_unsafe_driver_is_caught_and_cli_reports_the_replay_command(
 def test_scenario_is_a_function_of_the_seed() -> None:
     assert Scenario.from_seed(3) == Scenario.from_seed(3)
     assert {Scenario.from_seed(s).size for s in range(30)} == {1, 3, 5}
+
+
+# -- the checkers catch deliberately broken raft cores ----------------------------------------
+# The mutations are applied with monkeypatch for the duration of one test only; the raft
+# core itself is never changed. The seeds are ones where the mutation shows (found by running
+# `python -m etcdpy.testing.sim --seeds 1000` under the mutation, see etcdpy/testing/README.md);
+# a change to the raft core or the scenarios may move them, so each test only asks that some
+# seed of its list is caught, by the expected checker.
+
+
+def _violations(seeds: list[int]) -> list[str]:
+    found = []
+    for seed in seeds:
+        v = run_seed(seed).violation
+        if v is not None:
+            found.append(v.checker)
+    return found
+
+
+def test_commit_by_counting_old_term_replicas_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Mutation (a): the leader commits an entry of an older term once a quorum stores it."""
+    from etcdpy.raft.log import RaftLog
+
+    original = RaftLog.maybe_commit
+
+    def counting_replicas(self: RaftLog, max_index: int, term: int) -> bool:
+        return original(self, max_index, self.term_or_zero(max_index))
+
+    monkeypatch.setattr(RaftLog, "maybe_commit", counting_replicas)
+    found = _violations([171, 564, 574, 694, 769, 830, 835, 840])
+    assert "commit-safety" in found, found
+
+
+def test_two_votes_in_one_term_are_caught(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Mutation (b): a node forgets whom it voted for before answering a vote request."""
+    from etcdpy.raft.raft import Raft
+    from etcdpy.raft.types import NONE, Message, MessageType
+
+    original = Raft._handle_vote_request
+
+    def forgetful(self: Raft, m: Message) -> None:
+        if m.type == MessageType.VOTE:
+            self.vote = NONE
+            self.lead = NONE
+        original(self, m)
+
+    monkeypatch.setattr(Raft, "_handle_vote_request", forgetful)
+    found = _violations(list(range(10, 30)))
+    assert "election-safety" in found, found
+
+
+def test_reads_served_before_the_read_index_is_applied_are_caught(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Mutation (d), in the application: answer a ReadIndex read without waiting for the
+    applied index to reach the read index. Stale reads break linearizability."""
+    from etcdpy.testing.simnode import ReadCtx, SimNode
+
+    def serve_at_once(self: SimNode) -> None:
+        for rs in self._reads:
+            ctx = ReadCtx.decode(rs.request_ctx)
+            self.host.on_read_served(self, ctx, self.sm.read(ctx.key))
+        self._reads = []
+
+    monkeypatch.setattr(SimNode, "_serve_reads", serve_at_once)
+    found = _violations([34, 76])
+    assert "linearizability" in found, found

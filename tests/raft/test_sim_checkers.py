@@ -19,9 +19,12 @@ from etcdpy.raft.types import (
 from etcdpy.testing.checkers import (
     READ,
     WRITE,
+    CommitSafety,
     Durability,
     ElectionSafety,
+    LeaderCompleteness,
     LogMatching,
+    LogView,
     Op,
     StateMachineSafety,
     Violation,
@@ -104,21 +107,36 @@ def test_state_machine_safety_flags_different_states_at_one_index() -> None:
 # -- durability ------------------------------------------------------------------------------
 
 
-def test_durability_flags_a_leader_without_an_acknowledged_entry() -> None:
+def test_durability_flags_a_later_leader_without_an_acknowledged_entry() -> None:
     c = Durability()
-    c.on_ack(7, 2)
+    c.on_ack(7, 2, bound=3)  # acknowledged by a node in term 3
     log = {5: 2, 6: 2, 7: 2}
-    c.on_leader(1, 3, first_index=1, log_term=log.get)
-    c.on_leader(2, 4, first_index=9, log_term=lambda i: None)  # compacted past 7
+    c.on_leader(1, 4, first_index=1, log_term=log.get)
+    c.on_leader(2, 5, first_index=9, log_term=lambda i: None)  # compacted past 7
+    # A leader of term 3 or older may have won with late votes: not its business.
+    c.on_leader(3, 3, first_index=1, log_term={5: 2}.get)
     with pytest.raises(Violation, match="lacks acknowledged entry 7/2"):
         c.on_leader(3, 5, first_index=1, log_term={5: 2, 6: 2, 7: 4}.get)
     with pytest.raises(Violation, match="has nothing"):
         c.on_leader(3, 5, first_index=1, log_term={5: 2}.get)
 
 
+def test_leader_completeness_flags_a_leader_missing_an_applied_entry() -> None:
+    c = LeaderCompleteness()
+    c.on_commit(1, 1, bound=2)
+    c.on_commit(2, 2, bound=4)
+    c.on_commit(2, 2, bound=2)  # another node applied it in an earlier term: tighter bound
+    c.on_leader(1, 3, first_index=1, log_term={1: 1, 2: 2}.get)
+    with pytest.raises(Violation) as e:
+        c.on_leader(2, 3, first_index=1, log_term={1: 1, 2: 3}.get)
+    assert e.value.checker == "leader-completeness"
+    with pytest.raises(Violation):
+        c.on_commit(2, 3, bound=5)  # a different entry committed at the same index
+
+
 def test_durability_quorum_check_at_the_end() -> None:
     c = Durability()
-    c.on_ack(3, 1)
+    c.on_ack(3, 1, bound=1)
     held = {(1, 3), (2, 3)}
     c.check_quorum([1, 2, 3], lambda n, i, t: (n, i) in held)
     with pytest.raises(Violation, match="not by a quorum"):
@@ -127,9 +145,41 @@ def test_durability_quorum_check_at_the_end() -> None:
 
 def test_durability_flags_two_acks_at_one_index() -> None:
     c = Durability()
-    c.on_ack(3, 1)
+    c.on_ack(3, 1, bound=1)
     with pytest.raises(Violation):
-        c.on_ack(3, 2)
+        c.on_ack(3, 2, bound=2)
+
+
+# -- commit safety (Figure 8 of the Raft paper) ---------------------------------------------
+
+
+def _log(*terms: int) -> LogView:
+    """A log whose entry i (from 1) has term terms[i - 1]."""
+    by_index = {i + 1: t for i, t in enumerate(terms)}
+    return LogView(len(terms), terms[-1] if terms else 0, by_index.get)
+
+
+def test_commit_safety_accepts_a_commit_by_a_current_term_quorum() -> None:
+    # Figure 8 (e): S1 (term 4) has replicated (3, 4) to S2 and S3; S5 holds (2, 3).
+    logs = {1: _log(1, 2, 4), 2: _log(1, 2, 4), 3: _log(1, 2, 4), 4: _log(1), 5: _log(1, 3)}
+    CommitSafety().on_commit(1, 2, 2, [[1, 2, 3, 4, 5]], logs)
+
+
+def test_commit_safety_flags_figure_8_c() -> None:
+    # Figure 8 (c): S1 (term 4) counts (2, 2) on S1, S2, S3 and commits it. S5, with (2, 3),
+    # can still win votes from S2, S3, S4 and itself: the commit is not safe.
+    logs = {1: _log(1, 2, 4), 2: _log(1, 2), 3: _log(1, 2), 4: _log(1), 5: _log(1, 3)}
+    with pytest.raises(Violation) as e:
+        CommitSafety().on_commit(1, 2, 2, [[1, 2, 3, 4, 5]], logs)
+    assert e.value.checker == "commit-safety"
+
+
+def test_commit_safety_needs_both_halves_of_a_joint_config() -> None:
+    logs = {1: _log(1, 2, 4), 2: _log(1, 2), 3: _log(1, 3), 4: _log(1, 2, 4), 5: _log(1, 2, 4)}
+    # Node 3 disagrees at 2: it wins in {1, 2, 3} (votes of 2 and 3) but not in {3, 4, 5}.
+    CommitSafety().on_commit(1, 2, 2, [[1, 2, 3], [3, 4, 5]], logs)
+    with pytest.raises(Violation):
+        CommitSafety().on_commit(1, 2, 2, [[1, 2, 3]], logs)
 
 
 # -- linearizability -------------------------------------------------------------------------
@@ -257,21 +307,22 @@ def test_network_duplicates_and_reorders() -> None:
     assert indexes != sorted(indexes)  # some arrived out of order
 
 
-def test_disk_crash_loses_unsynced_writes() -> None:
-    disk = SimDisk()
-    disk.write(RaftWrite(HardState(term=1, vote=1), (_e(1, 1), _e(2, 1)), None))
-    disk.fsync()
-    disk.write(RaftWrite(HardState(term=2, vote=2, commit=2), (_e(3, 2),), None))
-    disk.write(AppRecord(2, b"", ConfState(voters=(1,))))
-    lost = disk.crash(random.Random(0))
-    d = disk.durable
-    assert d.hard_state.term >= 1 and [e.index for e in d.entries][:2] == [1, 2]
-    # Whatever survived is a prefix of the writes, in order.
-    if lost == 2:
-        assert d.hard_state.term == 1 and d.app is None
-    if d.app is not None:
-        assert d.hard_state.term == 2
-    assert disk.unsynced() == 0
+def test_disk_crash_keeps_synced_writes_and_a_prefix_of_the_rest() -> None:
+    outcomes = set()
+    for seed in range(20):
+        disk = SimDisk()
+        disk.write(RaftWrite(HardState(term=1, vote=1), (_e(1, 1), _e(2, 1)), None))
+        disk.fsync()
+        disk.write(RaftWrite(HardState(term=2, vote=2, commit=2), (_e(3, 2),), None))
+        disk.write(AppRecord(2, b"", ConfState(voters=(1,))))
+        lost = disk.crash(random.Random(seed))
+        d = disk.durable
+        assert disk.unsynced() == 0
+        got = (d.hard_state.term, len(d.entries), d.app is not None)
+        # Synced: term 1 and two entries. Then, in order: term 2 with entry 3, the app record.
+        assert got == [(2, 3, True), (2, 3, False), (1, 2, False)][lost]
+        outcomes.add(lost)
+    assert outcomes == {0, 1, 2}
 
 
 def test_disk_entries_truncate_and_compact() -> None:
