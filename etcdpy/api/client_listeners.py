@@ -57,7 +57,7 @@ class ClientListeners:
         try:
             if not direct:
                 assert self._socket is not None
-                self._gateway = Gateway(self._socket.grpc_address, config.max_request_bytes)
+                self._gateway = Gateway(self._socket.grpc_address)
                 api = HttpApi(self._server, self.registry, self._gateway)
                 front = ClientFront(api, self._socket.path, max_body)
                 self._fronts.append(front)

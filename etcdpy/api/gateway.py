@@ -164,11 +164,10 @@ def parse_messages(body: bytes, request_type: type[Message]) -> list[Message]:
 
 
 class Gateway:
-    def __init__(self, grpc_target: str, max_receive_bytes: int) -> None:
+    def __init__(self, grpc_target: str) -> None:
         self._target = grpc_target
         self._routes = _routes()
         self._channel: grpc.aio.Channel | None = None
-        self._max = max_receive_bytes
 
     def _get_channel(self) -> grpc.aio.Channel:
         if self._channel is None:
@@ -176,7 +175,9 @@ class Gateway:
                 self._target,
                 options=[
                     ("grpc.max_receive_message_length", -1),
-                    ("grpc.max_send_message_length", self._max),
+                    # Oversized requests go through, so the server answers them as it answers
+                    # any client ("etcdserver: request is too large").
+                    ("grpc.max_send_message_length", -1),
                 ],
             )
         return self._channel

@@ -93,6 +93,9 @@ def test_bad_input_gets_grpc_gateway_errors(etcdpy_server: MemberProcess) -> Non
     assert body["error"] == "etcdserver: mvcc: required revision is a future revision"
     status, body = error("/v3/kv/put", json.dumps({"key": ""}))
     assert (status, body["error"]) == (400, "etcdserver: key is not provided")
+    big = json.dumps({"key": b64("k"), "value": base64.b64encode(b"v" * 1_600_000).decode()})
+    status, body = error("/v3/kv/put", big)
+    assert (status, body["error"]) == (400, "etcdserver: request is too large")
     assert post(etcdpy_server, "/v3/kv/nothing", "{}")[::2] == (404, b"Not Found\n")
     assert post(etcdpy_server, "/v3/kv/range", "", method="GET")[0] == 405
     # The server is unharmed.
