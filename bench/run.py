@@ -172,11 +172,12 @@ def _measure_rss(target: str, workdir: Path, results: Results) -> None:
 
 WATCHERS = (1, 100, 1000)
 WATCH_PUT_RATE = 1000
-WATCH_METRICS = ("p50", "p99", "server CPU/put")
+WATCH_METRICS = ("p50", "p99", "put p50", "put p99", "server CPU/put")
 
 
 def _watch_name(watchers: int, metric: str) -> str:
-    return f"watch latency {metric}, {watchers:,} watchers, {WATCH_PUT_RATE:,} puts/s"
+    what = "watch latency" if metric in ("p50", "p99") else "watch bench"
+    return f"{what} {metric}, {watchers:,} watchers, {WATCH_PUT_RATE:,} puts/s"
 
 
 def _measure_watch(target: str, scale: float, workdir: Path, results: Results) -> None:
@@ -203,6 +204,8 @@ def _measure_watch(target: str, scale: float, workdir: Path, results: Results) -
             cpu_ms = (server.cpu_seconds() - cpu_before) * 1000 / max(1, summary.puts)
             results.setdefault(_watch_name(n, "p50"), {})[target] = summary.p50_ms
             results.setdefault(_watch_name(n, "p99"), {})[target] = summary.p99_ms
+            results.setdefault(_watch_name(n, "put p50"), {})[target] = summary.put_p50_ms
+            results.setdefault(_watch_name(n, "put p99"), {})[target] = summary.put_p99_ms
             results.setdefault(_watch_name(n, "server CPU/put"), {})[target] = round(cpu_ms, 3)
     finally:
         server.stop()

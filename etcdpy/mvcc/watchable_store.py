@@ -9,9 +9,11 @@ Every watcher is in exactly one state (etcd's design):
   ``batch_max_revs`` revisions in one response, until it reaches the current revision and
   moves to synced. A start revision older than the compaction gets a response with
   ``compact_revision`` set instead, and the watcher is done.
-- victim: a push failed because its stream's queue was full. It keeps the batch that did
-  not fit, stops receiving, and ``move_victims`` retries the batch later; then it is
-  unsynced (or synced if nothing happened meanwhile) and catches up from history.
+- victim: a push failed because its stream has a backlog (WatchStream.behind). It keeps
+  the batch that did not fit and stops receiving. Once the stream drained, ``move_victims``
+  sends that batch and makes it synced if nothing happened meanwhile; if more happened, it
+  goes to unsynced from the batch's first revision, so the batch and what followed arrive
+  together in one catch-up response.
 
 So a writer only ever appends to bounded queues: a slow client costs one parked batch per
 watcher, and falling behind past a compaction ends with the compacted response.

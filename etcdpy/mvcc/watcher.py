@@ -2,9 +2,10 @@
 
 A WatchStream is what one gRPC Watch stream holds: many watchers and one bounded queue of
 responses in the order they must go out. The store pushes into the queue without ever
-waiting: when the queue is full the push fails and the watcher is parked as a victim (see
-watchable_store.py), so the memory one slow client can pin is bounded by ``capacity``
-responses and ``max_events`` events plus one parked batch per watcher.
+waiting: once the stream has a backlog (``behind``) an event push fails and the watcher is
+parked as a victim (see watchable_store.py), so the memory one slow client can pin is
+bounded: half of ``capacity`` plus one event response per watcher, at most ``max_events``
+events, and one parked batch per watcher.
 
 Control responses (created, canceled, a stream-wide progress answer) always enter the queue:
 they are answers to the client's own requests, one each.

@@ -1,9 +1,10 @@
 """Drives the watchable store's catch-up work from an asyncio task.
 
-etcd runs two loops: unsynced watchers every 100 ms (sooner while it makes progress) and
-parked victims every 10 ms. Here one task does both, and sleeps on an event that the store
-sets (``wake``) when a watcher needs history, a watcher is parked, or a full stream drained,
-so a watcher created at an old revision gets its history without waiting a period.
+etcd runs two loops: unsynced watchers every 100 ms (while it makes progress, again after a
+pause as long as the last round took) and parked victims every 10 ms. Here one task does
+both, and sleeps on an event that the store sets (``wake``) when a watcher needs history, a
+watcher is parked, or a full stream drained, so a watcher created at an old revision gets
+its history without waiting a period.
 """
 
 from __future__ import annotations
@@ -44,8 +45,10 @@ class WatchSync:
     async def _run(self, store: WatchableStore) -> None:
         event = self._event
         assert event is not None
+        clock = asyncio.get_running_loop().time
         while True:
             event.clear()
+            began = clock()
             try:
                 moved = store.move_victims()
                 sent_before = store.history_responses
@@ -58,7 +61,9 @@ class WatchSync:
             if not store.has_pending_work:
                 await event.wait()
             elif progressed:
-                await asyncio.sleep(0)  # progress: go on, after letting others run
+                # Go on after a pause as long as this round took (as etcd's loop does): the
+                # catch-up gets at most half of the process while the writers get the rest.
+                await asyncio.sleep(clock() - began)
             else:
                 delay = VICTIM_RETRY_SECONDS if store.victims else UNSYNCED_RETRY_SECONDS
                 with contextlib.suppress(TimeoutError):

@@ -2,8 +2,9 @@
 
     etcdpy benchmark watch --watchers 1000 --streams 10 --put-rate 1000 --total 3000
 
-Watcher processes open ``--streams`` load streams holding the watchers, plus one probe stream
-each with a single watcher whose events are timed: a put carries its send time
+Watcher processes open ``--streams`` load streams holding the watchers, each on its own
+connection, plus one probe stream each (on a connection of its own) with a single watcher
+whose events are timed: a put carries its send time
 (time.perf_counter, the same CLOCK_MONOTONIC in every process) in its value, and the probe
 records receive time minus send time for every event. The load streams are read as raw
 bytes and not parsed, so the client spends little per response. The writer (this process)
@@ -67,6 +68,8 @@ class WatchSummary:
     max_ms: float
     load_messages: int
     put_errors: dict[str, int]
+    put_p50_ms: float = 0.0  # the writer's own put latency, for comparison
+    put_p99_ms: float = 0.0
 
     def table(self) -> str:
         return "\n".join(
@@ -77,6 +80,7 @@ class WatchSummary:
                 f"put errors {self.put_errors or 0}",
                 f"event latency ms: p50 {self.p50_ms:.3f}  p90 {self.p90_ms:.3f}  "
                 f"p99 {self.p99_ms:.3f}  max {self.max_ms:.3f}",
+                f"put latency ms: p50 {self.put_p50_ms:.3f}  p99 {self.put_p99_ms:.3f}",
             ]
         )
 
@@ -96,12 +100,15 @@ def _create(watch_id: int) -> bytes:
     return req.SerializeToString()
 
 
-async def _load_stream(channel: grpc.aio.Channel, n: int, counter: list[int]) -> None:
-    call = channel.stream_stream(WATCH_METHOD)()  # type: ignore[call-arg]  # raw bytes, no parsing
-    for i in range(n):
-        await call.write(_create(i + 1))
-    async for _msg in call:
-        counter[0] += 1
+async def _load_stream(endpoint: str, n: int, counter: list[int]) -> None:
+    # Its own connection, as separate clients would have: no stream waits behind another's
+    # bytes in one HTTP/2 connection.
+    async with grpc.aio.insecure_channel(endpoint) as channel:
+        call = channel.stream_stream(WATCH_METHOD)()  # type: ignore[call-arg]  # raw bytes
+        for i in range(n):
+            await call.write(_create(i + 1))
+        async for _msg in call:
+            counter[0] += 1
 
 
 async def _worker(plan: WatchPlan, messages: Any, start: Any) -> WatchWorkerResult:
@@ -111,7 +118,9 @@ async def _worker(plan: WatchPlan, messages: Any, start: Any) -> WatchWorkerResu
         per_stream = [plan.watchers // plan.streams] * plan.streams if plan.streams else []
         for i in range(plan.watchers - sum(per_stream)):
             per_stream[i] += 1
-        loads = [asyncio.create_task(_load_stream(channel, n, counter)) for n in per_stream if n]
+        loads = [
+            asyncio.create_task(_load_stream(plan.endpoint, n, counter)) for n in per_stream if n
+        ]
         probe = rpc_pb2_grpc.WatchStub(channel).Watch()  # type: ignore[call-arg]
         await probe.write(pb.WatchRequest.FromString(_create(0)))
         first = await probe.read()
@@ -157,7 +166,12 @@ def run_watch_worker(plan: WatchPlan, messages: Any, start: Any) -> None:
 
 
 async def _write(
-    endpoint: str, total: int, rate: float, value_size: int, errors: dict[str, int]
+    endpoint: str,
+    total: int,
+    rate: float,
+    value_size: int,
+    errors: dict[str, int],
+    put_latencies: list[float],
 ) -> float:
     async with grpc.aio.insecure_channel(endpoint) as channel:
         kv = rpc_pb2_grpc.KVStub(channel)
@@ -167,9 +181,11 @@ async def _write(
         pending: set[asyncio.Task[Any]] = set()
 
         async def put(i: int) -> None:
-            value = _STAMP.pack(clock()) + pad
+            sent = clock()
+            value = _STAMP.pack(sent) + pad
             try:
                 await kv.Put(pb.PutRequest(key=PREFIX + b"%08d" % i, value=value), timeout=60)
+                put_latencies.append(clock() - sent)
             except grpc.aio.AioRpcError as exc:
                 key = f"{exc.code().name}: {exc.details()}"
                 errors[key] = errors.get(key, 0) + 1
@@ -214,6 +230,7 @@ def run(args: argparse.Namespace) -> WatchSummary:
     for w in workers:
         w.start()
     results: list[WatchWorkerResult] = []
+    put_lat: list[float] = []
     try:
         ready = 0
         while ready < procs:
@@ -224,7 +241,7 @@ def run(args: argparse.Namespace) -> WatchSummary:
         start.set()
         put_errors: dict[str, int] = {}
         put_seconds = asyncio.run(
-            _write(endpoint, args.total, args.put_rate, args.val_size, put_errors)
+            _write(endpoint, args.total, args.put_rate, args.val_size, put_errors, put_lat)
         )
         while len(results) < procs:
             try:
@@ -259,4 +276,6 @@ def run(args: argparse.Namespace) -> WatchSummary:
         max_ms=round(lat[-1] * 1000, 3) if lat else 0.0,
         load_messages=sum(r.load_messages for r in results),
         put_errors=put_errors,
+        put_p50_ms=round(percentile(sorted(put_lat), 0.5) * 1000, 3),
+        put_p99_ms=round(percentile(sorted(put_lat), 0.99) * 1000, 3),
     )

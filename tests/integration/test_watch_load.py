@@ -137,3 +137,71 @@ def test_malformed_watch_request_ends_the_stream_only(etcdpy_server: MemberProce
     with WatchSession(etcdpy_server.endpoint) as s:
         s.create(key=b"still")
         assert s.get().created
+
+
+def test_watch_guarantees_on_the_server(etcdpy_server: MemberProcess) -> None:
+    """etcd's watch properties on the real process, with a writer running meanwhile.
+
+    Every txn puts three keys of the prefix, so each revision has three events: they must
+    come in one response (atomic), revisions must follow each other with no gap or repeat
+    (ordered, unique, reliable), a progress notification must not pass an undelivered event
+    (bookmarkable), and a watcher restarted from the last revision seen + 1 continues
+    exactly (resumable).
+    """
+    import threading
+
+    prefix, prefix_end = b"/g/", b"/g0"
+    txns = 150
+    with grpc.insecure_channel(etcdpy_server.endpoint) as channel:
+        kv = rpc_pb2_grpc.KVStub(channel)
+        first = kv.Range(pb.RangeRequest(key=b"x"), timeout=10).header.revision + 1
+
+        def writer() -> None:
+            for i in range(txns):
+                ops = [
+                    pb.RequestOp(request_put=pb.PutRequest(key=prefix + b"%d/%d" % (i, j)))
+                    for j in range(3)
+                ]
+                kv.Txn(pb.TxnRequest(success=ops), timeout=10)
+
+        thread = threading.Thread(target=writer)
+        with WatchSession(etcdpy_server.endpoint) as s:
+            s.create(key=prefix, range_end=prefix_end, start_revision=first, watch_id=1)
+            thread.start()
+            seen: list[int] = []  # revisions in the order their events arrived
+            resumed = False
+            progress_asked = progress_seen = False
+            deadline = time.monotonic() + 60
+            while len(seen) < txns and time.monotonic() < deadline:
+                r = s.get(timeout=10)
+                if r.created or r.canceled:
+                    continue
+                if not r.events:
+                    # A progress notification. Every revision touches the prefix, so its
+                    # revision is exactly the last one delivered: all before it arrived
+                    # first (bookmarkable), and nothing later could precede it.
+                    assert r.watch_id == -1
+                    assert seen == list(range(first, first + len(seen)))
+                    assert r.header.revision == seen[-1]
+                    progress_seen = True
+                    continue
+                revs = [e.kv.mod_revision for e in r.events]
+                for rev in sorted(set(revs)):
+                    assert revs.count(rev) == 3  # atomic: the whole txn in this response
+                    seen.append(rev)
+                if len(seen) >= txns // 3 and not progress_asked:
+                    s.request_progress()
+                    progress_asked = True
+                if len(seen) >= txns // 2 and not resumed:
+                    # Restart from the last revision seen + 1, as a reflector does.
+                    s.cancel(1)
+                    while True:  # drop what was already queued for the old watcher
+                        if s.get(timeout=10).canceled:
+                            break
+                    s.create(
+                        key=prefix, range_end=prefix_end, start_revision=seen[-1] + 1, watch_id=1
+                    )
+                    resumed = True
+            thread.join(timeout=60)
+        assert seen == list(range(first, first + txns))  # ordered, unique, no gap
+        assert resumed and progress_asked and progress_seen
