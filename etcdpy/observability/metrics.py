@@ -216,6 +216,7 @@ class ServerState:
     cluster_version: str
     open_read_transactions: int = 0
     watchers: int = 0
+    leases_expired: int = 0  # leases this member (as leader) revoked because they expired
     slow_watchers: int = 0  # behind (unsynced) or parked (victims)
 
 
@@ -472,6 +473,11 @@ class EtcdCollector(Collector):
             "process_virtual_memory_max_bytes",
             "Maximum amount of virtual memory available in bytes.",
             _address_space_limit(),
+        )
+        yield _counter(
+            "etcd_debugging_server_lease_expired",
+            "The total number of expired leases.",
+            s.leases_expired,
         )
         used, limit = _fd_usage()
         yield _gauge("os_fd_used", "The number of used file descriptors.", used)

@@ -46,6 +46,7 @@ class EtcdServerView:
             server_version=ETCD_API_VERSION,
             cluster_version=cluster_version(),
             open_read_transactions=_open_readers(backend),
+            leases_expired=getattr(getattr(s, "leases", None), "revoked_expired", 0),
             **_watchers(kv),
         )
 

@@ -31,7 +31,6 @@ NOT_YET: dict[str, str] = {
             "etcd_debugging_lease_renewed",
             "etcd_debugging_lease_revoked",
             "etcd_debugging_lease_ttl_total",
-            "etcd_debugging_server_lease_expired",
         ],
         "hooks in the lessor",
     ),

@@ -229,3 +229,17 @@ def test_watch_gauges_follow_open_watches(member: MemberProcess) -> None:
         assert gauge("etcd_debugging_mvcc_watcher_total") == before[1] + 1
     finally:
         conn.close()
+
+
+def test_expired_leases_are_counted(member: MemberProcess) -> None:
+    ctl = Etcdctl(member.endpoint)
+    before = scrape(member.client_url + "/metrics")["etcd_debugging_server_lease_expired"]
+    count = before.samples[0].value  # type: ignore[attr-defined]
+    ctl.run("lease", "grant", "1")
+    deadline = time.monotonic() + 20
+    while True:
+        fams = scrape(member.client_url + "/metrics")
+        if fams["etcd_debugging_server_lease_expired"].samples[0].value > count:  # type: ignore[attr-defined]
+            break
+        assert time.monotonic() < deadline, "the lease never expired"
+        time.sleep(0.2)
