@@ -238,6 +238,25 @@ class PeerStats:
             hist = self.round_trip[to] = Histogram(PEER_RTT_BUCKETS)
         hist.observe(seconds)
 
+    def sent(self, to: str, nbytes: int) -> None:
+        self.sent_bytes[to] = self.sent_bytes.get(to, 0) + nbytes
+
+    def received(self, sender: str, nbytes: int) -> None:
+        self.received_bytes[sender] = self.received_bytes.get(sender, 0) + nbytes
+
+    def send_failed(self, to: str) -> None:
+        self.sent_failures[to] = self.sent_failures.get(to, 0) + 1
+
+    def receive_failed(self, sender: str) -> None:
+        self.received_failures[sender] = self.received_failures.get(sender, 0) + 1
+
+    def connected(self, local: str, remote: str) -> None:
+        self.active[(local, remote)] = self.active.get((local, remote), 0) + 1
+
+    def disconnected_from(self, local: str, remote: str) -> None:
+        self.active[(local, remote)] = max(0, self.active.get((local, remote), 0) - 1)
+        self.disconnected[(local, remote)] = self.disconnected.get((local, remote), 0) + 1
+
 
 class ServerMetrics:
     """Event counters the core bumps; everything else is read from the server on scrape."""

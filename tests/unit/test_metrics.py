@@ -116,3 +116,22 @@ def bisect_index(value: float) -> int:
     import bisect
 
     return bisect.bisect_left(DISK_BUCKETS, value)
+
+
+def test_peer_series_carry_rafthttp_labels() -> None:
+    m = ServerMetrics()
+    peers = m.peers
+    peers.sent("b", 100)
+    peers.sent("b", 20)
+    peers.received("c", 7)
+    peers.send_failed("b")
+    peers.rtt("b", 0.0003)
+    peers.connected("a", "b")
+    peers.disconnected_from("a", "b")
+    text = generate_latest(build_registry(m, FakeView())).decode()
+    assert 'etcd_network_peer_sent_bytes_total{To="b"} 120.0' in text
+    assert 'etcd_network_peer_received_bytes_total{From="c"} 7.0' in text
+    assert 'etcd_network_peer_sent_failures_total{To="b"} 1.0' in text
+    assert 'etcd_network_peer_round_trip_time_seconds_bucket{To="b",le="0.0004"} 1.0' in text
+    assert 'etcd_network_active_peers{Local="a",Remote="b"} 0.0' in text
+    assert 'etcd_network_disconnected_peers_total{Local="a",Remote="b"} 1.0' in text
