@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 DATA_DIR ?= default.etcd
 SIM_SEEDS ?= 1000
 
-.PHONY: install system-deps run test unit integration sim lint proto bench clean
+.PHONY: install system-deps run cluster test unit integration sim chaos lint proto bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,17 @@ run: install
 	$(BIN)/etcdpy --name default --data-dir $(DATA_DIR) \
 		--listen-client-urls http://127.0.0.1:2379 --advertise-client-urls http://127.0.0.1:2379
 
+# Three members on one machine (the Procfile's commands); Ctrl-C stops all three.
+# (port prefix: a on 2379/2380, b on 22379/22380, c on 32379/32380)
+INITIAL_CLUSTER := a=http://127.0.0.1:2380,b=http://127.0.0.1:22380,c=http://127.0.0.1:32380
+member = $(BIN)/etcdpy --name $(1) --listen-peer-urls http://127.0.0.1:$(2)2380 \
+	--initial-advertise-peer-urls http://127.0.0.1:$(2)2380 \
+	--listen-client-urls http://127.0.0.1:$(2)2379 --advertise-client-urls http://127.0.0.1:$(2)2379 \
+	--initial-cluster $(INITIAL_CLUSTER) --initial-cluster-token demo --data-dir $(1).etcdpy
+cluster: install
+	@$(call member,a,) & a=$$!; $(call member,b,2) & b=$$!; $(call member,c,3) & c=$$!; \
+	trap 'kill $$a $$b $$c 2>/dev/null' INT TERM; wait; wait
+
 test: install system-deps
 	$(BIN)/pytest -q
 	$(BIN)/python -m etcdpy.testing.sim --seeds $(SIM_SEEDS)
@@ -43,6 +54,12 @@ integration: install system-deps
 
 sim: install
 	$(BIN)/python -m etcdpy.testing.sim --seeds $(SIM_SEEDS)
+
+# Long fault runs on real processes: kill -9 of the leader 20 times, SIGSTOP, partitions,
+# restarts of every member, under concurrent clients; the history is checked (CHAOS_ARGS).
+CHAOS_ARGS ?= --kill-leader 20 --pause 3 --restart-all 2 --partition 3 --clients 8
+chaos: install
+	$(BIN)/python -m etcdpy.testing.chaos $(CHAOS_ARGS)
 
 lint: install
 	$(BIN)/ruff check etcdpy tests bench
@@ -58,6 +75,7 @@ proto: install
 
 bench: install system-deps
 	$(BIN)/python -m bench.run
+	$(BIN)/python -m bench.cluster
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -1,10 +1,28 @@
-"""The Cluster service: MemberList now; membership changes come with multi-member clusters."""
+"""The Cluster service: member list and membership changes (etcd's v3rpc/member.go)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import Any
+
 from etcdpy.api.status import Ctx
 from etcdpy.pb.etcdserverpb import rpc_pb2 as pb
+from etcdpy.server import cluster_ops
 from etcdpy.server.etcd_server import EtcdServer
+from etcdpy.server.membership import Member
+
+
+def _fill_member(target: Any, member: Member) -> None:
+    target.ID = member.id
+    target.name = member.name
+    target.peerURLs.extend(member.peer_urls)
+    target.clientURLs.extend(member.client_urls)
+    target.isLearner = member.is_learner
+
+
+def _fill_members(target: Any, members: Iterable[Member]) -> None:
+    for member in members:
+        _fill_member(target.add(), member)
 
 
 class ClusterService:
@@ -17,13 +35,43 @@ class ClusterService:
         if request.linearizable:
             await self._server.linearizable_read()
         resp = pb.MemberListResponse()
-        for member in self._server.cluster.sorted_members():
-            resp.members.add(
-                ID=member.id,
-                name=member.name,
-                peerURLs=list(member.peer_urls),
-                clientURLs=list(member.client_urls),
-                isLearner=member.is_learner,
-            )
+        _fill_members(resp.members, self._server.cluster.sorted_members())
+        self._server.fill_header(resp.header)
+        return resp
+
+    async def MemberAdd(self, request: pb.MemberAddRequest, context: Ctx) -> pb.MemberAddResponse:
+        member = await cluster_ops.add_member(
+            self._server, list(request.peerURLs), request.isLearner
+        )
+        resp = pb.MemberAddResponse()
+        _fill_member(resp.member, member)
+        _fill_members(resp.members, self._server.cluster.sorted_members())
+        self._server.fill_header(resp.header)
+        return resp
+
+    async def MemberRemove(
+        self, request: pb.MemberRemoveRequest, context: Ctx
+    ) -> pb.MemberRemoveResponse:
+        await cluster_ops.remove_member(self._server, request.ID)
+        resp = pb.MemberRemoveResponse()
+        _fill_members(resp.members, self._server.cluster.sorted_members())
+        self._server.fill_header(resp.header)
+        return resp
+
+    async def MemberUpdate(
+        self, request: pb.MemberUpdateRequest, context: Ctx
+    ) -> pb.MemberUpdateResponse:
+        await cluster_ops.update_member(self._server, request.ID, list(request.peerURLs))
+        resp = pb.MemberUpdateResponse()
+        _fill_members(resp.members, self._server.cluster.sorted_members())
+        self._server.fill_header(resp.header)
+        return resp
+
+    async def MemberPromote(
+        self, request: pb.MemberPromoteRequest, context: Ctx
+    ) -> pb.MemberPromoteResponse:
+        await cluster_ops.promote_member(self._server, request.ID)
+        resp = pb.MemberPromoteResponse()
+        _fill_members(resp.members, self._server.cluster.sorted_members())
         self._server.fill_header(resp.header)
         return resp

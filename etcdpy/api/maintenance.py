@@ -5,6 +5,7 @@ from __future__ import annotations
 from etcdpy.api.maintenance_ops import MaintenanceOps
 from etcdpy.api.status import Ctx
 from etcdpy.pb.etcdserverpb import rpc_pb2 as pb
+from etcdpy.server import cluster_ops
 from etcdpy.server.etcd_server import EtcdServer
 
 
@@ -14,3 +15,11 @@ class MaintenanceService(MaintenanceOps):  # ops: Hash, HashKV, Alarm, Defragmen
 
     async def Status(self, request: pb.StatusRequest, context: Ctx) -> pb.StatusResponse:
         return self._server.status()
+
+    async def MoveLeader(
+        self, request: pb.MoveLeaderRequest, context: Ctx
+    ) -> pb.MoveLeaderResponse:
+        await cluster_ops.move_leader(self._server, request.targetID)
+        resp = pb.MoveLeaderResponse()
+        self._server.fill_header(resp.header)
+        return resp

@@ -123,6 +123,20 @@ class KVStore:
         self._broken = False
         self._restore()
 
+    def replace_backend(self, backend: Backend) -> None:
+        """Continue on another backend file (a member installing the leader's snapshot): the
+        key index and revisions are rebuilt from it. The old backend is the caller's to close."""
+        self._b = backend
+        self._key_db = backend.db(bk.KEY)
+        self._index = TreeIndex()
+        self._current_rev = 1
+        self._compact_rev = -1
+        self._consistent_index = 0
+        self._txn = None
+        self._compaction = None
+        self._broken = False
+        self._restore()
+
     # -- state ---------------------------------------------------------------------------
 
     @property

@@ -75,6 +75,18 @@ class WatchableStore(KVStore):
         self._progress_waiting: dict[WatchStream, None] = {}
         self.history_responses = 0  # responses sync_watchers sent (a progress measure)
 
+    def replace_backend(self, backend: Backend) -> None:
+        """A snapshot from the leader: every watcher catches up from the new state, from the
+        revision it has reached (etcd's watchableStore.Restore moves all to unsynced)."""
+        reached = self.current_revision  # synced watchers have had everything up to here
+        super().replace_backend(backend)
+        for w in list(self.synced):
+            self.synced.delete(w)
+            w.min_rev = max(w.min_rev, reached + 1)
+            w.state = "unsynced"
+            self.unsynced.add(w)
+        self.wake()
+
     # -- streams and watchers ------------------------------------------------------------
 
     def new_stream(self, on_ready: Callable[[], None] | None = None) -> WatchStream:

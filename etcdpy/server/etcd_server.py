@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import os
 import random
 import time
 from collections.abc import Callable, Sequence
@@ -30,8 +31,6 @@ from etcdpy.raft.config import Config as RaftConfig
 from etcdpy.raft.errors import ProposalDroppedError
 from etcdpy.raft.rawnode import RawNode
 from etcdpy.raft.types import (
-    ConfChange,
-    ConfChangeType,
     Entry,
     EntryType,
     Message,
@@ -41,15 +40,11 @@ from etcdpy.raft.types import (
     StateType,
 )
 from etcdpy.server.applier import Applier, Response, apply_range
+from etcdpy.server.cluster_runtime import ClusterRuntime
 from etcdpy.server.compactor import PeriodicCompactor, RevisionCompactor
 from etcdpy.server.idgen import RequestIdGenerator
 from etcdpy.server.lease_driver import DEFAULT_CHECKPOINT_INTERVAL, LeaseDriver
-from etcdpy.server.membership import (
-    Cluster,
-    Member,
-    bootstrap_members,
-    compute_cluster_id,
-)
+from etcdpy.server.membership import Cluster
 from etcdpy.server.raft_node import RaftNode
 from etcdpy.server.raft_storage import DurableRaftStorage
 from etcdpy.server.read_index import LinearizableReads
@@ -64,6 +59,10 @@ MIN_MAP_BYTES = 64 * 1024**2
 # etcd refuses new proposals when apply lags commit by this much (ErrTooManyRequests).
 MAX_GAP_BETWEEN_APPLY_AND_COMMIT = 5000
 DEADLINE_SWEEP_SECONDS = 0.1
+
+
+def _raft_trace(text: str) -> None:
+    log.info("raft", trace=text)
 
 
 class EtcdServer:
@@ -101,11 +100,19 @@ class EtcdServer:
         )
         self.lessor.restore(self.kv.lease_keys())
         self.applier = Applier(self.kv, self.lessor)
+        from etcdpy.server.maintenance import Maintenance  # ops: alarms, hashes, snapshots
 
-        self._init_membership()
+        self.maintenance = Maintenance(self)
+
+        # -- cluster: membership, ids, snapshot backend (etcdpy.server.cluster_runtime) --
+        self.cluster_runtime = ClusterRuntime(self)
+        await self.cluster_runtime.init_membership()
         self.storage, hard_state, existed = DurableRaftStorage.open_or_create(
             self.data_dir, self.member_id, self.cluster.cluster_id
         )
+        self._restore_interrupted_snapshot()
+        self.cluster_runtime.check_not_removed()
+        # -- end cluster --
         # Raft re-delivers every committed entry after the snapshot: the conf changes among them
         # rebuild raft's membership; KV entries the backend already has are skipped by index.
         self.applied_index = self.storage.snapshot.metadata.index if self.storage.snapshot else 0
@@ -122,9 +129,11 @@ class EtcdServer:
             applied=self.applied_index,
             check_quorum=True,
             pre_vote=self.config.pre_vote,  # etcd 3.4 default: off
+            # ETCDPY_RAFT_TRACE=1 logs the raft core's trace (elections, votes) for debugging.
+            logger=_raft_trace if os.environ.get("ETCDPY_RAFT_TRACE") else None,
         )
         node = RawNode(raft_config)
-        if not existed:
+        if not existed and self.config.initial_cluster_state == "new":
             node.bootstrap(sorted(self.cluster.members))
         self._ids = RequestIdGenerator(self.member_id, time.time_ns() // 1_000_000)
         self.raft = RaftNode(node, self, tick_seconds=heartbeat_ms / 1000.0)
@@ -133,9 +142,6 @@ class EtcdServer:
         self._loop = asyncio.get_running_loop()
         self._sweeper = asyncio.create_task(self._sweep_deadlines(), name="deadlines")
         self._background = [self._sweeper]
-        from etcdpy.server.maintenance import Maintenance  # ops: alarms, hashes, snapshots
-
-        self.maintenance = Maintenance(self)
         compactor = self._make_compactor()
         if compactor is not None:
             self._background.append(
@@ -150,6 +156,7 @@ class EtcdServer:
             self._leader_client_endpoint,
         )
         self.raft.start()
+        await self.cluster_runtime.start()
         self.raft.kick()
         self.leases.start()
         log.info(
@@ -165,32 +172,12 @@ class EtcdServer:
         await self.watch_sync.stop()
         for task in self._background:
             task.cancel()
+        await self.cluster_runtime.stop()
         await self.raft.stop()
         self._wait.fail_all(errors.Stopped())
         self.reads.fail_all(errors.Stopped())
         self.storage.close()
         self.backend.close()
-
-    def _init_membership(self) -> None:
-        with self.backend.read() as tx:
-            stored = [Member.from_json(v) for _k, v in tx.items(MEMBERS_BUCKET)]
-        if stored:
-            members = stored
-        else:
-            initial = {name: [str(u) for u in urls] for name, urls in self.config.cluster.items()}
-            members = bootstrap_members(initial, self.config.initial_cluster_token)
-            with self.backend.batch() as tx:
-                for m in members:
-                    tx.put(MEMBERS_BUCKET, m.id.to_bytes(8, "big"), m.to_json())
-        mine = [m for m in members if m.name == self.config.name]
-        if not mine:
-            raise errors.MemberNotFound()
-        self.member_id = mine[0].id
-        self.cluster = Cluster(compute_cluster_id(m.id for m in members))
-        for member in members:
-            self.cluster.add(member)
-        client_urls = [str(u) for u in self.config.advertise_client_urls]
-        self.cluster.set_client_urls(self.member_id, client_urls)
 
     # -- the seam used by the API layer --------------------------------------------------
 
@@ -198,6 +185,8 @@ class EtcdServer:
         """Puts the request through the log; returns the applied response or raises."""
         if self._stopped:
             raise errors.Stopped()
+        if self._is_learner() and not req.HasField("cluster_member_attr_set"):
+            raise errors.NotSupportedForLearner()  # etcd: learners serve serializable reads only
         if self.commit_index > self.applied_index + MAX_GAP_BETWEEN_APPLY_AND_COMMIT:
             raise errors.TooManyRequests()
         request_id = self._ids.next()
@@ -206,12 +195,13 @@ class EtcdServer:
         if len(data) > self.config.max_request_bytes:
             raise errors.RequestTooLarge()
         future = self._wait.register(request_id)
-        try:
-            self.raft.node.propose(data)
-        except ProposalDroppedError:
-            self._wait.cancel(request_id)
-            raise errors.NoLeader() from None
-        self.raft.kick()
+        if not self.cluster_runtime.forward_proposal(data):  # a follower sends it at once
+            try:
+                self.raft.node.propose(data)
+            except ProposalDroppedError:
+                self._wait.cancel(request_id)
+                raise errors.NoLeader() from None
+            self.raft.kick()
         self._deadlines.add(
             self._loop.time() + self._request_timeout,
             future,
@@ -227,6 +217,10 @@ class EtcdServer:
         return result
 
     async def linearizable_read(self) -> None:
+        if self.cluster_runtime.no_leader_for_long():
+            raise errors.NoLeader()
+        if self._is_learner():
+            raise errors.NotSupportedForLearner()
         future = self.reads.wait()
         self._deadlines.add(self._loop.time() + self._request_timeout, future)
         await future
@@ -306,7 +300,7 @@ class EtcdServer:
             raftTerm=st.hard_state.term,
             raftAppliedIndex=self.applied_index,
             dbSizeInUse=self.backend.size_in_use(),
-            isLearner=False,
+            isLearner=self._is_learner(),
         )
         self.fill_header(resp.header)
         return resp
@@ -321,16 +315,19 @@ class EtcdServer:
 
     def stage(self, rd: Ready) -> None:
         self.storage.stage(rd)
+        if rd.snapshot is not None and not rd.snapshot.is_empty():
+            self.cluster_runtime.restore_snapshot(rd.snapshot)
         if rd.hard_state is not None:
             self.raft_term = rd.hard_state.term
             self.commit_index = rd.hard_state.commit
 
     def send(self, messages: Sequence[Message]) -> None:
-        pass  # one member: nothing to send; the peer transport comes with clusters
+        self.cluster_runtime.send(messages)
 
     def apply(self, entries: Sequence[Entry]) -> None:
         started = time.perf_counter()  # ops: slow applies (observability/metrics.py)
         results: list[tuple[int, Response]] = []
+        runtime = self.cluster_runtime
         promote = False
         with self.kv.batch():
             for entry in entries:
@@ -339,10 +336,15 @@ class EtcdServer:
                 if not entry.data and entry.type == EntryType.NORMAL:
                     promote = promote or self._leads_term(entry.term)
                 if entry.type == EntryType.CONF_CHANGE:
-                    self._apply_conf_change(entry)  # raft needs it even when replayed
+                    # raft needs it even when replayed; membership only when new
+                    runtime.apply_conf_change(entry, entry.index <= self.kv.consistent_index)
                 elif entry.data and entry.index > self.kv.consistent_index:
                     req = internalpb.InternalRaftRequest.FromString(entry.data)
-                    results.append((req.header.ID, self.applier.apply(req, entry.index)))
+                    if req.HasField("cluster_member_attr_set"):
+                        runtime.apply_attr_set(req.cluster_member_attr_set)
+                        results.append((req.header.ID, None))
+                    else:
+                        results.append((req.header.ID, self.applier.apply(req, entry.index)))
                 if self.kv.consistent_index < entry.index:
                     self.kv.set_consistent_index(entry.index)
                 self.applied_index = entry.index
@@ -352,27 +354,24 @@ class EtcdServer:
             self._wait.resolve(request_id, result)
         self.metrics.observe_apply(started, time.perf_counter(), results)  # ops
         self._applied.advance(self.applied_index)
+        runtime.maybe_snapshot()
         if self._campaign_when_applied:
             # A cluster of one need not wait an election timeout; raft refuses to campaign
             # until the bootstrap conf changes are applied, i.e. after this Ready's advance.
             self._campaign_when_applied = False
             asyncio.get_running_loop().call_soon(self._campaign)
 
-    def _apply_conf_change(self, entry: Entry) -> None:
-        cc = ConfChange.decode(entry.data)
-        self.raft.node.apply_conf_change(cc)
-        for change in cc.changes:
-            if change.type == ConfChangeType.REMOVE_NODE:
-                self.cluster.remove(change.node_id)
-
     def on_read_states(self, read_states: Sequence[ReadState]) -> None:
         self.reads.on_read_states(read_states)
 
     def on_soft_state(self, soft_state: SoftState) -> None:
-        if soft_state.lead != self.leader_id:
+        old = self.leader_id
+        if soft_state.lead != old:
             log.info("leader changed", leader=f"{soft_state.lead:x}")
             self.metrics.on_leader(self.leader_id, soft_state.lead)  # ops
         self.leader_id = soft_state.lead
+        if soft_state.lead != old:
+            self.cluster_runtime.on_leader_change(old, soft_state.lead)
         if self.role == StateType.LEADER and soft_state.raft_state != StateType.LEADER:
             self.leases.demote()
         self.role = soft_state.raft_state
@@ -385,6 +384,62 @@ class EtcdServer:
     def _request_read_index(self, ctx: bytes) -> None:
         self.raft.node.read_index(ctx)
         self.raft.kick()
+
+    # -- helpers for the cluster side (etcdpy.server.cluster_runtime / cluster_ops) -------
+
+    @property
+    def request_timeout(self) -> float:
+        return self._request_timeout
+
+    def next_request_id(self) -> int:
+        return self._ids.next()
+
+    def register_waiter(self, request_id: int) -> asyncio.Future[Any]:
+        return self._wait.register(request_id)
+
+    def cancel_waiter(self, request_id: int) -> None:
+        self._wait.cancel(request_id)
+
+    def resolve_waiter(self, request_id: int, result: Any) -> None:
+        self._wait.resolve(request_id, result)
+
+    def fail_waiters(self, exc: errors.EtcdError) -> None:
+        """No leader for an election timeout: waiting requests get etcd's answer for it."""
+        self._wait.fail_all(exc)
+        self.reads.fail_all(exc)
+
+    def _is_learner(self) -> bool:
+        me = self.cluster.members.get(self.member_id)
+        return me is not None and me.is_learner
+
+    def replace_backend(self, db_path: Path) -> None:
+        """Swap in a backend file received with a raft snapshot (its state is at least as new
+        as the snapshot's index; entries it already holds are skipped by consistent index)."""
+        self._swap_backend_file(db_path)
+        index = self.storage.snapshot.metadata.index if self.storage.snapshot else 0
+        self.applied_index = max(self.applied_index, index, self.kv.consistent_index)
+        self._applied.advance(self.applied_index)
+
+    def _restore_interrupted_snapshot(self) -> None:
+        """A crash between saving a received snapshot and swapping in its backend: finish."""
+        snap = self.storage.snapshot
+        if snap is None or snap.metadata.index <= self.kv.consistent_index:
+            return
+        path = self.cluster_runtime.snapshot_db_path(snap.metadata.index)
+        if path.exists():
+            self._swap_backend_file(path)
+            self.cluster_runtime.reload_membership()
+
+    def _swap_backend_file(self, db_path: Path) -> None:
+        # The store, the lessor and the watchers stay the same objects, on the new file.
+        db_file = self.data_dir / "member" / "snap" / "db"
+        map_size = self.backend.map_size
+        self.backend.close()
+        os.replace(db_path, db_file)
+        self.backend = Backend(db_file, map_size=map_size)
+        self.kv.replace_backend(self.backend)
+        self.lessor.recover(self.backend, self.kv.lease_keys())
+        self.maintenance.backend_replaced()  # ops: alarms and the commit timer on the new file
 
     # -- leases (the work is in lease_driver.py and lease_apply.py) ----------------------
 

@@ -17,7 +17,7 @@ from typing import Protocol
 import structlog
 
 from etcdpy.raft.rawnode import RawNode
-from etcdpy.raft.types import Entry, Message, ReadState, Ready, SoftState
+from etcdpy.raft.types import Entry, Message, ReadState, Ready, SoftState, StateType
 
 log = structlog.get_logger(__name__)
 
@@ -83,6 +83,7 @@ class RaftNode:
         loop = asyncio.get_running_loop()
         handler = self._handler
         node = self.node
+        is_leader = False
         try:
             while True:
                 await self._kick.wait()
@@ -91,10 +92,17 @@ class RaftNode:
                     rd = node.ready()
                     if rd.soft_state is not None:
                         handler.on_soft_state(rd.soft_state)
+                        is_leader = rd.soft_state.raft_state == StateType.LEADER
+                    # A leader sends before its own write (Raft thesis 10.2.1): nothing that
+                    # depends on this Ready's entries being on its disk can leave before the
+                    # next Ready, which comes only once this one is persisted.
+                    sent_early = is_leader and bool(rd.messages)
+                    if sent_early:
+                        handler.send(rd.messages)
                     if rd.hard_state is not None or rd.entries or rd.snapshot is not None:
                         await loop.run_in_executor(self._io, handler.persist, rd)
                         handler.stage(rd)
-                    if rd.messages:
+                    if rd.messages and not sent_early:
                         handler.send(rd.messages)
                     if rd.committed_entries:
                         handler.apply(rd.committed_entries)

@@ -27,11 +27,17 @@ def run(config: ServerConfig) -> int:
 async def _serve(config: ServerConfig) -> int:
     from etcdpy.api.client_listeners import ClientListeners
     from etcdpy.api.grpc_server import build_grpc_server
+    from etcdpy.errors import EtcdError
+    from etcdpy.server.cluster_runtime import JoinError
     from etcdpy.server.etcd_server import EtcdServer
 
     log.info("starting an etcd server", **config_fields(config))
     server = EtcdServer(config)
-    await server.start()
+    try:
+        await server.start()
+    except (JoinError, EtcdError, ConnectionError) as exc:  # e.g. joining a cluster failed
+        log.error("cannot start member", error=str(exc))
+        return 1
     grpc_server = build_grpc_server(server)
     # gRPC and HTTP share each client URL (etcdpy.server.client_front).
     listeners = ClientListeners(server, grpc_server)
@@ -60,6 +66,7 @@ async def _serve(config: ServerConfig) -> int:
         stop.set()
 
     server.raft.on_fatal = on_fatal
+    server.cluster_runtime.on_removed_stop = stop.set  # a removed member stops itself
     await stop.wait()
     log.info("stopping", grace_seconds=SHUTDOWN_GRACE_SECONDS)
     await checker.stop()

@@ -1,0 +1,119 @@
+"""Three-member clusters on loopback: etcdpy against etcd 3.4, in one run, as ratios.
+
+Workloads (by `etcdpy benchmark`, connections spread over the three members as a client with
+every endpoint does): put with 64 clients, linearizable range of one key with 64 clients. The
+servers' CPU time per request is the user + system time of all three member processes over the
+run, divided by the requests.
+
+    python -m bench.cluster [--scale 0.2] [--targets etcd,etcdpy]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import grpc
+
+from bench.servers import _cpu_of
+from etcdpy.pb.etcdserverpb import rpc_pb2, rpc_pb2_grpc
+from etcdpy.testing.cluster_procs import ProcessCluster
+from etcdpy.tools.benchmark import parse_args
+from etcdpy.tools.benchmark import run as run_benchmark
+
+RANGE_KEY = "bench-range-key"
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+
+
+def _n(base: int, scale: float) -> str:
+    return str(max(200, int(base * scale)))
+
+
+WORKLOADS: list[tuple[str, Callable[[float], list[str]]]] = [
+    ("put, 64 clients, 3 members",
+     lambda s: ["--clients", "64", "--conns", "9", "put", "--total", _n(30000, s),
+                "--key-space-size", "100000", "--val-size", "100"]),
+    ("range linearizable, 64 clients, 3 members",
+     lambda s: ["--clients", "64", "--conns", "9", "range", RANGE_KEY, "--total", _n(30000, s),
+                "--consistency", "l"]),
+]  # fmt: skip
+
+STARTERS: dict[str, Callable[[Path], ProcessCluster]] = {
+    "etcd": lambda tmp: ProcessCluster.etcd(tmp),
+    "etcdpy": lambda tmp: ProcessCluster.etcdpy(tmp),
+}
+
+
+def _cluster_cpu(cluster: ProcessCluster) -> float:
+    return sum(_cpu_of(m.proc.pid) for m in cluster.members if m.proc is not None)
+
+
+def measure(target: str, scale: float, workdir: Path) -> dict[str, dict[str, float]]:
+    (workdir / target).mkdir(parents=True, exist_ok=True)
+    cluster = STARTERS[target](workdir / target)
+    out: dict[str, dict[str, float]] = {}
+    with cluster:
+        cluster.leader()
+        endpoints = ",".join(cluster.endpoints)
+        with grpc.insecure_channel(cluster.members[0].endpoint) as channel:
+            req = rpc_pb2.PutRequest(key=RANGE_KEY.encode(), value=b"v" * 100)
+            rpc_pb2_grpc.KVStub(channel).Put(req, timeout=10)
+        warm = parse_args(["--endpoints", endpoints, "--clients", "8", "put", "--total", "500"])
+        run_benchmark(warm)
+        for name, argv in WORKLOADS:
+            print(f"{target}: {name}", file=sys.stderr)
+            cpu_before = _cluster_cpu(cluster)
+            summary = run_benchmark(parse_args(["--endpoints", endpoints, *argv(scale)]))
+            cpu = _cluster_cpu(cluster) - cpu_before
+            requests = max(1, summary.ok + summary.errors)
+            out[name] = {
+                "rps": summary.rps,
+                "p50_ms": summary.p50_ms,
+                "errors": summary.errors,
+                "server_cpu_us": round(cpu * 1e6 / requests, 1),
+            }
+    return out
+
+
+def format_results(results: dict[str, dict[str, dict[str, float]]]) -> str:
+    lines = [
+        f"{'workload':44} {'etcd req/s':>11} {'etcdpy req/s':>13} {'ratio':>7} "
+        f"{'etcd CPU us/req':>16} {'etcdpy CPU us/req':>18}"
+    ]
+    for name, _argv in WORKLOADS:
+        etcd = results.get("etcd", {}).get(name, {})
+        ours = results.get("etcdpy", {}).get(name, {})
+        ratio = f"{ours['rps'] / etcd['rps']:.2f}x" if etcd.get("rps") and ours.get("rps") else "-"
+        lines.append(
+            f"{name:44} {etcd.get('rps', 0):>11,.0f} {ours.get('rps', 0):>13,.0f} {ratio:>7} "
+            f"{etcd.get('server_cpu_us', 0):>16,.0f} {ours.get('server_cpu_us', 0):>18,.0f}"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--scale", type=float, default=1.0)
+    parser.add_argument("--targets", default="etcd,etcdpy")
+    args = parser.parse_args(argv)
+    results: dict[str, dict[str, dict[str, float]]] = {}
+    with tempfile.TemporaryDirectory(prefix="etcdpy-bench-cluster-") as tmp:
+        for target in args.targets.split(","):
+            try:
+                results[target] = measure(target, args.scale, Path(tmp))
+            except (FileNotFoundError, TimeoutError, RuntimeError) as exc:
+                print(f"{target}: skipped: {exc}", file=sys.stderr)
+    table = format_results(results)
+    print(table)
+    RESULTS_DIR.mkdir(exist_ok=True)
+    (RESULTS_DIR / "cluster.json").write_text(json.dumps(results, indent=2, sort_keys=True))
+    (RESULTS_DIR / "cluster.txt").write_text(table + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,449 @@
+"""What a member of a multi-member cluster does beyond the one-member server.
+
+``ClusterRuntime`` is owned by ``EtcdServer`` and is its peer side: it bootstraps or joins the
+membership, runs the peer transport (etcdpy.server.transport), steps what peers send into raft,
+applies membership changes (ConfChange entries whose context carries the member record, as
+etcd's), publishes this member's name and client URLs through the log (etcd's publish), takes
+raft snapshots every ``--snapshot-count`` applied entries, ships and restores backend files
+with snapshots, and fails waiting requests with ``etcdserver: no leader`` when no leader has
+been known for an election timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from etcdpy import errors
+from etcdpy.pb.etcdserverpb import raft_internal_pb2 as internalpb
+from etcdpy.pb.membershippb import membership_pb2 as memberpb
+from etcdpy.raft.errors import RaftError
+from etcdpy.raft.types import (
+    ConfChange,
+    ConfChangeType,
+    ConfState,
+    Entry,
+    Message,
+    MessageType,
+    Snapshot,
+    SnapshotStatus,
+    StateType,
+)
+from etcdpy.server import member_store
+from etcdpy.server.membership import (
+    Cluster,
+    Member,
+    bootstrap_members,
+    compute_cluster_id,
+)
+from etcdpy.server.transport import PeerTransport, peer_rpc
+
+if TYPE_CHECKING:
+    from etcdpy.server.etcd_server import EtcdServer
+
+log = structlog.get_logger(__name__)
+
+PUBLISH_RETRY_SECONDS = 0.5
+# A removed member waits this long before it stops, so its last acknowledgements go out.
+REMOVED_STOP_DELAY = 1.0
+SNAPSHOT_DB_SUFFIX = ".snap.db"
+
+
+class JoinError(Exception):
+    """A member started with --initial-cluster-state existing cannot join."""
+
+
+class ClusterRuntime:
+    def __init__(self, server: EtcdServer) -> None:
+        self.server = server
+        self.removed: set[int] = set()
+        self.transport: PeerTransport | None = None
+        self.conf_state: ConfState | None = None
+        self.snapshot_index = 0
+        self.snapshot_count = server.config.snapshot_count
+        self._snap_dbs: dict[int, Path] = {}
+        self._no_leader_since: float | None = time.monotonic()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = False
+        self._forward: list[Entry] = []
+        self._forward_scheduled = False
+        self.on_removed_stop: Any = None  # set by run.py: stops the process
+
+    # -- membership at start ----------------------------------------------------------------
+
+    async def init_membership(self) -> None:
+        """Load, bootstrap or fetch (joining) the membership; set the server's ids."""
+        s = self.server
+        cfg = s.config
+        stored = member_store.load(s.backend)
+        own_urls = sorted(str(u) for u in cfg.initial_advertise_peer_urls)
+        if stored is not None:
+            members, self.removed = stored.members, stored.removed
+            cluster_id = stored.cluster_id or compute_cluster_id(m.id for m in members)
+            mine = [m for m in members if m.name == cfg.name] or [
+                m for m in members if sorted(m.peer_urls) == own_urls
+            ]
+            if not mine:
+                # Removed members are gone from the list: recognise them by the WAL's id.
+                raise errors.MemberNotFound()
+            member_id = mine[0].id
+        elif cfg.initial_cluster_state == "existing":
+            cluster_id, members, self.removed = await self._fetch_from_peers(own_urls)
+            mine = [m for m in members if sorted(m.peer_urls) == own_urls]
+            if not mine:
+                raise JoinError(
+                    "error validating peerURLs: member has not been added to the cluster "
+                    f"(peer URLs {','.join(own_urls)}); run 'etcdctl member add' first"
+                )
+            member_id = mine[0].id
+            members = [
+                m if m.id != member_id else Member(m.id, cfg.name, m.peer_urls, (), m.is_learner)
+                for m in members
+            ]
+        else:
+            initial = {name: [str(u) for u in urls] for name, urls in cfg.cluster.items()}
+            members = bootstrap_members(initial, cfg.initial_cluster_token)
+            cluster_id = compute_cluster_id(m.id for m in members)
+            member_id = next(m.id for m in members if m.name == cfg.name)
+        if stored is None or not stored.cluster_id:
+            with s.backend.batch() as tx:
+                member_store.save_all(tx, cluster_id, members, self.removed)
+        s.member_id = member_id
+        s.cluster = Cluster(cluster_id)
+        for member in members:
+            s.cluster.add(member)
+        s.cluster.set_client_urls(member_id, [str(u) for u in cfg.advertise_client_urls])
+
+    async def _fetch_from_peers(self, own_urls: list[str]) -> tuple[int, list[Member], set[int]]:
+        cfg = self.server.config
+        urls = sorted(
+            str(u) for urls in cfg.cluster.values() for u in urls if str(u) not in own_urls
+        )
+        if not urls:
+            raise JoinError("--initial-cluster names no other member to join")
+        answer = await peer_rpc(urls, {"op": "members"}, timeout=5.0)
+        members = [Member.from_json(m.encode()) for m in answer["members"]]
+        return int(answer["cluster_id"]), members, {int(i) for i in answer["removed"]}
+
+    def check_not_removed(self) -> None:
+        if self.server.member_id in self.removed:
+            raise JoinError("the member has been permanently removed from the cluster")
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        s = self.server
+        snap = s.storage.snapshot
+        self.snapshot_index = snap.metadata.index if snap is not None else 0
+        self.conf_state = snap.metadata.conf_state if snap is not None else None
+        transport = PeerTransport(s.member_id, s.cluster.cluster_id, self)
+        await transport.listen([str(u) for u in s.config.listen_peer_urls])
+        self.transport = transport
+        for member in s.cluster.sorted_members():
+            transport.set_peer(member.id, member.peer_urls)
+        loop = asyncio.get_running_loop()
+        self._tasks = [
+            loop.create_task(self._publish(), name="publish"),
+            loop.create_task(self._watch_leader(), name="no-leader-watch"),
+        ]
+
+    async def stop(self) -> None:
+        self._stopping = True
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self.transport is not None:
+            await self.transport.stop()
+
+    # -- raft <-> transport -----------------------------------------------------------------
+
+    def send(self, messages: Sequence[Message]) -> None:
+        if self.transport is not None:
+            self.transport.send(messages)
+
+    def forward_proposal(self, data: bytes) -> bool:
+        """On a follower that knows its leader, queue a proposal to go straight to the leader
+        (what raft's forwarding does, without waiting for this member's Ready loop, which may
+        be in the middle of an fsync). Proposals queued in one turn of the event loop go out
+        as one message. False: propose through raft as usual."""
+        s = self.server
+        lead = s.leader_id
+        if lead == 0 or lead == s.member_id or s.role != StateType.FOLLOWER:
+            return False
+        if self.transport is None or lead not in s.cluster.members:
+            return False
+        self._forward.append(Entry(data=data))
+        if not self._forward_scheduled:
+            self._forward_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush_forward)
+        return True
+
+    def _flush_forward(self) -> None:
+        self._forward_scheduled = False
+        entries, self._forward = self._forward, []
+        s = self.server
+        if not entries or self.transport is None or s.leader_id in (0, s.member_id):
+            return  # the leader went away meanwhile: the waiters time out, as raft drops them
+        msg = Message(MessageType.PROP, to=s.leader_id, from_=s.member_id, entries=tuple(entries))
+        self.transport.send([msg])
+
+    def on_messages(self, messages: Sequence[Message]) -> None:
+        node = self.server.raft.node
+        me = self.server.member_id
+        for msg in messages:
+            if msg.to != me:
+                continue
+            with contextlib.suppress(RaftError):  # e.g. a response from a removed member
+                node.step(msg)
+        self.server.raft.kick()
+
+    def report_unreachable(self, member_id: int) -> None:
+        with contextlib.suppress(RaftError):
+            self.server.raft.node.report_unreachable(member_id)
+
+    def report_snapshot(self, member_id: int, status: SnapshotStatus) -> None:
+        with contextlib.suppress(RaftError):
+            self.server.raft.node.report_snapshot(member_id, status)
+        self.server.raft.kick()
+
+    def is_removed(self, member_id: int) -> bool:
+        return member_id in self.removed
+
+    def on_removed(self) -> None:
+        if not self._stopping:
+            log.warning("this member was removed from the cluster; stopping")
+            self._request_stop()
+
+    def _request_stop(self) -> None:
+        if self._stopping:
+            return
+        self._stopping = True
+        if self.on_removed_stop is not None:
+            asyncio.get_running_loop().call_later(REMOVED_STOP_DELAY, self.on_removed_stop)
+
+    # -- snapshots --------------------------------------------------------------------------
+
+    def snapshot_dir(self) -> Path:
+        return self.server.data_dir / "member" / "snap"
+
+    async def snapshot_db(self) -> Path:
+        """A consistent copy of the backend (at the applied index or later), for a follower."""
+        path = self.snapshot_dir() / f"send-{time.monotonic_ns():x}.db"
+        async with self.server.maintenance.backend_lock:  # ops: not while a defrag swaps the file
+            await asyncio.get_running_loop().run_in_executor(
+                None, self.server.backend.copy_to, str(path)
+            )
+        return path
+
+    def on_snapshot(self, message: Message, db_path: Path) -> None:
+        index = message.snapshot.metadata.index if message.snapshot is not None else 0
+        for old_index in [i for i in self._snap_dbs if i < index]:
+            with contextlib.suppress(OSError):
+                self._snap_dbs.pop(old_index).unlink()
+        self._snap_dbs[index] = db_path
+        self.on_messages([message])
+
+    def snapshot_db_path(self, index: int) -> Path:
+        return self.snapshot_dir() / f"{index:016x}{SNAPSHOT_DB_SUFFIX}"
+
+    def restore_snapshot(self, snap: Snapshot) -> None:
+        """Raft installed a snapshot from the leader: swap in the backend that came with it."""
+        index = snap.metadata.index
+        path = self._snap_dbs.pop(index, None) or self.snapshot_db_path(index)
+        if not path.exists():
+            raise RuntimeError(f"snapshot {index} arrived without its backend file")
+        s = self.server
+        s.replace_backend(path)
+        self.conf_state = snap.metadata.conf_state
+        self.snapshot_index = index
+        self.reload_membership()
+        log.info("restored from snapshot", index=index, applied=s.applied_index)
+
+    def reload_membership(self) -> None:
+        s = self.server
+        stored = member_store.load(s.backend)
+        if stored is None:
+            return
+        own = s.cluster.members.get(s.member_id)
+        s.cluster = Cluster(s.cluster.cluster_id)
+        for member in stored.members:
+            s.cluster.add(member)
+        if own is not None and own.client_urls and s.member_id in s.cluster.members:
+            s.cluster.set_client_urls(s.member_id, own.client_urls)
+        self.removed = stored.removed
+        self._sync_peers()
+        if s.member_id in self.removed:
+            self._request_stop()
+
+    def _sync_peers(self) -> None:
+        if self.transport is None:
+            return
+        members = self.server.cluster.members
+        for member in members.values():
+            self.transport.set_peer(member.id, member.peer_urls)
+        for member_id in self.removed:
+            self.transport.remove_peer(member_id)
+
+    def maybe_snapshot(self) -> None:
+        """Every --snapshot-count applied entries: snapshot, release the WAL before it."""
+        s = self.server
+        applied = s.applied_index
+        if applied - self.snapshot_index < self.snapshot_count:
+            return
+        s.backend.sync()  # the WAL before the snapshot goes away: the backend must hold it
+        conf_state = self.conf_state or s.raft.node.status().conf_state
+        s.storage.create_snapshot(applied, conf_state, b"", catch_up_entries=_catch_up_entries())
+        self.snapshot_index = applied
+        s.storage.purge(s.config.max_wals or 1 << 30, s.config.max_snapshots or 1 << 30)
+        log.info("saved snapshot", index=applied)
+
+    # -- applying membership changes --------------------------------------------------------
+
+    def apply_conf_change(self, entry: Entry, already_in_backend: bool) -> None:
+        s = self.server
+        cc = ConfChange.decode(entry.data)
+        self.conf_state = s.raft.node.apply_conf_change(cc)
+        context: dict[str, Any] = json.loads(cc.context) if cc.context else {}
+        if not already_in_backend:
+            tx = s.backend.current_batch
+            assert tx is not None, "conf changes are applied inside the apply batch"
+            for change in cc.changes:
+                self._apply_change(tx, change.type, change.node_id, context)
+            self._sync_peers()
+        request_id = int(context.get("req", 0))
+        if request_id:
+            s.resolve_waiter(request_id, s.cluster.sorted_members())
+
+    def _apply_change(
+        self, tx: Any, kind: ConfChangeType, node_id: int, context: dict[str, Any]
+    ) -> None:
+        s = self.server
+        cluster = s.cluster
+        if kind in (ConfChangeType.ADD_NODE, ConfChangeType.ADD_LEARNER_NODE):
+            if node_id in self.removed:
+                return
+            existing = cluster.members.get(node_id)
+            if context.get("promote") and existing is not None:
+                member = Member(
+                    existing.id, existing.name, existing.peer_urls, existing.client_urls, False
+                )
+            elif "member" in context:
+                member = Member.from_json(json.dumps(context["member"]).encode())
+            else:
+                return  # a bootstrap entry: the member is known from --initial-cluster
+            cluster.add(member)
+            member_store.put_member(tx, member)
+        elif kind == ConfChangeType.REMOVE_NODE:
+            cluster.remove(node_id)
+            self.removed.add(node_id)
+            member_store.remove_member(tx, node_id)
+            if self.transport is not None:
+                self.transport.remove_peer(node_id)
+            if node_id == s.member_id:
+                self._request_stop()
+        elif kind == ConfChangeType.UPDATE_NODE:
+            existing = cluster.members.get(node_id)
+            if existing is None or "member" not in context:
+                return
+            urls = tuple(context["member"].get("peerURLs", ()))
+            member = Member(
+                existing.id, existing.name, urls, existing.client_urls, existing.is_learner
+            )
+            cluster.add(member)
+            member_store.put_member(tx, member)
+
+    def apply_attr_set(self, req: memberpb.ClusterMemberAttrSetRequest) -> None:
+        """etcd's publish: a member's name and client URLs, replicated through the log."""
+        s = self.server
+        existing = s.cluster.members.get(req.member_ID)
+        if existing is None:
+            return
+        attrs = req.member_attributes
+        member = Member(
+            existing.id,
+            attrs.name,
+            existing.peer_urls,
+            tuple(attrs.client_urls),
+            existing.is_learner,
+        )
+        s.cluster.add(member)
+        tx = s.backend.current_batch
+        if tx is not None:
+            member_store.put_member(tx, member)
+
+    async def _publish(self) -> None:
+        s = self.server
+        attrs = memberpb.Attributes(
+            name=s.config.name, client_urls=[str(u) for u in s.config.advertise_client_urls]
+        )
+        while True:
+            req = internalpb.InternalRaftRequest(
+                cluster_member_attr_set=memberpb.ClusterMemberAttrSetRequest(
+                    member_ID=s.member_id, member_attributes=attrs
+                )
+            )
+            try:
+                await s.propose(req)
+                log.info("published local member to cluster", name=attrs.name)
+                return
+            except errors.EtcdError:
+                await asyncio.sleep(PUBLISH_RETRY_SECONDS)
+
+    # -- leader watch -----------------------------------------------------------------------
+
+    def on_leader_change(self, old: int, new: int) -> None:
+        s = self.server
+        if new == 0:
+            self._no_leader_since = time.monotonic()
+        else:
+            self._no_leader_since = None
+        if old and old != new:
+            # A ReadIndex round asked of the old leader may never come back (etcd's retryable
+            # answer); writes in flight stay: they may still commit under the new leader.
+            s.reads.fail_all(errors.LeaderChanged())
+
+    def no_leader_for_long(self) -> bool:
+        since = self._no_leader_since
+        timeout = self.server.config.election_timeout / 1000.0
+        return since is not None and time.monotonic() - since >= timeout
+
+    async def _watch_leader(self) -> None:
+        s = self.server
+        interval = s.config.heartbeat_interval / 1000.0
+        while True:
+            await asyncio.sleep(interval)
+            if self.no_leader_for_long():
+                s.fail_waiters(errors.NoLeader())
+
+    # -- requests from peers ----------------------------------------------------------------
+
+    def handle_rpc(self, request: dict[str, Any]) -> dict[str, Any]:
+        s = self.server
+        op = request.get("op")
+        if op == "members":
+            return {
+                "cluster_id": s.cluster.cluster_id,
+                "members": [m.to_json().decode() for m in s.cluster.sorted_members()],
+                "removed": sorted(self.removed),
+            }
+        if op == "learner_ready":
+            from etcdpy.server.cluster_ops import learner_ready_error
+
+            err = learner_ready_error(s, int(request["id"]))
+            return {"error": None if err is None else type(err).__name__}
+        return {"error": f"unknown op {op!r}"}
+
+
+def _catch_up_entries() -> int:
+    """Entries kept after a snapshot for slow followers (etcd: 5000); tests may lower it."""
+    return int(os.environ.get("ETCDPY_SNAPSHOT_CATCHUP_ENTRIES", "5000"))

@@ -1,0 +1,473 @@
+"""The peer transport: raft messages between members over TCP on the peer URLs.
+
+Each member keeps one outgoing connection per peer and receives on its listeners; a reply
+travels back on the replier's own outgoing connection, so every connection carries traffic in
+one direction only. A connection carries frames::
+
+    length (4 bytes, big endian) | kind (1 byte) | payload (length bytes)
+
+The first frame on a connection is HELLO (the sender's member id and cluster id). Every Ready's
+messages for one peer go out as one MSGS frame (etcdpy.raft.codec.encode_messages), and
+messages that pile up while a write is in flight go out together in the next frame: pipelined
+and batched. A lost connection drops what was queued (raft retransmits), tells raft the peer is
+unreachable, and is re-dialled with exponential backoff.
+
+A snapshot (MsgSnap) goes on a connection of its own, followed by the sender's whole backend
+file in chunks, so a large transfer never delays heartbeats. The receiver acknowledges once the
+file is on disk; the sender then reports the snapshot's outcome to raft.
+
+Short request/response exchanges (RPC frames holding JSON) serve what etcd serves over peer
+HTTP: the member list for a member joining with ``--initial-cluster-state existing``, and the
+leader's view of a learner's progress for ``member promote``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import struct
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Final, Protocol
+
+import structlog
+
+from etcdpy.raft.codec import decode_message, decode_messages, encode_message, encode_messages
+from etcdpy.raft.types import Message, MessageType, SnapshotStatus
+
+log = structlog.get_logger(__name__)
+
+_HEADER: Final = struct.Struct(">IB")
+_HELLO: Final = struct.Struct(">QQ")
+_SNAP_SIZE: Final = struct.Struct(">Q")
+
+HELLO: Final = 1
+MSGS: Final = 2
+SNAP_HEAD: Final = 3
+SNAP_CHUNK: Final = 4
+SNAP_END: Final = 5
+ACK: Final = 6
+RPC_REQ: Final = 7
+RPC_RESP: Final = 8
+REJECT: Final = 9
+
+MAX_FRAME: Final = 256 * 1024 * 1024
+SNAP_CHUNK_BYTES: Final = 1024 * 1024
+# Messages queued for a peer beyond this are dropped (raft retransmits what matters).
+MAX_QUEUED_MESSAGES: Final = 8192
+BACKOFF_MIN: Final = 0.05
+BACKOFF_MAX: Final = 1.0
+DIAL_TIMEOUT: Final = 1.0
+SNAPSHOT_TIMEOUT: Final = 120.0
+REJECT_REMOVED: Final = "removed member"
+REJECT_CLUSTER: Final = "cluster ID mismatch"
+
+
+class PeerRejected(Exception):
+    """The peer refused us (we were removed, or belong to another cluster)."""
+
+
+class PeerHandler(Protocol):
+    """What the server does with what arrives from peers."""
+
+    def on_messages(self, messages: Sequence[Message]) -> None: ...
+
+    def report_unreachable(self, member_id: int) -> None: ...
+
+    def report_snapshot(self, member_id: int, status: SnapshotStatus) -> None: ...
+
+    async def snapshot_db(self) -> Path:
+        """A fresh copy of the backend file to send with a snapshot (deleted after use)."""
+        ...
+
+    def snapshot_dir(self) -> Path: ...
+
+    def on_snapshot(self, message: Message, db_path: Path) -> None:
+        """A snapshot message whose backend file is now at ``db_path`` (fsynced)."""
+
+    def handle_rpc(self, request: dict[str, Any]) -> dict[str, Any]: ...
+
+    def is_removed(self, member_id: int) -> bool: ...
+
+    def on_removed(self) -> None:
+        """A peer told us we were removed from the cluster."""
+
+
+def _frame(kind: int, payload: bytes) -> bytes:
+    return _HEADER.pack(len(payload), kind) + payload
+
+
+async def _read_frame(reader: asyncio.StreamReader) -> tuple[int, bytes]:
+    header = await reader.readexactly(_HEADER.size)
+    length, kind = _HEADER.unpack(header)
+    if length > MAX_FRAME:
+        raise ConnectionError(f"peer frame too large ({length} bytes)")
+    payload = await reader.readexactly(length) if length else b""
+    return kind, payload
+
+
+def _host_port(url: str) -> tuple[str, int]:
+    rest = url.split("://", 1)[-1]
+    host, _, port = rest.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+async def _dial(url: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    host, port = _host_port(url)
+    return await asyncio.wait_for(asyncio.open_connection(host, port), DIAL_TIMEOUT)
+
+
+async def peer_rpc(
+    urls: Sequence[str], request: dict[str, Any], timeout: float = 2.0
+) -> dict[str, Any]:
+    """Ask the first peer (of ``urls``) that answers; raises ConnectionError if none does."""
+    last: Exception | None = None
+    for url in urls:
+        try:
+            return await asyncio.wait_for(_rpc_once(url, request), timeout)
+        except (OSError, TimeoutError, asyncio.IncompleteReadError, ValueError) as exc:
+            last = exc
+    raise ConnectionError(f"no peer answered {request.get('op')}: {last!r}")
+
+
+async def _rpc_once(url: str, request: dict[str, Any]) -> dict[str, Any]:
+    reader, writer = await _dial(url)
+    try:
+        writer.write(_frame(HELLO, _HELLO.pack(0, 0)))
+        writer.write(_frame(RPC_REQ, json.dumps(request).encode()))
+        await writer.drain()
+        kind, payload = await _read_frame(reader)
+        if kind != RPC_RESP:
+            raise ConnectionError(f"unexpected peer answer kind {kind}: {payload!r}")
+        answer: dict[str, Any] = json.loads(payload)
+        return answer
+    finally:
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+
+
+class _Peer:
+    """The outgoing side towards one member: a queue and the task that drains it."""
+
+    def __init__(self, transport: PeerTransport, member_id: int, urls: Sequence[str]) -> None:
+        self.transport = transport
+        self.member_id = member_id
+        self.urls = list(urls)
+        self.queue: list[Message] = []
+        self.wakeup = asyncio.Event()
+        self.active_since: float | None = None
+        self.task = asyncio.create_task(self._run(), name=f"peer-{member_id:x}")
+
+    def enqueue(self, msgs: Sequence[Message]) -> None:
+        if len(self.queue) >= MAX_QUEUED_MESSAGES:
+            self.transport.handler.report_unreachable(self.member_id)
+            return
+        self.queue.extend(msgs)
+        self.wakeup.set()
+
+    async def _run(self) -> None:
+        backoff = BACKOFF_MIN
+        url_index = 0
+        while True:
+            url = self.urls[url_index % len(self.urls)]
+            url_index += 1
+            try:
+                reader, writer = await _dial(url)
+            except (OSError, TimeoutError):
+                self._lost()
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, BACKOFF_MAX)
+                continue
+            try:
+                await self._stream(reader, writer)
+            except PeerRejected:
+                return
+            except (OSError, ConnectionError, asyncio.IncompleteReadError):
+                pass
+            finally:
+                writer.close()
+                with contextlib.suppress(OSError, ConnectionError):
+                    await writer.wait_closed()
+            self._lost()
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, BACKOFF_MAX)
+
+    def _lost(self) -> None:
+        self.active_since = None
+        if self.queue:
+            self.queue = []
+        self.transport.handler.report_unreachable(self.member_id)
+
+    async def _stream(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        t = self.transport
+        writer.write(_frame(HELLO, _HELLO.pack(t.member_id, t.cluster_id)))
+        await writer.drain()
+        watcher = asyncio.create_task(self._watch_close(reader))
+        # The watcher ends only when the connection does; it wakes the writer to notice.
+        watcher.add_done_callback(lambda _t: self.wakeup.set())
+        self.active_since = time.monotonic()
+        try:
+            while True:
+                if not self.queue:
+                    self.wakeup.clear()
+                    await self.wakeup.wait()
+                if watcher.done():
+                    watcher.result()  # raises PeerRejected / connection errors
+                    raise ConnectionError("peer closed the connection")
+                if not self.queue:
+                    continue
+                batch, self.queue = self.queue, []
+                writer.write(_frame(MSGS, encode_messages(batch)))
+                await writer.drain()
+        finally:
+            watcher.cancel()
+
+    async def _watch_close(self, reader: asyncio.StreamReader) -> None:
+        """The peer only ever writes to our outgoing connection to reject us, or closes it."""
+        kind, payload = await _read_frame(reader)
+        if kind == REJECT:
+            reason = payload.decode(errors="replace")
+            if reason == REJECT_REMOVED:
+                self.transport.handler.on_removed()
+            raise PeerRejected(reason)
+        raise ConnectionError(f"unexpected frame {kind} from peer")
+
+    async def close(self) -> None:
+        self.task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self.task
+
+
+class FaultFile:
+    """Fault injection for tests: the file named by ``ETCDPY_PEER_FAULTS_FILE`` lists, one per
+    line in hex, the members this one cannot talk to (a network partition). Re-read often."""
+
+    POLL_SECONDS: Final = 0.05
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.blocked: frozenset[int] = frozenset()
+
+    def read(self) -> None:
+        try:
+            with open(self.path) as f:
+                text = f.read()
+        except OSError:
+            text = ""
+        self.blocked = frozenset(int(line, 16) for line in text.split() if line)
+
+    async def watch(self) -> None:
+        while True:
+            self.read()
+            await asyncio.sleep(self.POLL_SECONDS)
+
+
+class PeerTransport:
+    def __init__(self, member_id: int, cluster_id: int, handler: PeerHandler) -> None:
+        self.member_id = member_id
+        self.cluster_id = cluster_id
+        self.handler = handler
+        faults_path = os.environ.get("ETCDPY_PEER_FAULTS_FILE")
+        self.faults = FaultFile(faults_path) if faults_path else None
+        self._faults_task: asyncio.Task[None] | None = None
+        self._peers: dict[int, _Peer] = {}
+        self._servers: list[asyncio.Server] = []
+        self._snap_tasks: set[asyncio.Task[None]] = set()
+        self._inbound: set[asyncio.StreamWriter] = set()
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    async def listen(self, urls: Sequence[str]) -> None:
+        if self.faults is not None:
+            self.faults.read()
+            self._faults_task = asyncio.create_task(self.faults.watch())
+        for url in urls:
+            host, port = _host_port(url)
+            server = await asyncio.start_server(
+                self._serve_connection, host, port, reuse_address=True
+            )
+            self._servers.append(server)
+
+    async def stop(self) -> None:
+        if self._faults_task is not None:
+            self._faults_task.cancel()
+        for server in self._servers:
+            server.close()
+        for writer in list(self._inbound):
+            writer.close()
+        for peer in list(self._peers.values()):
+            await peer.close()
+        self._peers.clear()
+        for task in list(self._snap_tasks):
+            task.cancel()
+        for server in self._servers:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(server.wait_closed(), 1.0)
+
+    # -- peers ------------------------------------------------------------------------------
+
+    def set_peer(self, member_id: int, urls: Sequence[str]) -> None:
+        """Add a peer, or point it at new URLs."""
+        if member_id == self.member_id or not urls:
+            return
+        peer = self._peers.get(member_id)
+        if peer is not None:
+            peer.urls = list(urls)
+            return
+        self._peers[member_id] = _Peer(self, member_id, urls)
+
+    def remove_peer(self, member_id: int) -> None:
+        peer = self._peers.pop(member_id, None)
+        if peer is not None:
+            peer.task.cancel()
+
+    def active_since(self, member_id: int) -> float | None:
+        """When the connection to ``member_id`` came up (monotonic), None when it is down."""
+        peer = self._peers.get(member_id)
+        return peer.active_since if peer is not None else None
+
+    # -- sending ----------------------------------------------------------------------------
+
+    def send(self, messages: Sequence[Message]) -> None:
+        by_peer: dict[int, list[Message]] = {}
+        if self.faults is not None and self.faults.blocked:
+            messages = [m for m in messages if m.to not in self.faults.blocked]
+        for msg in messages:
+            if msg.type == MessageType.SNAP:
+                self._send_snapshot(msg)
+                continue
+            by_peer.setdefault(msg.to, []).append(msg)
+        for to, msgs in by_peer.items():
+            peer = self._peers.get(to)
+            if peer is not None:
+                peer.enqueue(msgs)
+
+    def _send_snapshot(self, msg: Message) -> None:
+        peer = self._peers.get(msg.to)
+        if peer is None:
+            self.handler.report_snapshot(msg.to, SnapshotStatus.FAILURE)
+            return
+        task = asyncio.create_task(self._stream_snapshot(peer, msg))
+        self._snap_tasks.add(task)
+        task.add_done_callback(self._snap_tasks.discard)
+
+    async def _stream_snapshot(self, peer: _Peer, msg: Message) -> None:
+        status = SnapshotStatus.FAILURE
+        db_path: Path | None = None
+        try:
+            db_path = await self.handler.snapshot_db()
+            size = db_path.stat().st_size
+            log.info("sending snapshot", to=f"{msg.to:x}", index=_snap_index(msg), db_bytes=size)
+            reader, writer = await _dial(peer.urls[0])
+            try:
+                writer.write(_frame(HELLO, _HELLO.pack(self.member_id, self.cluster_id)))
+                writer.write(_frame(SNAP_HEAD, _SNAP_SIZE.pack(size) + encode_message(msg)))
+                with db_path.open("rb") as f:
+                    while chunk := f.read(SNAP_CHUNK_BYTES):
+                        writer.write(_frame(SNAP_CHUNK, chunk))
+                        await writer.drain()
+                writer.write(_frame(SNAP_END, b""))
+                await writer.drain()
+                kind, _ = await asyncio.wait_for(_read_frame(reader), SNAPSHOT_TIMEOUT)
+                if kind == ACK:
+                    status = SnapshotStatus.FINISH
+            finally:
+                writer.close()
+        except (OSError, ConnectionError, TimeoutError, asyncio.IncompleteReadError) as exc:
+            log.warning("snapshot send failed", to=f"{msg.to:x}", error=repr(exc))
+        finally:
+            if db_path is not None:
+                with contextlib.suppress(OSError):
+                    db_path.unlink()
+            self.handler.report_snapshot(msg.to, status)
+
+    # -- receiving --------------------------------------------------------------------------
+
+    async def _serve_connection(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        self._inbound.add(writer)
+        try:
+            kind, payload = await _read_frame(reader)
+            if kind != HELLO or len(payload) != _HELLO.size:
+                return
+            from_id, cluster_id = _HELLO.unpack(payload)
+            if from_id and cluster_id != self.cluster_id:
+                writer.write(_frame(REJECT, REJECT_CLUSTER.encode()))
+                await writer.drain()
+                return
+            if from_id and self.handler.is_removed(from_id):
+                writer.write(_frame(REJECT, REJECT_REMOVED.encode()))
+                await writer.drain()
+                return
+            await self._receive(from_id, reader, writer)
+        except (OSError, ConnectionError, asyncio.IncompleteReadError):
+            pass
+        except Exception as exc:  # a bad frame must not take the member down
+            log.warning("bad peer connection", error=repr(exc))
+        finally:
+            self._inbound.discard(writer)
+            writer.close()
+
+    async def _receive(
+        self, from_id: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        handler = self.handler
+        while True:
+            kind, payload = await _read_frame(reader)
+            if kind == MSGS:
+                if from_id and handler.is_removed(from_id):  # removed while connected
+                    writer.write(_frame(REJECT, REJECT_REMOVED.encode()))
+                    await writer.drain()
+                    return
+                if self.faults is not None and from_id in self.faults.blocked:
+                    continue
+                handler.on_messages(decode_messages(payload))
+            elif kind == SNAP_HEAD:
+                await self._receive_snapshot(payload, reader, writer)
+                return
+            elif kind == RPC_REQ:
+                answer = handler.handle_rpc(json.loads(payload))
+                writer.write(_frame(RPC_RESP, json.dumps(answer).encode()))
+                await writer.drain()
+                return
+            else:
+                raise ConnectionError(f"unexpected frame kind {kind}")
+
+    async def _receive_snapshot(
+        self, head: bytes, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        (size,) = _SNAP_SIZE.unpack_from(head, 0)
+        msg = decode_message(head[_SNAP_SIZE.size :])
+        index = _snap_index(msg)
+        final = self.handler.snapshot_dir() / f"{index:016x}.snap.db"
+        partial = final.with_suffix(".db.part")
+        received = 0
+        with partial.open("wb") as f:
+            while True:
+                kind, payload = await _read_frame(reader)
+                if kind == SNAP_CHUNK:
+                    f.write(payload)
+                    received += len(payload)
+                    continue
+                if kind == SNAP_END:
+                    break
+                raise ConnectionError(f"unexpected frame kind {kind} in a snapshot")
+            f.flush()
+            os.fsync(f.fileno())
+        if received != size:
+            partial.unlink()
+            raise ConnectionError(f"snapshot truncated: {received} of {size} bytes")
+        partial.rename(final)
+        log.info("received snapshot", index=index, db_bytes=size)
+        self.handler.on_snapshot(msg, final)
+        writer.write(_frame(ACK, b""))
+        await writer.drain()
+
+
+def _snap_index(msg: Message) -> int:
+    return msg.snapshot.metadata.index if msg.snapshot is not None else 0
