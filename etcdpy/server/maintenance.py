@@ -37,6 +37,9 @@ class Maintenance:
         self.alarms = AlarmStore(server.backend)
         server.applier.alarms = self.alarms
         server.backend.commit_hook = server.metrics.timed_commit
+        self._raising_nospace: asyncio.Future[None] | None = None
+        # Copies of the backend file (snapshot, defrag) one at a time: a defrag swaps the file.
+        self.backend_lock = asyncio.Lock()
 
     def backend_replaced(self) -> None:
         """The server swapped in another backend file (a snapshot from the leader): its alarm
@@ -44,9 +47,6 @@ class Maintenance:
         server = self._server
         self.alarms.rebind(server.backend)
         server.backend.commit_hook = server.metrics.timed_commit
-        self._raising_nospace: asyncio.Future[None] | None = None
-        # Copies of the backend file (snapshot, defrag) one at a time: a defrag swaps the file.
-        self.backend_lock = asyncio.Lock()
 
     # -- hashes --------------------------------------------------------------------------
 

@@ -4,9 +4,9 @@ A snapshot file is what `etcdctl snapshot save` wrote from etcdpy: the backend (
 followed by the SHA-256 of it, as etcd's Snapshot stream ends.
 
 restore makes a new data directory that starts a new cluster: the key space, leases and
-revisions of the snapshot, no raft log, no members (the member starts with the given
---name/--initial-cluster, which restore checks), no alarms, and the consistent index reset so
-that the new cluster's log applies from its first entry.
+revisions of the snapshot, no raft log, no cluster id, members or alarms (the member starts
+with the given --name/--initial-cluster, which restore checks), and the consistent index reset
+so that the new cluster's log applies from its first entry.
 """
 
 from __future__ import annotations
@@ -95,7 +95,9 @@ def restore(
         backend = Backend(db)
         try:
             with backend.batch() as tx:
-                for bucket in (bk.MEMBERS, bk.MEMBERS_REMOVED, bk.ALARM):
+                # The old cluster's id, members and alarms go: the member bootstraps a new
+                # cluster from its --initial-cluster, as a fresh member does.
+                for bucket in (bk.MEMBERS, bk.MEMBERS_REMOVED, bk.CLUSTER, bk.ALARM):
                     for key, _value in list(tx.items(bucket)):
                         tx.delete(bucket, key)
                 tx.put(bk.META, CONSISTENT_INDEX_KEY, (0).to_bytes(8, "big"))
