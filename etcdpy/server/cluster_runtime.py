@@ -145,6 +145,7 @@ class ClusterRuntime:
         self.snapshot_index = snap.metadata.index if snap is not None else 0
         self.conf_state = snap.metadata.conf_state if snap is not None else None
         transport = PeerTransport(s.member_id, s.cluster.cluster_id, self)
+        transport.stats = s.metrics.peers  # ops: peer series on /metrics
         await transport.listen([str(u) for u in s.config.listen_peer_urls])
         self.transport = transport
         for member in s.cluster.sorted_members():

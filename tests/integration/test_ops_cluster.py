@@ -1,5 +1,6 @@
 """Operating a real 3-member cluster: HashKV agrees on every member, the leader's corruption
-check compares them, and /health turns false on the last member when the others are killed."""
+check compares them, peer traffic shows on /metrics, and /health turns false on the last
+member when the others are killed."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from etcdpy.pb.etcdserverpb import rpc_pb2, rpc_pb2_grpc
 from etcdpy.testing.cluster_procs import ProcessCluster
@@ -64,6 +66,16 @@ def test_hashkv_agrees_and_the_corruption_check_runs(tmp_path: Path) -> None:
             lambda: '"number_of_peers_checked":2' in leader.log_tail(400),
             "the leader compared hashes with both other members",
         )
+        with urllib.request.urlopen(leader.client_url + "/metrics", timeout=5) as resp:
+            fams = {f.name: f for f in text_string_to_metric_families(resp.read().decode())}
+        sent = {s.labels["To"]: s.value for s in fams["etcd_network_peer_sent_bytes"].samples}
+        received = {
+            s.labels["From"]: s.value for s in fams["etcd_network_peer_received_bytes"].samples
+        }
+        active = [s.value for s in fams["etcd_network_active_peers"].samples]
+        assert len(sent) == 2 and all(v > 0 for v in sent.values())
+        assert len(received) == 2 and all(v > 0 for v in received.values())
+        assert active == [1.0, 1.0]
         for m in c.members:
             with grpc.insecure_channel(m.endpoint) as channel:
                 alarms = rpc_pb2_grpc.MaintenanceStub(channel).Alarm(
