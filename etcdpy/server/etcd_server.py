@@ -128,7 +128,7 @@ class EtcdServer:
             heartbeat_tick=1,
             applied=self.applied_index,
             check_quorum=True,
-            pre_vote=self.config.pre_vote,  # etcd 3.4 default: off
+            pre_vote=self.config.pre_vote,
             # ETCDPY_RAFT_TRACE=1 logs the raft core's trace (elections, votes) for debugging.
             logger=_raft_trace if os.environ.get("ETCDPY_RAFT_TRACE") else None,
         )
