@@ -16,13 +16,15 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# Real peers the tests run against: Debian's etcdctl and etcd 3.4. Installed only as root;
-# without root, install them by hand (tests fail in CI when they are missing).
+# Real peers the tests run against: Debian's etcdctl and etcd 3.4, and promtool (Debian's
+# prometheus package) for the shipped alert rules. Installed only as root; without root, install
+# them by hand (tests fail in CI when they are missing).
+SYSTEM_PACKAGES := etcd-client etcd-server prometheus
 system-deps:
-	@if [ "$$(id -u)" = "0" ] && { ! command -v etcdctl >/dev/null || ! command -v etcd >/dev/null; }; then \
-		echo "installing etcd-client and etcd-server with apt"; \
-		(apt-get install -y --no-install-recommends etcd-client etcd-server >/dev/null 2>&1 || \
-		 (apt-get update >/dev/null 2>&1 && apt-get install -y --no-install-recommends etcd-client etcd-server >/dev/null)); \
+	@if [ "$$(id -u)" = "0" ] && { ! command -v etcdctl >/dev/null || ! command -v etcd >/dev/null || ! command -v promtool >/dev/null; }; then \
+		echo "installing $(SYSTEM_PACKAGES) with apt"; \
+		(apt-get install -y --no-install-recommends $(SYSTEM_PACKAGES) >/dev/null 2>&1 || \
+		 (apt-get update >/dev/null 2>&1 && apt-get install -y --no-install-recommends $(SYSTEM_PACKAGES) >/dev/null)); \
 	fi
 
 run: install

@@ -263,6 +263,8 @@ class ServerConfig:
     # profiling and monitoring
     enable_pprof: bool = False
     metrics: str = "basic"
+    # seconds between the leader's HashKV comparisons with the other members (0: never)
+    experimental_corrupt_check_time: float = 0.0
     listen_metrics_urls: tuple[URL, ...] = ()
 
     # logging: every logger name maps to our structlog setup

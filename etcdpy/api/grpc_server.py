@@ -8,7 +8,7 @@ that any RPC a service does not define answers UNIMPLEMENTED with a message nami
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 from google.protobuf.descriptor import MethodDescriptor
@@ -16,13 +16,18 @@ from google.protobuf.message import DecodeError, Message
 
 from etcdpy import errors
 from etcdpy.api.cluster import ClusterService
+from etcdpy.api.grpc_metrics import instrument, rpc_type
 from etcdpy.api.kv import KVService
 from etcdpy.api.lease import LeaseService
 from etcdpy.api.maintenance import MaintenanceService
+from etcdpy.api.quota import guard_services
 from etcdpy.api.status import Ctx
 from etcdpy.api.watch import WatchService
 from etcdpy.pb.etcdserverpb import rpc_pb2
 from etcdpy.server.etcd_server import EtcdServer
+
+if TYPE_CHECKING:
+    from etcdpy.observability.metrics import GrpcStats  # ops
 
 # etcd lets a request exceed --max-request-bytes by this much at the gRPC layer, so the server
 # can answer "request is too large" itself instead of a transport error.
@@ -96,9 +101,16 @@ def _method_handler(
     )
 
 
-def service_handler(service: str, impl: object) -> grpc.GenericRpcHandler[Any, Any]:
+def service_handler(
+    service: str, impl: object, stats: GrpcStats | None = None
+) -> grpc.GenericRpcHandler[Any, Any]:
     descriptor = rpc_pb2.DESCRIPTOR.services_by_name[service]
     handlers = {m.name: _method_handler(service, impl, m) for m in descriptor.methods}
+    if stats is not None:  # go-grpc-prometheus's counters (etcdpy.api.grpc_metrics)
+        for m in descriptor.methods:
+            kind = rpc_type(m.client_streaming, m.server_streaming)
+            method_stats = stats.method(f"{PACKAGE}.{service}", m.name, kind)
+            handlers[m.name] = instrument(handlers[m.name], method_stats, stats)
     return grpc.method_handlers_generic_handler(f"{PACKAGE}.{service}", handlers)
 
 
@@ -123,7 +135,8 @@ def build_grpc_server(server: EtcdServer) -> grpc.aio.Server:
         "Lease": LeaseService(server),
         "Auth": _NotYet(),
     }
+    services = guard_services(services, server)  # ops: --quota-backend-bytes (api/quota.py)
     grpc_server.add_generic_rpc_handlers(
-        tuple(service_handler(name, impl) for name, impl in services.items())
+        tuple(service_handler(name, impl, server.metrics.grpc) for name, impl in services.items())
     )
     return grpc_server

@@ -1,14 +1,15 @@
-"""The Maintenance service: Status now; the rest answers UNIMPLEMENTED until built."""
+"""The Maintenance service: Status here, the rest in maintenance_ops."""
 
 from __future__ import annotations
 
+from etcdpy.api.maintenance_ops import MaintenanceOps
 from etcdpy.api.status import Ctx
 from etcdpy.pb.etcdserverpb import rpc_pb2 as pb
 from etcdpy.server import cluster_ops
 from etcdpy.server.etcd_server import EtcdServer
 
 
-class MaintenanceService:
+class MaintenanceService(MaintenanceOps):  # ops: Hash, HashKV, Alarm, Defragment, Snapshot
     def __init__(self, server: EtcdServer) -> None:
         self._server = server
 

@@ -7,7 +7,10 @@
       del KEY [RANGE_END] [--prefix|--from-key] [--prev-kv]
       compaction REVISION [--physical]
       member list
-      endpoint status
+      endpoint status | hashkv | health
+      snapshot save FILE | restore FILE [--data-dir --name --initial-cluster] | status FILE
+      defrag; alarm list | disarm; lease grant | revoke | timetolive | list; watch KEY
+      set KEY VALUE (the seed's word for put)
 
 It speaks the etcd v3 gRPC API, so it works against etcd as well as etcdpy, and prints what
 etcdctl 3.4 prints (``-w simple`` lines, ``-w json`` objects with the proto field names, bytes
@@ -107,6 +110,16 @@ class Output:
 
     def json(self, value: Any) -> None:
         self.line(json.dumps(value, separators=(",", ":")))
+
+    def rows(self, headers: list[str], rows: list[list[str]]) -> None:
+        """``-w simple``: one comma-separated line per row; ``-w table``: a rich table."""
+        if self.fmt == "table":
+            from etcdpy.cli.ctl_ops import print_table
+
+            print_table(headers, rows)
+            return
+        for row in rows:
+            self.line(", ".join(row))
 
     def kv(self, kv: Any) -> None:
         if not self.print_value_only:
@@ -265,17 +278,19 @@ def cmd_member_list(client: Client, args: argparse.Namespace, out: Output) -> No
     if out.fmt == "json":
         out.json(message_to_json(response))
         return
-    for m in response.members:
-        status = "started" if m.name else "unstarted"
-        row = [
+    rows = [
+        [
             f"{m.ID:x}",
-            status,
+            "started" if m.name else "unstarted",
             m.name,
             ",".join(m.peerURLs),
             ",".join(m.clientURLs),
             "true" if m.isLearner else "false",
         ]
-        out.line(", ".join(row))
+        for m in response.members
+    ]
+    headers = ["ID", "STATUS", "NAME", "PEER ADDRS", "CLIENT ADDRS", "IS LEARNER"]
+    out.rows(headers, rows)
 
 
 def cmd_endpoint_status(client: Client, args: argparse.Namespace, out: Output) -> None:
@@ -299,8 +314,8 @@ def cmd_endpoint_status(client: Client, args: argparse.Namespace, out: Output) -
     if out.fmt == "json":
         out.json([{"Endpoint": ep, "Status": message_to_json(st)} for ep, st in statuses])
     else:
-        for endpoint, st in statuses:
-            row = [
+        rows = [
+            [
                 endpoint,
                 f"{st.header.member_id:x}",
                 st.version,
@@ -312,7 +327,11 @@ def cmd_endpoint_status(client: Client, args: argparse.Namespace, out: Output) -
                 str(st.raftAppliedIndex),
                 ", ".join(st.errors),
             ]
-            out.line(", ".join(row))
+            for endpoint, st in statuses
+        ]
+        headers = ["ENDPOINT", "ID", "VERSION", "DB SIZE", "IS LEADER", "IS LEARNER",
+                   "RAFT TERM", "RAFT INDEX", "RAFT APPLIED INDEX", "ERRORS"]  # fmt: skip
+        out.rows(headers, rows)
     if failed:
         raise CtlError("some endpoints did not answer")
 
@@ -339,7 +358,8 @@ def build_parser() -> argparse.ArgumentParser:
     _global_options(common, with_defaults=False)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    put = commands.add_parser("put", help="put a key", parents=[common])
+    # `set` is the seed's v2-style word for put.
+    put = commands.add_parser("put", aliases=["set"], help="put a key", parents=[common])
     put.add_argument("key")
     put.add_argument("value")
     put.add_argument("--prev-kv", action="store_true", help="print the previous key-value")
@@ -376,6 +396,11 @@ def build_parser() -> argparse.ArgumentParser:
     endpoint_commands.add_parser(
         "status", help="status of each endpoint", parents=[common]
     ).set_defaults(run=cmd_endpoint_status)
+    # Operator commands: snapshot, defrag, alarm, lease, watch, endpoint hashkv/health.
+    from etcdpy.cli import ctl_ops
+
+    ctl_ops.add_endpoint_commands(endpoint_commands, common)
+    ctl_ops.add_commands(commands, common)
     return parser
 
 
@@ -388,7 +413,9 @@ def _global_options(parser: argparse.ArgumentParser, *, with_defaults: bool) -> 
         default=default(os.environ.get("ETCDCTL_ENDPOINTS", "127.0.0.1:2379")),
         help="comma-separated gRPC endpoints (default 127.0.0.1:2379, or $ETCDCTL_ENDPOINTS)",
     )
-    parser.add_argument("-w", "--write-out", choices=("simple", "json"), default=default("simple"))
+    parser.add_argument(
+        "-w", "--write-out", choices=("simple", "json", "table"), default=default("simple")
+    )
     parser.add_argument("--dial-timeout", type=_duration, default=default(2.0), help="e.g. 2s")
     parser.add_argument("--command-timeout", type=_duration, default=default(5.0), help="e.g. 5s")
 

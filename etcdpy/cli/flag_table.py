@@ -489,7 +489,7 @@ FLAGS: tuple[FlagDef, ...] = (
         0.0,
         "Period of cluster corruption checks.",
         EXPERIMENTAL,
-        feature=_CORRUPT,
+        field="experimental_corrupt_check_time",
         default_text="0s",
     ),
     _f(

@@ -78,6 +78,10 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     args = list(sys.argv[1:] if argv is None else argv)
     if args and args[0] == "benchmark":
         return _run_benchmark(args[1:])
+    if args and args[0] == "snapshot":  # etcdutl's snapshot restore | status
+        from etcdpy.tools.snapshot import main as snapshot_main
+
+        return snapshot_main(args[1:])
     if args and args[0] in _NOT_BUILT_COMMANDS:
         return _usage_error(f"etcdpy: 'etcd {args[0]}' is not built yet in etcdpy")
 

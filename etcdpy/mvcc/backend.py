@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import os
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -154,35 +154,63 @@ class Backend:
             os.makedirs(parent, exist_ok=True)
         self.map_size = map_size
         self.readonly = readonly
-        self.env = lmdb.open(
-            self.path,
-            map_size=map_size,
-            subdir=False,  # the path names the data file itself, as etcd's member/snap/db
-            max_dbs=len(BUCKETS) + 2,
-            sync=sync_each_commit,
-            metasync=False,
-            lock=True,  # readers in other processes coordinate through <db>-lock
-            readahead=False,  # random access over a file that may exceed RAM
-            meminit=False,
-            max_readers=max_readers,
-            max_spare_txns=4,
-            readonly=readonly,
-        )
-        dbs: dict[bytes, Any] = {}
-        if readonly:
-            # Another process reading the file: the writer has made the buckets. (A handle
-            # opened inside a read transaction of ours would die with it.)
-            for name in BUCKETS:
-                dbs[name] = self.env.open_db(name, create=False)
-        else:
-            with self.env.begin(write=True) as txn:
-                for name in BUCKETS:
-                    dbs[name] = self.env.open_db(name, txn=txn, create=True)
-        self._dbs = dbs
+        self._sync_each_commit = sync_each_commit
+        self._max_readers = max_readers
+        self._dbs: dict[bytes, Any] = {}
+        self.env = self._open_env()
+        # Runs each outermost commit (it is handed the commit to call); None: commit directly.
+        self.commit_hook: Callable[[Callable[[], None]], None] | None = None
         self._batch: Tx | None = None
         self._depth = 0
         self._failed = False
         self.closed = False
+
+    def _open_env(self) -> lmdb.Environment:
+        env = lmdb.open(
+            self.path,
+            map_size=self.map_size,
+            subdir=False,  # the path names the data file itself, as etcd's member/snap/db
+            max_dbs=len(BUCKETS) + 2,
+            sync=self._sync_each_commit,
+            metasync=False,
+            lock=True,  # readers in other processes coordinate through <db>-lock
+            readahead=False,  # random access over a file that may exceed RAM
+            meminit=False,
+            max_readers=self._max_readers,
+            max_spare_txns=4,
+            readonly=self.readonly,
+        )
+        dbs = self._dbs  # filled in place: replace_file() keeps the same dict
+        if self.readonly:
+            # Another process reading the file: the writer has made the buckets. (A handle
+            # opened inside a read transaction of ours would die with it.)
+            for name in BUCKETS:
+                dbs[name] = env.open_db(name, create=False)
+        else:
+            with env.begin(write=True) as txn:
+                for name in BUCKETS:
+                    dbs[name] = env.open_db(name, txn=txn, create=True)
+        return env
+
+    def replace_file(self, path: str | os.PathLike[str]) -> None:
+        """Swap the database file for the one at ``path`` (a defragmented copy), in place.
+
+        No transaction may be open, in any thread; handles from ``db()`` must be fetched
+        again (KVStore.backend_replaced). Holders of this Backend object need not change.
+        """
+        if self._batch is not None or self.readonly:
+            raise RuntimeError("replace_file() needs a writable backend outside a batch")
+        self.env.close()
+        os.replace(path, self.path)
+        self.env = self._open_env()
+
+    def replace_file_keeping_old(self, path: str | os.PathLike[str], old: str) -> None:
+        """replace_file(), but the old file survives as ``old`` (a hard link) for the caller
+        to unlink later: freeing a large file's pages can take a good part of a second."""
+        if os.path.exists(old):
+            os.unlink(old)
+        os.link(self.path, old)
+        self.replace_file(path)
 
     # -- transactions --------------------------------------------------------------------
 
@@ -215,6 +243,8 @@ class Backend:
         self._batch = None
         if self._failed:
             tx.txn.abort()
+        elif self.commit_hook is not None:
+            self.commit_hook(tx.txn.commit)  # e.g. timed for etcd_disk_backend_commit_duration
         else:
             tx.txn.commit()
 

@@ -162,6 +162,10 @@ class KVStore:
     def index(self) -> TreeIndex:
         return self._index
 
+    def backend_replaced(self) -> None:
+        """The backend swapped its file (defragmentation): fetch the bucket handle again."""
+        self._key_db = self._b.db(bk.KEY)
+
     def _check_usable(self) -> None:
         if self._broken or self._b.closed:
             raise StoreClosedError("mvcc: closed")

@@ -8,7 +8,7 @@ yields an ``EtcdError`` result for its waiter; the entry is still consumed, as i
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from etcdpy import errors
 from etcdpy.lease.lessor import Lessor
@@ -17,6 +17,9 @@ from etcdpy.mvcc.kvstore import KVStore, RangeResult
 from etcdpy.pb.etcdserverpb import rpc_pb2 as pb
 from etcdpy.pb.mvccpb import kv_pb2 as mvccpb
 from etcdpy.server import lease_apply
+
+if TYPE_CHECKING:
+    from etcdpy.server.alarms import AlarmStore
 
 Response = Any  # one of the etcdserverpb *Response messages, or an EtcdError
 
@@ -171,6 +174,8 @@ def is_txn_read_only(req: pb.TxnRequest) -> bool:
 class Applier:
     """Runs InternalRaftRequests against the store; returns responses or EtcdError values."""
 
+    alarms: AlarmStore | None = None  # ops: set by the server (etcdpy.server.alarms)
+
     def __init__(self, kv: KVStore, lessor: Lessor | None = None) -> None:
         self.kv = kv
         # Without a lessor (tests of the KV alone) every lease is unknown.
@@ -182,6 +187,11 @@ class Applier:
     # -- entry points ------------------------------------------------------------------
 
     def apply(self, req: Any, index: int) -> Response:
+        alarms = self.alarms
+        if alarms is not None:  # ops: alarm requests, and refusals while an alarm is active
+            answer = alarms.intercept(req)
+            if answer is not None:
+                return answer
         try:
             if req.HasField("put"):
                 return self.put(req.put, index)

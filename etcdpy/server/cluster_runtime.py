@@ -145,6 +145,7 @@ class ClusterRuntime:
         self.snapshot_index = snap.metadata.index if snap is not None else 0
         self.conf_state = snap.metadata.conf_state if snap is not None else None
         transport = PeerTransport(s.member_id, s.cluster.cluster_id, self)
+        transport.stats = s.metrics.peers  # ops: peer series on /metrics
         await transport.listen([str(u) for u in s.config.listen_peer_urls])
         self.transport = transport
         for member in s.cluster.sorted_members():
@@ -239,9 +240,10 @@ class ClusterRuntime:
     async def snapshot_db(self) -> Path:
         """A consistent copy of the backend (at the applied index or later), for a follower."""
         path = self.snapshot_dir() / f"send-{time.monotonic_ns():x}.db"
-        await asyncio.get_running_loop().run_in_executor(
-            None, self.server.backend.copy_to, str(path)
-        )
+        async with self.server.maintenance.backend_lock:  # ops: not while a defrag swaps the file
+            await asyncio.get_running_loop().run_in_executor(
+                None, self.server.backend.copy_to, str(path)
+            )
         return path
 
     def on_snapshot(self, message: Message, db_path: Path) -> None:

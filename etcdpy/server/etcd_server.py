@@ -77,6 +77,9 @@ class EtcdServer:
         self._stopped = False
         self._request_timeout = 5.0 + 2 * config.election_timeout / 1000.0
         self._deadlines = Deadlines()
+        from etcdpy.observability.metrics import ServerMetrics  # ops: counters for /metrics
+
+        self.metrics = ServerMetrics()
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -97,6 +100,9 @@ class EtcdServer:
         )
         self.lessor.restore(self.kv.lease_keys())
         self.applier = Applier(self.kv, self.lessor)
+        from etcdpy.server.maintenance import Maintenance  # ops: alarms, hashes, snapshots
+
+        self.maintenance = Maintenance(self)
 
         # -- cluster: membership, ids, snapshot backend (etcdpy.server.cluster_runtime) --
         self.cluster_runtime = ClusterRuntime(self)
@@ -201,7 +207,11 @@ class EtcdServer:
             future,
             functools.partial(self._wait.cancel, request_id),
         )
-        result = await future
+        try:
+            result = await future
+        except errors.EtcdError:
+            self.metrics.proposals_failed += 1  # ops: etcd_server_proposals_failed_total
+            raise
         if isinstance(result, errors.EtcdError):
             raise result
         return result
@@ -298,7 +308,10 @@ class EtcdServer:
     # -- ReadyHandler: called by the Ready loop ------------------------------------------
 
     def persist(self, rd: Ready) -> None:
+        started = time.perf_counter()  # ops: etcd_disk_wal_fsync_duration_seconds
         self.storage.persist(rd)
+        if rd.must_sync:
+            self.metrics.observe_wal_sync(time.perf_counter() - started)
 
     def stage(self, rd: Ready) -> None:
         self.storage.stage(rd)
@@ -312,6 +325,7 @@ class EtcdServer:
         self.cluster_runtime.send(messages)
 
     def apply(self, entries: Sequence[Entry]) -> None:
+        started = time.perf_counter()  # ops: slow applies (observability/metrics.py)
         results: list[tuple[int, Response]] = []
         runtime = self.cluster_runtime
         promote = False
@@ -338,6 +352,7 @@ class EtcdServer:
             self.leases.promote(self._lease_extension())
         for request_id, result in results:
             self._wait.resolve(request_id, result)
+        self.metrics.observe_apply(started, time.perf_counter(), results)  # ops
         self._applied.advance(self.applied_index)
         runtime.maybe_snapshot()
         if self._campaign_when_applied:
@@ -353,6 +368,7 @@ class EtcdServer:
         old = self.leader_id
         if soft_state.lead != old:
             log.info("leader changed", leader=f"{soft_state.lead:x}")
+            self.metrics.on_leader(self.leader_id, soft_state.lead)  # ops
         self.leader_id = soft_state.lead
         if soft_state.lead != old:
             self.cluster_runtime.on_leader_change(old, soft_state.lead)
@@ -423,6 +439,7 @@ class EtcdServer:
         self.backend = Backend(db_file, map_size=map_size)
         self.kv.replace_backend(self.backend)
         self.lessor.recover(self.backend, self.kv.lease_keys())
+        self.maintenance.backend_replaced()  # ops: alarms and the commit timer on the new file
 
     # -- leases (the work is in lease_driver.py and lease_apply.py) ----------------------
 

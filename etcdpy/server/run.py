@@ -8,6 +8,7 @@ import signal
 import structlog
 
 from etcdpy.config import ServerConfig
+from etcdpy.observability.startup import config_fields
 
 log = structlog.get_logger(__name__)
 
@@ -24,11 +25,13 @@ def run(config: ServerConfig) -> int:
 
 
 async def _serve(config: ServerConfig) -> int:
+    from etcdpy.api.client_listeners import ClientListeners
     from etcdpy.api.grpc_server import build_grpc_server
     from etcdpy.errors import EtcdError
     from etcdpy.server.cluster_runtime import JoinError
     from etcdpy.server.etcd_server import EtcdServer
 
+    log.info("starting an etcd server", **config_fields(config))
     server = EtcdServer(config)
     try:
         await server.start()
@@ -36,13 +39,16 @@ async def _serve(config: ServerConfig) -> int:
         log.error("cannot start member", error=str(exc))
         return 1
     grpc_server = build_grpc_server(server)
-    for url in config.listen_client_urls:
-        address = url.netloc
-        if grpc_server.add_insecure_port(address) == 0:
-            log.error("cannot listen", address=address)
-            await server.stop()
-            return 1
-    await grpc_server.start()
+    # gRPC and HTTP share each client URL (etcdpy.server.client_front).
+    listeners = ClientListeners(server, grpc_server)
+    if not await listeners.start():
+        await listeners.stop(0)
+        await server.stop()
+        return 1
+    from etcdpy.server.corrupt_check import CorruptionChecker
+
+    checker = CorruptionChecker(server, config.experimental_corrupt_check_time)
+    checker.start()
     log.info(
         "ready to serve client requests",
         listen_client_urls=[str(u) for u in config.listen_client_urls],
@@ -63,7 +69,8 @@ async def _serve(config: ServerConfig) -> int:
     server.cluster_runtime.on_removed_stop = stop.set  # a removed member stops itself
     await stop.wait()
     log.info("stopping", grace_seconds=SHUTDOWN_GRACE_SECONDS)
-    await grpc_server.stop(SHUTDOWN_GRACE_SECONDS)
+    await checker.stop()
+    await listeners.stop(SHUTDOWN_GRACE_SECONDS)
     await server.stop()
     log.info("stopped")
     return exit_code

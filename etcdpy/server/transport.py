@@ -31,12 +31,15 @@ import struct
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Final, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 import structlog
 
 from etcdpy.raft.codec import decode_message, decode_messages, encode_message, encode_messages
 from etcdpy.raft.types import Message, MessageType, SnapshotStatus
+
+if TYPE_CHECKING:
+    from etcdpy.observability.metrics import PeerStats
 
 log = structlog.get_logger(__name__)
 
@@ -197,6 +200,9 @@ class _Peer:
             backoff = min(backoff * 2, BACKOFF_MAX)
 
     def _lost(self) -> None:
+        stats = self.transport.stats
+        if stats is not None:  # ops
+            stats.send_failed(f"{self.member_id:x}")
         self.active_since = None
         if self.queue:
             self.queue = []
@@ -210,6 +216,9 @@ class _Peer:
         # The watcher ends only when the connection does; it wakes the writer to notice.
         watcher.add_done_callback(lambda _t: self.wakeup.set())
         self.active_since = time.monotonic()
+        pair = (f"{t.member_id:x}", f"{self.member_id:x}")
+        if t.stats is not None:  # ops: etcd_network_active_peers
+            t.stats.connected(*pair)
         try:
             while True:
                 if not self.queue:
@@ -221,10 +230,15 @@ class _Peer:
                 if not self.queue:
                     continue
                 batch, self.queue = self.queue, []
-                writer.write(_frame(MSGS, encode_messages(batch)))
+                frame = _frame(MSGS, encode_messages(batch))
+                writer.write(frame)
                 await writer.drain()
+                if t.stats is not None:  # ops
+                    t.stats.sent(f"{self.member_id:x}", len(frame))
         finally:
             watcher.cancel()
+            if t.stats is not None:  # ops: etcd_network_disconnected_peers_total
+                t.stats.disconnected_from(*pair)
 
     async def _watch_close(self, reader: asyncio.StreamReader) -> None:
         """The peer only ever writes to our outgoing connection to reject us, or closes it."""
@@ -278,6 +292,8 @@ class PeerTransport:
         self._servers: list[asyncio.Server] = []
         self._snap_tasks: set[asyncio.Task[None]] = set()
         self._inbound: set[asyncio.StreamWriter] = set()
+        # ops: rafthttp's series for /metrics (etcdpy.observability.metrics.PeerStats)
+        self.stats: PeerStats | None = None
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -426,6 +442,8 @@ class PeerTransport:
                     return
                 if self.faults is not None and from_id in self.faults.blocked:
                     continue
+                if self.stats is not None:  # ops
+                    self.stats.received(f"{from_id:x}", len(payload) + _HEADER.size)
                 handler.on_messages(decode_messages(payload))
             elif kind == SNAP_HEAD:
                 await self._receive_snapshot(payload, reader, writer)

@@ -239,7 +239,6 @@ def test_ignored_flags_of_etcd_warn() -> None:
         ["--discovery=https://discovery.etcd.io/x"],
         ["--discovery-srv", "example.com"],
         ["--experimental-initial-corrupt-check"],
-        ["--experimental-corrupt-check-time=1m"],
         ["--force-new-cluster"],
         ["--cipher-suites=TLS_AES_128_GCM_SHA256"],
     ],
@@ -437,3 +436,9 @@ def test_config_file_errors(tmp_path: Path) -> None:
     short = write(tmp_path / "short.yml", "election-timeout: 100\n")
     with pytest.raises(ConfigError, match="at least as 5 times"):
         parse_server_args(["--config-file", short], {})
+
+
+def test_corrupt_check_time_is_built() -> None:
+    outcome = parse_server_args(["--experimental-corrupt-check-time=1m"], {})
+    assert outcome.config is not None
+    assert outcome.config.experimental_corrupt_check_time == 60.0

@@ -1,0 +1,157 @@
+"""The leader's periodic corruption check (--experimental-corrupt-check-time), as etcd 3.4's.
+
+Every period the leader hashes its key space (HashKV at its current revision), asks every
+other member for HashKV at that revision (over their client URLs), confirms it is still the
+leader with a linearizable read, hashes again, and raises the CORRUPT alarm (member id 0: which
+side is wrong is not known) when:
+
+- its own two hashes differ at the same revision and compact revision;
+- a member reports a revision or compact revision beyond the leader's;
+- a member with the leader's compact revision reports a different hash.
+
+A member that does not answer is skipped. While CORRUPT is active every member refuses
+requests (etcdpy.server.alarms), until an operator disarms it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import grpc
+import structlog
+
+from etcdpy import errors
+from etcdpy.pb.etcdserverpb import rpc_pb2 as pb
+from etcdpy.pb.etcdserverpb import rpc_pb2_grpc
+from etcdpy.raft.types import StateType
+from etcdpy.server.alarms import ACTIVATE, CORRUPT
+
+if TYPE_CHECKING:
+    from etcdpy.server.etcd_server import EtcdServer
+
+log = structlog.get_logger(__name__)
+
+PEER_TIMEOUT_SECONDS = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class HashAt:
+    hash: int
+    revision: int
+    compact_revision: int
+
+
+def judge(first: HashAt, second: HashAt, peers: Sequence[tuple[int, HashAt]]) -> list[str]:
+    """The reasons to raise CORRUPT (empty: all agree). ``first`` and ``second`` are the
+    leader's hashes before and after asking ``peers`` (member id, its answer)."""
+    reasons: list[str] = []
+    if (
+        first.hash != second.hash
+        and first.revision == second.revision
+        and first.compact_revision == second.compact_revision
+    ):
+        reasons.append(f"the leader's own hash changed at revision {first.revision}")
+    for member, got in peers:
+        if got.revision > second.revision:
+            reasons.append(
+                f"member {member:x} is at revision {got.revision}, beyond the leader's "
+                f"{second.revision}"
+            )
+        if got.compact_revision > second.compact_revision:
+            reasons.append(
+                f"member {member:x} compacted at {got.compact_revision}, beyond the leader's "
+                f"{second.compact_revision}"
+            )
+        if got.compact_revision == first.compact_revision and got.hash != first.hash:
+            reasons.append(
+                f"member {member:x} has hash {got.hash} at revision {first.revision}, "
+                f"the leader {first.hash}"
+            )
+    return reasons
+
+
+def _target(url: str) -> str:
+    for scheme in ("http://", "https://"):
+        if url.startswith(scheme):
+            return url[len(scheme) :]
+    return url
+
+
+class CorruptionChecker:
+    def __init__(self, server: EtcdServer, period: float) -> None:
+        self._server = server
+        self._period = period
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        if self._period > 0:
+            self._task = asyncio.create_task(self._run(), name="corrupt-check")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self._period)
+            try:
+                await self.check_once()
+            except errors.EtcdError as exc:
+                log.warning("corruption check failed", error=exc.message)
+
+    def _local(self) -> HashAt:
+        h, rev, crev = self._server.maintenance.hash_kv(0)
+        return HashAt(h, rev, crev)
+
+    async def check_once(self) -> list[str]:
+        """One round; returns the reasons found (and raises the alarm for them)."""
+        server = self._server
+        if server.role != StateType.LEADER:
+            return []
+        first = self._local()
+        peers = await self._ask_peers(first.revision)
+        await server.linearizable_read()
+        second = self._local()
+        reasons = judge(first, second, peers)
+        for reason in reasons:
+            log.warning("found data inconsistency", reason=reason)
+        if reasons:
+            await server.maintenance.alarm(
+                pb.AlarmRequest(action=ACTIVATE, memberID=0, alarm=CORRUPT)  # type: ignore[arg-type]
+            )
+        else:
+            log.info("finished peer corruption check", number_of_peers_checked=len(peers))
+        return reasons
+
+    async def _ask_peers(self, revision: int) -> list[tuple[int, HashAt]]:
+        server = self._server
+        asks = [
+            self._ask(member.id, list(member.client_urls), revision)
+            for member in server.cluster.sorted_members()
+            if member.id != server.member_id and member.client_urls
+        ]
+        answers = await asyncio.gather(*asks)
+        return [a for a in answers if a is not None]
+
+    async def _ask(self, member: int, urls: list[str], revision: int) -> tuple[int, HashAt] | None:
+        for url in urls:
+            async with grpc.aio.insecure_channel(_target(url)) as channel:
+                stub = rpc_pb2_grpc.MaintenanceStub(channel)
+                try:
+                    resp = await stub.HashKV(
+                        pb.HashKVRequest(revision=revision), timeout=PEER_TIMEOUT_SECONDS
+                    )
+                except grpc.aio.AioRpcError as exc:
+                    log.warning(
+                        "cannot fetch hash from member",
+                        member=f"{member:x}",
+                        url=url,
+                        error=exc.details(),
+                    )
+                    continue
+                return member, HashAt(resp.hash, resp.header.revision, resp.compact_revision)
+        return None

@@ -1,0 +1,69 @@
+"""What /metrics and /health read from a running EtcdServer (no hooks: plain attribute reads)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from etcdpy import ETCD_API_VERSION
+from etcdpy.mvcc.backend import Backend
+from etcdpy.observability.metrics import ServerState
+from etcdpy.raft.types import StateType
+
+if TYPE_CHECKING:
+    from etcdpy.server.etcd_server import EtcdServer
+
+
+def cluster_version() -> str:
+    """The cluster version etcd reports: major.minor.0 of the version we speak for."""
+    major, minor = ETCD_API_VERSION.split(".")[:2]
+    return f"{major}.{minor}.0"
+
+
+class EtcdServerView:
+    def __init__(self, server: EtcdServer) -> None:
+        self._server = server
+
+    def metrics_snapshot(self) -> ServerState:
+        s = self._server
+        me = s.cluster.members.get(s.member_id)
+        backend = s.backend
+        kv = s.kv
+        return ServerState(
+            member_id=s.member_id,
+            leader_id=s.leader_id,
+            is_leader=s.role == StateType.LEADER,
+            is_learner=me is not None and me.is_learner,
+            committed_index=s.commit_index,
+            applied_index=s.applied_index,
+            pending_proposals=len(s._wait),
+            quota_backend_bytes=s.config.quota_bytes or 0,
+            db_size=backend.size(),
+            db_size_in_use=backend.size_in_use(),
+            # Keys with a history in the index (deleted ones count until compacted).
+            keys=len(kv.index),
+            current_revision=kv.current_revision,
+            compact_revision=kv.compact_revision,
+            server_version=ETCD_API_VERSION,
+            cluster_version=cluster_version(),
+            open_read_transactions=_open_readers(backend),
+            leases_expired=getattr(getattr(s, "leases", None), "revoked_expired", 0),
+            **_watchers(kv),
+        )
+
+
+def _watchers(kv: object) -> dict[str, int]:
+    """Watcher counts of a watchable store (a plain KVStore has none)."""
+    synced = getattr(kv, "synced", None)
+    unsynced = getattr(kv, "unsynced", None)
+    victims = getattr(kv, "victims", None)
+    if synced is None or unsynced is None or victims is None:
+        return {}
+    slow = len(unsynced) + len(victims)
+    return {"watchers": len(synced) + slow, "slow_watchers": slow}
+
+
+def _open_readers(backend: Backend) -> int:
+    try:
+        return int(backend.env.info()["num_readers"])
+    except Exception:  # a closed or swapping environment
+        return 0

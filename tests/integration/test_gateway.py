@@ -1,0 +1,144 @@
+"""The JSON gateway driven with plain HTTP and compared with the gRPC answers."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import http.client
+import json
+from typing import Any
+
+import grpc
+import pytest
+from google.protobuf import json_format
+
+from etcdpy.pb.etcdserverpb import rpc_pb2, rpc_pb2_grpc
+from etcdpy.testing.processes import MemberProcess
+
+pytestmark = pytest.mark.integration
+
+
+def b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+def post(member: MemberProcess, path: str, body: bytes | str, method: str = "POST") -> Any:
+    conn = http.client.HTTPConnection("127.0.0.1", member.client_port, timeout=10)
+    try:
+        conn.request(method, path, body=body if isinstance(body, bytes) else body.encode())
+        resp = conn.getresponse()
+        return resp.status, resp.getheader("Content-Type"), resp.read()
+    finally:
+        conn.close()
+
+
+def post_json(member: MemberProcess, path: str, payload: dict[str, Any]) -> Any:
+    status, _ctype, body = post(member, path, json.dumps(payload))
+    assert status == 200, body
+    return json.loads(body)
+
+
+def test_kv_over_http_matches_grpc(etcdpy_server: MemberProcess) -> None:
+    put = post_json(etcdpy_server, "/v3/kv/put", {"key": b64("foo"), "value": b64("bar")})
+    assert put["header"]["revision"] == "2"  # int64 as a string
+    got = post_json(etcdpy_server, "/v3/kv/range", {"key": b64("foo")})
+    assert got["kvs"][0]["value"] == b64("bar")
+    assert got["count"] == "1"
+    with grpc.insecure_channel(etcdpy_server.endpoint) as channel:
+        kv = rpc_pb2_grpc.KVStub(channel)
+        via_grpc = kv.Range(rpc_pb2.RangeRequest(key=b"foo"), timeout=10)
+    assert json_format.ParseDict(got, rpc_pb2.RangeResponse()) == via_grpc
+    txn = post_json(
+        etcdpy_server,
+        "/v3/kv/txn",
+        {
+            "compare": [
+                {"key": b64("foo"), "result": "EQUAL", "target": "VALUE", "value": b64("bar")}
+            ],
+            "success": [{"request_put": {"key": b64("foo"), "value": b64("baz")}}],
+        },
+    )
+    assert txn["succeeded"] is True
+    got = post_json(etcdpy_server, "/v3/kv/range", {"key": b64("foo")})
+    assert got["kvs"][0]["value"] == b64("baz")
+    deleted = post_json(etcdpy_server, "/v3/kv/deleterange", {"key": b64("foo")})
+    assert deleted["deleted"] == "1"
+    status = post_json(etcdpy_server, "/v3/maintenance/status", {})
+    assert status["version"] == "3.4.23"
+    members = post_json(etcdpy_server, "/v3/cluster/member/list", {})
+    assert members["members"][0]["name"] == etcdpy_server.name
+
+
+def test_bad_input_gets_grpc_gateway_errors(etcdpy_server: MemberProcess) -> None:
+    def error(path: str, body: str) -> tuple[int, dict[str, Any]]:
+        status, ctype, raw = post(etcdpy_server, path, body)
+        assert ctype == "application/json"
+        return status, json.loads(raw)
+
+    status, body = error("/v3/kv/range", '{"key":')
+    assert (status, body["code"]) == (400, 3)
+    status, body = error("/v3/kv/range", '{"key": 5}')
+    assert (status, body["code"]) == (400, 3)
+    status, body = error("/v3/kv/range", '{"no_such_field": "x"}')  # ignored, as etcd
+    assert (status, body) == (
+        400,
+        {
+            "error": "etcdserver: key is not provided",
+            "message": "etcdserver: key is not provided",
+            "code": 3,
+        },
+    )
+    status, body = error("/v3/kv/range", json.dumps({"key": b64("k"), "revision": "100"}))
+    assert (status, body["code"]) == (400, 11)
+    assert body["error"] == "etcdserver: mvcc: required revision is a future revision"
+    status, body = error("/v3/kv/put", json.dumps({"key": ""}))
+    assert (status, body["error"]) == (400, "etcdserver: key is not provided")
+    big = json.dumps({"key": b64("k"), "value": base64.b64encode(b"v" * 1_600_000).decode()})
+    status, body = error("/v3/kv/put", big)
+    assert (status, body["error"]) == (400, "etcdserver: request is too large")
+    assert post(etcdpy_server, "/v3/kv/nothing", "{}")[::2] == (404, b"Not Found\n")
+    assert post(etcdpy_server, "/v3/kv/range", "", method="GET")[0] == 405
+    # The server is unharmed.
+    assert post_json(etcdpy_server, "/v3/kv/range", {"key": b64("k")})["header"]
+
+
+def test_snapshot_streams_json_lines_with_checksum(etcdpy_server: MemberProcess) -> None:
+    post_json(etcdpy_server, "/v3/kv/put", {"key": b64("a"), "value": b64("1")})
+    status, _ctype, raw = post(etcdpy_server, "/v3/maintenance/snapshot", "{}")
+    assert status == 200
+    lines = [json.loads(line) for line in raw.splitlines()]
+    blobs = [base64.b64decode(line["result"].get("blob", "")) for line in lines]
+    assert lines[-2]["result"].get("remaining_bytes", "0") == "0"
+    assert hashlib.sha256(b"".join(blobs[:-1])).digest() == blobs[-1]
+
+
+def test_watch_streams_events_as_json_lines(etcdpy_server: MemberProcess) -> None:
+    conn = http.client.HTTPConnection("127.0.0.1", etcdpy_server.client_port, timeout=10)
+    try:
+        conn.request("POST", "/v3/watch", body=json.dumps({"create_request": {"key": b64("w")}}))
+        resp = conn.getresponse()
+        assert resp.status == 200
+        created = json.loads(resp.readline())
+        assert created["result"]["created"] is True
+        post_json(etcdpy_server, "/v3/kv/put", {"key": b64("w"), "value": b64("1")})
+        event = json.loads(resp.readline())["result"]
+        assert event["events"][0]["kv"]["key"] == b64("w")
+        assert event["events"][0]["kv"]["value"] == b64("1")
+        assert event.get("events")[0].get("type", "PUT") == "PUT"  # zero value left out
+    finally:
+        conn.close()
+    # The server is fine after the client went away mid-stream.
+    assert post_json(etcdpy_server, "/v3/kv/range", {"key": b64("w")})["count"] == "1"
+
+
+def test_lease_over_http(etcdpy_server: MemberProcess) -> None:
+    granted = post_json(etcdpy_server, "/v3/lease/grant", {"TTL": 30})
+    lease_id = granted["ID"]
+    assert granted["TTL"] == "30"
+    post_json(etcdpy_server, "/v3/kv/put", {"key": b64("l"), "value": b64("v"), "lease": lease_id})
+    ttl = post_json(etcdpy_server, "/v3/lease/timetolive", {"ID": lease_id, "keys": True})
+    assert ttl["keys"] == [b64("l")]
+    leases = post_json(etcdpy_server, "/v3/lease/leases", {})
+    assert [lease["ID"] for lease in leases["leases"]] == [lease_id]
+    post_json(etcdpy_server, "/v3/lease/revoke", {"ID": lease_id})
+    assert "kvs" not in post_json(etcdpy_server, "/v3/kv/range", {"key": b64("l")})

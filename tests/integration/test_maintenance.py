@@ -1,0 +1,181 @@
+"""Maintenance on live servers: HashKV, Defragment, Snapshot save -> `etcdpy snapshot restore`
+-> start with the same HashKV, and the NOSPACE alarm round trip with a small quota."""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+from pathlib import Path
+
+import grpc
+import pytest
+
+from etcdpy.pb.etcdserverpb import rpc_pb2, rpc_pb2_grpc
+from etcdpy.testing.processes import MemberProcess, etcdpy_command, etcdpy_member
+from tests.tools import Etcdctl
+
+pytestmark = pytest.mark.integration
+
+NOSPACE = "etcdserver: mvcc: database space exceeded"
+
+
+def maintenance(member: MemberProcess) -> tuple[grpc.Channel, rpc_pb2_grpc.MaintenanceStub]:
+    channel = grpc.insecure_channel(member.endpoint)
+    return channel, rpc_pb2_grpc.MaintenanceStub(channel)
+
+
+def hash_kv(member: MemberProcess, revision: int = 0) -> rpc_pb2.HashKVResponse:
+    channel, stub = maintenance(member)
+    with channel:
+        resp: rpc_pb2.HashKVResponse = stub.HashKV(
+            rpc_pb2.HashKVRequest(revision=revision), timeout=10
+        )
+        return resp
+
+
+def test_hashkv_revisions_and_errors(etcdpy_server: MemberProcess, etcdctl: Etcdctl) -> None:
+    for i in range(5):
+        etcdctl.run("put", f"k{i}", f"v{i}")
+    at3 = hash_kv(etcdpy_server, 3)
+    assert at3.header.revision == 3
+    assert hash_kv(etcdpy_server, 3).hash == at3.hash
+    now = hash_kv(etcdpy_server)
+    assert now.header.revision == 6
+    assert now.hash != at3.hash
+    with pytest.raises(grpc.RpcError) as err:
+        hash_kv(etcdpy_server, 100)
+    assert err.value.code() == grpc.StatusCode.OUT_OF_RANGE
+    etcdctl.run("compact", "4")
+    with pytest.raises(grpc.RpcError) as err:
+        hash_kv(etcdpy_server, 3)
+    assert err.value.details() == "etcdserver: mvcc: required revision has been compacted"
+    assert hash_kv(etcdpy_server).compact_revision == 4
+
+
+def test_snapshot_save_restore_start_same_hashkv(
+    etcdpy_server: MemberProcess, etcdctl: Etcdctl, tmp_path: Path
+) -> None:
+    for i in range(20):
+        etcdctl.run("put", f"key{i:02}", "x" * i)
+    etcdctl.run("del", "key05")
+    before = hash_kv(etcdpy_server)
+    snap = tmp_path / "backup.db"
+    etcdctl.run("snapshot", "save", str(snap))
+    data = snap.read_bytes()
+    assert len(data) % 512 == 32  # the database, then etcd's trailing sha256
+    assert hashlib.sha256(data[:-32]).digest() == data[-32:]
+
+    status = subprocess.run(
+        [*etcdpy_command(), "snapshot", "status", str(snap), "-w", "json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert status.returncode == 0, status.stderr
+    assert f'"revision":{before.header.revision}' in status.stdout
+
+    restored = etcdpy_member(tmp_path, name="r")
+    proc = subprocess.run(
+        [
+            *etcdpy_command(),
+            "snapshot",
+            "restore",
+            str(snap),
+            "--data-dir",
+            str(restored.data_dir),
+            "--name",
+            "r",
+            "--initial-cluster",
+            f"r={restored.peer_url}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    restored.start()
+    try:
+        after = hash_kv(restored)
+        assert (after.hash, after.header.revision) == (before.hash, before.header.revision)
+        assert after.header.cluster_id != before.header.cluster_id  # a new cluster
+        ctl = Etcdctl(restored.endpoint)
+        assert ctl.run("get", "key19", "--print-value-only").stdout.strip() == "x" * 19
+        ctl.run("put", "new", "1")
+        assert ctl.run("get", "new", "--print-value-only").stdout.strip() == "1"
+    finally:
+        restored.stop()
+
+
+def test_restore_refuses_corrupt_snapshot_and_existing_dir(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.db"
+    bad.write_bytes(b"\0" * 512 + b"\1" * 32)
+    cmd = [*etcdpy_command(), "snapshot", "restore", str(bad), "--name", "a"]
+    proc = subprocess.run(
+        [*cmd, "--data-dir", str(tmp_path / "d"), "--initial-cluster", "a=http://127.0.0.1:1"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 1
+    assert "snapshot is corrupt" in proc.stderr
+    assert not (tmp_path / "d").exists()
+    proc = subprocess.run(
+        [*cmd, "--data-dir", str(tmp_path), "--initial-cluster", "a=http://127.0.0.1:1"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 1
+    assert "exists" in proc.stderr
+
+
+def test_nospace_alarm_round_trip(tmp_path: Path) -> None:
+    member = etcdpy_member(tmp_path, extra_args=["--quota-backend-bytes", str(1_500_000)])
+    member.start()
+    try:
+        ctl = Etcdctl(member.endpoint)
+        ctl.run("put", "keep", "me")
+        big = "v" * 100_000
+        refused = None
+        for i in range(40):
+            proc = ctl.run("put", f"big{i:02}", input=big, check=False)
+            if proc.returncode != 0:
+                refused = proc
+                break
+        assert refused is not None, "the quota was never reached"
+        assert NOSPACE in refused.stderr
+        assert "alarm:NOSPACE" in ctl.run("alarm", "list").stdout
+        # Writes are refused on every path, reads and deletes go on.
+        assert NOSPACE in ctl.run("put", "small", "1", check=False).stderr
+        assert ctl.run("get", "keep", "--print-value-only").stdout.strip() == "me"
+        ctl.run("del", "big", "--prefix")
+        rev = int(ctl.json("get", "keep")["header"]["revision"])
+        ctl.run("compact", str(rev))
+        size_before = int(ctl.json("endpoint", "status")[0]["Status"]["dbSize"])
+        assert "Finished defragmenting" in ctl.run("defrag").stdout
+        size_after = int(ctl.json("endpoint", "status")[0]["Status"]["dbSize"])
+        assert size_after < size_before / 4
+        ctl.run("alarm", "disarm")
+        assert ctl.run("alarm", "list").stdout.strip() == ""
+        ctl.run("put", "small", "1")
+        assert ctl.run("get", "keep", "--print-value-only").stdout.strip() == "me"
+        assert ctl.run("get", "small", "--print-value-only").stdout.strip() == "1"
+    finally:
+        member.stop()
+
+
+def test_periodic_corruption_check_runs_and_finds_nothing(tmp_path: Path) -> None:
+    import time
+
+    member = etcdpy_member(tmp_path, extra_args=["--experimental-corrupt-check-time=200ms"])
+    member.start()
+    try:
+        ctl = Etcdctl(member.endpoint)
+        ctl.run("put", "a", "1")
+        deadline = time.monotonic() + 15
+        while "finished peer corruption check" not in member.log_tail(200):
+            assert time.monotonic() < deadline, member.log_tail()
+            time.sleep(0.1)
+        assert ctl.run("alarm", "list").stdout == ""
+    finally:
+        member.stop()
