@@ -158,6 +158,7 @@ class Backend:
         self._max_readers = max_readers
         self._dbs: dict[bytes, Any] = {}
         self.env = self._open_env()
+        self._size: int | None = None
         # Runs each outermost commit (it is handed the commit to call); None: commit directly.
         self.commit_hook: Callable[[Callable[[], None]], None] | None = None
         self._batch: Tx | None = None
@@ -203,6 +204,7 @@ class Backend:
         self.env.close()
         os.replace(path, self.path)
         self.env = self._open_env()
+        self._size = None
 
     def replace_file_keeping_old(self, path: str | os.PathLike[str], old: str) -> None:
         """replace_file(), but the old file survives as ``old`` (a hard link) for the caller
@@ -247,6 +249,7 @@ class Backend:
             self.commit_hook(tx.txn.commit)  # e.g. timed for etcd_disk_backend_commit_duration
         else:
             tx.txn.commit()
+        self._size = None  # the file grows only when a write transaction commits
 
     @contextmanager
     def batch(self) -> Iterator[Tx]:
@@ -285,8 +288,12 @@ class Backend:
         self.env.sync(True)
 
     def size(self) -> int:
-        """Bytes of the data file (etcd's db size)."""
-        return os.stat(self.path).st_size
+        """Bytes of the data file (etcd's db size); cached between commits, because the quota
+        check asks on every write request."""
+        size = self._size
+        if size is None:
+            size = self._size = os.stat(self.path).st_size
+        return size
 
     def size_in_use(self) -> int:
         """Bytes of the pages that hold data (the rest of the file is free pages)."""
