@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -19,6 +18,7 @@ import grpc
 import pytest
 
 from etcdpy.pb.etcdserverpb import rpc_pb2, rpc_pb2_grpc
+from tests.tools import require_tool
 
 pytestmark = pytest.mark.integration
 
@@ -32,11 +32,7 @@ def _free_port() -> int:
 
 @pytest.fixture
 def etcd_endpoint(tmp_path: Path) -> Iterator[str]:
-    binary = shutil.which("etcd")
-    if binary is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("etcd (Debian package etcd-server) is required in CI")
-        pytest.skip("etcd is not installed")
+    binary = require_tool("etcd")
     client, peer = f"http://127.0.0.1:{_free_port()}", f"http://127.0.0.1:{_free_port()}"
     log = (tmp_path / "etcd.log").open("wb")
     proc = subprocess.Popen(

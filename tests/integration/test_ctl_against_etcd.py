@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -15,16 +14,9 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.tools import require_tool
+
 pytestmark = pytest.mark.integration
-
-
-def _tool(name: str) -> str:
-    path = shutil.which(name)
-    if path is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{name} (Debian's etcd-server / etcd-client) is required in CI")
-        pytest.skip(f"{name} is not installed")
-    return path
 
 
 def _free_port() -> int:
@@ -45,7 +37,7 @@ def etcdpyctl(endpoint: str, *args: str) -> subprocess.CompletedProcess[str]:
 
 def etcdctl(endpoint: str, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [_tool("etcdctl"), "--endpoints", endpoint, *args],
+        [require_tool("etcdctl"), "--endpoints", endpoint, *args],
         capture_output=True,
         text=True,
         timeout=60,
@@ -55,8 +47,8 @@ def etcdctl(endpoint: str, *args: str) -> subprocess.CompletedProcess[str]:
 
 @pytest.fixture(scope="module")
 def endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    binary = _tool("etcd")
-    _tool("etcdctl")
+    binary = require_tool("etcd")
+    require_tool("etcdctl")
     tmp = tmp_path_factory.mktemp("etcd")
     client, peer = f"http://127.0.0.1:{_free_port()}", f"http://127.0.0.1:{_free_port()}"
     with (tmp / "etcd.log").open("wb") as log:

@@ -81,24 +81,6 @@ def read_line(proc: subprocess.Popen[str]) -> str:
     return proc.stdout.readline().strip()
 
 
-def watch_supported(endpoint: str) -> bool:
-    """Watch is built on another branch; lock/elect/watch tests need it."""
-    with grpc.insecure_channel(endpoint) as channel:
-        stub = rpc_pb2_grpc.WatchStub(channel)
-        create = pb.WatchRequest(create_request=pb.WatchCreateRequest(key=b"probe"))
-        try:
-            for _resp in stub.Watch(iter([create]), timeout=2):
-                return True
-        except grpc.RpcError as exc:
-            return exc.code() != grpc.StatusCode.UNIMPLEMENTED
-    return False
-
-
-def require_watch(server: MemberProcess) -> None:
-    if not watch_supported(server.endpoint):
-        pytest.skip("the Watch service is not in this build (branch watch)")
-
-
 # ---- the life of a lease -------------------------------------------------------------------
 
 
@@ -259,7 +241,6 @@ def test_grant_errors_over_grpc(etcdpy_server: MemberProcess) -> None:
 
 
 def test_a_watcher_sees_the_expiry_delete(etcdpy_server: MemberProcess) -> None:
-    require_watch(etcdpy_server)
     etcdctl = Etcdctl(etcdpy_server.endpoint)
     lease = grant(etcdctl, MIN_TTL)
     etcdctl.out("put", f"--lease={lease}", "watched", "v")
@@ -269,7 +250,6 @@ def test_a_watcher_sees_the_expiry_delete(etcdpy_server: MemberProcess) -> None:
 
 
 def test_lock_between_two_etcdctl_processes(etcdpy_server: MemberProcess) -> None:
-    require_watch(etcdpy_server)
     etcdctl = Etcdctl(etcdpy_server.endpoint)
     with etcdctl_process(etcdctl, "lock", "mylock") as first:
         assert read_line(first).startswith("mylock/")  # holds the lock until stopped
@@ -283,7 +263,6 @@ def test_lock_between_two_etcdctl_processes(etcdpy_server: MemberProcess) -> Non
 
 
 def test_elect_between_two_etcdctl_processes(etcdpy_server: MemberProcess) -> None:
-    require_watch(etcdpy_server)
     etcdctl = Etcdctl(etcdpy_server.endpoint)
     with etcdctl_process(etcdctl, "elect", "myelection", "p1") as first:
         assert read_line(first).startswith("myelection/")

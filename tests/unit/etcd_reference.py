@@ -1,29 +1,19 @@
 """What real etcd 3.4 says about its own flags, for tests that compare etcdpy with it.
 
-Tests that need ``/usr/bin/etcd`` skip without it, except in CI (env CI=true) where a missing
-etcd is a failure.
+Tests that need ``etcd`` or etcd's Go source skip without them, except in CI (env CI=true) where
+a missing one is a failure (tests.tools).
 """
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import subprocess
-from pathlib import Path
 
-import pytest
-
-ETCD_SOURCE = Path("/usr/share/gocode/src/go.etcd.io/etcd")
+from tests.tools import require_etcd_source, require_tool
 
 
 def etcd_binary() -> str:
-    path = shutil.which("etcd") or ("/usr/bin/etcd" if os.path.exists("/usr/bin/etcd") else None)
-    if path is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("etcd (Debian's etcd-server) is required in CI and is missing")
-        pytest.skip("etcd is not installed")
-    return path
+    return require_tool("etcd")
 
 
 def etcd_help_flags() -> dict[str, str]:
@@ -46,9 +36,7 @@ def parse_help_flags(text: str) -> dict[str, str]:
 
 def etcd_source_flags() -> set[str]:
     """Every flag name etcdmain/config.go registers (help does not list them all)."""
-    config_go = ETCD_SOURCE / "etcdmain" / "config.go"
-    if not config_go.exists():
-        pytest.skip("etcd's Go source is not installed")
+    config_go = require_etcd_source("etcdmain/config.go")
     text = config_go.read_text()
     names = set(re.findall(r'fs\.\w+\([^"]*?"([a-z0-9.-]+)",', text))
     ignored = re.search(r"ignored = \[\]string\{(.*?)\}", text, re.DOTALL)

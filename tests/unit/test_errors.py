@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import grpc
 import pytest
 
 from etcdpy import errors
+from tests.tools import require_etcd_source
 
-ERROR_GO = Path("/usr/share/gocode/src/go.etcd.io/etcd/etcdserver/api/v3rpc/rpctypes/error.go")
+ERROR_GO = "etcdserver/api/v3rpc/rpctypes/error.go"
 
 # Go variable suffix -> our class name, where they differ.
 RENAMED = {"RequestTooManyRequests": "TooManyRequests"}
@@ -103,10 +103,8 @@ def _go_code_to_python(go_code: str) -> grpc.StatusCode:
 
 
 def test_table_matches_etcd_34_rpctypes() -> None:
-    if not ERROR_GO.exists():
-        pytest.skip("etcd 3.4 Go source is not installed")
     pattern = re.compile(r'ErrG(?:RPC|PRC)(\w+)\s*=\s*status\.New\(codes\.(\w+),\s*"([^"]+)"\)')
-    found = pattern.findall(ERROR_GO.read_text())
+    found = pattern.findall(require_etcd_source(ERROR_GO).read_text())
     assert len(found) > 50
     for go_name, go_code, go_message in found:
         cls = getattr(errors, RENAMED.get(go_name, go_name))

@@ -8,7 +8,6 @@ against ours, by number.
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
 from google.protobuf import descriptor_pool
@@ -17,6 +16,7 @@ from google.protobuf.descriptor import Descriptor, EnumDescriptor
 from etcdpy.pb.authpb import auth_pb2
 from etcdpy.pb.etcdserverpb import etcdserver_pb2, raft_internal_pb2, rpc_pb2, rpc_pb2_grpc
 from etcdpy.pb.mvccpb import kv_pb2
+from tests.tools import require_etcd_source
 
 EXPECTED_METHODS: dict[str, list[str]] = {
     "KV": ["Range", "Put", "DeleteRange", "Txn", "Compact"],
@@ -144,16 +144,15 @@ def test_internal_raft_request_round_trips() -> None:
     assert back.HasField("put") and not back.HasField("txn")
 
 
-# ---- comparison with etcd 3.4's Go protos, when installed ----
+# ---- comparison with etcd 3.4's Go protos (Debian's golang-etcd-server-dev) ----
 
-GO_ETCD = Path("/usr/share/gocode/src/go.etcd.io/etcd")
 GO_PROTOS = {
     "etcdserverpb": [
-        GO_ETCD / "etcdserver/etcdserverpb/rpc.proto",
-        GO_ETCD / "etcdserver/etcdserverpb/raft_internal.proto",
+        "etcdserver/etcdserverpb/rpc.proto",
+        "etcdserver/etcdserverpb/raft_internal.proto",
     ],
-    "authpb": [GO_ETCD / "auth/authpb/auth.proto"],
-    "mvccpb": [GO_ETCD / "mvcc/mvccpb/kv.proto"],
+    "authpb": ["auth/authpb/auth.proto"],
+    "mvccpb": ["mvcc/mvccpb/kv.proto"],
 }
 # etcd's v2 store request: deliberately absent (etcdpy serves only the v3 API).
 NOT_CARRIED = {("etcdserverpb.InternalRaftRequest", "v2")}
@@ -209,9 +208,7 @@ def _ours(owner: str, name: str) -> int | None:
 
 @pytest.mark.parametrize("package", sorted(GO_PROTOS))
 def test_numbers_match_etcd_34_go_protos(package: str) -> None:
-    paths = GO_PROTOS[package]
-    if not all(p.exists() for p in paths):
-        pytest.skip("etcd 3.4 Go source is not installed")
+    paths = [require_etcd_source(p) for p in GO_PROTOS[package]]
     theirs: dict[tuple[str, str], int] = {}
     for path in paths:
         theirs.update(_parse_proto(path.read_text(), package))
