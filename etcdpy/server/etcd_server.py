@@ -23,6 +23,7 @@ from etcdpy import ETCD_API_VERSION, errors
 from etcdpy.config import ServerConfig
 from etcdpy.lease.lessor import Lessor, min_lease_ttl
 from etcdpy.mvcc.backend import Backend
+from etcdpy.mvcc.errors import CompactedError, FutureRevError
 from etcdpy.mvcc.watchable_store import WatchableStore
 from etcdpy.mvcc.watcher import WatchStream
 from etcdpy.pb.etcdserverpb import raft_internal_pb2 as internalpb
@@ -39,7 +40,7 @@ from etcdpy.raft.types import (
     SoftState,
     StateType,
 )
-from etcdpy.server.applier import Applier, Response, apply_range
+from etcdpy.server.applier import Applier, Response, apply_range, mvcc_error
 from etcdpy.server.cluster_runtime import ClusterRuntime
 from etcdpy.server.compactor import PeriodicCompactor, RevisionCompactor
 from etcdpy.server.idgen import RequestIdGenerator
@@ -264,19 +265,13 @@ class EtcdServer:
     def range(self, req: pb.RangeRequest) -> pb.RangeResponse:
         try:
             return apply_range(self.kv, req)
-        except Exception as exc:  # mvcc errors -> etcd errors
-            from etcdpy.server.applier import mvcc_error
-
+        except (CompactedError, FutureRevError) as exc:
             raise mvcc_error(exc) from None
 
     def read_only_txn(self, req: pb.TxnRequest) -> pb.TxnResponse:
         try:
             return self.applier.read_only_txn(req)
-        except errors.EtcdError:
-            raise
-        except Exception as exc:
-            from etcdpy.server.applier import mvcc_error
-
+        except (CompactedError, FutureRevError) as exc:
             raise mvcc_error(exc) from None
 
     def watch_stream(self, on_ready: Callable[[], None]) -> WatchStream:
