@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,6 +19,7 @@ from pathlib import Path
 import grpc
 
 from etcdpy.pb.etcdserverpb import rpc_pb2, rpc_pb2_grpc
+from etcdpy.testing.processes import MemberProcess, etcd_member, etcdpy_member, free_port
 
 READY_TIMEOUT_S = 30.0
 REPO = Path(__file__).resolve().parent.parent
@@ -28,13 +27,6 @@ REPO = Path(__file__).resolve().parent.parent
 
 class StartFailed(Exception):
     """The target could not be started; the message says why."""
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @dataclass
@@ -105,16 +97,6 @@ def _descendants(root: int) -> list[int]:
     return found
 
 
-def _member_flags(name: str, data_dir: Path, client_port: int, peer_port: int) -> list[str]:
-    client, peer = f"http://127.0.0.1:{client_port}", f"http://127.0.0.1:{peer_port}"
-    return [
-        "--name", name, "--data-dir", str(data_dir),
-        "--listen-client-urls", client, "--advertise-client-urls", client,
-        "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
-        "--initial-cluster", f"{name}={peer}",
-    ]  # fmt: skip
-
-
 def _launch(name: str, argv: list[str], endpoint: str, workdir: Path) -> Server:
     workdir.mkdir(parents=True, exist_ok=True)
     log_path = workdir / f"{name}.log"
@@ -149,13 +131,29 @@ def _wait_ready(server: Server) -> None:
     raise StartFailed(f"not ready after {READY_TIMEOUT_S:.0f}s:\n{server.log_tail()}")
 
 
+def _start_member(name: str, member: MemberProcess) -> Server:
+    """etcd or etcdpy as one member on free ports (etcdpy.testing.processes starts it)."""
+    member.data_dir.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        member.start(wait=False)
+    except OSError as exc:
+        raise StartFailed(f"{member.binary[0]}: {exc}") from exc
+    assert member.proc is not None and member.log_path is not None
+    server = Server(name, member.endpoint, member.proc, member.log_path)
+    try:
+        member.wait_ready(READY_TIMEOUT_S)
+    except (RuntimeError, TimeoutError) as exc:
+        server.stop()
+        raise StartFailed(str(exc)) from exc
+    return server
+
+
 def start_etcd(workdir: Path) -> Server:
-    binary = shutil.which("etcd")
-    if binary is None:
-        raise StartFailed("etcd is not installed (Debian package etcd-server)")
-    client_port, peer_port = free_port(), free_port()
-    flags = _member_flags("bench", workdir / "etcd.data", client_port, peer_port)
-    return _launch("etcd", [binary, *flags], f"127.0.0.1:{client_port}", workdir)
+    try:
+        member = etcd_member(workdir, name="bench")
+    except FileNotFoundError as exc:
+        raise StartFailed(str(exc)) from exc
+    return _start_member("etcd", member)
 
 
 def start_null(workdir: Path) -> Server:
@@ -168,9 +166,7 @@ def start_etcdpy(workdir: Path) -> Server:
     binary = Path(sys.executable).with_name("etcdpy")
     if not binary.exists():
         raise StartFailed(f"{binary} does not exist (run make install)")
-    client_port, peer_port = free_port(), free_port()
-    flags = _member_flags("bench", workdir / "etcdpy.data", client_port, peer_port)
-    return _launch("etcdpy", [str(binary), *flags], f"127.0.0.1:{client_port}", workdir)
+    return _start_member("etcdpy", etcdpy_member(workdir, name="bench"))
 
 
 STARTERS = {"etcd": start_etcd, "null": start_null, "etcdpy": start_etcdpy}

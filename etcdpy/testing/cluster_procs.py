@@ -8,7 +8,6 @@ runs and benchmarks. Every member gets free ports; every process is stopped by i
 
 from __future__ import annotations
 
-import os
 import shutil
 import signal
 import time
@@ -19,7 +18,6 @@ from types import TracebackType
 import grpc
 
 from etcdpy.testing.processes import (
-    START_TIMEOUT_SECONDS,
     MemberProcess,
     etcdpy_command,
     free_port,
@@ -40,21 +38,9 @@ class ClusterMember(MemberProcess):
     faults_file: Path | None = None
 
     def start(self, wait: bool = True) -> None:
-        if self.faults_file is None:
-            super().start(wait)
-            return
-        # The child inherits the environment: set our own file for this start only.
-        before = os.environ.get(FAULTS_ENV)
-        os.environ[FAULTS_ENV] = str(self.faults_file)
-        try:
-            super().start(wait=False)
-        finally:
-            if before is None:
-                os.environ.pop(FAULTS_ENV, None)
-            else:
-                os.environ[FAULTS_ENV] = before
-        if wait:
-            self.wait_ready()
+        if self.faults_file is not None:
+            self.env[FAULTS_ENV] = str(self.faults_file)
+        super().start(wait)
 
     def args(self) -> list[str]:
         args = super().args()
@@ -68,22 +54,11 @@ class ClusterMember(MemberProcess):
             self.token,
         ]
 
-    def wait_ready(self, timeout: float = START_TIMEOUT_SECONDS) -> None:
-        """Returns once Status answers (a learner refuses linearizable reads, as etcd's)."""
-        deadline = time.monotonic() + timeout
-        last_error: Exception | None = None
-        while time.monotonic() < deadline:
-            if self.proc is not None and self.proc.poll() is not None:
-                raise RuntimeError(
-                    f"{self.name} exited with {self.proc.returncode}:\n{self.log_tail()}"
-                )
-            try:
-                self.status(timeout=1.0)
-                return
-            except grpc.RpcError as exc:
-                last_error = exc
-                time.sleep(0.05)
-        raise TimeoutError(f"{self.name} not ready: {last_error}\n{self.log_tail()}")
+    def ready_probe(self, channel: grpc.Channel) -> None:
+        """Status answers (a learner refuses linearizable reads, as etcd's does)."""
+        from etcdpy.pb.etcdserverpb import rpc_pb2, rpc_pb2_grpc
+
+        rpc_pb2_grpc.MaintenanceStub(channel).Status(rpc_pb2.StatusRequest(), timeout=1.0)
 
     def status(self, timeout: float = 1.0) -> tuple[int, int, int]:
         """(member id, leader id, raft term) as this member reports them."""

@@ -49,6 +49,7 @@ class MemberProcess:
     extra_args: list[str] = field(default_factory=list)
     log_path: Path | None = None
     proc: subprocess.Popen[bytes] | None = None
+    env: dict[str, str] = field(default_factory=dict)  # added to the child's environment
 
     @property
     def endpoint(self) -> str:
@@ -86,7 +87,7 @@ class MemberProcess:
         log_path = self.log_path or self.data_dir.with_suffix(".log")
         self.log_path = log_path
         log_file = log_path.open("ab")
-        env = dict(os.environ)
+        env = dict(os.environ, **self.env)
         env.pop("ETCDCTL_ENDPOINTS", None)
         self.proc = subprocess.Popen(
             self.args(), stdout=log_file, stderr=subprocess.STDOUT, env=env, start_new_session=True
@@ -95,10 +96,14 @@ class MemberProcess:
         if wait:
             self.wait_ready()
 
-    def wait_ready(self, timeout: float = START_TIMEOUT_SECONDS) -> None:
-        """Returns once a serializable Range answers; raises with the log tail otherwise."""
+    def ready_probe(self, channel: grpc.Channel) -> None:
+        """Raises grpc.RpcError until the member serves: a linearizable Range (a leader)."""
         from etcdpy.pb.etcdserverpb import rpc_pb2, rpc_pb2_grpc
 
+        rpc_pb2_grpc.KVStub(channel).Range(rpc_pb2.RangeRequest(key=b"health"), timeout=1.0)
+
+    def wait_ready(self, timeout: float = START_TIMEOUT_SECONDS) -> None:
+        """Returns once ready_probe passes; raises with the log tail otherwise."""
         deadline = time.monotonic() + timeout
         last_error: Exception | None = None
         while time.monotonic() < deadline:
@@ -108,8 +113,7 @@ class MemberProcess:
                 )
             try:
                 with grpc.insecure_channel(self.endpoint) as channel:
-                    stub = rpc_pb2_grpc.KVStub(channel)
-                    stub.Range(rpc_pb2.RangeRequest(key=b"health"), timeout=1.0)
+                    self.ready_probe(channel)
                     return
             except grpc.RpcError as exc:
                 last_error = exc
