@@ -12,6 +12,9 @@ fresh server after 100,000 puts of 100-byte values; and watch event latency (p50
 watch`; the null server has no Watch).
 
     python -m bench.run [--targets etcd,null,etcdpy] [--scale 0.2] [--suites kv,watch]
+
+Targets: etcd, null, etcdpy (its default front-end processes), etcdpy-n1, etcdpy-n2, etcdpy-n4
+(exactly that many; n1 is the member serving its clients alone).
 """
 
 from __future__ import annotations
@@ -225,14 +228,17 @@ def _cell(value: float | str | None) -> str:
     return f"{value:,.1f}" if value >= 10 else f"{value:.3f}"
 
 
-def _table(results: Results, units: dict[str, str]) -> list[str]:
-    header = ("workload", "unit", "etcd", "null", "etcdpy", "etcdpy/etcd", "etcdpy/null")
+def _table(results: Results, units: dict[str, str], targets: list[str]) -> list[str]:
+    """One column per target, then each etcdpy target's ratio to etcd and to the null server."""
+    ours = [t for t in targets if t.startswith("etcdpy")]
+    bases = [t for t in ("etcd", "null") if t in targets]
+    ratios = [(t, b) for t in ours for b in bases]
+    header = ("workload", "unit", *targets, *(f"{t}/{b}" for t, b in ratios))
     rows = [header]
     for name, unit in units.items():
         row = results.get(name, {})
-        etcd, null, ours = row.get("etcd"), row.get("null"), row.get("etcdpy")
-        rows.append((name, unit, _cell(etcd), _cell(null), _cell(ours),
-                     _ratio(ours, etcd), _ratio(ours, null)))  # fmt: skip
+        cells = [_cell(row.get(t)) for t in targets]
+        rows.append((name, unit, *cells, *(_ratio(row.get(t), row.get(b)) for t, b in ratios)))
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
     lines = [
         "  ".join(
@@ -245,7 +251,7 @@ def _table(results: Results, units: dict[str, str]) -> list[str]:
     return lines
 
 
-def format_results(results: Results) -> str:
+def format_results(results: Results, targets: list[str] | None = None) -> str:
     """The figures table, the server's CPU time per request, then watch latency."""
     figures = {w.name: w.unit for w in WORKLOADS if w.name in results}
     if RSS_NAME in results:
@@ -255,10 +261,12 @@ def format_results(results: Results) -> str:
         _watch_name(n, m): "ms" for n in WATCHERS for m in WATCH_METRICS
         if _watch_name(n, m) in results
     }  # fmt: skip
+    if targets is None:
+        targets = ["etcd", "null", "etcdpy"]
     parts: list[str] = []
     for table in (figures, cpu, watch):
         if table:
-            parts += [*_table(results, table), ""]
+            parts += [*_table(results, table, targets), ""]
     return "\n".join(parts).rstrip("\n")
 
 
@@ -281,7 +289,7 @@ def main(argv: list[str] | None = None) -> int:
                 _measure_target(target, args.scale, workdir, results)
             if "watch" in suites and target != "null":
                 _measure_watch(target, args.scale, workdir, results)
-    print(format_results(results))
+    print(format_results(results, targets))
     RESULTS_DIR.mkdir(exist_ok=True)
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     record = {"time": stamp, "scale": args.scale, "results": results}

@@ -8,11 +8,13 @@ server that spreads over several processes is measured whole.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -162,11 +164,20 @@ def start_null(workdir: Path) -> Server:
     return _launch("null", argv, f"127.0.0.1:{port}", workdir)
 
 
-def start_etcdpy(workdir: Path) -> Server:
+def start_etcdpy(workdir: Path, frontends: int | None = None) -> Server:
+    """etcdpy with its default front-end processes, or exactly ``frontends`` of them."""
     binary = Path(sys.executable).with_name("etcdpy")
     if not binary.exists():
         raise StartFailed(f"{binary} does not exist (run make install)")
-    return _start_member("etcdpy", etcdpy_member(workdir, name="bench"))
+    extra = [] if frontends is None else ["--frontend-processes", str(frontends)]
+    name = "etcdpy" if frontends is None else f"etcdpy-n{frontends}"
+    return _start_member(name, etcdpy_member(workdir, name="bench", extra_args=extra))
 
 
-STARTERS = {"etcd": start_etcd, "null": start_null, "etcdpy": start_etcdpy}
+STARTERS: dict[str, Callable[[Path], Server]] = {
+    "etcd": start_etcd,
+    "null": start_null,
+    "etcdpy": start_etcdpy,
+    # etcdpy with N front-end processes (--frontend-processes N; n1: the member alone)
+    **{f"etcdpy-n{n}": functools.partial(start_etcdpy, frontends=n) for n in (1, 2, 4)},
+}

@@ -17,6 +17,7 @@ import dataclasses
 import ipaddress
 import json
 import math
+import os
 import re
 import urllib.parse
 from collections.abc import Iterable, Mapping
@@ -207,6 +208,18 @@ def parse_duration(text: str) -> float:
 # -- the configuration ------------------------------------------------------------------------
 
 
+MAX_DEFAULT_FRONTENDS = 8
+
+
+def default_frontend_processes() -> int:
+    """One front-end per usable core, at most 8; on a single core, no front-ends."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(cores, MAX_DEFAULT_FRONTENDS))
+
+
 def _default_listen_peer_urls() -> tuple[URL, ...]:
     return (URL("http", "localhost", 2380),)
 
@@ -237,6 +250,8 @@ class ServerConfig:
     max_txn_ops: int = 128
     max_request_bytes: int = 1572864  # 1.5 MiB
     max_concurrent_streams: int = 2**32 - 1
+    # etcdpy's own: processes serving the client URLs (0: one per core, at most 8; 1: this one)
+    frontend_processes: int = 0
     grpc_keepalive_min_time: float = 5.0  # seconds
     grpc_keepalive_interval: float = 7200.0  # seconds; 0 disables
     grpc_keepalive_timeout: float = 20.0  # seconds; 0 disables
@@ -313,6 +328,11 @@ class ServerConfig:
     def election_ticks(self) -> int:
         """Election timeout in raft ticks (one tick per heartbeat interval), as etcd."""
         return self.election_timeout // self.heartbeat_interval
+
+    @property
+    def frontend_count(self) -> int:
+        """Front-end processes to start; 1 means the member serves its clients itself."""
+        return self.frontend_processes or default_frontend_processes()
 
     @property
     def quota_bytes(self) -> int | None:

@@ -3,20 +3,27 @@
 
 ETCDPY_CLIENT_FRONT=off binds gRPC straight to the client URLs instead (no HTTP side); it is
 there to measure what the front costs, and as an escape hatch.
+
+With ``--frontend-processes`` N >= 2 the client URLs are served by N front-end processes
+(etcdpy.frontend); this process then listens only on private unix sockets: gRPC (streams relayed
+by the front-ends), HTTP (connections relayed by them) and the core link (their unary calls).
 """
 
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import grpc
 import structlog
 
 from etcdpy.api.gateway import Gateway
 from etcdpy.api.http_api import HttpApi
+from etcdpy.corelink.core import CoreLinkServer
+from etcdpy.frontend.process import CORE_HTTP_SOCKET, CORE_LINK_SOCKET
 from etcdpy.observability.metrics import build_registry
 from etcdpy.server.client_front import ClientFront, PrivateSocket
+from etcdpy.server.frontends import FrontendSupervisor, bind_client_sockets
 from etcdpy.server.http1 import Handler, HttpRequest, Response, text_error
 from etcdpy.server.ops_view import EtcdServerView
 
@@ -30,17 +37,27 @@ HTTP_BODY_OVERHEAD = 2
 
 
 class ClientListeners:
-    def __init__(self, server: EtcdServer, grpc_server: grpc.aio.Server) -> None:
+    def __init__(
+        self,
+        server: EtcdServer,
+        grpc_server: grpc.aio.Server,
+        handlers: dict[str, grpc.RpcMethodHandler[Any, Any]],
+    ) -> None:
         self._server = server
         self._grpc = grpc_server
+        self._handlers = handlers
         self._socket: PrivateSocket | None = None
         self._fronts: list[ClientFront] = []
         self._gateway: Gateway | None = None
+        self._link: CoreLinkServer | None = None
+        self.frontends: FrontendSupervisor | None = None
         self.registry = build_registry(server.metrics, EtcdServerView(server))
 
     async def start(self) -> bool:
         """Binds every listener and starts gRPC; False (logged) if an address is taken."""
         config = self._server.config
+        if config.frontend_count > 1:
+            return await self._start_with_frontends(config.frontend_count)
         direct = os.environ.get("ETCDPY_CLIENT_FRONT", "on") == "off"
         if direct:
             for url in config.listen_client_urls:
@@ -63,15 +80,57 @@ class ClientListeners:
                 self._fronts.append(front)
                 for url in config.listen_client_urls:
                     await front.listen(url.host, url.port)
-            if config.listen_metrics_urls:
-                metrics_api = HttpApi(self._server, self.registry)
-                front = ClientFront(_metrics_only(metrics_api), None, max_body)
-                self._fronts.append(front)
-                for url in config.listen_metrics_urls:
-                    await front.listen(url.host, url.port)
+            await self._listen_metrics(max_body)
         except OSError as exc:
             log.error("cannot listen", error=str(exc))
             return False
+        return True
+
+    async def _listen_metrics(self, max_body: int) -> None:
+        config = self._server.config
+        if config.listen_metrics_urls:
+            metrics_api = HttpApi(self._server, self.registry)
+            front = ClientFront(_metrics_only(metrics_api), None, max_body)
+            self._fronts.append(front)
+            for url in config.listen_metrics_urls:
+                await front.listen(url.host, url.port)
+
+    async def _start_with_frontends(self, count: int) -> bool:
+        config = self._server.config
+        max_body = HTTP_BODY_OVERHEAD * config.max_request_bytes + 64 * 1024
+        try:
+            slots = bind_client_sockets(config.listen_client_urls, count)
+        except OSError as exc:
+            log.error("cannot listen", error=str(exc))
+            return False
+        self._socket = private = PrivateSocket()
+        if self._grpc.add_insecure_port(private.grpc_address) == 0:
+            log.error("cannot listen", address=private.grpc_address)
+            return False
+        await self._grpc.start()
+        self._gateway = Gateway(private.grpc_address)
+        api = HttpApi(self._server, self.registry, self._gateway)
+        front = ClientFront(api, private.path, max_body)
+        self._fronts.append(front)
+        await front.listen_unix(private.sibling(CORE_HTTP_SOCKET))
+        self.frontends = FrontendSupervisor(
+            slots,
+            os.path.dirname(private.path),
+            config.max_request_bytes,
+            max_body,
+            config.log_level,
+            config.log_outputs,
+        )
+        self._link = CoreLinkServer(self._handlers, self.frontends.on_hello)
+        await self._link.listen(private.sibling(CORE_LINK_SOCKET))
+        try:
+            await self._listen_metrics(max_body)
+        except OSError as exc:
+            log.error("cannot listen", error=str(exc))
+            return False
+        if not await self.frontends.start():
+            return False
+        log.info("front-end processes serving", count=count, pids=self.frontends.pids)
         return True
 
     def stop_accepting(self) -> None:
@@ -80,6 +139,10 @@ class ClientListeners:
 
     async def stop(self, grace: float) -> None:
         self.stop_accepting()
+        if self.frontends is not None:  # they finish their calls through this process first
+            await self.frontends.stop(grace)
+        if self._link is not None:
+            await self._link.close()
         await self._grpc.stop(grace)
         for front in self._fronts:
             await front.close()

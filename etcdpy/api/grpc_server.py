@@ -23,7 +23,9 @@ from etcdpy.api.maintenance import MaintenanceService
 from etcdpy.api.quota import guard_services
 from etcdpy.api.status import Ctx
 from etcdpy.api.watch import WatchService
+from etcdpy.corelink.wire import KEEP_ALIVE_MESSAGE
 from etcdpy.pb.etcdserverpb import rpc_pb2
+from etcdpy.pb.etcdserverpb import rpc_pb2 as pb
 from etcdpy.server.etcd_server import EtcdServer
 
 if TYPE_CHECKING:
@@ -34,6 +36,8 @@ if TYPE_CHECKING:
 GRPC_OVERHEAD_BYTES = 512 * 1024
 MAX_SEND_BYTES = 2**31 - 1
 PACKAGE = "etcdserverpb"
+# Handlers only the core link calls (etcdpy.corelink.wire), not methods of the gRPC services.
+LINK_ONLY = frozenset({KEEP_ALIVE_MESSAGE})
 
 Unary = Callable[[Any, Ctx], Awaitable[Any]]
 
@@ -101,9 +105,10 @@ def _method_handler(
     )
 
 
-def service_handler(
+def service_handlers(
     service: str, impl: object, stats: GrpcStats | None = None
-) -> grpc.GenericRpcHandler[Any, Any]:
+) -> dict[str, grpc.RpcMethodHandler[Any, Any]]:
+    """The service's method handlers by full method path (``/etcdserverpb.KV/Range``)."""
     descriptor = rpc_pb2.DESCRIPTOR.services_by_name[service]
     handlers = {m.name: _method_handler(service, impl, m) for m in descriptor.methods}
     if stats is not None:  # go-grpc-prometheus's counters (etcdpy.api.grpc_metrics)
@@ -111,22 +116,16 @@ def service_handler(
             kind = rpc_type(m.client_streaming, m.server_streaming)
             method_stats = stats.method(f"{PACKAGE}.{service}", m.name, kind)
             handlers[m.name] = instrument(handlers[m.name], method_stats, stats)
-    return grpc.method_handlers_generic_handler(f"{PACKAGE}.{service}", handlers)
+    return {f"/{PACKAGE}.{service}/{name}": handler for name, handler in handlers.items()}
 
 
 class _NotYet:
     """A service none of whose RPCs is built yet."""
 
 
-def build_grpc_server(server: EtcdServer) -> grpc.aio.Server:
-    options = [
-        ("grpc.max_receive_message_length", server.config.max_request_bytes + GRPC_OVERHEAD_BYTES),
-        ("grpc.max_send_message_length", MAX_SEND_BYTES),
-        ("grpc.so_reuseport", 0),
-        ("grpc.keepalive_permit_without_calls", 1),
-        ("grpc.http2.min_ping_interval_without_data_ms", 5000),
-    ]
-    grpc_server = grpc.aio.server(options=options)
+def build_method_handlers(server: EtcdServer) -> dict[str, grpc.RpcMethodHandler[Any, Any]]:
+    """Every method of the six v3 services, as both the gRPC server and the core link run them,
+    and the core link's own (``LINK_ONLY``)."""
     services: dict[str, object] = {
         "KV": KVService(server),
         "Maintenance": MaintenanceService(server),
@@ -136,7 +135,48 @@ def build_grpc_server(server: EtcdServer) -> grpc.aio.Server:
         "Auth": _NotYet(),
     }
     services = guard_services(services, server)  # ops: --quota-backend-bytes (api/quota.py)
+    handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {}
+    for name, impl in services.items():
+        handlers.update(service_handlers(name, impl, server.metrics.grpc))
+    lease = services["Lease"]
+    assert isinstance(lease, LeaseService)
+    handlers[KEEP_ALIVE_MESSAGE] = grpc.unary_unary_rpc_method_handler(
+        _unary(pb.LeaseKeepAliveRequest, lease.keep_alive_once), response_serializer=_serialize
+    )
+    return handlers
+
+
+def grpc_server_options(max_request_bytes: int) -> list[tuple[str, int]]:
+    return [
+        ("grpc.max_receive_message_length", max_request_bytes + GRPC_OVERHEAD_BYTES),
+        ("grpc.max_send_message_length", MAX_SEND_BYTES),
+        ("grpc.so_reuseport", 0),
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.min_ping_interval_without_data_ms", 5000),
+    ]
+
+
+def generic_handlers(
+    handlers: dict[str, grpc.RpcMethodHandler[Any, Any]],
+) -> tuple[grpc.GenericRpcHandler[Any, Any], ...]:
+    """One generic handler per service, from handlers keyed by full method path."""
+    by_service: dict[str, dict[str, grpc.RpcMethodHandler[Any, Any]]] = {}
+    for path, handler in handlers.items():
+        if path in LINK_ONLY:
+            continue
+        service, method = path[1:].split("/", 1)
+        by_service.setdefault(service, {})[method] = handler
+    return tuple(
+        grpc.method_handlers_generic_handler(service, methods)
+        for service, methods in by_service.items()
+    )
+
+
+def build_grpc_server(
+    server: EtcdServer, handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] | None = None
+) -> grpc.aio.Server:
+    grpc_server = grpc.aio.server(options=grpc_server_options(server.config.max_request_bytes))
     grpc_server.add_generic_rpc_handlers(
-        tuple(service_handler(name, impl, server.metrics.grpc) for name, impl in services.items())
+        generic_handlers(handlers if handlers is not None else build_method_handlers(server))
     )
     return grpc_server

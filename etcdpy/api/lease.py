@@ -60,7 +60,6 @@ class LeaseService:
     async def LeaseKeepAlive(
         self, requests: AsyncIterator[bytes], context: Ctx
     ) -> AsyncIterator[pb.LeaseKeepAliveResponse]:
-        server = self._server
         request_type = self._request_type
         async for data in requests:
             try:
@@ -69,18 +68,25 @@ class LeaseService:
                 await context.abort(
                     grpc.StatusCode.INTERNAL, f"grpc: error unmarshalling request: {exc}"
                 )
-            # The header is taken before the renew, so its revision is never past the
-            # revision at which the lease might be revoked (as etcd does).
-            resp = pb.LeaseKeepAliveResponse(ID=req.ID)
-            server.fill_header(resp.header)
-            try:
-                resp.TTL = await server.lease_renew(req.ID)
-            except errors.LeaseNotFound:
-                resp.TTL = 0
-            except errors.EtcdError as exc:
-                code, message = errors.to_grpc_status(exc)
-                await context.abort(code, message)
-            yield resp
+            yield await self.keep_alive_once(req, context)
+
+    async def keep_alive_once(
+        self, req: pb.LeaseKeepAliveRequest, context: Ctx
+    ) -> pb.LeaseKeepAliveResponse:
+        """Answers one message of a keep-alive stream (front-ends send them one by one)."""
+        server = self._server
+        # The header is taken before the renew, so its revision is never past the
+        # revision at which the lease might be revoked (as etcd does).
+        resp = pb.LeaseKeepAliveResponse(ID=req.ID)
+        server.fill_header(resp.header)
+        try:
+            resp.TTL = await server.lease_renew(req.ID)
+        except errors.LeaseNotFound:
+            resp.TTL = 0
+        except errors.EtcdError as exc:
+            code, message = errors.to_grpc_status(exc)
+            await context.abort(code, message)
+        return resp
 
     def stream_handler(
         self,

@@ -224,6 +224,12 @@ FLAGS: tuple[FlagDef, ...] = (
         default_text="math.MaxUint32",
     ),
     _field(
+        "frontend-processes",
+        _uint,
+        "etcdpy: processes serving the client URLs (0: one per core, at most 8; 1: no front-ends).",
+        MEMBER,
+    ),
+    _field(
         "grpc-keepalive-min-time",
         parse_go_duration,
         "Shortest interval allowed between client pings.",

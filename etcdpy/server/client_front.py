@@ -6,7 +6,9 @@ belongs to this small asyncio listener. It looks at the first bytes of each conn
 - the HTTP/2 client preface (``PRI * HTTP/2.0``) means gRPC: the connection is joined to the
   gRPC server, which listens on a private unix socket, by a byte relay that parses nothing
   (two transports, each one's data written to the other, with back-pressure both ways);
-- anything else is HTTP/1.1, answered in this process (/metrics, /health, /version, /v3/...).
+- anything else is HTTP/1.1, answered in this process (/metrics, /health, /version, /v3/...),
+  or, in a front-end process (``--frontend-processes``), relayed to the core process's own
+  listener on a private unix socket.
 
 The relay costs one extra read and write per direction per burst of bytes, in C inside uvloop
 (see OPS_STATUS.md for the measured cost per request).
@@ -18,6 +20,7 @@ import asyncio
 import contextlib
 import os
 import shutil
+import socket
 import tempfile
 from pathlib import Path
 from typing import cast
@@ -40,6 +43,10 @@ class PrivateSocket:
         self._dir = Path(tempfile.mkdtemp(prefix="etcdpy-"))
         os.chmod(self._dir, 0o700)
         self.path = str(self._dir / "grpc.sock")
+
+    def sibling(self, name: str) -> str:
+        """Another socket path in the same private directory."""
+        return str(self._dir / name)
 
     @property
     def grpc_address(self) -> str:
@@ -130,16 +137,23 @@ class _Sniff(asyncio.Protocol):
         if len(buf) < _SNIFF_BYTES and GRPC_PREFACE.startswith(buf):
             return
         self._decided = True
-        if buf.startswith(GRPC_PREFACE[:_SNIFF_BYTES]) and self._front.grpc_path is not None:
-            transport.pause_reading()
-            asyncio.get_running_loop().create_task(self._join_grpc(transport))
+        front = self._front
+        if buf.startswith(GRPC_PREFACE[:_SNIFF_BYTES]) and front.grpc_path is not None:
+            self._join_later(transport, front.grpc_path)
+        elif front.http_upstream_path is not None:
+            self._join_later(transport, front.http_upstream_path)
         else:
             self._to_http(transport)
 
     def eof_received(self) -> bool:
         return False
 
+    def _join_later(self, transport: asyncio.Transport, path: str) -> None:
+        transport.pause_reading()
+        asyncio.get_running_loop().create_task(self._join(transport, path))
+
     def _to_http(self, transport: asyncio.Transport) -> None:
+        assert self._front.http_handler is not None
         http = Http1Protocol(self._front.http_handler, self._front.max_body_bytes)
         transport.set_protocol(http)
         http.connection_made(transport)
@@ -147,16 +161,15 @@ class _Sniff(asyncio.Protocol):
         buf, self._buffer = self._buffer, b""
         http.data_received(buf)
 
-    async def _join_grpc(self, transport: asyncio.Transport) -> None:
+    async def _join(self, transport: asyncio.Transport, path: str) -> None:
+        """Relays the connection, byte for byte, to the server listening on ``path``."""
         loop = asyncio.get_running_loop()
-        path = self._front.grpc_path
-        assert path is not None
         try:
             upstream_transport, _ = await loop.create_unix_connection(
                 lambda: _Upstream(transport), path
             )
         except OSError as exc:
-            log.warning("cannot reach the grpc server", error=repr(exc))
+            log.warning("cannot reach the upstream server", path=path, error=repr(exc))
             transport.close()
             return
         if transport.is_closing():
@@ -173,11 +186,17 @@ class ClientFront:
     """Listens on the client URLs (and metrics URLs, without gRPC) and sorts connections."""
 
     def __init__(
-        self, http_handler: Handler, grpc_path: str | None, max_body_bytes: int = 4 << 20
+        self,
+        http_handler: Handler | None,
+        grpc_path: str | None,
+        max_body_bytes: int = 4 << 20,
+        http_upstream_path: str | None = None,
     ) -> None:
+        assert (http_handler is None) != (http_upstream_path is None)
         self.http_handler = http_handler
         self.grpc_path = grpc_path
         self.max_body_bytes = max_body_bytes
+        self.http_upstream_path = http_upstream_path
         self.connections: set[asyncio.Transport] = set()
         self._servers: list[asyncio.Server] = []
 
@@ -186,6 +205,19 @@ class ClientFront:
         server = await loop.create_server(
             lambda: _Sniff(self), host or None, port, reuse_address=True, backlog=1024
         )
+        self._servers.append(server)
+        return server
+
+    async def listen_unix(self, path: str) -> asyncio.Server:
+        loop = asyncio.get_running_loop()
+        server = await loop.create_unix_server(lambda: _Sniff(self), path, backlog=1024)
+        self._servers.append(server)
+        return server
+
+    async def listen_socket(self, sock: socket.socket) -> asyncio.Server:
+        """Serves on a listening socket made elsewhere (a front-end's, from the core)."""
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(lambda: _Sniff(self), sock=sock, backlog=1024)
         self._servers.append(server)
         return server
 

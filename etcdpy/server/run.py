@@ -26,7 +26,7 @@ def run(config: ServerConfig) -> int:
 
 async def _serve(config: ServerConfig) -> int:
     from etcdpy.api.client_listeners import ClientListeners
-    from etcdpy.api.grpc_server import build_grpc_server
+    from etcdpy.api.grpc_server import build_grpc_server, build_method_handlers
     from etcdpy.errors import EtcdError
     from etcdpy.server.cluster_runtime import JoinError
     from etcdpy.server.etcd_server import EtcdServer
@@ -38,9 +38,11 @@ async def _serve(config: ServerConfig) -> int:
     except (JoinError, EtcdError, ConnectionError) as exc:  # e.g. joining a cluster failed
         log.error("cannot start member", error=str(exc))
         return 1
-    grpc_server = build_grpc_server(server)
-    # gRPC and HTTP share each client URL (etcdpy.server.client_front).
-    listeners = ClientListeners(server, grpc_server)
+    handlers = build_method_handlers(server)
+    grpc_server = build_grpc_server(server, handlers)
+    # gRPC and HTTP share each client URL (etcdpy.server.client_front), served by this process
+    # or by front-end processes (--frontend-processes, etcdpy.frontend).
+    listeners = ClientListeners(server, grpc_server, handlers)
     if not await listeners.start():
         await listeners.stop(0)
         await server.stop()

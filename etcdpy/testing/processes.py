@@ -22,6 +22,10 @@ import grpc
 START_TIMEOUT_SECONDS = 20.0
 
 
+# The environment variable of --frontend-processes; the test suite runs once with each of 1 and 2.
+FRONTEND_PROCESSES_ENV = "ETCD_FRONTEND_PROCESSES"
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
@@ -83,12 +87,18 @@ class MemberProcess:
             *self.extra_args,
         ]
 
+    @property
+    def is_etcdpy(self) -> bool:
+        return self.binary == etcdpy_command()
+
     def start(self, wait: bool = True) -> None:
         log_path = self.log_path or self.data_dir.with_suffix(".log")
         self.log_path = log_path
         log_file = log_path.open("ab")
         env = dict(os.environ, **self.env)
         env.pop("ETCDCTL_ENDPOINTS", None)
+        if not self.is_etcdpy:  # etcdpy's own flag (the suite runs with N=1 and N=2)
+            env.pop(FRONTEND_PROCESSES_ENV, None)
         self.proc = subprocess.Popen(
             self.args(), stdout=log_file, stderr=subprocess.STDOUT, env=env, start_new_session=True
         )

@@ -1,0 +1,5 @@
+import sys
+
+from etcdpy.frontend.process import main
+
+sys.exit(main())
