@@ -21,7 +21,13 @@ from pathlib import Path
 import grpc
 
 from etcdpy.pb.etcdserverpb import rpc_pb2, rpc_pb2_grpc
-from etcdpy.testing.processes import MemberProcess, etcd_member, etcdpy_member, free_port
+from etcdpy.testing.processes import (
+    MemberProcess,
+    descendants,
+    etcd_member,
+    etcdpy_member,
+    free_port,
+)
 
 READY_TIMEOUT_S = 30.0
 REPO = Path(__file__).resolve().parent.parent
@@ -55,10 +61,10 @@ class Server:
 
     def cpu_seconds(self) -> float:
         """User + system CPU time used so far by the process and its live descendants."""
-        return sum(_cpu_of(pid) for pid in [self.proc.pid, *_descendants(self.proc.pid)])
+        return sum(_cpu_of(pid) for pid in [self.proc.pid, *descendants(self.proc.pid)])
 
     def rss_bytes(self) -> int:
-        return sum(_rss_of(pid) for pid in [self.proc.pid, *_descendants(self.proc.pid)])
+        return sum(_rss_of(pid) for pid in [self.proc.pid, *descendants(self.proc.pid)])
 
 
 def _rss_of(pid: int) -> int:
@@ -78,25 +84,6 @@ def _cpu_of(pid: int) -> float:
         return 0.0
     # after the command name: state is field 3, utime and stime are fields 14 and 15
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _descendants(root: int) -> list[int]:
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        children.setdefault(ppid, []).append(int(entry.name))
-    found, pending = [], [root]
-    while pending:
-        for child in sorted(children.get(pending.pop(), [])):
-            found.append(child)
-            pending.append(child)
-    return found
 
 
 def _launch(name: str, argv: list[str], endpoint: str, workdir: Path) -> Server:

@@ -33,6 +33,26 @@ def free_port() -> int:
         return port
 
 
+def descendants(root: int) -> list[int]:
+    """The live processes below ``root`` (an etcdpy member's front-ends), parents first."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        children.setdefault(ppid, []).append(int(entry.name))
+    found, pending = [], [root]
+    while pending:
+        for child in sorted(children.get(pending.pop(), [])):
+            found.append(child)
+            pending.append(child)
+    return found
+
+
 def etcdpy_command() -> list[str]:
     """The installed console script next to this interpreter, else ``python -m``."""
     script = Path(sys.executable).with_name("etcdpy")
