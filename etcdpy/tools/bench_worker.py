@@ -117,7 +117,12 @@ def _failed(plan: WorkerPlan, why: str) -> WorkerResult:
 
 
 async def _run(plan: WorkerPlan, ready_queue: Any, start_event: Any, progress: Any) -> WorkerResult:
-    options = [("grpc.max_receive_message_length", 64 * 1024 * 1024)]
+    options = [
+        ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+        # Without it the channels of one process share one TCP connection: --conns would not
+        # be the number of connections (as it is in etcd's benchmark).
+        ("grpc.use_local_subchannel_pool", 1),
+    ]
     channels = [
         grpc.aio.insecure_channel(
             _normalize_endpoint(plan.endpoints[(plan.index + i) % len(plan.endpoints)]),
