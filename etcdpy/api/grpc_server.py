@@ -23,9 +23,7 @@ from etcdpy.api.maintenance import MaintenanceService
 from etcdpy.api.quota import guard_services
 from etcdpy.api.status import Ctx
 from etcdpy.api.watch import WatchService
-from etcdpy.corelink.wire import KEEP_ALIVE_MESSAGE
 from etcdpy.pb.etcdserverpb import rpc_pb2
-from etcdpy.pb.etcdserverpb import rpc_pb2 as pb
 from etcdpy.server.etcd_server import EtcdServer
 
 if TYPE_CHECKING:
@@ -36,8 +34,6 @@ if TYPE_CHECKING:
 GRPC_OVERHEAD_BYTES = 512 * 1024
 MAX_SEND_BYTES = 2**31 - 1
 PACKAGE = "etcdserverpb"
-# Handlers only the core link calls (etcdpy.corelink.wire), not methods of the gRPC services.
-LINK_ONLY = frozenset({KEEP_ALIVE_MESSAGE})
 
 Unary = Callable[[Any, Ctx], Awaitable[Any]]
 
@@ -124,8 +120,7 @@ class _NotYet:
 
 
 def build_method_handlers(server: EtcdServer) -> dict[str, grpc.RpcMethodHandler[Any, Any]]:
-    """Every method of the six v3 services, as both the gRPC server and the core link run them,
-    and the core link's own (``LINK_ONLY``)."""
+    """Every method of the six v3 services, as both the gRPC server and the core link run them."""
     services: dict[str, object] = {
         "KV": KVService(server),
         "Maintenance": MaintenanceService(server),
@@ -138,11 +133,6 @@ def build_method_handlers(server: EtcdServer) -> dict[str, grpc.RpcMethodHandler
     handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {}
     for name, impl in services.items():
         handlers.update(service_handlers(name, impl, server.metrics.grpc))
-    lease = services["Lease"]
-    assert isinstance(lease, LeaseService)
-    handlers[KEEP_ALIVE_MESSAGE] = grpc.unary_unary_rpc_method_handler(
-        _unary(pb.LeaseKeepAliveRequest, lease.keep_alive_once), response_serializer=_serialize
-    )
     return handlers
 
 
@@ -162,8 +152,6 @@ def generic_handlers(
     """One generic handler per service, from handlers keyed by full method path."""
     by_service: dict[str, dict[str, grpc.RpcMethodHandler[Any, Any]]] = {}
     for path, handler in handlers.items():
-        if path in LINK_ONLY:
-            continue
         service, method = path[1:].split("/", 1)
         by_service.setdefault(service, {})[method] = handler
     return tuple(

@@ -1,5 +1,6 @@
 """A front-end's end of the core link: ``call`` sends one request record and waits for its
-response record. Records written in one turn of the event loop leave in one write."""
+response record; ``open_stream`` tunnels a stream. Records written in one turn of the event
+loop leave in one write."""
 
 from __future__ import annotations
 
@@ -7,13 +8,51 @@ import asyncio
 from collections.abc import Callable
 from typing import cast
 
-from etcdpy.corelink.wire import HELLO, RESPONSE_HEADER, RecordReader, encode_request
+from etcdpy.corelink.wire import (
+    CANCEL,
+    CREDIT,
+    CREDIT_COUNT,
+    HALF_CLOSE,
+    HELLO,
+    MESSAGE,
+    RESPONSE_HEADER,
+    STREAM_MESSAGE,
+    RecordReader,
+    encode_request,
+)
 
 CALL_ID_LIMIT = 2**32
+_CANCELLED = 1
 
 
 class CoreLinkLost(ConnectionError):
     """The core process is gone (or closed the link)."""
+
+
+class LinkStream:
+    """The front-end's side of one tunnelled stream."""
+
+    def __init__(self, link: CoreLinkClient, call_id: int) -> None:
+        self._link = link
+        self.call_id = call_id
+        # (STREAM_MESSAGE, message) items, then (status code, details) to end
+        self.incoming: asyncio.Queue[tuple[int, bytes]] = asyncio.Queue()
+        self.ended = False
+
+    def send(self, payload: bytes) -> None:
+        self._link.send(self.call_id, MESSAGE, payload)
+
+    def half_close(self) -> None:
+        self._link.send(self.call_id, HALF_CLOSE, b"")
+
+    def grant(self, count: int) -> None:
+        self._link.send(self.call_id, CREDIT, CREDIT_COUNT.pack(count))
+
+    def cancel(self) -> None:
+        if not self.ended:
+            self.ended = True
+            self._link.forget(self.call_id)
+            self._link.send(self.call_id, CANCEL, b"")
 
 
 class CoreLinkClient(asyncio.Protocol):
@@ -22,6 +61,7 @@ class CoreLinkClient(asyncio.Protocol):
         self._reader = RecordReader(RESPONSE_HEADER)
         self._transport: asyncio.Transport | None = None
         self._pending: dict[int, asyncio.Future[tuple[int, bytes]]] = {}
+        self._streams: dict[int, LinkStream] = {}
         self._next_id = 1
         self._out: list[bytes] = []
         self._flush_scheduled = False
@@ -42,14 +82,33 @@ class CoreLinkClient(asyncio.Protocol):
         for future in pending.values():
             if not future.done():
                 future.set_exception(CoreLinkLost("the core process closed the link"))
+        streams, self._streams = self._streams, {}
+        for stream in streams.values():
+            stream.ended = True
+            stream.incoming.put_nowait((_CANCELLED, b"the core process closed the link"))
         self._on_lost()
 
     def data_received(self, data: bytes) -> None:
         pending = self._pending
-        for call_id, code, payload in self._reader.feed(data):
+        streams = self._streams
+        for call_id, kind, payload in self._reader.feed(data):
             future = pending.pop(call_id, None)
-            if future is not None and not future.done():
-                future.set_result((code, payload))
+            if future is not None:
+                if not future.done():
+                    future.set_result((kind, payload))
+                continue
+            stream = streams.get(call_id)
+            if stream is None:
+                continue  # a cancelled stream's last records
+            if kind != STREAM_MESSAGE:
+                del streams[call_id]
+                stream.ended = True
+            stream.incoming.put_nowait((kind, payload))
+
+    def _new_id(self) -> int:
+        call_id = self._next_id
+        self._next_id = call_id + 1 if call_id + 1 < CALL_ID_LIMIT else 1
+        return call_id
 
     def call(self, method: int, payload: bytes) -> asyncio.Future[tuple[int, bytes]]:
         """Sends a call; the future gets (gRPC status code, response bytes or error text)."""
@@ -57,17 +116,28 @@ class CoreLinkClient(asyncio.Protocol):
         if self._transport is None:
             future.set_exception(CoreLinkLost("no link to the core process"))
             return future
-        call_id = self._next_id
-        self._next_id = call_id + 1 if call_id + 1 < CALL_ID_LIMIT else 1
+        call_id = self._new_id()
         self._pending[call_id] = future
-        self._send(encode_request(call_id, method, payload))
+        self.send(call_id, method, payload)
         return future
 
-    def hello(self, text: str) -> None:
-        self._send(encode_request(0, HELLO, text.encode()))
+    def open_stream(self, method: int, payload: bytes) -> LinkStream:
+        """Opens a stream (``payload``: the request of a server-streaming call, else empty)."""
+        if self._transport is None:
+            raise CoreLinkLost("no link to the core process")
+        stream = LinkStream(self, self._new_id())
+        self._streams[stream.call_id] = stream
+        self.send(stream.call_id, method, payload)
+        return stream
 
-    def _send(self, record: bytes) -> None:
-        self._out.append(record)
+    def forget(self, call_id: int) -> None:
+        self._streams.pop(call_id, None)
+
+    def hello(self, text: str) -> None:
+        self.send(0, HELLO, text.encode())
+
+    def send(self, call_id: int, kind: int, payload: bytes) -> None:
+        self._out.append(encode_request(call_id, kind, payload))
         if not self._flush_scheduled:
             self._flush_scheduled = True
             self._loop.call_soon(self._flush)

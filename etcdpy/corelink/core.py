@@ -1,28 +1,38 @@
-"""The core's end of the core link: each record is one unary call, run by the same method
-handler (metrics, quota guard, parsing, errors) the core's gRPC server would run for it."""
+"""The core's end of the core link: each call is run by the same method handler (metrics, quota
+guard, parsing, errors) that the core's own gRPC server would run for it."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Mapping
+import inspect
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any, NoReturn, cast
 
 import grpc
 import structlog
 
 from etcdpy.corelink.wire import (
+    CANCEL,
+    CREDIT,
+    CREDIT_COUNT,
+    HALF_CLOSE,
     HELLO,
+    INITIAL_CREDIT,
     LINK_METHODS,
+    MESSAGE,
     REQUEST_HEADER,
+    STREAM_MESSAGE,
     RecordReader,
     encode_response,
 )
 
 log = structlog.get_logger(__name__)
 
+_OK = 0
 _UNKNOWN = grpc.StatusCode.UNKNOWN.value[0]
 _CANCELLED = grpc.StatusCode.CANCELLED.value[0]
+_UNIMPLEMENTED = grpc.StatusCode.UNIMPLEMENTED.value[0]
 
 
 class CallAborted(Exception):
@@ -30,18 +40,23 @@ class CallAborted(Exception):
 
 
 class LinkContext:
-    """The part of grpc.aio's ServicerContext that etcdpy's unary handlers use."""
+    """The part of grpc.aio's ServicerContext that etcdpy's handlers use."""
 
-    __slots__ = ("_code", "_details")
+    __slots__ = ("_code", "_details", "_stream")
 
-    def __init__(self) -> None:
+    def __init__(self, stream: _CoreStream | None = None) -> None:
         self._code: grpc.StatusCode | None = None
         self._details = ""
+        self._stream = stream
 
     async def abort(self, code: grpc.StatusCode, details: str = "", *_: Any) -> NoReturn:
         self._code = code
         self._details = details
         raise CallAborted(details)
+
+    async def write(self, message: Any) -> None:
+        assert self._stream is not None, "write() on a unary call"
+        await self._stream.send(message)
 
     def code(self) -> grpc.StatusCode | None:
         return self._code
@@ -62,17 +77,88 @@ class LinkContext:
         return None
 
 
-Unary = Callable[[Any, Any], Any]
+def _identity(data: Any) -> Any:
+    return data
 
 
 class _Method:
-    __slots__ = ("behavior", "deserialize", "serialize")
+    __slots__ = ("deserialize", "handler", "serialize", "streaming_requests", "unary")
 
     def __init__(self, handler: grpc.RpcMethodHandler[Any, Any]) -> None:
-        assert handler.unary_unary is not None
-        self.behavior: Unary = handler.unary_unary
-        self.deserialize = handler.request_deserializer or (lambda data: data)
-        self.serialize = handler.response_serializer or (lambda message: message)
+        self.handler = handler
+        self.unary = handler.unary_unary is not None
+        self.streaming_requests = handler.request_streaming
+        self.deserialize = handler.request_deserializer or _identity
+        self.serialize = handler.response_serializer or _identity
+
+
+class _CoreStream:
+    """One tunnelled stream: client messages in through a queue, responses out as records,
+    never more than the front-end's credit allows."""
+
+    def __init__(self, link: _LinkProtocol, call_id: int, method: _Method) -> None:
+        self._link = link
+        self._call_id = call_id
+        self._method = method
+        self._incoming: asyncio.Queue[bytes | None] = asyncio.Queue()
+        self._credit = INITIAL_CREDIT
+        self._credit_event = asyncio.Event()
+        self.task: asyncio.Task[None] | None = None
+
+    def feed(self, payload: bytes | None) -> None:
+        self._incoming.put_nowait(payload)  # None: the client half-closed
+
+    def grant(self, count: int) -> None:
+        self._credit += count
+        self._credit_event.set()
+
+    async def requests(self) -> AsyncIterator[Any]:
+        deserialize = self._method.deserialize
+        while True:
+            data = await self._incoming.get()
+            if data is None:
+                return
+            yield deserialize(data)
+
+    async def send(self, message: Any) -> None:
+        while self._credit <= 0:
+            self._credit_event.clear()
+            await self._credit_event.wait()
+        self._credit -= 1
+        self._link.reply(self._call_id, STREAM_MESSAGE, self._method.serialize(message))
+
+    async def run(self, first: bytes) -> None:
+        method = self._method
+        context = LinkContext(self)
+        handler = method.handler
+        code, details = _OK, b""
+        try:
+            if method.streaming_requests:
+                behavior = handler.stream_stream or handler.stream_unary
+                argument: Any = self.requests()
+            else:
+                behavior = handler.unary_stream
+                argument = method.deserialize(first)
+            assert behavior is not None
+            result: Any = behavior(argument, cast(Any, context))
+            if inspect.isasyncgen(result):
+                async for message in result:
+                    await self.send(message)
+            else:
+                response = await result
+                if response is not None:  # stream-unary (none in etcd's API) or a handler's end
+                    await self.send(response)
+        except CallAborted:
+            status = context.code()
+            code = status.value[0] if status is not None else _UNKNOWN
+            details = context.details().encode()
+        except asyncio.CancelledError:
+            code, details = _CANCELLED, b"call cancelled"
+        except Exception as exc:
+            log.exception("core link: unexpected error in stream handler")
+            code, details = _UNKNOWN, f"Unexpected {type(exc)}: {exc}".encode()
+        finally:
+            self._link.end_stream(self._call_id, code, details)
 
 
 class _LinkProtocol(asyncio.Protocol):
@@ -86,6 +172,7 @@ class _LinkProtocol(asyncio.Protocol):
         self._flush_scheduled = False
         self._loop = asyncio.get_running_loop()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._streams: dict[int, _CoreStream] = {}
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = cast(asyncio.Transport, transport)
@@ -98,43 +185,77 @@ class _LinkProtocol(asyncio.Protocol):
             task.cancel()
 
     def data_received(self, data: bytes) -> None:
-        methods = self._server.methods
         try:
-            for call_id, number, payload in self._reader.feed(data):
-                if number == HELLO:
-                    self._server.on_hello(payload)
-                    continue
-                method = methods[number] if number < len(methods) else None
-                if method is None:
-                    self._reply(call_id, grpc.StatusCode.UNIMPLEMENTED.value[0], b"unknown method")
-                    continue
-                task = self._loop.create_task(self._call(call_id, method, payload))
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
+            for call_id, kind, payload in self._reader.feed(data):
+                self._on_record(call_id, kind, payload)
         except ValueError as exc:  # a corrupt stream: drop this front-end's connection
             log.error("core link: bad record", error=str(exc))
             if self._transport is not None:
                 self._transport.close()
 
+    def _on_record(self, call_id: int, kind: int, payload: bytes) -> None:
+        methods = self._server.methods
+        if kind < len(methods):
+            method = methods[kind]
+            if method is None:
+                self.reply(call_id, _UNIMPLEMENTED, b"unknown method")
+            elif method.unary:
+                self._spawn(self._call(call_id, method, payload))
+            else:
+                stream = _CoreStream(self, call_id, method)
+                self._streams[call_id] = stream
+                stream.task = self._spawn(stream.run(payload))
+            return
+        open_stream = self._streams.get(call_id)
+        if open_stream is None:
+            if kind == HELLO:
+                self._server.on_hello(payload)
+            elif kind not in (MESSAGE, CREDIT, HALF_CLOSE, CANCEL):
+                raise ValueError(f"unknown record kind {kind}")
+            return  # records that crossed the stream's end
+        stream = open_stream
+        if kind == MESSAGE:
+            stream.feed(payload)
+        elif kind == CREDIT:
+            stream.grant(CREDIT_COUNT.unpack(payload)[0])
+        elif kind == HALF_CLOSE:
+            stream.feed(None)
+        elif kind == CANCEL:
+            if stream.task is not None:
+                stream.task.cancel()
+        else:
+            raise ValueError(f"unknown record kind {kind}")
+
+    def _spawn(self, coroutine: Any) -> asyncio.Task[None]:
+        task = self._loop.create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
     async def _call(self, call_id: int, method: _Method, payload: bytes) -> None:
         context = LinkContext()
+        behavior = method.handler.unary_unary
+        assert behavior is not None
         try:
-            request = method.deserialize(payload)
-            response = await method.behavior(request, context)
-            self._reply(call_id, 0, method.serialize(response))
+            response = await behavior(method.deserialize(payload), cast(Any, context))
+            self.reply(call_id, _OK, method.serialize(response))
         except CallAborted:
             code = context.code()
             number = code.value[0] if code is not None else _UNKNOWN
-            self._reply(call_id, number, context.details().encode())
+            self.reply(call_id, number, context.details().encode())
         except asyncio.CancelledError:
-            self._reply(call_id, _CANCELLED, b"call cancelled")
+            self.reply(call_id, _CANCELLED, b"call cancelled")
             raise
         except Exception as exc:  # what grpc.aio answers for an exception a handler lets out
             log.exception("core link: unexpected error in handler")
-            self._reply(call_id, _UNKNOWN, f"Unexpected {type(exc)}: {exc}".encode())
+            self.reply(call_id, _UNKNOWN, f"Unexpected {type(exc)}: {exc}".encode())
 
-    def _reply(self, call_id: int, code: int, payload: bytes) -> None:
-        self._out.append(encode_response(call_id, code, payload))
+    def end_stream(self, call_id: int, code: int, details: bytes) -> None:
+        self._streams.pop(call_id, None)
+        self.reply(call_id, code, details)
+
+    def reply(self, call_id: int, kind: int, payload: bytes) -> None:
+        self._out.append(encode_response(call_id, kind, payload))
         if not self._flush_scheduled:
             self._flush_scheduled = True
             self._loop.call_soon(self._flush)

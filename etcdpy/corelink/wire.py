@@ -1,12 +1,21 @@
 """The record format of the core link (pure; no I/O).
 
-Request record:  call id (u32), method number (u16), payload length (u32), payload.
-Response record: call id (u32), status code (u8: a gRPC code, 0 is OK), payload length (u32),
-payload (the response's protobuf bytes for OK, else the error's UTF-8 text).
+Front-end to core: call id (u32), kind (u16), payload length (u32), payload.
+Core to front-end: call id (u32), kind (u8), payload length (u32), payload.
 
-Method numbers index ``LINK_METHODS``, computed alike on both sides from the compiled service
-descriptors, so a front-end and its core (always the same installed etcdpy) agree on them.
-Number ``HELLO`` is not a method: a front-end sends it once, when its client listeners are up.
+A unary call is one record each way: the front-end's kind is the method's number (an index of
+``LINK_METHODS``, computed alike on both sides from the compiled descriptors; a front-end and its
+core are always the same installed etcdpy), the payload the request's bytes as the client sent
+them; the core's kind is the gRPC status code (0: OK, payload the response's bytes; else the
+error's UTF-8 text).
+
+A stream is the same call id across many records. The front-end opens it with the method's number
+(payload: the request of a server-streaming call, else empty), then sends ``MESSAGE`` records
+(client messages), ``HALF_CLOSE``, ``CANCEL`` (the client went away), and ``CREDIT`` (u32: how
+many more messages the core may send; the core stops when it has none, so a client that does not
+read holds up only its own stream, in the core, where the watch code parks slow watchers). The
+core answers with ``STREAM_MESSAGE`` records, then one record whose kind is the final status code.
+``HELLO`` (call id 0, payload the slot number) says a front-end's listeners are up.
 """
 
 from __future__ import annotations
@@ -22,21 +31,27 @@ MAX_PAYLOAD = 2**31 - 1
 PACKAGE = "etcdserverpb"
 
 
-def _unary_methods() -> tuple[str, ...]:
+def _methods() -> tuple[str, ...]:
     paths = []
     for service in rpc_pb2.DESCRIPTOR.services_by_name.values():
         for method in service.methods:
-            if not (method.client_streaming or method.server_streaming):
-                paths.append(f"/{PACKAGE}.{service.name}/{method.name}")
+            paths.append(f"/{PACKAGE}.{service.name}/{method.name}")
     return tuple(sorted(paths))
 
 
-# One message of a LeaseKeepAlive stream: front-ends end those streams themselves and send each
-# keep-alive across as a call of its own.
-KEEP_ALIVE_MESSAGE = f"/{PACKAGE}.Lease/LeaseKeepAlive:message"
-LINK_METHODS: tuple[str, ...] = (*_unary_methods(), KEEP_ALIVE_MESSAGE)
+LINK_METHODS: tuple[str, ...] = _methods()
 METHOD_NUMBER: dict[str, int] = {path: i for i, path in enumerate(LINK_METHODS)}
+# Front-end to core kinds beyond the method numbers.
 HELLO = 0xFFFF
+MESSAGE = 0xFFFE
+HALF_CLOSE = 0xFFFD
+CANCEL = 0xFFFC
+CREDIT = 0xFFFB
+# Core to front-end kind beyond the status codes.
+STREAM_MESSAGE = 0xFF
+# Messages a core may send on a stream before the front-end has passed any on to its client.
+INITIAL_CREDIT = 64
+CREDIT_COUNT = struct.Struct("<I")
 
 
 def encode_request(call_id: int, method: int, payload: bytes) -> bytes:

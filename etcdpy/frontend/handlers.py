@@ -1,14 +1,21 @@
-"""A front-end's gRPC method handlers: bytes in, bytes out, the work done by the core."""
+"""A front-end's gRPC method handlers: bytes in, bytes out, the work done by the core.
+
+Unary calls cross the core link as one record each way. Streams are tunnelled over it: client
+messages go across as they arrive, the core's messages come back and are written to the client,
+and each one written earns the core credit for one more (etcdpy.corelink.wire).
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
 
-from etcdpy.corelink.client import CoreLinkClient, CoreLinkLost
-from etcdpy.corelink.wire import KEEP_ALIVE_MESSAGE, METHOD_NUMBER, PACKAGE
+from etcdpy.corelink.client import CoreLinkClient, CoreLinkLost, LinkStream
+from etcdpy.corelink.wire import METHOD_NUMBER, PACKAGE, STREAM_MESSAGE
 from etcdpy.pb.etcdserverpb import rpc_pb2
 
 Handlers = dict[str, "grpc.RpcMethodHandler[Any, Any]"]
@@ -16,16 +23,10 @@ Ctx = grpc.aio.ServicerContext[Any, Any]
 
 _STATUS = {code.value[0]: code for code in grpc.StatusCode}
 CORE_UNREACHABLE = "etcdpy: the core process is not reachable"
-# Metadata the gRPC library sets itself; everything else (hasleader, token, ...) is forwarded.
-_NOT_FORWARDED = ("user-agent",)
 
 
-def _forwarded_metadata(context: Ctx) -> tuple[tuple[str, str | bytes], ...]:
-    return tuple(
-        (key, value)
-        for key, value in (context.invocation_metadata() or ())
-        if not key.startswith((":", "grpc-")) and key not in _NOT_FORWARDED
-    )
+async def _abort(context: Ctx, code: int, details: bytes) -> None:
+    await context.abort(_STATUS.get(code, grpc.StatusCode.UNKNOWN), details.decode())
 
 
 def _unary(link: CoreLinkClient, number: int) -> Any:
@@ -38,87 +39,72 @@ def _unary(link: CoreLinkClient, number: int) -> Any:
             await context.abort(grpc.StatusCode.UNAVAILABLE, CORE_UNREACHABLE)
         if code == 0:
             return payload
-        await context.abort(_STATUS.get(code, grpc.StatusCode.UNKNOWN), payload.decode())
+        await _abort(context, code, payload)
         raise AssertionError("unreachable")  # abort raises
 
     return handle
 
 
-def _stream_stream(channel: grpc.aio.Channel, path: str) -> Any:
-    open_call = channel.stream_stream(path, None, None)
+async def _pump(requests: AsyncIterator[bytes], stream: LinkStream) -> None:
+    """The client's messages to the core, then the client's half-close."""
+    async for message in requests:
+        if stream.ended:
+            return
+        stream.send(message)
+    if not stream.ended:
+        stream.half_close()
 
-    async def handle(requests: AsyncIterator[bytes], context: Ctx) -> AsyncIterator[bytes]:
-        call = open_call(
-            requests, metadata=_forwarded_metadata(context), timeout=context.time_remaining()
+
+async def _responses(stream: LinkStream, context: Ctx) -> AsyncIterator[bytes]:
+    """The core's messages until its final status (an error status aborts the call)."""
+    incoming = stream.incoming
+    while True:
+        kind, payload = await incoming.get()
+        if kind != STREAM_MESSAGE:
+            if kind:
+                await _abort(context, kind, payload)
+            return
+        yield payload
+        stream.grant(1)
+
+
+def _stream(link: CoreLinkClient, number: int, client_streaming: bool) -> Any:
+    async def handle(request: Any, context: Ctx) -> AsyncIterator[bytes]:
+        try:
+            stream = link.open_stream(number, b"" if client_streaming else request)
+        except CoreLinkLost:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, CORE_UNREACHABLE)
+        pump = (
+            asyncio.get_running_loop().create_task(_pump(request, stream))
+            if client_streaming
+            else None
         )
         try:
-            async for response in call:
-                yield response
-        except grpc.aio.AioRpcError as exc:
-            await context.abort(exc.code(), exc.details() or "")
+            async for message in _responses(stream, context):
+                yield message
         finally:
-            call.cancel()
+            stream.cancel()  # nothing when the core ended it; else the client went away
+            if pump is not None:
+                pump.cancel()
+                with contextlib.suppress(BaseException):
+                    await pump
 
     return handle
 
 
-def _unary_stream(channel: grpc.aio.Channel, path: str) -> Any:
-    open_call = channel.unary_stream(path, None, None)
-
-    async def handle(request: bytes, context: Ctx) -> AsyncIterator[bytes]:
-        call = open_call(
-            request, metadata=_forwarded_metadata(context), timeout=context.time_remaining()
-        )
-        try:
-            async for response in call:
-                yield response
-        except grpc.aio.AioRpcError as exc:
-            await context.abort(exc.code(), exc.details() or "")
-        finally:
-            call.cancel()
-
-    return handle
-
-
-def _keep_alive(link: CoreLinkClient) -> Any:
-    """LeaseKeepAlive ends here: each message crosses the link as a call of its own."""
-    call = link.call
-    number = METHOD_NUMBER[KEEP_ALIVE_MESSAGE]
-
-    async def handle(requests: AsyncIterator[bytes], context: Ctx) -> AsyncIterator[bytes]:
-        async for data in requests:
-            try:
-                code, payload = await call(number, data)
-            except CoreLinkLost:
-                await context.abort(grpc.StatusCode.UNAVAILABLE, CORE_UNREACHABLE)
-            if code:
-                await context.abort(_STATUS.get(code, grpc.StatusCode.UNKNOWN), payload.decode())
-            yield payload
-
-    return handle
-
-
-def build_handlers(link: CoreLinkClient, core_channel: grpc.aio.Channel) -> Handlers:
-    """Every method of the v3 services: unary ones and keep-alives over the link, the other
-    streams relayed as gRPC streams."""
+def build_handlers(link: CoreLinkClient) -> Handlers:
+    """Every method of the v3 services, carried over the core link."""
     handlers: Handlers = {}
     for service in rpc_pb2.DESCRIPTOR.services_by_name.values():
         for method in service.methods:
             path = f"/{PACKAGE}.{service.name}/{method.name}"
-            if f"{path}:message" == KEEP_ALIVE_MESSAGE:
-                handlers[path] = grpc.stream_stream_rpc_method_handler(_keep_alive(link))
-            elif method.client_streaming and method.server_streaming:
-                handlers[path] = grpc.stream_stream_rpc_method_handler(
-                    _stream_stream(core_channel, path)
-                )
+            number = METHOD_NUMBER[path]
+            if method.client_streaming and method.server_streaming:
+                behavior = _stream(link, number, client_streaming=True)
+                handlers[path] = grpc.stream_stream_rpc_method_handler(behavior)
             elif method.server_streaming:
-                handlers[path] = grpc.unary_stream_rpc_method_handler(
-                    _unary_stream(core_channel, path)
-                )
-            elif method.client_streaming:  # etcd's API has none; refuse rather than guess
-                continue
-            else:
-                handlers[path] = grpc.unary_unary_rpc_method_handler(
-                    _unary(link, METHOD_NUMBER[path])
-                )
+                behavior = _stream(link, number, client_streaming=False)
+                handlers[path] = grpc.unary_stream_rpc_method_handler(behavior)
+            elif not method.client_streaming:  # etcd's API has no client-streaming-only call
+                handlers[path] = grpc.unary_unary_rpc_method_handler(_unary(link, number))
     return handlers

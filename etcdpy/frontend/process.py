@@ -31,7 +31,6 @@ log = structlog.get_logger(__name__)
 PR_SET_PDEATHSIG = 1
 SHUTDOWN_GRACE_SECONDS = 5.0
 # Sockets in the core's private directory (etcdpy.server.frontends makes them).
-CORE_GRPC_SOCKET = "grpc.sock"
 CORE_HTTP_SOCKET = "front.sock"
 CORE_LINK_SOCKET = "link.sock"
 
@@ -71,12 +70,8 @@ async def serve(args: argparse.Namespace) -> int:
 
     core_dir = args.core_dir
     link = await CoreLinkClient.connect(os.path.join(core_dir, CORE_LINK_SOCKET), on_core_lost)
-    channel = grpc.aio.insecure_channel(
-        f"unix:{os.path.join(core_dir, CORE_GRPC_SOCKET)}",
-        options=[("grpc.max_receive_message_length", -1), ("grpc.max_send_message_length", -1)],
-    )
     grpc_server = grpc.aio.server(options=grpc_server_options(args.max_request_bytes))
-    grpc_server.add_generic_rpc_handlers(generic_handlers(build_handlers(link, channel)))
+    grpc_server.add_generic_rpc_handlers(generic_handlers(build_handlers(link)))
     private = PrivateSocket()
     grpc_server.add_insecure_port(private.grpc_address)
     await grpc_server.start()
@@ -97,7 +92,6 @@ async def serve(args: argparse.Namespace) -> int:
     else:
         await grpc_server.stop(0)
     await front.close()
-    await channel.close(None)
     link.close()
     private.cleanup()
     return 1 if core_lost else 0

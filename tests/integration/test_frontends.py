@@ -22,7 +22,12 @@ import pytest
 
 from etcdpy.pb.etcdserverpb import rpc_pb2 as pb
 from etcdpy.pb.etcdserverpb import rpc_pb2_grpc
-from etcdpy.testing.processes import MemberProcess, descendants, etcdpy_member
+from etcdpy.testing.processes import (
+    FRONTEND_PROCESSES_ENV,
+    MemberProcess,
+    descendants,
+    etcdpy_member,
+)
 from tests.tools import Etcdctl
 
 pytestmark = pytest.mark.integration
@@ -47,7 +52,8 @@ def _wait_until(condition: object, what: str) -> None:
 
 @pytest.fixture
 def member(tmp_path: Path) -> Iterator[MemberProcess]:
-    m = etcdpy_member(tmp_path, extra_args=["--frontend-processes", str(FRONTENDS)])
+    m = etcdpy_member(tmp_path)
+    m.env[FRONTEND_PROCESSES_ENV] = str(FRONTENDS)  # --frontend-processes (whatever the suite's)
     m.start()
     try:
         yield m
@@ -156,7 +162,8 @@ def test_sigterm_stops_every_process_gracefully(member: MemberProcess) -> None:
 
 
 def test_a_port_in_use_is_refused(member: MemberProcess, tmp_path: Path) -> None:
-    second = etcdpy_member(tmp_path / "second", extra_args=["--frontend-processes", "2"])
+    second = etcdpy_member(tmp_path / "second")
+    second.env[FRONTEND_PROCESSES_ENV] = str(FRONTENDS)
     second.client_port = member.client_port
     second.data_dir.parent.mkdir(parents=True, exist_ok=True)
     second.start(wait=False)
