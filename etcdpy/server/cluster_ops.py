@@ -43,7 +43,7 @@ class TimeoutLeaderTransfer(errors.EtcdError):
 
 def _parse_peer_urls(urls: list[str]) -> tuple[str, ...]:
     try:
-        return tuple(str(u) for u in parse_urls(urls))
+        return tuple(str(u) for u in parse_urls(urls, peer=True))
     except ConfigError:
         raise errors.MemberBadURLs() from None
 
@@ -162,7 +162,11 @@ async def _ask_leader_learner_ready(server: EtcdServer, member_id: int) -> error
     if leader is None:
         return errors.NoLeader()
     try:
-        answer = await peer_rpc(list(leader.peer_urls), {"op": "learner_ready", "id": member_id})
+        answer = await peer_rpc(
+            list(leader.peer_urls),
+            {"op": "learner_ready", "id": member_id},
+            tls=server.cluster_runtime.peer_tls,
+        )
     except ConnectionError:
         return errors.Timeout()
     name = answer.get("error")

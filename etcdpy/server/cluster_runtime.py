@@ -44,6 +44,7 @@ from etcdpy.server.membership import (
     bootstrap_members,
     compute_cluster_id,
 )
+from etcdpy.server.peer_tls import PeerTLS, load_peer_tls
 from etcdpy.server.transport import PeerTransport, peer_rpc
 
 if TYPE_CHECKING:
@@ -66,6 +67,7 @@ class ClusterRuntime:
         self.server = server
         self.removed: set[int] = set()
         self.transport: PeerTransport | None = None
+        self._peer_tls: PeerTLS | None = None
         self.conf_state: ConfState | None = None
         self.snapshot_index = 0
         self.snapshot_count = server.config.snapshot_count
@@ -76,6 +78,13 @@ class ClusterRuntime:
         self._forward: list[Entry] = []
         self._forward_scheduled = False
         self.on_removed_stop: Any = None  # set by run.py: stops the process
+
+    @property
+    def peer_tls(self) -> PeerTLS:
+        """The TLS of connections to peers (loaded once; etcdpy.server.peer_tls)."""
+        if self._peer_tls is None:
+            self._peer_tls = load_peer_tls(self.server.config)
+        return self._peer_tls
 
     # -- membership at start ----------------------------------------------------------------
 
@@ -129,7 +138,7 @@ class ClusterRuntime:
         )
         if not urls:
             raise JoinError("--initial-cluster names no other member to join")
-        answer = await peer_rpc(urls, {"op": "members"}, timeout=5.0)
+        answer = await peer_rpc(urls, {"op": "members"}, timeout=5.0, tls=self.peer_tls)
         members = [Member.from_json(m.encode()) for m in answer["members"]]
         return int(answer["cluster_id"]), members, {int(i) for i in answer["removed"]}
 
@@ -144,7 +153,7 @@ class ClusterRuntime:
         snap = s.storage.snapshot
         self.snapshot_index = snap.metadata.index if snap is not None else 0
         self.conf_state = snap.metadata.conf_state if snap is not None else None
-        transport = PeerTransport(s.member_id, s.cluster.cluster_id, self)
+        transport = PeerTransport(s.member_id, s.cluster.cluster_id, self, self.peer_tls)
         transport.stats = s.metrics.peers  # ops: peer series on /metrics
         await transport.listen([str(u) for u in s.config.listen_peer_urls])
         self.transport = transport
