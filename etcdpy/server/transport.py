@@ -64,6 +64,7 @@ ACK: Final = 6
 RPC_REQ: Final = 7
 RPC_RESP: Final = 8
 REJECT: Final = 9
+TLS_OK: Final = 10  # the listener accepted our certificate (TLS 1.3 tells the client late)
 
 MAX_FRAME: Final = 256 * 1024 * 1024
 SNAP_CHUNK_BYTES: Final = 1024 * 1024
@@ -86,6 +87,10 @@ class PeerRejected(Exception):
 
 class TLSMismatch(ConnectionError):
     """One side of a peer connection speaks TLS and the other does not."""
+
+
+class TLSRefused(ConnectionError):
+    """The TLS handshake with a peer failed without an error of its own to tell why."""
 
 
 # The first bytes of a TLS record (handshake or alert, version 3.x): never a valid frame
@@ -146,21 +151,33 @@ def _is_tls(url: str) -> bool:
 
 async def _dial(url: str, tls: PeerTLS) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     host, port = _host_port(url)
+    reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), DIAL_TIMEOUT)
     if not _is_tls(url):
-        return await asyncio.wait_for(asyncio.open_connection(host, port), DIAL_TIMEOUT)
-    reader, writer = await asyncio.wait_for(
-        asyncio.open_connection(
-            host,
-            port,
-            ssl=tls.client,
-            server_hostname=host,
-            ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT,
-        ),
-        TLS_DIAL_TIMEOUT,
-    )
+        return reader, writer
     try:
+        try:
+            await writer.start_tls(
+                tls.client, server_hostname=host, ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT
+            )
+        except (ConnectionError, asyncio.IncompleteReadError) as exc:
+            if isinstance(exc, ssl.SSLError):
+                raise
+            raise TLSRefused(
+                "the peer closed the connection during the TLS handshake (is its peer URL http?)"
+            ) from None
         tls.check_dialed(writer.get_extra_info("ssl_object"))
-    except PeerCertRejected:
+        try:
+            kind, _ = await asyncio.wait_for(_read_frame(reader), TLS_HANDSHAKE_TIMEOUT)
+        except (ConnectionError, asyncio.IncompleteReadError) as exc:
+            if isinstance(exc, ssl.SSLError):
+                raise
+            raise TLSRefused(
+                "the peer closed the connection after the TLS handshake: it refused our "
+                "certificate (its log says why)"
+            ) from None
+        if kind != TLS_OK:
+            raise ConnectionError(f"unexpected frame {kind} instead of the TLS acceptance")
+    except BaseException:
         writer.close()
         raise
     return reader, writer
@@ -182,7 +199,7 @@ class _Throttle:
         log.warning(event, **fields)
 
 
-_TLS_FAILURES: Final = (ssl.SSLError, PeerCertRejected, TLSMismatch)
+_TLS_FAILURES: Final = (ssl.SSLError, PeerCertRejected, TLSMismatch, TLSRefused)
 
 
 async def peer_rpc(
@@ -506,6 +523,7 @@ class PeerTransport:
         try:
             await writer.start_tls(self.tls.server, ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT)
             await self.tls.check_accepted(writer.get_extra_info("ssl_object"), remote)
+            writer.write(_frame(TLS_OK, b""))
         except (OSError, TimeoutError, asyncio.IncompleteReadError) as exc:
             if isinstance(exc, ssl.SSLError | PeerCertRejected):
                 error = str(exc)

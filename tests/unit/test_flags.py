@@ -232,7 +232,7 @@ def test_ignored_flags_of_etcd_warn() -> None:
     [
         ["--cert-file=/etc/ssl/server.pem"],
         ["--client-cert-auth"],
-        ["--peer-auto-tls=true"],
+        ["--trusted-ca-file=/etc/ssl/ca.pem"],
         ["--enable-v2"],
         ["--proxy=on"],
         ["--proxy-dial-timeout=5"],
@@ -274,7 +274,7 @@ def test_https_url_is_refused_naming_the_flag() -> None:
         parse_server_args(["--listen-client-urls=https://127.0.0.1:2379"], {})
     text = str(info.value)
     assert text.startswith("--listen-client-urls=https://127.0.0.1:2379: ")
-    assert "TLS comes with the auth issue" in text
+    assert "client TLS is not built yet" in text
 
 
 def test_jwt_auth_token_is_unsupported() -> None:
@@ -418,9 +418,9 @@ def test_config_file_from_the_environment(tmp_path: Path) -> None:
     assert (c.name, c.snapshot_count) == ("from-file", 5)
 
 
-def test_config_file_refuses_tls_and_warns_about_unknown_keys(tmp_path: Path) -> None:
-    tls = write(tmp_path / "tls.yml", "peer-transport-security:\n  cert-file: /p.pem\n")
-    with pytest.raises(NotBuiltYet, match=r"--peer-cert-file=/p.pem \(from the config file\)"):
+def test_config_file_refuses_client_tls_and_warns_about_unknown_keys(tmp_path: Path) -> None:
+    tls = write(tmp_path / "tls.yml", "client-transport-security:\n  cert-file: /c.pem\n")
+    with pytest.raises(NotBuiltYet, match=r"--cert-file=/c.pem \(from the config file\)"):
         parse_server_args(["--config-file", tls], {})
     odd = write(tmp_path / "odd.yml", "name: a\nnot-a-key: 1\n")
     outcome = run_outcome([f"--config-file={odd}"])

@@ -39,9 +39,9 @@ def test_unknown_flag_exits_2_with_a_suggestion() -> None:
 
 
 def test_not_built_feature_exits_2_naming_the_flag() -> None:
-    result = etcdpy("--peer-cert-file", "/etc/peer.pem")
+    result = etcdpy("--cert-file", "/etc/server.pem")
     assert result.returncode == 2
-    assert "--peer-cert-file=/etc/peer.pem: not built yet in etcdpy" in result.stderr
+    assert "--cert-file=/etc/server.pem: not built yet in etcdpy" in result.stderr
 
 
 def test_refused_configuration_exits_1_with_a_json_log_line() -> None:
