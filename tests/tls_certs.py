@@ -40,7 +40,7 @@ def write_member_certs(
     trusted: trustme.CA | None = None,
     common_name: str | None = None,
 ) -> MemberCerts:
-    """A key and certificate for ``hosts`` signed by ``signer``; trusts ``trusted`` (else signer)."""
+    """A key and certificate for ``hosts`` signed by ``signer``, trusting ``trusted`` or signer."""
     directory.mkdir(parents=True, exist_ok=True)
     leaf = signer.issue_cert(*hosts, common_name=common_name)
     cert, key = directory / f"{name}.pem", directory / f"{name}-key.pem"
