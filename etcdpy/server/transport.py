@@ -21,9 +21,13 @@ HTTP: the member list for a member joining with ``--initial-cluster-state existi
 leader's view of a learner's progress for ``member promote``.
 
 An https peer URL carries the same frames inside TLS (etcdpy.server.peer_tls has the contexts
-and etcd's certificate checks). A listener does the handshake itself, so that a refused peer
-is logged with the reason; a member that talks plain TCP to a TLS listener, or TLS to a plain
-one, is told apart from a broken peer and logged too. Such failures are retried with backoff
+and etcd's certificate checks). The listener first sends a plain TLS_OFFER frame and the
+dialler starts the handshake only when it has it: the listener upgrades the stream itself (so
+that it can log why it refuses a peer), and any byte the dialler sent earlier would be read by
+the plain stream and lost to the handshake. After the handshake and etcd's certificate checks
+the listener sends TLS_OK, since TLS 1.3 tells a client that its certificate was refused only
+after the client considers the handshake done. A member that talks plain TCP to a TLS listener,
+or TLS to a plain one, is told apart from a broken peer. Such failures are retried with backoff
 like any lost connection, and logged at most once per ``TLS_LOG_INTERVAL`` per peer and reason.
 """
 
@@ -65,6 +69,7 @@ RPC_REQ: Final = 7
 RPC_RESP: Final = 8
 REJECT: Final = 9
 TLS_OK: Final = 10  # the listener accepted our certificate (TLS 1.3 tells the client late)
+TLS_OFFER: Final = 11  # plain, first on a TLS listener's connection: start the handshake now
 
 MAX_FRAME: Final = 256 * 1024 * 1024
 SNAP_CHUNK_BYTES: Final = 1024 * 1024
@@ -155,32 +160,42 @@ async def _dial(url: str, tls: PeerTLS) -> tuple[asyncio.StreamReader, asyncio.S
     if not _is_tls(url):
         return reader, writer
     try:
-        try:
-            await writer.start_tls(
-                tls.client, server_hostname=host, ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT
-            )
-        except (ConnectionError, asyncio.IncompleteReadError) as exc:
-            if isinstance(exc, ssl.SSLError):
-                raise
-            raise TLSRefused(
-                "the peer closed the connection during the TLS handshake (is its peer URL http?)"
-            ) from None
+        await _expect(
+            reader,
+            TLS_OFFER,
+            "the peer did not offer TLS: is its peer URL http, or is it stopping?",
+        )
+        await writer.start_tls(
+            tls.client, server_hostname=host, ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT
+        )
         tls.check_dialed(writer.get_extra_info("ssl_object"))
-        try:
-            kind, _ = await asyncio.wait_for(_read_frame(reader), TLS_HANDSHAKE_TIMEOUT)
-        except (ConnectionError, asyncio.IncompleteReadError) as exc:
-            if isinstance(exc, ssl.SSLError):
-                raise
-            raise TLSRefused(
-                "the peer closed the connection after the TLS handshake: it refused our "
-                "certificate (its log says why)"
-            ) from None
-        if kind != TLS_OK:
-            raise ConnectionError(f"unexpected frame {kind} instead of the TLS acceptance")
+        await _expect(
+            reader,
+            TLS_OK,
+            "the peer closed the connection after the TLS handshake: it refused our "
+            "certificate (its log says why)",
+        )
     except BaseException:
         writer.close()
         raise
     return reader, writer
+
+
+async def _expect(reader: asyncio.StreamReader, kind: int, failure: str) -> None:
+    """The next frame must be ``kind``; a silent peer or a closed connection means ``failure``."""
+    try:
+        got, _ = await asyncio.wait_for(_read_frame(reader), TLS_HANDSHAKE_TIMEOUT)
+    except ssl.SSLError:
+        raise
+    except (ConnectionError, asyncio.IncompleteReadError, TimeoutError):
+        raise TLSRefused(failure) from None
+    if got != kind:
+        raise ConnectionError(f"unexpected peer frame {got} while starting TLS")
+
+
+def _check_not_tls_offer(kind: int) -> None:
+    if kind == TLS_OFFER:
+        raise TLSMismatch("the peer's listener is https (it offers TLS) but our URL for it is http")
 
 
 class _Throttle:
@@ -231,6 +246,7 @@ async def _rpc_once(url: str, request: dict[str, Any], tls: PeerTLS) -> dict[str
         writer.write(_frame(RPC_REQ, json.dumps(request).encode()))
         await writer.drain()
         kind, payload = await _read_frame(reader)
+        _check_not_tls_offer(kind)
         if kind != RPC_RESP:
             raise ConnectionError(f"unexpected peer answer kind {kind}: {payload!r}")
         answer: dict[str, Any] = json.loads(payload)
@@ -344,6 +360,7 @@ class _Peer:
     async def _watch_close(self, reader: asyncio.StreamReader) -> None:
         """The peer only ever writes to our outgoing connection to reject us, or closes it."""
         kind, payload = await _read_frame(reader)
+        _check_not_tls_offer(kind)
         if kind == REJECT:
             reason = payload.decode(errors="replace")
             if reason == REJECT_REMOVED:
@@ -521,6 +538,8 @@ class PeerTransport:
         remote = str(peername[0]) if peername else ""
         assert self.tls.server is not None
         try:
+            # Nothing is read before this offer: the dialler waits for it to begin the handshake.
+            writer.write(_frame(TLS_OFFER, b""))
             await writer.start_tls(self.tls.server, ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT)
             await self.tls.check_accepted(writer.get_extra_info("ssl_object"), remote)
             writer.write(_frame(TLS_OK, b""))
