@@ -67,6 +67,18 @@ def test_three_members_over_https_with_client_certificates(tmp_path: Path) -> No
         ]]  # fmt: skip
         assert all(url.startswith("https://127.0.0.1:") for url in peer_urls)
         assert '"starting with peer TLS"' in _log(cluster.members[0])
+        # a member joining over https asks a peer for the member list first (peer_rpc)
+        joiner = cluster.add_member(tmp_path, "m3")
+        joiner.extra_args += write_member_certs(ca, tmp_path / "certs", "m3").peer_args()
+        _ctl(cluster.members[0]).out("member", "add", "m3", f"--peer-urls={joiner.peer_url}",
+                                     "--learner")  # fmt: skip
+        joiner.start()
+        _eventually(
+            lambda: (
+                _ctl(joiner).out("get", "tls-key", "--consistency=s", "--print-value-only")
+                == "again\n"
+            )
+        )
 
 
 def _agree_on_leader(members: list[ClusterMember]) -> int:
