@@ -210,6 +210,8 @@ class _Throttle:
         last = self._last.get(key)
         if last is not None and now - last < self.interval:
             return
+        if len(self._last) > 1024:  # forget old reasons rather than grow without bound
+            self._last = {k: t for k, t in self._last.items() if now - t < self.interval}
         self._last[key] = now
         log.warning(event, **fields)
 

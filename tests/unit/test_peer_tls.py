@@ -21,8 +21,9 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from structlog.testing import capture_logs
 
 from etcdpy.config import ServerConfig, parse_urls
-from etcdpy.server.peer_tls import PeerTLS, PeerTLSError, load_peer_tls
+from etcdpy.raft.types import Message, MessageType, Snapshot, SnapshotMetadata, SnapshotStatus
 from etcdpy.server import transport
+from etcdpy.server.peer_tls import PeerTLS, PeerTLSError, load_peer_tls
 from etcdpy.server.self_cert import self_cert
 from etcdpy.server.transport import PeerTransport, peer_rpc
 from etcdpy.testing.processes import free_port
@@ -387,3 +388,20 @@ def test_revoked_client_certificate_is_refused(tmp_path: Path) -> None:
     rejected = [e for e in logs if e["event"] == "rejected peer connection"]
     assert rejected[0]["error"].startswith("transport: certificate serial ")
     assert rejected[0]["error"].endswith(" revoked")
+
+
+def test_snapshot_is_streamed_over_tls(tmp_path: Path) -> None:
+    ca = trustme.CA()
+    tls_a = _tls(write_member_certs(ca, tmp_path, "a"), tmp_path)
+    tls_b = _tls(write_member_certs(ca, tmp_path, "b"), tmp_path)
+
+    async def body(ta: PeerTransport, ra: Recorder, _tb: PeerTransport, rb: Recorder,
+                   _url: str) -> None:  # fmt: skip
+        snap = Snapshot(b"", SnapshotMetadata(index=77, term=3))
+        ta.send([Message(MessageType.SNAP, to=B, from_=A, term=3, snapshot=snap)])
+        await _until(lambda: bool(ra.snap_status), ra.arrived, timeout=10)
+        assert ra.snap_status == [(B, SnapshotStatus.FINISH)]
+        [(_message, data)] = rb.snapshots
+        assert data == b"backend-bytes" * 300_000  # several 1 MiB chunks
+
+    _run_pair(tmp_path, tls_a, tls_b, body)
