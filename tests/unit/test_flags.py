@@ -442,3 +442,51 @@ def test_corrupt_check_time_is_built() -> None:
     outcome = parse_server_args(["--experimental-corrupt-check-time=1m"], {})
     assert outcome.config is not None
     assert outcome.config.experimental_corrupt_check_time == 60.0
+
+
+# -- peer TLS ----------------------------------------------------------------------------------
+
+
+def test_peer_tls_flags_and_https_peer_urls(tmp_path: Path) -> None:
+    c = config_of(
+        [
+            "--listen-peer-urls=https://127.0.0.1:2380",
+            "--initial-advertise-peer-urls=https://127.0.0.1:2380",
+            "--initial-cluster=default=https://127.0.0.1:2380",
+            "--peer-cert-file=/p.pem",
+            "--peer-key-file=/k.pem",
+            "--peer-client-cert-auth",
+            "--peer-cert-allowed-cn=etcd",
+            "--experimental-peer-skip-client-san-verification",
+        ],
+        {"ETCD_PEER_TRUSTED_CA_FILE": "/ca.pem", "ETCD_PEER_CRL_FILE": "/crl.pem"},
+    )
+    assert [str(u) for u in c.listen_peer_urls] == ["https://127.0.0.1:2380"]
+    assert [str(u) for u in c.cluster["default"]] == ["https://127.0.0.1:2380"]
+    assert (c.peer_cert_file, c.peer_key_file, c.peer_trusted_ca_file) == (
+        "/p.pem",
+        "/k.pem",
+        "/ca.pem",
+    )
+    assert c.peer_client_cert_auth and c.experimental_peer_skip_client_san_verification
+    assert (c.peer_cert_allowed_cn, c.peer_crl_file) == ("etcd", "/crl.pem")
+
+
+def test_config_file_peer_transport_security(tmp_path: Path) -> None:
+    path = write(
+        tmp_path / "peer.yml",
+        "peer-transport-security:\n  cert-file: /p.pem\n  key-file: /k.pem\n"
+        "  trusted-ca-file: /ca.pem\n  client-cert-auth: true\n  auto-tls: true\n",
+    )
+    c = config_of(["--config-file", path])
+    assert (c.peer_cert_file, c.peer_key_file, c.peer_trusted_ca_file) == (
+        "/p.pem",
+        "/k.pem",
+        "/ca.pem",
+    )
+    assert c.peer_client_cert_auth and c.peer_auto_tls
+
+
+def test_https_client_urls_are_still_refused() -> None:
+    with pytest.raises(NotBuiltYet, match="client TLS is not built yet"):
+        parse_server_args(["--advertise-client-urls=https://127.0.0.1:2379"], {})

@@ -130,3 +130,19 @@ def test_missing_modules_are_reported_not_raised() -> None:
     assert server_main._lazy("etcdpy.no_such_module", "run") is None
     with pytest.raises(AttributeError):
         server_main._lazy("etcdpy.config", "no_such_function")
+
+
+def test_https_peer_url_without_certificate_exits_1_with_etcds_message(tmp_path: Path) -> None:
+    url = "https://127.0.0.1:23999"
+    result = etcdpy(
+        f"--data-dir={tmp_path / 'd'}",
+        f"--listen-peer-urls={url}",
+        f"--initial-advertise-peer-urls={url}",
+        f"--initial-cluster=default={url}",
+    )
+    assert result.returncode == 1
+    event = json.loads(result.stderr.strip().splitlines()[-1])
+    assert event["error"] == (
+        "cannot listen on TLS for 127.0.0.1:23999: KeyFile and CertFile are not presented"
+    )
+    assert not (tmp_path / "d" / "member").exists()  # refused before anything was written
