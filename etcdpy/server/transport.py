@@ -539,6 +539,7 @@ class PeerTransport:
         peername = writer.get_extra_info("peername")
         remote = str(peername[0]) if peername else ""
         assert self.tls.server is not None
+        self._inbound.add(writer)  # stop() closes connections still in their handshake
         try:
             # Nothing is read before this offer: the dialler waits for it to begin the handshake.
             writer.write(_frame(TLS_OFFER, b""))
@@ -556,6 +557,7 @@ class PeerTransport:
                     remote_addr=remote,
                     error=error,
                 )
+            self._inbound.discard(writer)
             writer.close()
             return
         await self._serve_connection(reader, writer)
