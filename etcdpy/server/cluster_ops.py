@@ -7,9 +7,11 @@ connected. Then it goes through the log as a ConfChange whose context carries th
 record and the request id; the proposer's waiter is resolved with the member list when the
 change is applied.
 
-Checks happen before proposing, so two concurrent conflicting changes could both commit; the
-apply side is idempotent, and etcd's guard (one pending conf change at a time, enforced by
-raft) keeps such races rare.
+These checks run against the proposer's view, which may be stale: two members may accept
+conflicting changes (two adds of one peer URL, two removes of one member) at the same time.
+So every member validates each change again when it applies it, against the same membership
+(etcdpy.server.membership.validate_conf_change, as etcd's applyConfChange does); a change
+that lost the race is applied to raft as a no-op and its proposer gets the error.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from etcdpy import errors
 from etcdpy.config import ConfigError, parse_urls
 from etcdpy.raft.errors import ProposalDroppedError
 from etcdpy.raft.types import ConfChange, ConfChangeSingle, ConfChangeType
-from etcdpy.server.membership import Member, compute_member_id
+from etcdpy.server.membership import MAX_LEARNERS, Member, compute_member_id
 from etcdpy.server.transport import peer_rpc
 
 if TYPE_CHECKING:
@@ -31,7 +33,6 @@ if TYPE_CHECKING:
 
 # A peer counts as healthy for a reconfiguration once connected this long (etcd's HealthInterval).
 HEALTH_INTERVAL_SECONDS = 5.0
-MAX_LEARNERS = 1
 # A learner may be promoted once its log has 90% of the leader's (etcd's readyPercent).
 LEARNER_READY_PERCENT = 0.9
 

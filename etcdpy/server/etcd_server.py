@@ -72,6 +72,9 @@ class EtcdServer:
         self.data_dir = Path(config.data_dir)
         self.member_id = 0
         self.cluster = Cluster(cluster_id=0)
+        # Whether this member is a learner: read per request by the API (api/learner_guard.py),
+        # so it is a plain attribute, refreshed whenever the membership changes.
+        self.is_learner = False
         self.leader_id = 0
         self.role = StateType.FOLLOWER
         self._wait = Wait()
@@ -186,7 +189,7 @@ class EtcdServer:
         """Puts the request through the log; returns the applied response or raises."""
         if self._stopped:
             raise errors.Stopped()
-        if self._is_learner() and not req.HasField("cluster_member_attr_set"):
+        if self.is_learner and not req.HasField("cluster_member_attr_set"):
             raise errors.NotSupportedForLearner()  # etcd: learners serve serializable reads only
         if self.commit_index > self.applied_index + MAX_GAP_BETWEEN_APPLY_AND_COMMIT:
             raise errors.TooManyRequests()
@@ -220,7 +223,7 @@ class EtcdServer:
     async def linearizable_read(self) -> None:
         if self.cluster_runtime.no_leader_for_long():
             raise errors.NoLeader()
-        if self._is_learner():
+        if self.is_learner:
             raise errors.NotSupportedForLearner()
         future = self.reads.wait()
         self._deadlines.add(self._loop.time() + self._request_timeout, future)
@@ -295,7 +298,7 @@ class EtcdServer:
             raftTerm=st.hard_state.term,
             raftAppliedIndex=self.applied_index,
             dbSizeInUse=self.backend.size_in_use(),
-            isLearner=self._is_learner(),
+            isLearner=self.is_learner,
         )
         self.fill_header(resp.header)
         return resp
@@ -403,9 +406,10 @@ class EtcdServer:
         self._wait.fail_all(exc)
         self.reads.fail_all(exc)
 
-    def _is_learner(self) -> bool:
+    def refresh_learner(self) -> None:
+        """After a membership change: is this member (still) a learner?"""
         me = self.cluster.members.get(self.member_id)
-        return me is not None and me.is_learner
+        self.is_learner = me is not None and me.is_learner
 
     def replace_backend(self, db_path: Path) -> None:
         """Swap in a backend file received with a raft snapshot (its state is at least as new
