@@ -46,6 +46,7 @@ from etcdpy.server.membership import (
     compute_cluster_id,
     validate_conf_change,
 )
+from etcdpy.server.peer_probe import PeerProber
 from etcdpy.server.transport import PeerTransport, peer_rpc
 
 if TYPE_CHECKING:
@@ -72,6 +73,7 @@ class ClusterRuntime:
         self.rejected: set[int] = set()
         self.membership_index = 0
         self.transport: PeerTransport | None = None
+        self.prober: PeerProber | None = None
         self.conf_state: ConfState | None = None
         self.snapshot_index = 0
         self.snapshot_count = server.config.snapshot_count
@@ -168,6 +170,8 @@ class ClusterRuntime:
         self.transport = transport
         for member in s.cluster.sorted_members():
             transport.set_peer(member.id, member.peer_urls)
+        self.prober = PeerProber(transport, s.metrics.peers)  # peer round-trip times
+        self.prober.start()
         loop = asyncio.get_running_loop()
         self._tasks = [
             loop.create_task(self._publish(), name="publish"),
@@ -181,6 +185,8 @@ class ClusterRuntime:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if self.prober is not None:
+            await self.prober.stop()
         if self.transport is not None:
             await self.transport.stop()
 

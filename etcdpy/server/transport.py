@@ -19,6 +19,10 @@ file is on disk; the sender then reports the snapshot's outcome to raft.
 Short request/response exchanges (RPC frames holding JSON) serve what etcd serves over peer
 HTTP: the member list for a member joining with ``--initial-cluster-state existing``, and the
 leader's view of a learner's progress for ``member promote``.
+
+PING frames, answered at once with a PONG carrying the answerer's clock, measure the round
+trip to each peer (etcdpy.server.peer_probe, etcd's rafthttp prober) on a connection of their
+own, so probes never queue behind raft traffic.
 """
 
 from __future__ import annotations
@@ -56,6 +60,8 @@ ACK: Final = 6
 RPC_REQ: Final = 7
 RPC_RESP: Final = 8
 REJECT: Final = 9
+PING: Final = 10
+PONG: Final = 11
 
 MAX_FRAME: Final = 256 * 1024 * 1024
 SNAP_CHUNK_BYTES: Final = 1024 * 1024
@@ -151,6 +157,17 @@ async def _rpc_once(url: str, request: dict[str, Any]) -> dict[str, Any]:
         writer.close()
         with contextlib.suppress(OSError):
             await writer.wait_closed()
+
+
+async def ping(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> int:
+    """One round trip on a probe connection (PeerTransport.open_probe): the peer's clock, in
+    unix nanoseconds, from its PONG."""
+    writer.write(_frame(PING, b""))
+    await writer.drain()
+    kind, payload = await _read_frame(reader)
+    if kind != PONG or len(payload) != 8:
+        raise ConnectionError(f"unexpected answer to a probe: frame kind {kind}")
+    return int.from_bytes(payload, "big")
 
 
 class _Peer:
@@ -341,6 +358,20 @@ class PeerTransport:
         if peer is not None:
             peer.task.cancel()
 
+    def peer_ids(self) -> list[int]:
+        return sorted(self._peers)
+
+    async def open_probe(
+        self, member_id: int
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter] | None:
+        """A connection to ``member_id`` for PING frames (None: not a peer)."""
+        peer = self._peers.get(member_id)
+        if peer is None:
+            return None
+        reader, writer = await _dial(peer.urls[0])
+        writer.write(_frame(HELLO, _HELLO.pack(self.member_id, self.cluster_id)))
+        return reader, writer
+
     def active_since(self, member_id: int) -> float | None:
         """When the connection to ``member_id`` came up (monotonic), None when it is down."""
         peer = self._peers.get(member_id)
@@ -448,6 +479,11 @@ class PeerTransport:
             elif kind == SNAP_HEAD:
                 await self._receive_snapshot(payload, reader, writer)
                 return
+            elif kind == PING:  # the prober's round trip: answer at once, with our clock
+                if self.faults is not None and from_id in self.faults.blocked:
+                    continue
+                writer.write(_frame(PONG, time.time_ns().to_bytes(8, "big")))
+                await writer.drain()
             elif kind == RPC_REQ:
                 answer = handler.handle_rpc(json.loads(payload))
                 writer.write(_frame(RPC_RESP, json.dumps(answer).encode()))
