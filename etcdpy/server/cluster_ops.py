@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from etcdpy import errors
 from etcdpy.config import ConfigError, parse_urls
+from etcdpy.observability.request_ids import RAFT_REQUEST_ID
 from etcdpy.raft.errors import ProposalDroppedError
 from etcdpy.raft.types import ConfChange, ConfChangeSingle, ConfChangeType
 from etcdpy.server.membership import MAX_LEARNERS, Member, compute_member_id
@@ -180,6 +181,7 @@ async def _configure(
 ) -> None:
     request_id = server.next_request_id()
     context["req"] = request_id
+    RAFT_REQUEST_ID.set(request_id)
     cc = ConfChange(
         changes=(ConfChangeSingle(kind, member_id),),
         context=json.dumps(context, sort_keys=True).encode(),

@@ -26,6 +26,7 @@ from etcdpy.mvcc.backend import Backend
 from etcdpy.mvcc.errors import CompactedError, FutureRevError
 from etcdpy.mvcc.watchable_store import WatchableStore
 from etcdpy.mvcc.watcher import WatchStream
+from etcdpy.observability.request_ids import RAFT_REQUEST_ID
 from etcdpy.pb.etcdserverpb import raft_internal_pb2 as internalpb
 from etcdpy.pb.etcdserverpb import rpc_pb2 as pb
 from etcdpy.raft.config import Config as RaftConfig
@@ -195,6 +196,7 @@ class EtcdServer:
             raise errors.TooManyRequests()
         request_id = self._ids.next()
         req.header.ID = request_id
+        RAFT_REQUEST_ID.set(request_id)  # for the slow-request log (api/grpc_metrics.py)
         data = req.SerializeToString()
         if len(data) > self.config.max_request_bytes:
             raise errors.RequestTooLarge()
