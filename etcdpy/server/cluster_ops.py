@@ -26,7 +26,7 @@ from etcdpy.config import ConfigError, parse_urls
 from etcdpy.observability.request_ids import RAFT_REQUEST_ID
 from etcdpy.raft.errors import ProposalDroppedError
 from etcdpy.raft.types import ConfChange, ConfChangeSingle, ConfChangeType
-from etcdpy.server.membership import MAX_LEARNERS, Member, compute_member_id
+from etcdpy.server.membership import Member, compute_member_id, validate_conf_change
 from etcdpy.server.transport import peer_rpc
 
 if TYPE_CHECKING:
@@ -73,23 +73,27 @@ def _check_urls_free(server: EtcdServer, urls: tuple[str, ...], except_id: int =
 async def add_member(server: EtcdServer, peer_urls: list[str], is_learner: bool) -> Member:
     urls = _parse_peer_urls(peer_urls)
     member = Member(compute_member_id(urls, "", int(time.time())), "", urls, (), is_learner)
-    if member.id in server.cluster.members or member.id in server.cluster_runtime.removed:
-        raise errors.MemberExist()
-    _check_urls_free(server, urls)
-    if is_learner and sum(m.is_learner for m in server.cluster.members.values()) >= MAX_LEARNERS:
-        raise errors.TooManyLearners()
-    if server.config.strict_reconfig_check and not is_learner:
+    if server.config.strict_reconfig_check:
         voters = _voters(server)
-        started = sum(1 for m in voters if m.name)
-        total = len(voters) + 1
-        if not (started == 1 and total == 2) and started < total // 2 + 1:
-            raise errors.MemberNotEnoughStarted()
+        if not is_learner:  # a learner does not count towards the quorum
+            started = sum(1 for m in voters if m.name)
+            total = len(voters) + 1
+            if not (started == 1 and total == 2) and started < total // 2 + 1:
+                raise errors.MemberNotEnoughStarted()
+        # etcd asks this of learners too: every voter connected for HealthInterval
         since = time.monotonic() - HEALTH_INTERVAL_SECONDS
         if not all(_connected_since(server, m.id, since) for m in voters):
             raise errors.Unhealthy()
     kind = ConfChangeType.ADD_LEARNER_NODE if is_learner else ConfChangeType.ADD_NODE
-    record = json.loads(member.to_json())
-    await _configure(server, kind, member.id, {"member": record})
+    context: dict[str, Any] = {"member": json.loads(member.to_json())}
+    # What the apply checks again (etcd checks it only there); asked here first to spare the
+    # log an entry that is bound to be refused.
+    error = validate_conf_change(
+        server.cluster.members, server.cluster_runtime.removed, kind, member.id, context
+    )
+    if error is not None:
+        raise error
+    await _configure(server, kind, member.id, context)
     return member
 
 
