@@ -161,6 +161,7 @@ async def promote_member(server: EtcdServer, member_id: int) -> None:
         if started < (len(voters) + 1) // 2 + 1:
             raise errors.MemberNotEnoughStarted()
     await _configure(server, ConfChangeType.ADD_NODE, member_id, {"promote": True})
+    server.metrics.learner_promote_successes += 1  # etcd_server_learner_promote_successes
 
 
 async def _ask_leader_learner_ready(server: EtcdServer, member_id: int) -> errors.EtcdError | None:
