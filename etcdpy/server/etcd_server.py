@@ -332,6 +332,10 @@ class EtcdServer:
         with self.kv.batch():
             for entry in entries:
                 if entry.index <= self.applied_index:
+                    if entry.type == EntryType.CONF_CHANGE:
+                        # Past a received snapshot's index but already in the backend swapped
+                        # in with it: membership has it, raft's configuration does not yet.
+                        runtime.apply_conf_change(entry, True)
                     continue
                 if not entry.data and entry.type == EntryType.NORMAL:
                     promote = promote or self._leads_term(entry.term)
