@@ -353,9 +353,10 @@ class ClusterRuntime:
         else:
             error = self._validate(cc, context)
             refused = error is not None
+        changes = cc.changes
         if refused:
             cc = ConfChange(
-                tuple(ConfChangeSingle(c.type, 0) for c in cc.changes), cc.transition, cc.context
+                tuple(ConfChangeSingle(c.type, 0) for c in changes), cc.transition, cc.context
             )
         self.conf_state = s.raft.node.apply_conf_change(cc)
         if not replay:
@@ -367,7 +368,7 @@ class ClusterRuntime:
                 log.warning(
                     "membership change refused at apply",
                     index=entry.index,
-                    changes=[f"{c.type.name}({c.node_id:x})" for c in cc.changes],
+                    changes=[f"{c.type.name}({c.node_id:x})" for c in changes],
                     error=error.message if error is not None else "",
                 )
             else:

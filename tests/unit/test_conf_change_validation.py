@@ -98,6 +98,11 @@ async def _started(config: ServerConfig) -> EtcdServer:
     raise AssertionError("a single member did not become leader")
 
 
+async def _stop(server: EtcdServer) -> None:
+    # bounded, so that a failed assertion is reported rather than a stop that never ends
+    await asyncio.wait_for(server.stop(), 10)
+
+
 def _run(body: Callable[[], Awaitable[None]]) -> None:
     asyncio.run(body())
 
@@ -174,5 +179,52 @@ def test_a_refused_change_is_resolved_with_the_error_and_the_member_list_stays(
             assert server.cluster.sorted_members() == before
         finally:
             await server.stop()
+
+    _run(body)
+
+
+def test_a_joining_member_replays_a_refused_change_as_a_no_op(tmp_path: Path) -> None:
+    """The joiner gets the member list as of a peer's applied index, with the indexes of the
+    conf changes refused before it: its raft skips them as the others' did."""
+    leader_config = _config(tmp_path / "solo", free_port())
+    joiner_port = free_port()
+    joiner_url = f"http://127.0.0.1:{joiner_port}"
+
+    async def body() -> None:
+        leader = await _started(leader_config)
+        joiner: EtcdServer | None = None
+        try:
+            twin_url = f"http://127.0.0.1:{free_port()}"
+            await cluster_ops.add_member(leader, [twin_url], is_learner=True)
+            twin = Member(compute_member_id([twin_url], "", 3), "", (twin_url,), (), True)
+            with pytest.raises(errors.PeerURLExist):
+                await _stale_add_learner(leader, twin)
+            first = next(m for m in leader.cluster.members.values() if m.is_learner)
+            await cluster_ops.remove_member(leader, first.id)
+            added = await cluster_ops.add_member(leader, [joiner_url], is_learner=True)
+            peer = (parse_url(joiner_url),)
+            joiner = EtcdServer(
+                ServerConfig(
+                    name="joiner",
+                    data_dir=str(tmp_path / "joiner"),
+                    listen_peer_urls=peer,
+                    initial_advertise_peer_urls=peer,
+                    initial_cluster={"solo": leader_config.cluster["solo"], "joiner": peer},
+                    initial_cluster_state="existing",
+                )
+            )
+            await joiner.start()
+            assert joiner.member_id == added.id and joiner.is_learner
+            assert joiner.cluster_runtime.rejected == leader.cluster_runtime.rejected
+            for _ in range(200):
+                if joiner.applied_index >= leader.applied_index:
+                    break
+                await asyncio.sleep(0.05)
+            assert joiner.applied_index >= leader.applied_index
+            assert joiner.raft.node.status().conf_state == leader.raft.node.status().conf_state
+        finally:
+            if joiner is not None:
+                await _stop(joiner)
+            await _stop(leader)
 
     _run(body)
