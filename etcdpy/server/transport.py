@@ -60,8 +60,9 @@ ACK: Final = 6
 RPC_REQ: Final = 7
 RPC_RESP: Final = 8
 REJECT: Final = 9
-PING: Final = 10
-PONG: Final = 11
+# 10 and 11 are taken by branch peertls (TLS_OK, TLS_OFFER)
+PING: Final = 12
+PONG: Final = 13
 
 MAX_FRAME: Final = 256 * 1024 * 1024
 SNAP_CHUNK_BYTES: Final = 1024 * 1024
