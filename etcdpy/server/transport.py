@@ -29,6 +29,10 @@ the listener sends TLS_OK, since TLS 1.3 tells a client that its certificate was
 after the client considers the handshake done. A member that talks plain TCP to a TLS listener,
 or TLS to a plain one, is told apart from a broken peer. Such failures are retried with backoff
 like any lost connection, and logged at most once per ``TLS_LOG_INTERVAL`` per peer and reason.
+
+PING frames, answered at once with a PONG carrying the answerer's clock, measure the round
+trip to each peer (etcdpy.server.peer_probe, etcd's rafthttp prober) on a connection of their
+own, so probes never queue behind raft traffic.
 """
 
 from __future__ import annotations
@@ -70,6 +74,8 @@ RPC_RESP: Final = 8
 REJECT: Final = 9
 TLS_OK: Final = 10  # the listener accepted our certificate (TLS 1.3 tells the client late)
 TLS_OFFER: Final = 11  # plain, first on a TLS listener's connection: start the handshake now
+PING: Final = 12
+PONG: Final = 13
 
 MAX_FRAME: Final = 256 * 1024 * 1024
 SNAP_CHUNK_BYTES: Final = 1024 * 1024
@@ -256,6 +262,17 @@ async def _rpc_once(url: str, request: dict[str, Any], tls: PeerTLS) -> dict[str
         writer.close()
         with contextlib.suppress(OSError):
             await writer.wait_closed()
+
+
+async def ping(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> int:
+    """One round trip on a probe connection (PeerTransport.open_probe): the peer's clock, in
+    unix nanoseconds, from its PONG."""
+    writer.write(_frame(PING, b""))
+    await writer.drain()
+    kind, payload = await _read_frame(reader)
+    if kind != PONG or len(payload) != 8:
+        raise ConnectionError(f"unexpected answer to a probe: frame kind {kind}")
+    return int.from_bytes(payload, "big")
 
 
 class _Peer:
@@ -469,6 +486,20 @@ class PeerTransport:
         if peer is not None:
             peer.task.cancel()
 
+    def peer_ids(self) -> list[int]:
+        return sorted(self._peers)
+
+    async def open_probe(
+        self, member_id: int
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter] | None:
+        """A connection to ``member_id`` for PING frames (None: not a peer)."""
+        peer = self._peers.get(member_id)
+        if peer is None:
+            return None
+        reader, writer = await _dial(peer.urls[0], self.tls)
+        writer.write(_frame(HELLO, _HELLO.pack(self.member_id, self.cluster_id)))
+        return reader, writer
+
     def active_since(self, member_id: int) -> float | None:
         """When the connection to ``member_id`` came up (monotonic), None when it is down."""
         peer = self._peers.get(member_id)
@@ -615,6 +646,11 @@ class PeerTransport:
             elif kind == SNAP_HEAD:
                 await self._receive_snapshot(payload, reader, writer)
                 return
+            elif kind == PING:  # the prober's round trip: answer at once, with our clock
+                if self.faults is not None and from_id in self.faults.blocked:
+                    continue
+                writer.write(_frame(PONG, time.time_ns().to_bytes(8, "big")))
+                await writer.drain()
             elif kind == RPC_REQ:
                 answer = handler.handle_rpc(json.loads(payload))
                 writer.write(_frame(RPC_RESP, json.dumps(answer).encode()))

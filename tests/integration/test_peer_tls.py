@@ -70,8 +70,7 @@ def test_three_members_over_https_with_client_certificates(tmp_path: Path) -> No
         # a member joining over https asks a peer for the member list first (peer_rpc)
         joiner = cluster.add_member(tmp_path, "m3")
         joiner.extra_args += write_member_certs(ca, tmp_path / "certs", "m3").peer_args()
-        _ctl(cluster.members[0]).out("member", "add", "m3", f"--peer-urls={joiner.peer_url}",
-                                     "--learner")  # fmt: skip
+        _ctl(cluster.members[0]).member_add("m3", f"--peer-urls={joiner.peer_url}", "--learner")
         joiner.start()
         _eventually(
             lambda: (
