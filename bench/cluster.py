@@ -5,7 +5,12 @@ every endpoint does): put with 64 clients, linearizable range of one key with 64
 servers' CPU time per request is the user + system time of all three member processes over the
 run, divided by the requests.
 
-    python -m bench.cluster [--scale 0.2] [--targets etcd,etcdpy]
+    python -m bench.cluster [--scale 0.2] [--targets etcd,etcdpy] [--workloads put]
+
+The targets ``etcdpy-https`` and ``etcd-https`` run the same clusters over https peer URLs
+(``--peer-auto-tls``); with them the run also prints http against https for each server:
+
+    python -m bench.cluster --targets etcdpy,etcdpy-https --workloads put --scale 0.17
 """
 
 from __future__ import annotations
@@ -42,9 +47,14 @@ WORKLOADS: list[tuple[str, Callable[[float], list[str]]]] = [
                 "--consistency", "l"]),
 ]  # fmt: skip
 
+PEER_TLS = ["--peer-auto-tls"]
 STARTERS: dict[str, Callable[[Path], ProcessCluster]] = {
     "etcd": lambda tmp: ProcessCluster.etcd(tmp),
     "etcdpy": lambda tmp: ProcessCluster.etcdpy(tmp),
+    "etcd-https": lambda tmp: ProcessCluster.etcd(tmp, extra_args=PEER_TLS, peer_scheme="https"),
+    "etcdpy-https": lambda tmp: ProcessCluster.etcdpy(
+        tmp, extra_args=PEER_TLS, peer_scheme="https"
+    ),
 }
 
 
@@ -52,7 +62,9 @@ def _cluster_cpu(cluster: ProcessCluster) -> float:
     return sum(_cpu_of(m.proc.pid) for m in cluster.members if m.proc is not None)
 
 
-def measure(target: str, scale: float, workdir: Path) -> dict[str, dict[str, float]]:
+def measure(
+    target: str, scale: float, workdir: Path, only: str = ""
+) -> dict[str, dict[str, float]]:
     (workdir / target).mkdir(parents=True, exist_ok=True)
     cluster = STARTERS[target](workdir / target)
     out: dict[str, dict[str, float]] = {}
@@ -65,6 +77,8 @@ def measure(target: str, scale: float, workdir: Path) -> dict[str, dict[str, flo
         warm = parse_args(["--endpoints", endpoints, "--clients", "8", "put", "--total", "500"])
         run_benchmark(warm)
         for name, argv in WORKLOADS:
+            if only and not name.startswith(only):
+                continue
             print(f"{target}: {name}", file=sys.stderr)
             cpu_before = _cluster_cpu(cluster)
             summary = run_benchmark(parse_args(["--endpoints", endpoints, *argv(scale)]))
@@ -95,19 +109,41 @@ def format_results(results: dict[str, dict[str, dict[str, float]]]) -> str:
     return "\n".join(lines)
 
 
+def format_peer_tls(results: dict[str, dict[str, dict[str, float]]]) -> str:
+    """http against https peer URLs, for each server run both ways."""
+    lines = [
+        f"{'server':7} {'workload':44} {'http req/s':>11} {'https req/s':>12} {'ratio':>7} "
+        f"{'http CPU us/req':>16} {'https CPU us/req':>17}"
+    ]
+    for server in ("etcd", "etcdpy"):
+        plain, tls = results.get(server, {}), results.get(f"{server}-https", {})
+        for name in (n for n, _argv in WORKLOADS if n in plain and n in tls):
+            a, b = plain[name], tls[name]
+            lines.append(
+                f"{server:7} {name:44} {a['rps']:>11,.0f} {b['rps']:>12,.0f} "
+                f"{b['rps'] / a['rps']:>6.2f}x {a['server_cpu_us']:>16,.0f} "
+                f"{b['server_cpu_us']:>17,.0f}"
+            )
+    return "\n".join(lines) if len(lines) > 1 else ""
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--scale", type=float, default=1.0)
     parser.add_argument("--targets", default="etcd,etcdpy")
+    parser.add_argument("--workloads", default="", help="only workloads starting with this")
     args = parser.parse_args(argv)
     results: dict[str, dict[str, dict[str, float]]] = {}
     with tempfile.TemporaryDirectory(prefix="etcdpy-bench-cluster-") as tmp:
         for target in args.targets.split(","):
             try:
-                results[target] = measure(target, args.scale, Path(tmp))
+                results[target] = measure(target, args.scale, Path(tmp), args.workloads)
             except (FileNotFoundError, TimeoutError, RuntimeError) as exc:
                 print(f"{target}: skipped: {exc}", file=sys.stderr)
     table = format_results(results)
+    tls_table = format_peer_tls(results)
+    if tls_table:
+        table += "\n\n" + tls_table
     print(table)
     RESULTS_DIR.mkdir(exist_ok=True)
     (RESULTS_DIR / "cluster.json").write_text(json.dumps(results, indent=2, sort_keys=True))

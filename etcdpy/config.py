@@ -75,8 +75,8 @@ CompactionMode = Literal["periodic", "revision"]
 # -- URLs -------------------------------------------------------------------------------------
 
 _UNSUPPORTED_SCHEMES = {
-    "https": "TLS comes with the auth issue",
-    "unixs": "TLS comes with the auth issue",
+    "https": "client TLS is not built yet; https works for peer URLs",
+    "unixs": "unix socket listeners are not built yet",
     "unix": "unix socket listeners are not built yet",
 }
 
@@ -100,10 +100,11 @@ class URL:
         return f"{host}:{self.port}"
 
 
-def parse_url(text: str) -> URL:
+def parse_url(text: str, *, peer: bool = False) -> URL:
     """Parse one URL the way etcd's ``types.NewURLs`` checks it (same messages).
 
-    Schemes etcd accepts but etcdpy cannot serve yet raise ``UnsupportedError``.
+    Schemes etcd accepts but etcdpy cannot serve yet raise ``UnsupportedError``: https is
+    served on peer URLs (``peer=True``) only; client TLS is still missing.
     """
     text = text.strip()
     try:
@@ -114,7 +115,7 @@ def parse_url(text: str) -> URL:
     scheme = parts.scheme
     if scheme not in ("http", "https", "unix", "unixs"):
         raise ConfigError(f"URL scheme must be http, https, unix, or unixs: {text}")
-    if scheme in _UNSUPPORTED_SCHEMES:
+    if scheme in _UNSUPPORTED_SCHEMES and not (peer and scheme == "https"):
         reason = _UNSUPPORTED_SCHEMES[scheme]
         raise UnsupportedError(f"URL scheme {scheme!r} is not supported yet ({reason}): {text}")
     if port is None or parts.hostname is None or parts.username or parts.password:
@@ -127,7 +128,7 @@ def parse_url(text: str) -> URL:
     return URL(scheme, parts.hostname, port)
 
 
-def parse_urls(value: str | Iterable[str]) -> tuple[URL, ...]:
+def parse_urls(value: str | Iterable[str], *, peer: bool = False) -> tuple[URL, ...]:
     """Comma-separated URLs (or an iterable of them), sorted and without duplicates.
 
     etcd keeps URL lists sorted by their text and unique; so do we, so that two members
@@ -136,7 +137,7 @@ def parse_urls(value: str | Iterable[str]) -> tuple[URL, ...]:
     items = value.split(",") if isinstance(value, str) else list(value)
     if not items:
         raise ConfigError("no valid URLs given")
-    urls = {parse_url(item) for item in items}
+    urls = {parse_url(item, peer=peer) for item in items}
     return tuple(sorted(urls, key=str))
 
 
@@ -156,7 +157,7 @@ def parse_initial_cluster(text: str) -> dict[str, tuple[URL, ...]]:
                 f"--initial-cluster entry {go_quote(entry)} must have the form name=url"
             )
         raw.setdefault(name, []).append(url)
-    return {name: parse_urls(raw[name]) for name in sorted(raw)}
+    return {name: parse_urls(raw[name], peer=True) for name in sorted(raw)}
 
 
 def format_initial_cluster(cluster: Mapping[str, Iterable[URL]]) -> str:
@@ -269,6 +270,17 @@ class ServerConfig:
     pre_vote: bool = True
     auto_compaction_retention: str = "0"  # "0" disables; see auto_compaction_retention_value
     auto_compaction_mode: CompactionMode = "periodic"
+
+    # peer TLS (etcd's PeerTLSInfo and PeerAutoTLS; etcdpy.server.peer_tls)
+    peer_cert_file: str = ""
+    peer_key_file: str = ""
+    peer_client_cert_auth: bool = False
+    peer_trusted_ca_file: str = ""
+    peer_cert_allowed_cn: str = ""
+    peer_cert_allowed_hostname: str = ""
+    peer_auto_tls: bool = False
+    peer_crl_file: str = ""
+    experimental_peer_skip_client_san_verification: bool = False
 
     # auth (simple tokens only for now)
     auth_token: str = "simple"

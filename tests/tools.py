@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import subprocess
+import time
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -66,6 +67,18 @@ class Etcdctl:
 
     def out(self, *args: str, input: str | None = None) -> str:
         return self.run(*args, input=input).stdout
+
+    def member_add(self, *args: str, timeout: float = 20.0) -> str:
+        """``etcdctl member add``, retried while the cluster answers "unhealthy cluster": as
+        etcd, a member refuses to add one until every voter has been connected for 5 s."""
+        deadline = time.monotonic() + timeout
+        while True:
+            proc = self.run("member", "add", *args, check=False)
+            if proc.returncode == 0:
+                return proc.stdout
+            if "unhealthy cluster" not in proc.stderr or time.monotonic() > deadline:
+                raise AssertionError(f"etcdctl member add {' '.join(args)} failed: {proc.stderr}")
+            time.sleep(0.5)
 
     def json(self, *args: str) -> Any:
         return json.loads(self.run(*args, "-w", "json").stdout)

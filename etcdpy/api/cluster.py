@@ -1,4 +1,8 @@
-"""The Cluster service: member list and membership changes (etcd's v3rpc/member.go)."""
+"""The Cluster service: member list and membership changes (etcd's v3rpc/member.go).
+
+Its response headers carry cluster id, member id and raft term but no revision (etcd's
+ClusterServer.header leaves it 0): membership is not part of the key space.
+"""
 
 from __future__ import annotations
 
@@ -25,6 +29,12 @@ def _fill_members(target: Any, members: Iterable[Member]) -> None:
         _fill_member(target.add(), member)
 
 
+def _fill_header(header: pb.ResponseHeader, server: EtcdServer) -> None:
+    header.cluster_id = server.cluster.cluster_id
+    header.member_id = server.member_id
+    header.raft_term = server.raft_term
+
+
 class ClusterService:
     def __init__(self, server: EtcdServer) -> None:
         self._server = server
@@ -36,7 +46,7 @@ class ClusterService:
             await self._server.linearizable_read()
         resp = pb.MemberListResponse()
         _fill_members(resp.members, self._server.cluster.sorted_members())
-        self._server.fill_header(resp.header)
+        _fill_header(resp.header, self._server)
         return resp
 
     async def MemberAdd(self, request: pb.MemberAddRequest, context: Ctx) -> pb.MemberAddResponse:
@@ -46,7 +56,7 @@ class ClusterService:
         resp = pb.MemberAddResponse()
         _fill_member(resp.member, member)
         _fill_members(resp.members, self._server.cluster.sorted_members())
-        self._server.fill_header(resp.header)
+        _fill_header(resp.header, self._server)
         return resp
 
     async def MemberRemove(
@@ -55,7 +65,7 @@ class ClusterService:
         await cluster_ops.remove_member(self._server, request.ID)
         resp = pb.MemberRemoveResponse()
         _fill_members(resp.members, self._server.cluster.sorted_members())
-        self._server.fill_header(resp.header)
+        _fill_header(resp.header, self._server)
         return resp
 
     async def MemberUpdate(
@@ -64,7 +74,7 @@ class ClusterService:
         await cluster_ops.update_member(self._server, request.ID, list(request.peerURLs))
         resp = pb.MemberUpdateResponse()
         _fill_members(resp.members, self._server.cluster.sorted_members())
-        self._server.fill_header(resp.header)
+        _fill_header(resp.header, self._server)
         return resp
 
     async def MemberPromote(
@@ -73,5 +83,5 @@ class ClusterService:
         await cluster_ops.promote_member(self._server, request.ID)
         resp = pb.MemberPromoteResponse()
         _fill_members(resp.members, self._server.cluster.sorted_members())
-        self._server.fill_header(resp.header)
+        _fill_header(resp.header, self._server)
         return resp

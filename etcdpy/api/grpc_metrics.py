@@ -17,6 +17,7 @@ import grpc
 import structlog
 
 from etcdpy.observability.metrics import GrpcStats, MethodStats
+from etcdpy.observability.request_ids import RAFT_REQUEST_ID
 
 log = structlog.get_logger(__name__)
 
@@ -140,6 +141,9 @@ def _wrap_coroutine(
 
 
 def _log_slow(stats: MethodStats, request: Any, took: float, code: int) -> None:
+    # The raft request id, when the call went through the log (set by EtcdServer.propose in
+    # this call's task); reads and status calls have none.
+    request_id = RAFT_REQUEST_ID.get()
     log.warning(
         "request stats",
         method=f"/{stats.service}/{stats.method}",
@@ -147,6 +151,7 @@ def _log_slow(stats: MethodStats, request: Any, took: float, code: int) -> None:
         expected_duration=f"{SLOW_REQUEST_SECONDS * 1000:.0f}ms",
         request_size=len(request) if isinstance(request, bytes) else None,
         grpc_code=code,
+        request_id=f"{request_id:x}" if request_id else None,
     )
 
 

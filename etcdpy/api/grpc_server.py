@@ -18,6 +18,7 @@ from etcdpy import errors
 from etcdpy.api.cluster import ClusterService
 from etcdpy.api.grpc_metrics import instrument, rpc_type
 from etcdpy.api.kv import KVService
+from etcdpy.api.learner_guard import guard_learner_services
 from etcdpy.api.lease import LeaseService
 from etcdpy.api.maintenance import MaintenanceService
 from etcdpy.api.quota import guard_services
@@ -130,6 +131,7 @@ def build_method_handlers(server: EtcdServer) -> dict[str, grpc.RpcMethodHandler
         "Auth": _NotYet(),
     }
     services = guard_services(services, server)  # ops: --quota-backend-bytes (api/quota.py)
+    services = guard_learner_services(services, server)  # what a learner refuses
     handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {}
     for name, impl in services.items():
         handlers.update(service_handlers(name, impl, server.metrics.grpc))

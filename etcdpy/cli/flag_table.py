@@ -47,14 +47,18 @@ def _string(text: str) -> str:
     return text
 
 
-def _urls(text: str) -> tuple[URL, ...]:
+def _urls(text: str, *, peer: bool = False) -> tuple[URL, ...]:
     if text == "":
         return ()
     try:
-        return parse_urls(text)
+        return parse_urls(text, peer=peer)
     except UnsupportedError as err:
         # Not a malformed value: the user asks for something we lack; say so plainly.
         raise NotBuiltYet(str(err)) from None
+
+
+def _peer_urls(text: str) -> tuple[URL, ...]:
+    return _urls(text, peer=True)
 
 
 def _strings(text: str) -> tuple[str, ...]:
@@ -133,7 +137,7 @@ UNSAFE = "Unsafe feature"
 DEPRECATED = "TO BE DEPRECATED"
 HIDDEN = ""  # accepted like etcd, not listed in --help (etcd does not list them either)
 
-_TLS = "TLS comes with the auth issue"
+_TLS = "client TLS is not built yet"
 _PROXY = "no v2 proxy"
 _DISCOVERY = "no discovery; use --initial-cluster"
 _V2 = "no v2 API"
@@ -191,7 +195,9 @@ FLAGS: tuple[FlagDef, ...] = (
         "Fast-forward election ticks at start so that the first election comes sooner.",
         MEMBER,
     ),
-    _field("listen-peer-urls", _urls, "URLs to listen on for raft traffic from peers.", MEMBER),
+    _field(
+        "listen-peer-urls", _peer_urls, "URLs to listen on for raft traffic from peers.", MEMBER
+    ),
     _field("listen-client-urls", _urls, "URLs to listen on for gRPC clients.", MEMBER),
     _field("max-snapshots", _uint, "Snapshot files kept (0 keeps all).", MEMBER),
     _field("max-wals", _uint, "WAL files kept (0 keeps all).", MEMBER),
@@ -253,7 +259,7 @@ FLAGS: tuple[FlagDef, ...] = (
     # clustering
     _field(
         "initial-advertise-peer-urls",
-        _urls,
+        _peer_urls,
         "Peer URLs of this member, as the other members reach it.",
         CLUSTERING,
     ),
@@ -366,44 +372,41 @@ FLAGS: tuple[FlagDef, ...] = (
         SECURITY,
         feature=_TLS,
     ),
-    _f("peer-cert-file", _string, "", "Peer TLS certificate.", SECURITY, feature=_TLS),
-    _f("peer-key-file", _string, "", "Peer TLS key.", SECURITY, feature=_TLS),
-    _f(
+    _field("peer-cert-file", _string, "Peer TLS certificate.", SECURITY),
+    _field("peer-key-file", _string, "Peer TLS key.", SECURITY),
+    _field(
         "peer-client-cert-auth",
         parse_bool,
-        False,
-        "Check peer certificates.",
+        "Require and verify peer client certificates.",
         SECURITY,
-        feature=_TLS,
     ),
-    _f("peer-trusted-ca-file", _string, "", "CA for peer certificates.", SECURITY, feature=_TLS),
-    _f(
+    _field("peer-trusted-ca-file", _string, "CA for peer certificates.", SECURITY),
+    _field(
         "peer-cert-allowed-cn",
         _string,
-        "",
         "Common name peer certificates must carry.",
         SECURITY,
-        feature=_TLS,
     ),
-    _f(
+    _field(
         "peer-cert-allowed-hostname",
         _string,
-        "",
         "Host name peer certificates must carry.",
         SECURITY,
-        feature=_TLS,
     ),
-    _f(
+    _field(
         "peer-auto-tls",
         parse_bool,
-        False,
-        "Peer TLS with self-made certificates.",
+        "Peer TLS with a self-signed certificate made at start (peers are not verified).",
         SECURITY,
-        feature=_TLS,
     ),
-    _f("peer-crl-file", _string, "", "Peer certificate revocation list.", SECURITY, feature=_TLS),
+    _field("peer-crl-file", _string, "Peer certificate revocation list.", SECURITY),
     _f(
-        "cipher-suites", _strings, (), "TLS cipher suites, comma-separated.", SECURITY, feature=_TLS
+        "cipher-suites",
+        _strings,
+        (),
+        "TLS cipher suites, comma-separated.",
+        SECURITY,
+        feature="no choice of TLS cipher suites yet",
     ),
     _f(
         "cors",
@@ -531,13 +534,11 @@ FLAGS: tuple[FlagDef, ...] = (
         "Most revisions removed per compaction batch.",
         EXPERIMENTAL,
     ),
-    _f(
+    _field(
         "experimental-peer-skip-client-san-verification",
         parse_bool,
-        False,
         "Skip the SAN check of peer client certificates.",
         EXPERIMENTAL,
-        feature=_TLS,
     ),
     _field(
         "experimental-watch-progress-notify-interval",

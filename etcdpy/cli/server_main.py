@@ -113,6 +113,14 @@ def _start(config: ServerConfig) -> int:
         name=config.name,
         data_dir=config.data_dir,
     )
+    # etcd sets up peer TLS before anything else and refuses to start when it cannot work.
+    from etcdpy.server.peer_tls import PeerTLSError, load_peer_tls
+
+    try:
+        load_peer_tls(config, quiet=True)
+    except PeerTLSError as err:
+        log.error("cannot start member", error=str(err))
+        return EXIT_CONFIG
     run = _lazy("etcdpy.server.run", "run")
     if run is None:
         print(

@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
+import structlog
+
 from etcdpy import errors
 from etcdpy.lease.lessor import Lessor
 from etcdpy.mvcc.errors import CompactedError, FutureRevError
@@ -20,6 +22,8 @@ from etcdpy.server import lease_apply
 
 if TYPE_CHECKING:
     from etcdpy.server.alarms import AlarmStore
+
+log = structlog.get_logger(__name__)
 
 Response = Any  # one of the etcdserverpb *Response messages, or an EtcdError
 
@@ -171,6 +175,26 @@ def is_txn_read_only(req: pb.TxnRequest) -> bool:
     return all(op.WhichOneof("request") == "request_range" for op in (*req.success, *req.failure))
 
 
+def _warn_failed(req: Any, error: errors.EtcdError) -> errors.EtcdError:
+    """etcd's "failed to apply request" warning, naming the request by its raft id. Only the
+    failure paths call it, so a successful apply does no extra work."""
+    log.warning(
+        "failed to apply request",
+        request_id=f"{req.header.ID:x}",
+        request=_request_kind(req),
+        error=error.message,
+    )
+    return error
+
+
+def _request_kind(req: Any) -> str:
+    """Which request an InternalRaftRequest carries (put, txn, lease_grant, ...)."""
+    for field, _value in req.ListFields():
+        if field.name not in ("header", "ID"):
+            return str(field.name)
+    return "empty"
+
+
 class Applier:
     """Runs InternalRaftRequests against the store; returns responses or EtcdError values."""
 
@@ -191,6 +215,8 @@ class Applier:
         if alarms is not None:  # ops: alarm requests, and refusals while an alarm is active
             answer = alarms.intercept(req)
             if answer is not None:
+                if isinstance(answer, errors.EtcdError):
+                    _warn_failed(req, answer)
                 return answer
         try:
             if req.HasField("put"):
@@ -208,14 +234,14 @@ class Applier:
                 if lease_response is not None:
                     return lease_response
         except (CompactedError, FutureRevError) as exc:
-            return mvcc_error(exc)
+            return _warn_failed(req, mvcc_error(exc))
         except errors.EtcdError as exc:
-            return exc
-        return errors.Unimplemented()
+            return _warn_failed(req, exc)
+        return _warn_failed(req, errors.Unimplemented())
 
     def put(self, req: pb.PutRequest, index: int) -> Response:
         if req.lease and not req.ignore_lease and not self._lease_exists(req.lease):
-            return errors.LeaseNotFound()
+            raise errors.LeaseNotFound()
         with self.kv.write(consistent_index=index) as txn:
             resp = self._put(txn, req)
         return resp

@@ -7,9 +7,11 @@ connected. Then it goes through the log as a ConfChange whose context carries th
 record and the request id; the proposer's waiter is resolved with the member list when the
 change is applied.
 
-Checks happen before proposing, so two concurrent conflicting changes could both commit; the
-apply side is idempotent, and etcd's guard (one pending conf change at a time, enforced by
-raft) keeps such races rare.
+These checks run against the proposer's view, which may be stale: two members may accept
+conflicting changes (two adds of one peer URL, two removes of one member) at the same time.
+So every member validates each change again when it applies it, against the same membership
+(etcdpy.server.membership.validate_conf_change, as etcd's applyConfChange does); a change
+that lost the race is applied to raft as a no-op and its proposer gets the error.
 """
 
 from __future__ import annotations
@@ -21,9 +23,10 @@ from typing import TYPE_CHECKING, Any
 
 from etcdpy import errors
 from etcdpy.config import ConfigError, parse_urls
+from etcdpy.observability.request_ids import RAFT_REQUEST_ID
 from etcdpy.raft.errors import ProposalDroppedError
 from etcdpy.raft.types import ConfChange, ConfChangeSingle, ConfChangeType
-from etcdpy.server.membership import Member, compute_member_id
+from etcdpy.server.membership import Member, compute_member_id, validate_conf_change
 from etcdpy.server.transport import peer_rpc
 
 if TYPE_CHECKING:
@@ -31,7 +34,6 @@ if TYPE_CHECKING:
 
 # A peer counts as healthy for a reconfiguration once connected this long (etcd's HealthInterval).
 HEALTH_INTERVAL_SECONDS = 5.0
-MAX_LEARNERS = 1
 # A learner may be promoted once its log has 90% of the leader's (etcd's readyPercent).
 LEARNER_READY_PERCENT = 0.9
 
@@ -43,7 +45,7 @@ class TimeoutLeaderTransfer(errors.EtcdError):
 
 def _parse_peer_urls(urls: list[str]) -> tuple[str, ...]:
     try:
-        return tuple(str(u) for u in parse_urls(urls))
+        return tuple(str(u) for u in parse_urls(urls, peer=True))
     except ConfigError:
         raise errors.MemberBadURLs() from None
 
@@ -71,23 +73,27 @@ def _check_urls_free(server: EtcdServer, urls: tuple[str, ...], except_id: int =
 async def add_member(server: EtcdServer, peer_urls: list[str], is_learner: bool) -> Member:
     urls = _parse_peer_urls(peer_urls)
     member = Member(compute_member_id(urls, "", int(time.time())), "", urls, (), is_learner)
-    if member.id in server.cluster.members or member.id in server.cluster_runtime.removed:
-        raise errors.MemberExist()
-    _check_urls_free(server, urls)
-    if is_learner and sum(m.is_learner for m in server.cluster.members.values()) >= MAX_LEARNERS:
-        raise errors.TooManyLearners()
-    if server.config.strict_reconfig_check and not is_learner:
+    if server.config.strict_reconfig_check:
         voters = _voters(server)
-        started = sum(1 for m in voters if m.name)
-        total = len(voters) + 1
-        if not (started == 1 and total == 2) and started < total // 2 + 1:
-            raise errors.MemberNotEnoughStarted()
+        if not is_learner:  # a learner does not count towards the quorum
+            started = sum(1 for m in voters if m.name)
+            total = len(voters) + 1
+            if not (started == 1 and total == 2) and started < total // 2 + 1:
+                raise errors.MemberNotEnoughStarted()
+        # etcd asks this of learners too: every voter connected for HealthInterval
         since = time.monotonic() - HEALTH_INTERVAL_SECONDS
         if not all(_connected_since(server, m.id, since) for m in voters):
             raise errors.Unhealthy()
     kind = ConfChangeType.ADD_LEARNER_NODE if is_learner else ConfChangeType.ADD_NODE
-    record = json.loads(member.to_json())
-    await _configure(server, kind, member.id, {"member": record})
+    context: dict[str, Any] = {"member": json.loads(member.to_json())}
+    # What the apply checks again (etcd checks it only there); asked here first to spare the
+    # log an entry that is bound to be refused.
+    error = validate_conf_change(
+        server.cluster.members, server.cluster_runtime.removed, kind, member.id, context
+    )
+    if error is not None:
+        raise error
+    await _configure(server, kind, member.id, context)
     return member
 
 
@@ -155,6 +161,7 @@ async def promote_member(server: EtcdServer, member_id: int) -> None:
         if started < (len(voters) + 1) // 2 + 1:
             raise errors.MemberNotEnoughStarted()
     await _configure(server, ConfChangeType.ADD_NODE, member_id, {"promote": True})
+    server.metrics.learner_promote_successes += 1  # etcd_server_learner_promote_successes
 
 
 async def _ask_leader_learner_ready(server: EtcdServer, member_id: int) -> errors.EtcdError | None:
@@ -162,7 +169,11 @@ async def _ask_leader_learner_ready(server: EtcdServer, member_id: int) -> error
     if leader is None:
         return errors.NoLeader()
     try:
-        answer = await peer_rpc(list(leader.peer_urls), {"op": "learner_ready", "id": member_id})
+        answer = await peer_rpc(
+            list(leader.peer_urls),
+            {"op": "learner_ready", "id": member_id},
+            tls=server.cluster_runtime.peer_tls,
+        )
     except ConnectionError:
         return errors.Timeout()
     name = answer.get("error")
@@ -179,6 +190,7 @@ async def _configure(
 ) -> None:
     request_id = server.next_request_id()
     context["req"] = request_id
+    RAFT_REQUEST_ID.set(request_id)
     cc = ConfChange(
         changes=(ConfChangeSingle(kind, member_id),),
         context=json.dumps(context, sort_keys=True).encode(),

@@ -28,6 +28,7 @@ from etcdpy.pb.membershippb import membership_pb2 as memberpb
 from etcdpy.raft.errors import RaftError
 from etcdpy.raft.types import (
     ConfChange,
+    ConfChangeSingle,
     ConfChangeType,
     ConfState,
     Entry,
@@ -43,7 +44,10 @@ from etcdpy.server.membership import (
     Member,
     bootstrap_members,
     compute_cluster_id,
+    validate_conf_change,
 )
+from etcdpy.server.peer_probe import PeerProber
+from etcdpy.server.peer_tls import PeerTLS, load_peer_tls
 from etcdpy.server.transport import PeerTransport, peer_rpc
 
 if TYPE_CHECKING:
@@ -65,7 +69,13 @@ class ClusterRuntime:
     def __init__(self, server: EtcdServer) -> None:
         self.server = server
         self.removed: set[int] = set()
+        # Conf changes refused at apply (entry indexes) and, on a member that joined, the index
+        # its fetched member list was taken at: what a replay needs to repeat the first apply.
+        self.rejected: set[int] = set()
+        self.membership_index = 0
         self.transport: PeerTransport | None = None
+        self._peer_tls: PeerTLS | None = None
+        self.prober: PeerProber | None = None
         self.conf_state: ConfState | None = None
         self.snapshot_index = 0
         self.snapshot_count = server.config.snapshot_count
@@ -77,6 +87,13 @@ class ClusterRuntime:
         self._forward_scheduled = False
         self.on_removed_stop: Any = None  # set by run.py: stops the process
 
+    @property
+    def peer_tls(self) -> PeerTLS:
+        """The TLS of connections to peers (loaded once; etcdpy.server.peer_tls)."""
+        if self._peer_tls is None:
+            self._peer_tls = load_peer_tls(self.server.config)
+        return self._peer_tls
+
     # -- membership at start ----------------------------------------------------------------
 
     async def init_membership(self) -> None:
@@ -85,8 +102,10 @@ class ClusterRuntime:
         cfg = s.config
         stored = member_store.load(s.backend)
         own_urls = sorted(str(u) for u in cfg.initial_advertise_peer_urls)
+        joined_at: int | None = None
         if stored is not None:
             members, self.removed = stored.members, stored.removed
+            self.rejected, self.membership_index = stored.rejected, stored.membership_index
             cluster_id = stored.cluster_id or compute_cluster_id(m.id for m in members)
             mine = [m for m in members if m.name == cfg.name] or [
                 m for m in members if sorted(m.peer_urls) == own_urls
@@ -96,7 +115,8 @@ class ClusterRuntime:
                 raise errors.MemberNotFound()
             member_id = mine[0].id
         elif cfg.initial_cluster_state == "existing":
-            cluster_id, members, self.removed = await self._fetch_from_peers(own_urls)
+            cluster_id, members, self.removed, joined_at = await self._fetch_from_peers(own_urls)
+            self.membership_index = joined_at
             mine = [m for m in members if sorted(m.peer_urls) == own_urls]
             if not mine:
                 raise JoinError(
@@ -116,22 +136,31 @@ class ClusterRuntime:
         if stored is None or not stored.cluster_id:
             with s.backend.batch() as tx:
                 member_store.save_all(tx, cluster_id, members, self.removed)
+                if joined_at is not None:
+                    member_store.save_join_point(tx, joined_at, self.rejected)
         s.member_id = member_id
         s.cluster = Cluster(cluster_id)
         for member in members:
             s.cluster.add(member)
         s.cluster.set_client_urls(member_id, [str(u) for u in cfg.advertise_client_urls])
+        s.refresh_learner()
 
-    async def _fetch_from_peers(self, own_urls: list[str]) -> tuple[int, list[Member], set[int]]:
+    async def _fetch_from_peers(
+        self, own_urls: list[str]
+    ) -> tuple[int, list[Member], set[int], int]:
+        """The cluster id, members and removed ids a peer knows, and the applied index they
+        are at (its refused conf changes go to ``self.rejected``)."""
         cfg = self.server.config
         urls = sorted(
             str(u) for urls in cfg.cluster.values() for u in urls if str(u) not in own_urls
         )
         if not urls:
             raise JoinError("--initial-cluster names no other member to join")
-        answer = await peer_rpc(urls, {"op": "members"}, timeout=5.0)
+        answer = await peer_rpc(urls, {"op": "members"}, timeout=5.0, tls=self.peer_tls)
         members = [Member.from_json(m.encode()) for m in answer["members"]]
-        return int(answer["cluster_id"]), members, {int(i) for i in answer["removed"]}
+        self.rejected = {int(i) for i in answer.get("rejected", ())}
+        removed = {int(i) for i in answer["removed"]}
+        return int(answer["cluster_id"]), members, removed, int(answer.get("index", 0))
 
     def check_not_removed(self) -> None:
         if self.server.member_id in self.removed:
@@ -144,12 +173,14 @@ class ClusterRuntime:
         snap = s.storage.snapshot
         self.snapshot_index = snap.metadata.index if snap is not None else 0
         self.conf_state = snap.metadata.conf_state if snap is not None else None
-        transport = PeerTransport(s.member_id, s.cluster.cluster_id, self)
+        transport = PeerTransport(s.member_id, s.cluster.cluster_id, self, self.peer_tls)
         transport.stats = s.metrics.peers  # ops: peer series on /metrics
         await transport.listen([str(u) for u in s.config.listen_peer_urls])
         self.transport = transport
         for member in s.cluster.sorted_members():
             transport.set_peer(member.id, member.peer_urls)
+        self.prober = PeerProber(transport, s.metrics.peers)  # peer round-trip times
+        self.prober.start()
         loop = asyncio.get_running_loop()
         self._tasks = [
             loop.create_task(self._publish(), name="publish"),
@@ -163,6 +194,8 @@ class ClusterRuntime:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if self.prober is not None:
+            await self.prober.stop()
         if self.transport is not None:
             await self.transport.stop()
 
@@ -282,6 +315,8 @@ class ClusterRuntime:
         if own is not None and own.client_urls and s.member_id in s.cluster.members:
             s.cluster.set_client_urls(s.member_id, own.client_urls)
         self.removed = stored.removed
+        self.rejected, self.membership_index = stored.rejected, stored.membership_index
+        s.refresh_learner()
         self._sync_peers()
         if s.member_id in self.removed:
             self._request_stop()
@@ -311,19 +346,58 @@ class ClusterRuntime:
     # -- applying membership changes --------------------------------------------------------
 
     def apply_conf_change(self, entry: Entry, already_in_backend: bool) -> None:
+        """Validate (etcd's ValidateConfigurationChange), then apply to raft and membership.
+
+        A change no longer valid is applied to raft as a no-op (node id 0) and its proposer
+        gets the error. A replayed entry (its effect already in the backend, or in the member
+        list a joining member fetched) is not validated again: it is a no-op for raft exactly
+        when it was refused the first time, which the backend remembers."""
         s = self.server
         cc = ConfChange.decode(entry.data)
-        self.conf_state = s.raft.node.apply_conf_change(cc)
         context: dict[str, Any] = json.loads(cc.context) if cc.context else {}
-        if not already_in_backend:
+        replay = already_in_backend or entry.index <= self.membership_index
+        error: errors.EtcdError | None = None
+        if replay:
+            refused = entry.index in self.rejected
+        else:
+            error = self._validate(cc, context)
+            refused = error is not None
+        changes = cc.changes
+        if refused:
+            cc = ConfChange(
+                tuple(ConfChangeSingle(c.type, 0) for c in changes), cc.transition, cc.context
+            )
+        self.conf_state = s.raft.node.apply_conf_change(cc)
+        if not replay:
             tx = s.backend.current_batch
             assert tx is not None, "conf changes are applied inside the apply batch"
-            for change in cc.changes:
-                self._apply_change(tx, change.type, change.node_id, context)
-            self._sync_peers()
+            if refused:
+                self.rejected.add(entry.index)
+                member_store.put_rejected(tx, entry.index)
+                log.warning(
+                    "membership change refused at apply",
+                    index=entry.index,
+                    changes=[f"{c.type.name}({c.node_id:x})" for c in changes],
+                    error=error.message if error is not None else "",
+                )
+            else:
+                for change in cc.changes:
+                    self._apply_change(tx, change.type, change.node_id, context)
+                self._sync_peers()
+                s.refresh_learner()
         request_id = int(context.get("req", 0))
         if request_id:
-            s.resolve_waiter(request_id, s.cluster.sorted_members())
+            s.resolve_waiter(request_id, error if error is not None else s.cluster.sorted_members())
+
+    def _validate(self, cc: ConfChange, context: dict[str, Any]) -> errors.EtcdError | None:
+        members = self.server.cluster.members
+        for change in cc.changes:
+            error = validate_conf_change(
+                members, self.removed, change.type, change.node_id, context
+            )
+            if error is not None:
+                return error
+        return None
 
     def _apply_change(
         self, tx: Any, kind: ConfChangeType, node_id: int, context: dict[str, Any]
@@ -432,10 +506,14 @@ class ClusterRuntime:
         s = self.server
         op = request.get("op")
         if op == "members":
+            # The membership as of the applied index (applying is synchronous, so this is a
+            # consistent cut), with the refused conf changes a joiner's raft must skip.
             return {
                 "cluster_id": s.cluster.cluster_id,
                 "members": [m.to_json().decode() for m in s.cluster.sorted_members()],
                 "removed": sorted(self.removed),
+                "rejected": sorted(self.rejected),
+                "index": s.applied_index,
             }
         if op == "learner_ready":
             from etcdpy.server.cluster_ops import learner_ready_error

@@ -26,6 +26,7 @@ from etcdpy.mvcc.backend import Backend
 from etcdpy.mvcc.errors import CompactedError, FutureRevError
 from etcdpy.mvcc.watchable_store import WatchableStore
 from etcdpy.mvcc.watcher import WatchStream
+from etcdpy.observability.request_ids import RAFT_REQUEST_ID
 from etcdpy.pb.etcdserverpb import raft_internal_pb2 as internalpb
 from etcdpy.pb.etcdserverpb import rpc_pb2 as pb
 from etcdpy.raft.config import Config as RaftConfig
@@ -72,6 +73,9 @@ class EtcdServer:
         self.data_dir = Path(config.data_dir)
         self.member_id = 0
         self.cluster = Cluster(cluster_id=0)
+        # Whether this member is a learner: read per request by the API (api/learner_guard.py),
+        # so it is a plain attribute, refreshed whenever the membership changes.
+        self.is_learner = False
         self.leader_id = 0
         self.role = StateType.FOLLOWER
         self._wait = Wait()
@@ -186,12 +190,13 @@ class EtcdServer:
         """Puts the request through the log; returns the applied response or raises."""
         if self._stopped:
             raise errors.Stopped()
-        if self._is_learner() and not req.HasField("cluster_member_attr_set"):
+        if self.is_learner and not req.HasField("cluster_member_attr_set"):
             raise errors.NotSupportedForLearner()  # etcd: learners serve serializable reads only
         if self.commit_index > self.applied_index + MAX_GAP_BETWEEN_APPLY_AND_COMMIT:
             raise errors.TooManyRequests()
         request_id = self._ids.next()
         req.header.ID = request_id
+        RAFT_REQUEST_ID.set(request_id)  # for the slow-request log (api/grpc_metrics.py)
         data = req.SerializeToString()
         if len(data) > self.config.max_request_bytes:
             raise errors.RequestTooLarge()
@@ -220,7 +225,7 @@ class EtcdServer:
     async def linearizable_read(self) -> None:
         if self.cluster_runtime.no_leader_for_long():
             raise errors.NoLeader()
-        if self._is_learner():
+        if self.is_learner:
             raise errors.NotSupportedForLearner()
         future = self.reads.wait()
         self._deadlines.add(self._loop.time() + self._request_timeout, future)
@@ -295,7 +300,7 @@ class EtcdServer:
             raftTerm=st.hard_state.term,
             raftAppliedIndex=self.applied_index,
             dbSizeInUse=self.backend.size_in_use(),
-            isLearner=self._is_learner(),
+            isLearner=self.is_learner,
         )
         self.fill_header(resp.header)
         return resp
@@ -327,6 +332,10 @@ class EtcdServer:
         with self.kv.batch():
             for entry in entries:
                 if entry.index <= self.applied_index:
+                    if entry.type == EntryType.CONF_CHANGE:
+                        # Past a received snapshot's index but already in the backend swapped
+                        # in with it: membership has it, raft's configuration does not yet.
+                        runtime.apply_conf_change(entry, True)
                     continue
                 if not entry.data and entry.type == EntryType.NORMAL:
                     promote = promote or self._leads_term(entry.term)
@@ -403,9 +412,10 @@ class EtcdServer:
         self._wait.fail_all(exc)
         self.reads.fail_all(exc)
 
-    def _is_learner(self) -> bool:
+    def refresh_learner(self) -> None:
+        """After a membership change: is this member (still) a learner?"""
         me = self.cluster.members.get(self.member_id)
-        return me is not None and me.is_learner
+        self.is_learner = me is not None and me.is_learner
 
     def replace_backend(self, db_path: Path) -> None:
         """Swap in a backend file received with a raft snapshot (its state is at least as new

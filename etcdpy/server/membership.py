@@ -10,8 +10,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Container, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from typing import Any
+
+from etcdpy import errors
+from etcdpy.raft.types import ConfChangeType
+
+# At most this many learners at once (etcd's maxLearners).
+MAX_LEARNERS = 1
 
 
 def compute_member_id(
@@ -87,3 +94,54 @@ def bootstrap_members(initial_cluster: dict[str, list[str]], cluster_token: str)
         for name, urls in initial_cluster.items()
     ]
     return sorted(members, key=lambda m: m.id)
+
+
+def validate_conf_change(
+    members: Mapping[int, Member],
+    removed: Container[int],
+    kind: ConfChangeType,
+    node_id: int,
+    context: Mapping[str, Any],
+) -> errors.EtcdError | None:
+    """etcd's ValidateConfigurationChange: is one change still valid against ``members``?
+
+    Run when the change is applied, on every member against the same membership, so a change
+    that was valid when proposed but lost a race (two adds of one peer URL, a second remove
+    of one member, a promote of a member already promoted) is refused identically everywhere.
+    ``context`` is the change's context (see cluster_ops._configure); bootstrap entries carry
+    none and are always valid. Returns the error the proposer gets, or None.
+    """
+    if node_id in removed:
+        return errors.MemberNotFound()  # etcd: membership.ErrIDRemoved
+    if kind in (ConfChangeType.ADD_NODE, ConfChangeType.ADD_LEARNER_NODE):
+        if context.get("promote"):
+            member = members.get(node_id)
+            if member is None:
+                return errors.MemberNotFound()
+            if not member.is_learner:
+                return errors.MemberNotLearner()
+            return None
+        record = context.get("member")
+        if record is None:
+            return None  # a bootstrap entry: the member is known from --initial-cluster
+        if node_id in members:
+            return errors.MemberExist()
+        if _urls_taken(members, record.get("peerURLs", ()), except_id=None):
+            return errors.PeerURLExist()
+        if record.get("isLearner") and sum(m.is_learner for m in members.values()) >= MAX_LEARNERS:
+            return errors.TooManyLearners()
+        return None
+    if kind == ConfChangeType.REMOVE_NODE:
+        return None if node_id in members else errors.MemberNotFound()
+    if kind == ConfChangeType.UPDATE_NODE:
+        if node_id not in members:
+            return errors.MemberNotFound()
+        record = context.get("member") or {}
+        if _urls_taken(members, record.get("peerURLs", ()), except_id=node_id):
+            return errors.PeerURLExist()
+    return None
+
+
+def _urls_taken(members: Mapping[int, Member], urls: Iterable[str], except_id: int | None) -> bool:
+    wanted = set(urls)
+    return any(m.id != except_id and wanted.intersection(m.peer_urls) for m in members.values())

@@ -19,6 +19,20 @@ file is on disk; the sender then reports the snapshot's outcome to raft.
 Short request/response exchanges (RPC frames holding JSON) serve what etcd serves over peer
 HTTP: the member list for a member joining with ``--initial-cluster-state existing``, and the
 leader's view of a learner's progress for ``member promote``.
+
+An https peer URL carries the same frames inside TLS (etcdpy.server.peer_tls has the contexts
+and etcd's certificate checks). The listener first sends a plain TLS_OFFER frame and the
+dialler starts the handshake only when it has it: the listener upgrades the stream itself (so
+that it can log why it refuses a peer), and any byte the dialler sent earlier would be read by
+the plain stream and lost to the handshake. After the handshake and etcd's certificate checks
+the listener sends TLS_OK, since TLS 1.3 tells a client that its certificate was refused only
+after the client considers the handshake done. A member that talks plain TCP to a TLS listener,
+or TLS to a plain one, is told apart from a broken peer. Such failures are retried with backoff
+like any lost connection, and logged at most once per ``TLS_LOG_INTERVAL`` per peer and reason.
+
+PING frames, answered at once with a PONG carrying the answerer's clock, measure the round
+trip to each peer (etcdpy.server.peer_probe, etcd's rafthttp prober) on a connection of their
+own, so probes never queue behind raft traffic.
 """
 
 from __future__ import annotations
@@ -27,6 +41,7 @@ import asyncio
 import contextlib
 import json
 import os
+import ssl
 import struct
 import time
 from collections.abc import Sequence
@@ -37,6 +52,7 @@ import structlog
 
 from etcdpy.raft.codec import decode_message, decode_messages, encode_message, encode_messages
 from etcdpy.raft.types import Message, MessageType, SnapshotStatus
+from etcdpy.server.peer_tls import PeerCertRejected, PeerTLS
 
 if TYPE_CHECKING:
     from etcdpy.observability.metrics import PeerStats
@@ -56,6 +72,10 @@ ACK: Final = 6
 RPC_REQ: Final = 7
 RPC_RESP: Final = 8
 REJECT: Final = 9
+TLS_OK: Final = 10  # the listener accepted our certificate (TLS 1.3 tells the client late)
+TLS_OFFER: Final = 11  # plain, first on a TLS listener's connection: start the handshake now
+PING: Final = 12
+PONG: Final = 13
 
 MAX_FRAME: Final = 256 * 1024 * 1024
 SNAP_CHUNK_BYTES: Final = 1024 * 1024
@@ -64,6 +84,8 @@ MAX_QUEUED_MESSAGES: Final = 8192
 BACKOFF_MIN: Final = 0.05
 BACKOFF_MAX: Final = 1.0
 DIAL_TIMEOUT: Final = 1.0
+TLS_HANDSHAKE_TIMEOUT: Final = 3.0
+TLS_LOG_INTERVAL: Final = 30.0
 SNAPSHOT_TIMEOUT: Final = 120.0
 REJECT_REMOVED: Final = "removed member"
 REJECT_CLUSTER: Final = "cluster ID mismatch"
@@ -71,6 +93,19 @@ REJECT_CLUSTER: Final = "cluster ID mismatch"
 
 class PeerRejected(Exception):
     """The peer refused us (we were removed, or belong to another cluster)."""
+
+
+class TLSMismatch(ConnectionError):
+    """One side of a peer connection speaks TLS and the other does not."""
+
+
+class TLSRefused(ConnectionError):
+    """The TLS handshake with a peer failed without an error of its own to tell why."""
+
+
+# The first bytes of a TLS record (handshake or alert, version 3.x): never a valid frame
+# header, whose length would exceed MAX_FRAME.
+_TLS_RECORD_STARTS: Final = (b"\x16\x03", b"\x15\x03")
 
 
 class PeerHandler(Protocol):
@@ -107,6 +142,8 @@ async def _read_frame(reader: asyncio.StreamReader) -> tuple[int, bytes]:
     header = await reader.readexactly(_HEADER.size)
     length, kind = _HEADER.unpack(header)
     if length > MAX_FRAME:
+        if header[:2] in _TLS_RECORD_STARTS:
+            raise TLSMismatch("the other side speaks TLS (an https peer URL) and this one does not")
         raise ConnectionError(f"peer frame too large ({length} bytes)")
     payload = await reader.readexactly(length) if length else b""
     return kind, payload
@@ -118,31 +155,105 @@ def _host_port(url: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-async def _dial(url: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+def _is_tls(url: str) -> bool:
+    return url.startswith("https://")
+
+
+async def _dial(url: str, tls: PeerTLS) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     host, port = _host_port(url)
-    return await asyncio.wait_for(asyncio.open_connection(host, port), DIAL_TIMEOUT)
+    reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), DIAL_TIMEOUT)
+    if not _is_tls(url):
+        return reader, writer
+    try:
+        await _expect(
+            reader,
+            TLS_OFFER,
+            "the peer did not offer TLS: is its peer URL http, or is it stopping?",
+        )
+        await writer.start_tls(
+            tls.client, server_hostname=host, ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT
+        )
+        tls.check_dialed(writer.get_extra_info("ssl_object"))
+        await _expect(
+            reader,
+            TLS_OK,
+            "the peer closed the connection after the TLS handshake: it refused our "
+            "certificate (its log says why)",
+        )
+    except BaseException:
+        writer.close()
+        raise
+    return reader, writer
+
+
+async def _expect(reader: asyncio.StreamReader, kind: int, failure: str) -> None:
+    """The next frame must be ``kind``; a silent peer or a closed connection means ``failure``."""
+    try:
+        got, _ = await asyncio.wait_for(_read_frame(reader), TLS_HANDSHAKE_TIMEOUT)
+    except ssl.SSLError:
+        raise
+    except (ConnectionError, asyncio.IncompleteReadError, TimeoutError):
+        raise TLSRefused(failure) from None
+    if got != kind:
+        raise ConnectionError(f"unexpected peer frame {got} while starting TLS")
+
+
+def _check_not_tls_offer(kind: int) -> None:
+    if kind == TLS_OFFER:
+        raise TLSMismatch("the peer's listener is https (it offers TLS) but our URL for it is http")
+
+
+class _Throttle:
+    """Logs a warning per key at most once per interval: a refused peer retries every second."""
+
+    def __init__(self, interval: float = TLS_LOG_INTERVAL) -> None:
+        self.interval = interval
+        self._last: dict[str, float] = {}
+
+    def warning(self, key: str, event: str, **fields: Any) -> None:
+        now = time.monotonic()
+        last = self._last.get(key)
+        if last is not None and now - last < self.interval:
+            return
+        if len(self._last) > 1024:  # forget old reasons rather than grow without bound
+            self._last = {k: t for k, t in self._last.items() if now - t < self.interval}
+        self._last[key] = now
+        log.warning(event, **fields)
+
+
+_TLS_FAILURES: Final = (ssl.SSLError, PeerCertRejected, TLSMismatch, TLSRefused)
 
 
 async def peer_rpc(
-    urls: Sequence[str], request: dict[str, Any], timeout: float = 2.0
+    urls: Sequence[str],
+    request: dict[str, Any],
+    timeout: float = 2.0,
+    tls: PeerTLS | None = None,
 ) -> dict[str, Any]:
-    """Ask the first peer (of ``urls``) that answers; raises ConnectionError if none does."""
+    """Ask the first peer (of ``urls``) that answers; raises ConnectionError if none does.
+
+    ``tls`` is needed for https URLs (without it, peers are verified with the system's CAs).
+    """
+    tls = tls or PeerTLS()
     last: Exception | None = None
     for url in urls:
         try:
-            return await asyncio.wait_for(_rpc_once(url, request), timeout)
+            return await asyncio.wait_for(_rpc_once(url, request, tls), timeout)
         except (OSError, TimeoutError, asyncio.IncompleteReadError, ValueError) as exc:
+            if isinstance(exc, _TLS_FAILURES):
+                log.warning("peer request failed", url=url, error=str(exc))
             last = exc
     raise ConnectionError(f"no peer answered {request.get('op')}: {last!r}")
 
 
-async def _rpc_once(url: str, request: dict[str, Any]) -> dict[str, Any]:
-    reader, writer = await _dial(url)
+async def _rpc_once(url: str, request: dict[str, Any], tls: PeerTLS) -> dict[str, Any]:
+    reader, writer = await _dial(url, tls)
     try:
         writer.write(_frame(HELLO, _HELLO.pack(0, 0)))
         writer.write(_frame(RPC_REQ, json.dumps(request).encode()))
         await writer.drain()
         kind, payload = await _read_frame(reader)
+        _check_not_tls_offer(kind)
         if kind != RPC_RESP:
             raise ConnectionError(f"unexpected peer answer kind {kind}: {payload!r}")
         answer: dict[str, Any] = json.loads(payload)
@@ -151,6 +262,17 @@ async def _rpc_once(url: str, request: dict[str, Any]) -> dict[str, Any]:
         writer.close()
         with contextlib.suppress(OSError):
             await writer.wait_closed()
+
+
+async def ping(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> int:
+    """One round trip on a probe connection (PeerTransport.open_probe): the peer's clock, in
+    unix nanoseconds, from its PONG."""
+    writer.write(_frame(PING, b""))
+    await writer.drain()
+    kind, payload = await _read_frame(reader)
+    if kind != PONG or len(payload) != 8:
+        raise ConnectionError(f"unexpected answer to a probe: frame kind {kind}")
+    return int.from_bytes(payload, "big")
 
 
 class _Peer:
@@ -179,8 +301,9 @@ class _Peer:
             url = self.urls[url_index % len(self.urls)]
             url_index += 1
             try:
-                reader, writer = await _dial(url)
-            except (OSError, TimeoutError):
+                reader, writer = await _dial(url, self.transport.tls)
+            except (OSError, TimeoutError) as exc:
+                self._log_failure(url, exc)
                 self._lost()
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, BACKOFF_MAX)
@@ -189,8 +312,8 @@ class _Peer:
                 await self._stream(reader, writer)
             except PeerRejected:
                 return
-            except (OSError, ConnectionError, asyncio.IncompleteReadError):
-                pass
+            except (OSError, ConnectionError, asyncio.IncompleteReadError) as exc:
+                self._log_failure(url, exc)
             finally:
                 writer.close()
                 with contextlib.suppress(OSError, ConnectionError):
@@ -198,6 +321,18 @@ class _Peer:
             self._lost()
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, BACKOFF_MAX)
+
+    def _log_failure(self, url: str, exc: BaseException) -> None:
+        """TLS failures are configuration errors worth a line; a peer that is down is not."""
+        if isinstance(exc, _TLS_FAILURES):
+            peer = f"{self.member_id:x}"
+            self.transport.tls_log.warning(
+                f"dial:{peer}:{exc}",
+                "cannot connect to peer over TLS",
+                remote_peer_id=peer,
+                url=url,
+                error=str(exc),
+            )
 
     def _lost(self) -> None:
         stats = self.transport.stats
@@ -243,6 +378,7 @@ class _Peer:
     async def _watch_close(self, reader: asyncio.StreamReader) -> None:
         """The peer only ever writes to our outgoing connection to reject us, or closes it."""
         kind, payload = await _read_frame(reader)
+        _check_not_tls_offer(kind)
         if kind == REJECT:
             reason = payload.decode(errors="replace")
             if reason == REJECT_REMOVED:
@@ -281,10 +417,18 @@ class FaultFile:
 
 
 class PeerTransport:
-    def __init__(self, member_id: int, cluster_id: int, handler: PeerHandler) -> None:
+    def __init__(
+        self,
+        member_id: int,
+        cluster_id: int,
+        handler: PeerHandler,
+        tls: PeerTLS | None = None,
+    ) -> None:
         self.member_id = member_id
         self.cluster_id = cluster_id
         self.handler = handler
+        self.tls = tls or PeerTLS()
+        self.tls_log = _Throttle()
         faults_path = os.environ.get("ETCDPY_PEER_FAULTS_FILE")
         self.faults = FaultFile(faults_path) if faults_path else None
         self._faults_task: asyncio.Task[None] | None = None
@@ -303,9 +447,10 @@ class PeerTransport:
             self._faults_task = asyncio.create_task(self.faults.watch())
         for url in urls:
             host, port = _host_port(url)
-            server = await asyncio.start_server(
-                self._serve_connection, host, port, reuse_address=True
-            )
+            serve = self._serve_tls_connection if _is_tls(url) else self._serve_connection
+            if _is_tls(url) and self.tls.server is None:
+                raise ValueError(f"no peer TLS certificate to serve {url}")
+            server = await asyncio.start_server(serve, host, port, reuse_address=True)
             self._servers.append(server)
 
     async def stop(self) -> None:
@@ -340,6 +485,20 @@ class PeerTransport:
         peer = self._peers.pop(member_id, None)
         if peer is not None:
             peer.task.cancel()
+
+    def peer_ids(self) -> list[int]:
+        return sorted(self._peers)
+
+    async def open_probe(
+        self, member_id: int
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter] | None:
+        """A connection to ``member_id`` for PING frames (None: not a peer)."""
+        peer = self._peers.get(member_id)
+        if peer is None:
+            return None
+        reader, writer = await _dial(peer.urls[0], self.tls)
+        writer.write(_frame(HELLO, _HELLO.pack(self.member_id, self.cluster_id)))
+        return reader, writer
 
     def active_since(self, member_id: int) -> float | None:
         """When the connection to ``member_id`` came up (monotonic), None when it is down."""
@@ -378,7 +537,7 @@ class PeerTransport:
             db_path = await self.handler.snapshot_db()
             size = db_path.stat().st_size
             log.info("sending snapshot", to=f"{msg.to:x}", index=_snap_index(msg), db_bytes=size)
-            reader, writer = await _dial(peer.urls[0])
+            reader, writer = await _dial(peer.urls[0], self.tls)
             try:
                 writer.write(_frame(HELLO, _HELLO.pack(self.member_id, self.cluster_id)))
                 writer.write(_frame(SNAP_HEAD, _SNAP_SIZE.pack(size) + encode_message(msg)))
@@ -403,6 +562,36 @@ class PeerTransport:
 
     # -- receiving --------------------------------------------------------------------------
 
+    async def _serve_tls_connection(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        """The handshake and etcd's certificate checks, then the same frames as plain TCP."""
+        peername = writer.get_extra_info("peername")
+        remote = str(peername[0]) if peername else ""
+        assert self.tls.server is not None
+        self._inbound.add(writer)  # stop() closes connections still in their handshake
+        try:
+            # Nothing is read before this offer: the dialler waits for it to begin the handshake.
+            writer.write(_frame(TLS_OFFER, b""))
+            await writer.start_tls(self.tls.server, ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT)
+            await self.tls.check_accepted(writer.get_extra_info("ssl_object"), remote)
+            writer.write(_frame(TLS_OK, b""))
+        except (OSError, TimeoutError, asyncio.IncompleteReadError) as exc:
+            if isinstance(exc, ssl.SSLError | PeerCertRejected):
+                error = str(exc)
+                if getattr(exc, "reason", None) == "WRONG_VERSION_NUMBER":
+                    error += " (the peer does not speak TLS: is its peer URL http?)"
+                self.tls_log.warning(
+                    f"accept:{remote}:{error}",
+                    "rejected peer connection",
+                    remote_addr=remote,
+                    error=error,
+                )
+            self._inbound.discard(writer)
+            writer.close()
+            return
+        await self._serve_connection(reader, writer)
+
     async def _serve_connection(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
@@ -421,6 +610,15 @@ class PeerTransport:
                 await writer.drain()
                 return
             await self._receive(from_id, reader, writer)
+        except TLSMismatch:
+            peername = writer.get_extra_info("peername")
+            remote = str(peername[0]) if peername else ""
+            self.tls_log.warning(
+                f"accept:{remote}:tls",
+                "rejected peer connection",
+                remote_addr=remote,
+                error="the peer speaks TLS to this plain (http) peer URL",
+            )
         except (OSError, ConnectionError, asyncio.IncompleteReadError):
             pass
         except Exception as exc:  # a bad frame must not take the member down
@@ -448,6 +646,11 @@ class PeerTransport:
             elif kind == SNAP_HEAD:
                 await self._receive_snapshot(payload, reader, writer)
                 return
+            elif kind == PING:  # the prober's round trip: answer at once, with our clock
+                if self.faults is not None and from_id in self.faults.blocked:
+                    continue
+                writer.write(_frame(PONG, time.time_ns().to_bytes(8, "big")))
+                await writer.drain()
             elif kind == RPC_REQ:
                 answer = handler.handle_rpc(json.loads(payload))
                 writer.write(_frame(RPC_RESP, json.dumps(answer).encode()))

@@ -94,11 +94,14 @@ class ProcessCluster:
         size: int = 3,
         extra_args: list[str] | None = None,
         suffix: str = "etcdpy",
+        peer_scheme: str = "http",
     ) -> ProcessCluster:
+        """Members m0, m1 ... (not started). With ``peer_scheme="https"``, add each member's TLS
+        flags to ``extra_args`` (the same for all) or to its own ``extra_args`` before start."""
         names = [f"m{i}" for i in range(size)]
         ports = [(free_port(), free_port()) for _ in names]
         initial = ",".join(
-            f"{n}=http://127.0.0.1:{p[1]}" for n, p in zip(names, ports, strict=True)
+            f"{n}={peer_scheme}://127.0.0.1:{p[1]}" for n, p in zip(names, ports, strict=True)
         )
         members = [
             ClusterMember(
@@ -109,6 +112,7 @@ class ProcessCluster:
                 binary=binary,
                 extra_args=list(extra_args or []),
                 initial_cluster=initial,
+                peer_scheme=peer_scheme,
             )
             for name, (client, peer) in zip(names, ports, strict=True)
         ]
@@ -116,26 +120,37 @@ class ProcessCluster:
 
     @classmethod
     def etcdpy(
-        cls, tmp: Path, size: int = 3, extra_args: list[str] | None = None
+        cls,
+        tmp: Path,
+        size: int = 3,
+        extra_args: list[str] | None = None,
+        peer_scheme: str = "http",
     ) -> ProcessCluster:
-        return cls.build(tmp, etcdpy_command(), size, extra_args)
+        return cls.build(tmp, etcdpy_command(), size, extra_args, peer_scheme=peer_scheme)
 
     @classmethod
-    def etcd(cls, tmp: Path, size: int = 3, extra_args: list[str] | None = None) -> ProcessCluster:
+    def etcd(
+        cls,
+        tmp: Path,
+        size: int = 3,
+        extra_args: list[str] | None = None,
+        peer_scheme: str = "http",
+    ) -> ProcessCluster:
         binary = shutil.which("etcd")
         if binary is None:
             raise FileNotFoundError("etcd (Debian package etcd-server) is not installed")
-        return cls.build(tmp, [binary], size, extra_args, suffix="etcd")
+        return cls.build(tmp, [binary], size, extra_args, suffix="etcd", peer_scheme=peer_scheme)
 
     @property
     def endpoints(self) -> list[str]:
         return [m.endpoint for m in self.members]
 
-    def start(self) -> ProcessCluster:
+    def start(self, wait_for: int | None = None) -> ProcessCluster:
+        """Starts every member; waits until the first ``wait_for`` (default all) are ready."""
         try:
             for m in self.members:
                 m.start(wait=False)
-            for m in self.members:
+            for m in self.members[:wait_for]:
                 m.wait_ready()
         except BaseException:
             self.stop()  # never leave a half-started cluster behind
@@ -187,8 +202,10 @@ class ProcessCluster:
     ) -> ClusterMember:
         """A member process to start with --initial-cluster-state existing (not started)."""
         peer = free_port()
+        scheme = self.members[0].peer_scheme
         initial = ",".join(
-            [f"{m.name}={m.peer_url}" for m in self.members] + [f"{name}=http://127.0.0.1:{peer}"]
+            [f"{m.name}={m.peer_url}" for m in self.members]
+            + [f"{name}={scheme}://127.0.0.1:{peer}"]
         )
         member = ClusterMember(
             name=name,
@@ -199,6 +216,7 @@ class ProcessCluster:
             extra_args=list(extra_args or []),
             initial_cluster=initial,
             cluster_state="existing",
+            peer_scheme=scheme,
         )
         self.members.append(member)
         return member

@@ -74,6 +74,7 @@ class MemberProcess:
     log_path: Path | None = None
     proc: subprocess.Popen[bytes] | None = None
     env: dict[str, str] = field(default_factory=dict)  # added to the child's environment
+    peer_scheme: str = "http"  # https: give the TLS flags in extra_args (--peer-auto-tls ...)
 
     @property
     def endpoint(self) -> str:
@@ -85,7 +86,7 @@ class MemberProcess:
 
     @property
     def peer_url(self) -> str:
-        return f"http://127.0.0.1:{self.peer_port}"
+        return f"{self.peer_scheme}://127.0.0.1:{self.peer_port}"
 
     def args(self) -> list[str]:
         return [

@@ -95,8 +95,14 @@ def test_member_list_shows_every_member_with_its_client_urls(cluster: ProcessClu
 def test_membership_errors_are_etcds(cluster: ProcessCluster) -> None:
     ctl = _ctl(cluster.members[0])
     taken = cluster.members[1].peer_url
-    out = ctl.run("member", "add", "x", f"--peer-urls={taken}", check=False)
-    assert "etcdserver: Peer URLs already exists" in out.stderr
+
+    def url_taken() -> bool:
+        # as etcd, health first: every voter connected for 5 s, or "unhealthy cluster"
+        out = ctl.run("member", "add", "x", f"--peer-urls={taken}", check=False)
+        assert "etcdserver: Peer URLs already exists" in out.stderr, out.stderr
+        return True
+
+    _eventually(url_taken)
     out = ctl.run("member", "remove", "1234", check=False)
     assert "etcdserver: member not found" in out.stderr
     member_id = _hex(cluster.members[0].status()[0])

@@ -232,7 +232,7 @@ def test_ignored_flags_of_etcd_warn() -> None:
     [
         ["--cert-file=/etc/ssl/server.pem"],
         ["--client-cert-auth"],
-        ["--peer-auto-tls=true"],
+        ["--trusted-ca-file=/etc/ssl/ca.pem"],
         ["--enable-v2"],
         ["--proxy=on"],
         ["--proxy-dial-timeout=5"],
@@ -274,7 +274,7 @@ def test_https_url_is_refused_naming_the_flag() -> None:
         parse_server_args(["--listen-client-urls=https://127.0.0.1:2379"], {})
     text = str(info.value)
     assert text.startswith("--listen-client-urls=https://127.0.0.1:2379: ")
-    assert "TLS comes with the auth issue" in text
+    assert "client TLS is not built yet" in text
 
 
 def test_jwt_auth_token_is_unsupported() -> None:
@@ -418,9 +418,9 @@ def test_config_file_from_the_environment(tmp_path: Path) -> None:
     assert (c.name, c.snapshot_count) == ("from-file", 5)
 
 
-def test_config_file_refuses_tls_and_warns_about_unknown_keys(tmp_path: Path) -> None:
-    tls = write(tmp_path / "tls.yml", "peer-transport-security:\n  cert-file: /p.pem\n")
-    with pytest.raises(NotBuiltYet, match=r"--peer-cert-file=/p.pem \(from the config file\)"):
+def test_config_file_refuses_client_tls_and_warns_about_unknown_keys(tmp_path: Path) -> None:
+    tls = write(tmp_path / "tls.yml", "client-transport-security:\n  cert-file: /c.pem\n")
+    with pytest.raises(NotBuiltYet, match=r"--cert-file=/c.pem \(from the config file\)"):
         parse_server_args(["--config-file", tls], {})
     odd = write(tmp_path / "odd.yml", "name: a\nnot-a-key: 1\n")
     outcome = run_outcome([f"--config-file={odd}"])
@@ -442,3 +442,51 @@ def test_corrupt_check_time_is_built() -> None:
     outcome = parse_server_args(["--experimental-corrupt-check-time=1m"], {})
     assert outcome.config is not None
     assert outcome.config.experimental_corrupt_check_time == 60.0
+
+
+# -- peer TLS ----------------------------------------------------------------------------------
+
+
+def test_peer_tls_flags_and_https_peer_urls(tmp_path: Path) -> None:
+    c = config_of(
+        [
+            "--listen-peer-urls=https://127.0.0.1:2380",
+            "--initial-advertise-peer-urls=https://127.0.0.1:2380",
+            "--initial-cluster=default=https://127.0.0.1:2380",
+            "--peer-cert-file=/p.pem",
+            "--peer-key-file=/k.pem",
+            "--peer-client-cert-auth",
+            "--peer-cert-allowed-cn=etcd",
+            "--experimental-peer-skip-client-san-verification",
+        ],
+        {"ETCD_PEER_TRUSTED_CA_FILE": "/ca.pem", "ETCD_PEER_CRL_FILE": "/crl.pem"},
+    )
+    assert [str(u) for u in c.listen_peer_urls] == ["https://127.0.0.1:2380"]
+    assert [str(u) for u in c.cluster["default"]] == ["https://127.0.0.1:2380"]
+    assert (c.peer_cert_file, c.peer_key_file, c.peer_trusted_ca_file) == (
+        "/p.pem",
+        "/k.pem",
+        "/ca.pem",
+    )
+    assert c.peer_client_cert_auth and c.experimental_peer_skip_client_san_verification
+    assert (c.peer_cert_allowed_cn, c.peer_crl_file) == ("etcd", "/crl.pem")
+
+
+def test_config_file_peer_transport_security(tmp_path: Path) -> None:
+    path = write(
+        tmp_path / "peer.yml",
+        "peer-transport-security:\n  cert-file: /p.pem\n  key-file: /k.pem\n"
+        "  trusted-ca-file: /ca.pem\n  client-cert-auth: true\n  auto-tls: true\n",
+    )
+    c = config_of(["--config-file", path])
+    assert (c.peer_cert_file, c.peer_key_file, c.peer_trusted_ca_file) == (
+        "/p.pem",
+        "/k.pem",
+        "/ca.pem",
+    )
+    assert c.peer_client_cert_auth and c.peer_auto_tls
+
+
+def test_https_client_urls_are_still_refused() -> None:
+    with pytest.raises(NotBuiltYet, match="client TLS is not built yet"):
+        parse_server_args(["--advertise-client-urls=https://127.0.0.1:2379"], {})

@@ -39,9 +39,9 @@ def test_unknown_flag_exits_2_with_a_suggestion() -> None:
 
 
 def test_not_built_feature_exits_2_naming_the_flag() -> None:
-    result = etcdpy("--peer-cert-file", "/etc/peer.pem")
+    result = etcdpy("--cert-file", "/etc/server.pem")
     assert result.returncode == 2
-    assert "--peer-cert-file=/etc/peer.pem: not built yet in etcdpy" in result.stderr
+    assert "--cert-file=/etc/server.pem: not built yet in etcdpy" in result.stderr
 
 
 def test_refused_configuration_exits_1_with_a_json_log_line() -> None:
@@ -130,3 +130,19 @@ def test_missing_modules_are_reported_not_raised() -> None:
     assert server_main._lazy("etcdpy.no_such_module", "run") is None
     with pytest.raises(AttributeError):
         server_main._lazy("etcdpy.config", "no_such_function")
+
+
+def test_https_peer_url_without_certificate_exits_1_with_etcds_message(tmp_path: Path) -> None:
+    url = "https://127.0.0.1:23999"
+    result = etcdpy(
+        f"--data-dir={tmp_path / 'd'}",
+        f"--listen-peer-urls={url}",
+        f"--initial-advertise-peer-urls={url}",
+        f"--initial-cluster=default={url}",
+    )
+    assert result.returncode == 1
+    event = json.loads(result.stderr.strip().splitlines()[-1])
+    assert event["error"] == (
+        "cannot listen on TLS for 127.0.0.1:23999: KeyFile and CertFile are not presented"
+    )
+    assert not (tmp_path / "d" / "member").exists()  # refused before anything was written
