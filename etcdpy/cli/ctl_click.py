@@ -296,7 +296,7 @@ class CtlGroup(click.Group):
                 self.parse_args(ctx, args)  # an option after the command's options: its error
             where = ctx.command_path.split(" ", 1)[-1] if ctx.parent else PROG
             message = f'unknown command "{name}" for "{where}"'
-            close = difflib.get_close_matches(name, [*self.commands, *self.aliases], n=3)
+            close = difflib.get_close_matches(name, [*self.commands, *self.aliases], n=1)
             if close:
                 message += " (did you mean " + " or ".join(f'"{c}"' for c in close) + "?)"
             raise CtlUsage(message, EXIT_ERROR)
@@ -337,7 +337,7 @@ def error_of_usage(err: click.ClickException) -> CtlError:
     if isinstance(err, click.NoSuchOption):
         text = f"unknown flag: {err.option_name}"
         if err.possibilities:
-            text += f" (did you mean {' or '.join(err.possibilities)}?)"
+            text += f" (did you mean {err.possibilities[0]}?)"
         return CtlError(text, EXIT_ERROR)
     if isinstance(err, click.BadOptionUsage):
         if "requires" in err.message:
