@@ -210,7 +210,7 @@ def watch(
             if once and resp.events:
                 return
     except grpc.RpcError as err:
-        if err.code() == grpc.StatusCode.CANCELLED:  # type: ignore[attr-defined]
+        if err.code() == grpc.StatusCode.CANCELLED:
             return
         raise CtlError(rpc_message(err)) from None
     finally:

@@ -118,8 +118,8 @@ def test_read_at_a_revision_and_after_compaction(server: MemberProcess) -> None:
     theirs(ep, "put", "/rev/k", "new")
     assert same(ep, "get", "/rev/k", "--rev", str(old)) == "/rev/k\nold\n"
     assert ours(ep, "compaction", str(old)).stdout == f"compacted revision {old}\n"
-    a, b = ours(ep, "get", "/rev/k", "--rev", str(old - 1)), theirs(ep, "get", "/rev/k",
-                                                                     "--rev", str(old - 1))  # fmt: skip
+    compacted = ["get", "/rev/k", "--rev", str(old - 1)]
+    a, b = ours(ep, *compacted), theirs(ep, *compacted)
     assert (a.returncode, a.stderr) == (1, "Error: etcdserver: mvcc: required revision has "
                                            "been compacted\n")  # fmt: skip
     assert b.returncode == 1 and b.stderr.endswith(a.stderr)
@@ -290,8 +290,9 @@ def test_a_stopped_server_gives_one_error_line(tmp_path: Path) -> None:
     ep = member.endpoint
     assert ours(ep, "put", "k", "v").returncode == 0
     member.stop()
+    save = ["snapshot", "save", str(tmp_path / "s.db")]
     for args in (["get", "k"], ["put", "k", "v"], ["del", "k"], ["member", "list"],
-                 ["lease", "grant", "5"], ["snapshot", "save", str(tmp_path / "s.db")]):  # fmt: skip
+                 ["lease", "grant", "5"], save):  # fmt: skip
         result = ours(ep, *args, "--dial-timeout", "300ms")
         assert result.returncode != 0, args
         assert result.stdout == ""

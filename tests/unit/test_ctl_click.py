@@ -68,8 +68,13 @@ def test_global_options_may_come_anywhere(args: list[str]) -> None:
 
 
 def test_environment_is_read_and_the_command_line_wins() -> None:
-    env = {"ETCDCTL_ENDPOINTS": "a:1,b:2", "ETCDCTL_DIAL_TIMEOUT": "250ms",
-           "ETCDCTL_COMMAND_TIMEOUT": "1m", "ETCDCTL_WRITE_OUT": "table", "ETCDCTL_HEX": "true"}  # fmt: skip
+    env = {
+        "ETCDCTL_ENDPOINTS": "a:1,b:2",
+        "ETCDCTL_DIAL_TIMEOUT": "250ms",
+        "ETCDCTL_COMMAND_TIMEOUT": "1m",
+        "ETCDCTL_WRITE_OUT": "table",
+        "ETCDCTL_HEX": "true",
+    }
     g = _globals(["leaf"], env=env)
     assert g.endpoints == ["a:1", "b:2"]
     assert (g.dial_timeout, g.command_timeout, g.command_timeout_set) == (0.25, 60.0, True)
@@ -148,8 +153,9 @@ def test_bad_environment_value_is_named(
 def test_help_lists_commands_aliases_and_global_options(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = run_main(capsys, "--help")
     assert (code, err) == (0, "")
-    for word in ("get", "put (set)", "del", "watch", "lease", "member", "endpoint", "snapshot",
-                 "defrag", "alarm", "compaction", "Global options:", "ETCDCTL_ENDPOINTS"):  # fmt: skip
+    words = ["get", "put (set)", "del", "watch", "lease", "member", "endpoint", "snapshot",
+             "defrag", "alarm", "compaction", "Global options:", "ETCDCTL_ENDPOINTS"]  # fmt: skip
+    for word in words:
         assert word in out
     code, out, _ = run_main(capsys, "get", "--help")
     assert code == 0
@@ -211,7 +217,8 @@ def test_hex_escaped() -> None:
      ((lambda: parse_go_int("1_000")), 'strconv.ParseInt: parsing "1_000": invalid syntax'),
      ((lambda: parse_go_int(str(2**63))),
       f'strconv.ParseInt: parsing "{2**63}": value out of range'),
-     ((lambda: parse_hex_id("-1", signed=False)), 'strconv.ParseUint: parsing "-1": invalid syntax')],
+     ((lambda: parse_hex_id("-1", signed=False)),
+      'strconv.ParseUint: parsing "-1": invalid syntax')],
 )  # fmt: skip
 def test_go_integers_are_strict(call: Any, message: str) -> None:
     with pytest.raises(ValueError) as err:
