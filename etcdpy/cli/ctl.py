@@ -504,11 +504,19 @@ def snapshot_status(ctx: click.Context, filename: Path) -> None:
               help="Human-readable name for this member.")  # fmt: skip
 @click.option("--initial-cluster", default="default=http://localhost:2380", show_default=True,
               help="Initial cluster configuration for restore bootstrap.")  # fmt: skip
+@click.option("--initial-cluster-token", default="etcd-cluster", show_default=True,
+              help="Accepted as etcdctl does; etcdpy takes it from the member's own flag "
+                   "when the member first starts.")  # fmt: skip
+@click.option("--initial-advertise-peer-urls", default="http://localhost:2380",
+              show_default=True,
+              help="Accepted as etcdctl does; etcdpy takes them from the member's own flag "
+                   "when the member first starts.")  # fmt: skip
 @click.option("--skip-hash-check", is_flag=True,
               help="Ignore the snapshot integrity hash (needed for a copied db file).")  # fmt: skip
 @click.pass_context
 def snapshot_restore(ctx: click.Context, filename: Path, data_dir: Path | None, name: str,
-                     initial_cluster: str, skip_hash_check: bool) -> None:  # fmt: skip
+                     initial_cluster: str, initial_cluster_token: str,
+                     initial_advertise_peer_urls: str, skip_hash_check: bool) -> None:  # fmt: skip
     """Restores the snapshot FILENAME into a new data directory for member NAME (a
     progress bar on a terminal). Needs no server."""
     out = globals_of(ctx).output()

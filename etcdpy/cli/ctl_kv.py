@@ -23,6 +23,7 @@ from etcdpy.cli.ctl_client import (
 )
 from etcdpy.cli.ctl_output import Output, message_to_json
 from etcdpy.pb.etcdserverpb import rpc_pb2, rpc_pb2_grpc
+from etcdpy.pb.mvccpb import kv_pb2
 
 __all__ = [
     "KeyRange",
@@ -152,7 +153,7 @@ def get(
             out.kv(item)
 
 
-def _kv_row(kv: rpc_pb2.mvcc__pb2.KeyValue) -> list[str]:  # type: ignore[name-defined]
+def _kv_row(kv: kv_pb2.KeyValue) -> list[str]:
     text = [kv.key.decode("utf-8", "replace"), kv.value.decode("utf-8", "replace")]
     return [*text, str(kv.create_revision), str(kv.mod_revision), str(kv.version),
             f"{kv.lease:x}" if kv.lease else ""]  # fmt: skip
