@@ -36,6 +36,8 @@ __all__ = [
     "watch",
 ]
 
+COMPACTED = "etcdserver: mvcc: required revision has been compacted"  # clientv3's ErrCompacted
+
 _SORT_ORDERS = {"": rpc_pb2.RangeRequest.NONE, "ASCEND": rpc_pb2.RangeRequest.ASCEND,
                 "DESCEND": rpc_pb2.RangeRequest.DESCEND}  # fmt: skip
 _SORT_TARGETS = {"": rpc_pb2.RangeRequest.KEY, "KEY": rpc_pb2.RangeRequest.KEY,
@@ -205,8 +207,7 @@ def watch(
             _print_watch_response(out, resp)
             if resp.canceled:
                 reason = resp.cancel_reason or (
-                    f"required revision {revision} has been compacted"
-                    if resp.compact_revision else "canceled")  # fmt: skip
+                    COMPACTED if resp.compact_revision else "canceled")  # fmt: skip
                 raise CtlError(f"watch is canceled by the server: {reason}", EXIT_INTERRUPTED)
             if once and resp.events:
                 return

@@ -123,6 +123,10 @@ def test_read_at_a_revision_and_after_compaction(server: MemberProcess) -> None:
     assert (a.returncode, a.stderr) == (1, "Error: etcdserver: mvcc: required revision has "
                                            "been compacted\n")  # fmt: skip
     assert b.returncode == 1 and b.stderr.endswith(a.stderr)
+    watch = ours(ep, "watch", "/rev/k", "--rev", str(old - 1))
+    assert (watch.returncode, watch.stderr) == (5, "Error: watch is canceled by the server: "
+                                                   "etcdserver: mvcc: required revision has "
+                                                   "been compacted\n")  # fmt: skip
 
 
 # -- tables, leases, watch, members -----------------------------------------------------------
