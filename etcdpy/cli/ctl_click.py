@@ -16,7 +16,7 @@ import click
 
 from etcdpy.cli.ctl_client import EXIT_BAD_ARGS, EXIT_BAD_FEATURE, EXIT_ERROR, Client, CtlError
 from etcdpy.cli.ctl_output import FORMATS, Output
-from etcdpy.cli.ctl_parse import parse_go_int
+from etcdpy.cli.ctl_parse import parse_go_int, parse_hex_id
 
 __all__ = [
     "ENV_PREFIX",
@@ -24,8 +24,11 @@ __all__ = [
     "CtlGroup",
     "Globals",
     "Int64",
+    "debug_wanted",
     "error_of_usage",
     "globals_of",
+    "hex_arg",
+    "run_with",
 ]
 
 PROG = "etcdpyctl"
@@ -350,6 +353,14 @@ def error_of_usage(err: click.ClickException) -> CtlError:
     if isinstance(command, CtlCommand) and command.args_error:
         return CtlError(command.args_error, EXIT_BAD_ARGS)
     return CtlError(err.format_message(), EXIT_BAD_ARGS)
+
+
+def hex_arg(text: str, what: str, *, signed: bool = True) -> int:
+    """A lease or member ID argument in hex; etcdctl's words when it is not one."""
+    try:
+        return parse_hex_id(text, signed=signed)
+    except ValueError as err:
+        raise CtlError(f"bad {what} arg ({err}), expecting ID in Hex", EXIT_BAD_ARGS) from None
 
 
 def run_with(
