@@ -230,3 +230,19 @@ def test_go_integers() -> None:
     assert parse_go_int("-42") == -42
     assert parse_hex_id("694d2b3a0b4e8c01") == 0x694D2B3A0B4E8C01
     assert parse_hex_id("ffffffffffffffff", signed=False) == 2**64 - 1
+
+
+def test_a_bug_is_one_line_unless_debug(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from etcdpy.cli import ctl_kv
+
+    def broken(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(ctl_kv, "get", broken)
+    assert run_main(capsys, "get", "k") == (1, "", "Error: RuntimeError: boom\n")
+    code, _, err = run_main(capsys, "get", "k", "--debug")
+    assert code == 1
+    assert err.startswith("Traceback (most recent call last):")
+    assert err.endswith("Error: RuntimeError: boom\n")
