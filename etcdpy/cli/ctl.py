@@ -1,447 +1,296 @@
-"""``etcdpyctl``: a small etcdctl for machines without one.
+"""``etcdpyctl``: etcdctl's commands, flags and output for etcdpy (and etcd), built on click.
 
-    etcdpyctl [--endpoints=127.0.0.1:2379] [-w simple|json] COMMAND
-      put KEY VALUE [--prev-kv] [--lease=ID]
-      get KEY [RANGE_END] [--prefix|--from-key] [--rev=N] [--limit=N] [--keys-only]
-          [--print-value-only] [--count-only]
-      del KEY [RANGE_END] [--prefix|--from-key] [--prev-kv]
-      compaction REVISION [--physical]
-      member list
-      endpoint status | hashkv | health
-      snapshot save FILE | restore FILE [--data-dir --name --initial-cluster] | status FILE
-      defrag; alarm list | disarm; lease grant | revoke | timetolive | list; watch KEY
-      set KEY VALUE (the seed's word for put)
+    etcdpyctl [global options] COMMAND [options] ARGS...   (global options may also follow)
 
 It speaks the etcd v3 gRPC API, so it works against etcd as well as etcdpy, and prints what
 etcdctl 3.4 prints (``-w simple`` lines, ``-w json`` objects with the proto field names, bytes
-in base64, zero values left out). Errors go to stderr as ``Error: <message>``, exit code 1.
+in base64, zero values left out; ``-w table`` drawn by rich on a terminal). Errors are one
+line on stderr, ``Error: <message>``, with etcdctl's exit codes; never a traceback unless
+``--debug`` asks for one.
+
+The operations live in ctl_kv (key space), ctl_lease and ctl_ops (cluster, maintenance); the
+cluster and maintenance commands in ctl_admin; the click machinery (global options, env,
+aliases, error wording) in ctl_click. This module is the root, the key-space commands and
+the entry point.
 """
 
 from __future__ import annotations
 
-import argparse
-import base64
-import json
-import math
 import os
 import sys
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any
+import traceback
+from collections.abc import Sequence
 
+import click
 import grpc
-from google.protobuf.message import Message
 
-from etcdpy.pb.etcdserverpb import rpc_pb2, rpc_pb2_grpc
+from etcdpy.cli import ctl_kv
+from etcdpy.cli.ctl_admin import ADMIN_COMMANDS
+from etcdpy.cli.ctl_click import (
+    CtlCommand,
+    CtlGroup,
+    Int64,
+    debug_wanted,
+    error_of_usage,
+    run_with,
+)
+from etcdpy.cli.ctl_client import EXIT_BAD_ARGS, EXIT_ERROR, CtlError
+from etcdpy.cli.ctl_kv import prefix_range_end
+from etcdpy.cli.ctl_output import humanize_bytes, message_to_json
+from etcdpy.cli.ctl_parse import parse_go_int, parse_hex_id
 
-__all__ = ["humanize_bytes", "main", "message_to_json", "prefix_range_end"]
+__all__ = ["cli", "humanize_bytes", "main", "message_to_json", "prefix_range_end"]
 
-EXIT_ERROR = 1
-EXIT_BAD_ARGS = 128  # etcdctl's code for wrong arguments
+VERSION = "0.1.0"
+API_VERSION = "3.4"
 
+ROOT_HELP = """A command line client for etcdpy and etcd (the etcd v3 gRPC API).
 
-class CtlError(Exception):
-    """Printed as ``Error: <message>``; the process exits with ``code``."""
+Commands, flags and output follow etcdctl 3.4. Global options may come before or after
+the command; each also reads ETCDCTL_<NAME> from the environment (ETCDCTL_ENDPOINTS,
+ETCDCTL_DIAL_TIMEOUT, ETCDCTL_COMMAND_TIMEOUT, ETCDCTL_WRITE_OUT, ETCDCTL_HEX); a flag
+given on the command line wins over the environment.
 
-    def __init__(self, message: str, code: int = EXIT_ERROR) -> None:
-        super().__init__(message)
-        self.code = code
-
-
-# -- output helpers ---------------------------------------------------------------------------
-
-
-def message_to_json(message: Message) -> dict[str, Any]:
-    """A proto message as etcdctl's ``-w json`` shows it: proto field names, bytes in base64,
-    fields with their zero value omitted, 64-bit integers as JSON numbers."""
-    out: dict[str, Any] = {}
-    for field, value in message.ListFields():
-        if field.is_repeated:
-            out[field.name] = [_json_value(field, item) for item in value]
-        else:
-            out[field.name] = _json_value(field, value)
-    return out
-
-
-def _json_value(field: Any, value: Any) -> Any:
-    if field.type == field.TYPE_MESSAGE:
-        return message_to_json(value)
-    if field.type == field.TYPE_BYTES:
-        return base64.b64encode(value).decode("ascii")
-    return value
+\b
+Examples:
+  etcdpyctl put key1 value1          (also: etcdpyctl set key1 value1)
+  etcdpyctl get --prefix /registry/ --keys-only
+  etcdpyctl --endpoints 127.0.0.1:2379,127.0.0.1:22379 endpoint status -w table
+  etcdpyctl snapshot save backup.db
+"""
 
 
-def humanize_bytes(size: int) -> str:
-    """Sizes as etcdctl prints them (go-humanize ``Bytes``: SI units, ``20 kB``)."""
-    if size < 10:
-        return f"{size} B"
-    units = ("B", "kB", "MB", "GB", "TB", "PB", "EB")
-    exponent = min(math.floor(math.log(size, 1000)), len(units) - 1)
-    value = math.floor(size / 1000**exponent * 10 + 0.5) / 10
-    return f"{value:.1f} {units[exponent]}" if value < 10 else f"{value:.0f} {units[exponent]}"
+def _key(text: str) -> bytes:
+    # Arguments arrive as str decoded with surrogateescape: back to the bytes typed.
+    return os.fsencode(text)
 
 
-def prefix_range_end(prefix: bytes) -> bytes:
-    """The range end that selects every key starting with ``prefix`` (etcd's rule)."""
-    end = bytearray(prefix)
-    for i in range(len(end) - 1, -1, -1):
-        if end[i] < 0xFF:
-            end[i] += 1
-            return bytes(end[: i + 1])
-    return b"\x00"  # all 0xff: no upper bound
+@click.group(cls=CtlGroup, help=ROOT_HELP, aliases={"set": "put"})
+def cli() -> None:
+    pass
 
 
-def _text(data: bytes) -> str:
-    return data.decode("utf-8", errors="surrogateescape")
+# -- key space --------------------------------------------------------------------------------
+
+_KEY_ARGS = "one argument as key and an optional argument as range_end"
 
 
-@dataclass
-class Output:
-    """Writes results in the chosen format."""
+@cli.command(cls=CtlCommand, args_error=f"get command needs {_KEY_ARGS}",
+             short_help="Gets the key or a range of keys.")  # fmt: skip
+@click.argument("key")
+@click.argument("range_end", required=False)
+@click.option("--consistency", default="l", show_default=True,
+              help="Linearizable (l) or Serializable (s).")  # fmt: skip
+@click.option("--order", default="", help="Order of results: ASCEND or DESCEND.")
+@click.option("--sort-by", default="", help="Sort target: CREATE, KEY, MODIFY, VALUE or VERSION.")
+@click.option("--limit", type=Int64(), default=0, help="Maximum number of results.")
+@click.option("--prefix", is_flag=True, help="Get keys with matching prefix.")
+@click.option("--from-key", is_flag=True, help="Get keys >= the given key (byte order).")
+@click.option("--rev", type=Int64(), default=0, help="Read at this revision.")
+@click.option("--keys-only", is_flag=True, help="Get only the keys.")
+@click.option("--count-only", is_flag=True, help="Get only the count of keys.")
+@click.option("--print-value-only", is_flag=True, help="Only write values (simple format).")
+@click.pass_context
+def get(ctx: click.Context, key: str, range_end: str | None, consistency: str, order: str,
+        sort_by: str, limit: int, prefix: bool, from_key: bool, rev: int, keys_only: bool,
+        count_only: bool, print_value_only: bool) -> None:  # fmt: skip
+    """Gets the key KEY, or the keys in [KEY, RANGE_END).
 
-    fmt: str
-    print_value_only: bool = False
-
-    def line(self, text: str) -> None:
-        sys.stdout.write(text + "\n")
-
-    def raw(self, text: str) -> None:
-        sys.stdout.buffer.write(text.encode("utf-8", errors="surrogateescape") + b"\n")
-
-    def json(self, value: Any) -> None:
-        self.line(json.dumps(value, separators=(",", ":")))
-
-    def rows(self, headers: list[str], rows: list[list[str]]) -> None:
-        """``-w simple``: one comma-separated line per row; ``-w table``: a rich table."""
-        if self.fmt == "table":
-            from etcdpy.cli.ctl_ops import print_table
-
-            print_table(headers, rows)
-            return
-        for row in rows:
-            self.line(", ".join(row))
-
-    def kv(self, kv: Any) -> None:
-        if not self.print_value_only:
-            self.raw(_text(kv.key))
-        self.raw(_text(kv.value))
-
-
-# -- the connection ---------------------------------------------------------------------------
-
-
-def _target(endpoint: str) -> str:
-    for scheme in ("http://", "https://"):
-        if endpoint.startswith(scheme):
-            if scheme == "https://":
-                raise CtlError("https endpoints are not supported yet by etcdpyctl")
-            return endpoint[len(scheme) :]
-    return endpoint
+    With --prefix, every key that starts with KEY; with --from-key, every key >= KEY.
+    An empty KEY with either means every key. The simple format writes each key on one
+    line and its value on the next.
+    """
+    if consistency not in ("l", "s"):
+        raise CtlError(f'unknown consistency flag "{consistency}"', 4)
+    end = None if range_end is None else _key(range_end)
+    span = ctl_kv.key_range(_key(key), end, prefix=prefix, from_key=from_key)
+    run_with(
+        ctx,
+        lambda client, out: ctl_kv.get(
+            client, out, span, revision=rev, limit=limit, keys_only=keys_only,
+            count_only=count_only, serializable=consistency == "s", sort_order=order,
+            sort_target=sort_by,
+        ),
+        value_only=print_value_only,
+    )  # fmt: skip
 
 
-@dataclass
-class Client:
-    """One channel to the first endpoint that answers."""
-
-    endpoints: list[str]
-    dial_timeout: float
-    command_timeout: float
-    _channel: grpc.Channel | None = None
-    endpoint: str = ""
-
-    def channel(self) -> grpc.Channel:
-        if self._channel is None:
-            self._channel, self.endpoint = self._dial_any()
-        return self._channel
-
-    def _dial_any(self) -> tuple[grpc.Channel, str]:
-        for endpoint in self.endpoints:
-            channel = dial(endpoint, self.dial_timeout)
-            if channel is not None:
-                return channel, endpoint
-        raise CtlError("context deadline exceeded")
-
-    def call(self, method: Callable[..., Any], request: Message) -> Any:
-        try:
-            return method(request, timeout=self.command_timeout)
-        except grpc.RpcError as err:
-            raise CtlError(_rpc_message(err)) from None
-
-    def close(self) -> None:
-        if self._channel is not None:
-            self._channel.close()
+_PUT_ARGS = "put command needs 1 argument and input from stdin or 2 arguments"
 
 
-def dial(endpoint: str, timeout: float) -> grpc.Channel | None:
-    """A channel to ``endpoint`` once connected, or None after ``timeout`` seconds."""
-    channel = grpc.insecure_channel(_target(endpoint))
+@cli.command(cls=CtlCommand, args_error=_PUT_ARGS,
+             short_help="Puts the given key into the store.")  # fmt: skip
+@click.argument("key")
+@click.argument("value", required=False)
+@click.option("--lease", default="0", help="Lease ID (in hexadecimal) to attach to the key.")
+@click.option("--prev-kv", is_flag=True, help="Print the previous key-value pair.")
+@click.option("--ignore-value", is_flag=True, help="Update the key using its current value.")
+@click.option("--ignore-lease", is_flag=True, help="Update the key using its current lease.")
+@click.pass_context
+def put(ctx: click.Context, key: str, value: str | None, lease: str, prev_kv: bool,
+        ignore_value: bool, ignore_lease: bool) -> None:  # fmt: skip
+    """Puts KEY with VALUE into the store (``set`` is another name for it).
+
+    Without VALUE (and without --ignore-value) the value is read from standard input:
+    `cat file | etcdpyctl put KEY`. A VALUE that begins with '-' goes after '--':
+    `etcdpyctl put KEY -- -value`.
+    """
+    if ignore_value and value is not None:
+        raise CtlError("put command needs only 1 argument when 'ignore-value' is set",
+                       EXIT_BAD_ARGS)  # fmt: skip
+    data = b""
+    if not ignore_value:
+        data = _key(value) if value is not None else _read_stdin()
     try:
-        grpc.channel_ready_future(channel).result(timeout=timeout)
-    except grpc.FutureTimeoutError:
-        channel.close()
-        return None
-    return channel
+        lease_id = parse_hex_id(lease)
+    except ValueError as err:
+        raise CtlError(f"bad lease ID ({err}), expecting ID in Hex", EXIT_BAD_ARGS) from None
+    run_with(
+        ctx,
+        lambda client, out: ctl_kv.put(
+            client, out, _key(key), data, lease=lease_id, prev_kv=prev_kv,
+            ignore_value=ignore_value, ignore_lease=ignore_lease,
+        ),
+    )  # fmt: skip
 
 
-def _rpc_message(err: grpc.RpcError) -> str:
-    details = err.details() if hasattr(err, "details") else None
-    if err.code() == grpc.StatusCode.DEADLINE_EXCEEDED:  # type: ignore[attr-defined]
-        return "context deadline exceeded"
-    return str(details or err)
+def _read_stdin() -> bytes:
+    if sys.stdin is None or sys.stdin.isatty():
+        raise CtlError(_PUT_ARGS, EXIT_BAD_ARGS)
+    data = sys.stdin.buffer.read()
+    if not data:
+        raise CtlError(_PUT_ARGS, EXIT_BAD_ARGS)
+    return data
 
 
-# -- commands ---------------------------------------------------------------------------------
+@cli.command("del", cls=CtlCommand, args_error=f"del command needs {_KEY_ARGS}",
+             short_help="Removes the key or range of keys [key, range_end).")  # fmt: skip
+@click.argument("key")
+@click.argument("range_end", required=False)
+@click.option("--prefix", is_flag=True, help="Delete keys with matching prefix.")
+@click.option("--prev-kv", is_flag=True, help="Print the deleted key-value pairs.")
+@click.option("--from-key", is_flag=True, help="Delete keys >= the given key (byte order).")
+@click.pass_context
+def delete(ctx: click.Context, key: str, range_end: str | None, prefix: bool, prev_kv: bool,
+           from_key: bool) -> None:  # fmt: skip
+    """Removes KEY, or the keys in [KEY, RANGE_END); prints how many were deleted."""
+    end = None if range_end is None else _key(range_end)
+    span = ctl_kv.key_range(_key(key), end, prefix=prefix, from_key=from_key)
+    run_with(ctx, lambda client, out: ctl_kv.delete(client, out, span, prev_kv=prev_kv))
 
 
-def _key_range(args: argparse.Namespace) -> tuple[bytes, bytes]:
-    key = os.fsencode(args.key)
-    if args.range_end is not None:
-        if args.prefix or args.from_key:
-            raise CtlError("too many arguments, only accept one argument when `--prefix` "
-                           "or `--from-key` is set", EXIT_BAD_ARGS)  # fmt: skip
-        return key, os.fsencode(args.range_end)
-    if args.prefix and args.from_key:
-        raise CtlError("`--prefix` and `--from-key` cannot be set at the same time", EXIT_BAD_ARGS)
-    if args.prefix:
-        return key, prefix_range_end(key) if key else b"\x00"
-    if args.from_key:
-        return key or b"\x00", b"\x00"
-    return key, b""
-
-
-def cmd_put(client: Client, args: argparse.Namespace, out: Output) -> None:
-    kv = rpc_pb2_grpc.KVStub(client.channel())
-    request = rpc_pb2.PutRequest(
-        key=os.fsencode(args.key),
-        value=os.fsencode(args.value),
-        lease=args.lease,
-        prev_kv=args.prev_kv,
-    )
-    response = client.call(kv.Put, request)
-    if out.fmt == "json":
-        out.json(message_to_json(response))
-        return
-    out.line("OK")
-    if response.HasField("prev_kv"):
-        out.kv(response.prev_kv)
-
-
-def cmd_get(client: Client, args: argparse.Namespace, out: Output) -> None:
-    key, range_end = _key_range(args)
-    kv = rpc_pb2_grpc.KVStub(client.channel())
-    request = rpc_pb2.RangeRequest(
-        key=key,
-        range_end=range_end,
-        revision=args.rev,
-        limit=args.limit,
-        keys_only=args.keys_only,
-        count_only=args.count_only,
-    )
-    response = client.call(kv.Range, request)
-    if out.fmt == "json":
-        out.json(message_to_json(response))
-        return
-    if args.count_only:
-        out.line(str(response.count))
-        return
-    for item in response.kvs:
-        out.kv(item)
-
-
-def cmd_del(client: Client, args: argparse.Namespace, out: Output) -> None:
-    key, range_end = _key_range(args)
-    kv = rpc_pb2_grpc.KVStub(client.channel())
-    request = rpc_pb2.DeleteRangeRequest(key=key, range_end=range_end, prev_kv=args.prev_kv)
-    response = client.call(kv.DeleteRange, request)
-    if out.fmt == "json":
-        out.json(message_to_json(response))
-        return
-    out.line(str(response.deleted))
-    for item in response.prev_kvs:
-        out.kv(item)
-
-
-def cmd_compaction(client: Client, args: argparse.Namespace, out: Output) -> None:
+@cli.command(cls=CtlCommand, args_error="compaction command needs 1 argument",
+             short_help="Compacts the event history.")  # fmt: skip
+@click.argument("revision")
+@click.option("--physical", is_flag=True,
+              help="Wait for compaction to physically remove all old revisions.")  # fmt: skip
+@click.pass_context
+def compaction(ctx: click.Context, revision: str, physical: bool) -> None:
+    """Compacts the event history up to REVISION: older revisions can no longer be read."""
     try:
-        revision = int(args.revision)
-    except ValueError:
-        raise CtlError(f'strconv.ParseInt: parsing "{args.revision}": invalid syntax') from None
-    kv = rpc_pb2_grpc.KVStub(client.channel())
-    request = rpc_pb2.CompactionRequest(revision=revision, physical=args.physical)
-    client.call(kv.Compact, request)
-    out.line(f"compacted revision {revision}")  # etcdctl prints this for every format
+        rev = parse_go_int(revision)
+    except ValueError as err:
+        raise CtlError(str(err)) from None
+    run_with(ctx, lambda client, out: ctl_kv.compaction(client, out, rev, physical=physical))
 
 
-def cmd_member_list(client: Client, args: argparse.Namespace, out: Output) -> None:
-    cluster = rpc_pb2_grpc.ClusterStub(client.channel())
-    response = client.call(cluster.MemberList, rpc_pb2.MemberListRequest())
-    if out.fmt == "json":
-        out.json(message_to_json(response))
-        return
-    rows = [
-        [
-            f"{m.ID:x}",
-            "started" if m.name else "unstarted",
-            m.name,
-            ",".join(m.peerURLs),
-            ",".join(m.clientURLs),
-            "true" if m.isLearner else "false",
-        ]
-        for m in response.members
-    ]
-    headers = ["ID", "STATUS", "NAME", "PEER ADDRS", "CLIENT ADDRS", "IS LEARNER"]
-    out.rows(headers, rows)
+@cli.command(cls=CtlCommand, args_error="bad number of arguments",
+             short_help="Watches events on keys or prefixes.")  # fmt: skip
+@click.argument("key", required=False)
+@click.argument("range_end", required=False)
+@click.option("--prefix", is_flag=True, help="Watch on a prefix.")
+@click.option("--from-key", is_flag=True, help="Watch every key >= the given key.")
+@click.option("--rev", type=Int64(), default=0, help="Revision to start watching from.")
+@click.option("--prev-kv", is_flag=True, help="Print the previous key-value pair of each event.")
+@click.option("--once", is_flag=True, help="Exit after the first events.")
+@click.pass_context
+def watch(ctx: click.Context, key: str | None, range_end: str | None, prefix: bool,
+          from_key: bool, rev: int, prev_kv: bool, once: bool) -> None:  # fmt: skip
+    """Prints the events on KEY (or [KEY, RANGE_END), or a prefix) until interrupted.
+
+    KEY and RANGE_END may come from ETCDCTL_WATCH_KEY and ETCDCTL_WATCH_RANGE_END.
+    Each event is written as its type (PUT or DELETE), then the key and value lines.
+    """
+    env_key = os.environ.get("ETCDCTL_WATCH_KEY", "")
+    env_end = os.environ.get("ETCDCTL_WATCH_RANGE_END", "")
+    if not env_key and env_end:
+        raise CtlError(f'ETCDCTL_WATCH_KEY is empty but got ETCDCTL_WATCH_RANGE_END="{env_end}"',
+                       EXIT_BAD_ARGS)  # fmt: skip
+    if env_key:
+        if key is not None:
+            raise CtlError("bad number of arguments (found conflicting environment key)",
+                           EXIT_BAD_ARGS)  # fmt: skip
+        key, range_end = env_key, env_end or None
+    if key is None:
+        raise CtlError("bad number of arguments", EXIT_BAD_ARGS)
+    if range_end is not None and prefix:
+        raise CtlError("`range_end` and `--prefix` are mutually exclusive", EXIT_BAD_ARGS)
+    end = None if range_end is None else _key(range_end)
+    span = ctl_kv.key_range(_key(key), end, prefix=prefix, from_key=from_key)
+    run_with(ctx, lambda c, out: ctl_kv.watch(c, out, span, revision=rev, prev_kv=prev_kv,
+                                              once=once))  # fmt: skip
 
 
-def cmd_endpoint_status(client: Client, args: argparse.Namespace, out: Output) -> None:
-    statuses: list[tuple[str, Any]] = []
-    failed = False
-    for endpoint in client.endpoints:
-        channel = dial(endpoint, client.dial_timeout)
-        if channel is None:
-            failed = True
-            sys.stderr.write(f"Failed to get the status of endpoint {endpoint} "
-                             "(context deadline exceeded)\n")  # fmt: skip
-            continue
-        try:
-            stub = rpc_pb2_grpc.MaintenanceStub(channel)
-            statuses.append((endpoint, client.call(stub.Status, rpc_pb2.StatusRequest())))
-        except CtlError as err:
-            failed = True
-            sys.stderr.write(f"Failed to get the status of endpoint {endpoint} ({err})\n")
-        finally:
-            channel.close()
-    if out.fmt == "json":
-        out.json([{"Endpoint": ep, "Status": message_to_json(st)} for ep, st in statuses])
+@cli.command(cls=CtlCommand, short_help="Prints the version of etcdpyctl.")
+def version() -> None:
+    """Prints the version of etcdpyctl and of the API it speaks."""
+    click.echo(f"etcdpyctl version: {VERSION}\nAPI version: {API_VERSION}")
+
+
+for _command in ADMIN_COMMANDS:
+    cli.add_command(_command)
+
+
+# -- the entry point --------------------------------------------------------------------------
+
+
+def _report(message: str) -> None:
+    """``Error: <message>`` on stderr (in red on a terminal)."""
+    sys.stdout.flush()
+    if sys.stderr.isatty():
+        from rich.console import Console
+        from rich.markup import escape
+
+        Console(stderr=True, highlight=False).print(f"[bold red]Error:[/] {escape(message)}")
     else:
-        rows = [
-            [
-                endpoint,
-                f"{st.header.member_id:x}",
-                st.version,
-                humanize_bytes(st.dbSize),
-                "true" if st.leader == st.header.member_id else "false",
-                "true" if st.isLearner else "false",
-                str(st.raftTerm),
-                str(st.raftIndex),
-                str(st.raftAppliedIndex),
-                ", ".join(st.errors),
-            ]
-            for endpoint, st in statuses
-        ]
-        headers = ["ENDPOINT", "ID", "VERSION", "DB SIZE", "IS LEADER", "IS LEARNER",
-                   "RAFT TERM", "RAFT INDEX", "RAFT APPLIED INDEX", "ERRORS"]  # fmt: skip
-        out.rows(headers, rows)
-    if failed:
-        raise CtlError("some endpoints did not answer")
-
-
-# -- the command line -------------------------------------------------------------------------
-
-
-def _duration(text: str) -> float:
-    from etcdpy.config import ConfigError, parse_duration
-
-    try:
-        return parse_duration(text)
-    except ConfigError as err:
-        raise argparse.ArgumentTypeError(str(err)) from None
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="etcdpyctl", description="A small etcdctl for etcdpy and etcd (v3 API)."
-    )
-    _global_options(parser, with_defaults=True)
-    # As with etcdctl, the global options may also come after the command.
-    common = argparse.ArgumentParser(add_help=False)
-    _global_options(common, with_defaults=False)
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    # `set` is the seed's v2-style word for put.
-    put = commands.add_parser("put", aliases=["set"], help="put a key", parents=[common])
-    put.add_argument("key")
-    put.add_argument("value")
-    put.add_argument("--prev-kv", action="store_true", help="print the previous key-value")
-    put.add_argument("--lease", type=lambda s: int(s, 16), default=0, help="lease ID in hex")
-    put.set_defaults(run=cmd_put)
-
-    get = commands.add_parser("get", help="get a key or a range", parents=[common])
-    _range_arguments(get)
-    get.add_argument("--rev", type=int, default=0, help="read at this revision")
-    get.add_argument("--limit", type=int, default=0)
-    get.add_argument("--keys-only", action="store_true")
-    get.add_argument("--count-only", action="store_true")
-    get.add_argument("--print-value-only", action="store_true")
-    get.set_defaults(run=cmd_get)
-
-    delete = commands.add_parser("del", help="delete a key or a range", parents=[common])
-    _range_arguments(delete)
-    delete.add_argument("--prev-kv", action="store_true")
-    delete.set_defaults(run=cmd_del)
-
-    compaction = commands.add_parser("compaction", help="compact the history", parents=[common])
-    compaction.add_argument("revision")
-    compaction.add_argument("--physical", action="store_true")
-    compaction.set_defaults(run=cmd_compaction)
-
-    member = commands.add_parser("member", help="member commands")
-    member_commands = member.add_subparsers(dest="member_command", required=True)
-    member_commands.add_parser("list", help="list the members", parents=[common]).set_defaults(
-        run=cmd_member_list
-    )
-
-    endpoint = commands.add_parser("endpoint", help="endpoint commands")
-    endpoint_commands = endpoint.add_subparsers(dest="endpoint_command", required=True)
-    endpoint_commands.add_parser(
-        "status", help="status of each endpoint", parents=[common]
-    ).set_defaults(run=cmd_endpoint_status)
-    # Operator commands: snapshot, defrag, alarm, lease, watch, endpoint hashkv/health.
-    from etcdpy.cli import ctl_ops
-
-    ctl_ops.add_endpoint_commands(endpoint_commands, common)
-    ctl_ops.add_commands(commands, common)
-    return parser
-
-
-def _global_options(parser: argparse.ArgumentParser, *, with_defaults: bool) -> None:
-    def default(value: object) -> object:
-        return value if with_defaults else argparse.SUPPRESS
-
-    parser.add_argument(
-        "--endpoints",
-        default=default(os.environ.get("ETCDCTL_ENDPOINTS", "127.0.0.1:2379")),
-        help="comma-separated gRPC endpoints (default 127.0.0.1:2379, or $ETCDCTL_ENDPOINTS)",
-    )
-    parser.add_argument(
-        "-w", "--write-out", choices=("simple", "json", "table"), default=default("simple")
-    )
-    parser.add_argument("--dial-timeout", type=_duration, default=default(2.0), help="e.g. 2s")
-    parser.add_argument("--command-timeout", type=_duration, default=default(5.0), help="e.g. 5s")
-
-
-def _range_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("key")
-    parser.add_argument("range_end", nargs="?")
-    parser.add_argument("--prefix", action="store_true")
-    parser.add_argument("--from-key", action="store_true")
+        sys.stderr.write(f"Error: {message}\n")
+    sys.stderr.flush()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``etcdpyctl`` console script; returns the exit code."""
-    args = build_parser().parse_args(None if argv is None else list(argv))
-    out = Output(args.write_out, getattr(args, "print_value_only", False))
-    endpoints = [e.strip() for e in args.endpoints.split(",") if e.strip()]
-    client = Client(endpoints, args.dial_timeout, args.command_timeout)
+    args = list(sys.argv[1:] if argv is None else argv)
+    ctx: click.Context | None = None
     try:
-        args.run(client, args, out)
+        with cli.make_context("etcdpyctl", args) as ctx:
+            cli.invoke(ctx)
+        return 0
+    except click.exceptions.Exit as done:
+        return done.exit_code
+    except click.ClickException as err:
+        failure = error_of_usage(err)
+        _report(failure.args[0])
+        return failure.code
     except CtlError as err:
-        sys.stdout.flush()
-        sys.stderr.write(f"Error: {err}\n")
+        if err.args[0]:
+            _report(err.args[0])
         return err.code
-    finally:
-        client.close()
-    return 0
+    except grpc.RpcError as err:
+        from etcdpy.cli.ctl_client import rpc_message
+
+        _report(rpc_message(err))
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        # The reader went away (| head): nothing more to say to it.
+        sys.stderr.close()
+        return EXIT_ERROR
+    except Exception as err:  # a bug: one line, the traceback only when asked for
+        if debug_wanted(ctx):
+            traceback.print_exc()
+        _report(f"{type(err).__name__}: {err}")
+        return EXIT_ERROR
 
 
 if __name__ == "__main__":  # pragma: no cover

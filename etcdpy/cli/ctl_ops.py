@@ -1,171 +1,312 @@
-"""etcdpyctl's operator commands: snapshot, defrag, alarm, endpoint hashkv/health, lease, watch.
+"""etcdpyctl's cluster and operator operations: member, endpoint, snapshot, defrag, alarm.
 
-Progress bars (rich, on stderr, only when stderr is a terminal) for snapshot save/restore and
-defrag; output otherwise as etcdctl 3.4 prints it.
+Each takes a Client, an Output and plain values (no command-line objects) and prints what
+etcdctl 3.4 prints. Progress (rich, on stderr, only on a terminal) for snapshot save and
+restore and for defrag. Leases are in ctl_lease.py, the key space in ctl_kv.py.
 """
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import os
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import grpc
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    SpinnerColumn,
-    TextColumn,
-    TimeElapsedColumn,
-    TransferSpeedColumn,
-)
 
+from etcdpy.cli.ctl_client import (
+    EXIT_BAD_ARGS,
+    EXIT_ERROR,
+    EXIT_INTERRUPTED,
+    Client,
+    CtlError,
+    rpc_message,
+)
+from etcdpy.cli.ctl_output import (
+    Output,
+    byte_progress,
+    count_progress,
+    go_duration,
+    humanize_bytes,
+    message_to_json,
+)
 from etcdpy.pb.etcdserverpb import rpc_pb2, rpc_pb2_grpc
 
-if TYPE_CHECKING:
-    from etcdpy.cli.ctl import Client, Output
-
-Command = Callable[["Client", argparse.Namespace, "Output"], None]
-
-
-def _err() -> Console:
-    return Console(stderr=True)
-
-
-def print_table(headers: list[str], rows: list[list[str]]) -> None:
-    """etcdctl's ``-w table``, drawn by rich (plain ASCII when not on a terminal)."""
-    from rich import box
-    from rich.table import Table
-
-    tty = sys.stdout.isatty()
-    table = Table(box=box.SQUARE if tty else box.ASCII)
-    for header in headers:
-        table.add_column(header, no_wrap=True)
-    for row in rows:
-        table.add_row(*row)
-    # Off a terminal nothing is cut to fit a width: scripts get every value whole.
-    Console(width=None if tty else 100_000).print(table)
+__all__ = [
+    "alarm_disarm",
+    "alarm_list",
+    "cluster_endpoints",
+    "defrag",
+    "endpoint_hashkv",
+    "endpoint_health",
+    "endpoint_status",
+    "member_add",
+    "member_list",
+    "member_promote",
+    "member_remove",
+    "member_update",
+    "snapshot_restore",
+    "snapshot_save",
+    "snapshot_status",
+]
 
 
-def _show_progress() -> bool:
-    return sys.stderr.isatty()
+def os_error_text(err: OSError) -> str:
+    """``<file>: <reason>``, as Go's os errors read (no errno, no Python quoting)."""
+    reason = (err.strerror or str(err)).lower()
+    return f"{err.filename}: {reason}" if err.filename else reason
 
 
-@contextmanager
-def _spinner(text: str) -> Iterator[None]:
-    if not _show_progress():
-        yield
+def _stderr(text: str) -> None:
+    sys.stdout.flush()
+    sys.stderr.write(text + "\n")
+    sys.stderr.flush()
+
+
+# -- members ----------------------------------------------------------------------------------
+
+
+def member_list(client: Client, out: Output) -> None:
+    stub = rpc_pb2_grpc.ClusterStub(client.channel())
+    response = client.call(stub.MemberList, rpc_pb2.MemberListRequest())
+    if out.is_json:
+        out.json(message_to_json(response))
         return
-    with Progress(SpinnerColumn(), TextColumn(text), TimeElapsedColumn(), console=_err()):
-        yield
+    rows = [
+        [f"{m.ID:x}", "started" if m.name else "unstarted", m.name, ",".join(m.peerURLs),
+         ",".join(m.clientURLs), "true" if m.isLearner else "false"]
+        for m in response.members
+    ]  # fmt: skip
+    out.rows(["ID", "Status", "Name", "Peer Addrs", "Client Addrs", "Is Learner"], rows)
 
 
-def _ctl_error(message: str) -> Exception:
-    from etcdpy.cli.ctl import CtlError
+def member_add(
+    client: Client, out: Output, name: str, peer_urls: list[str], *, learner: bool = False
+) -> None:
+    """Adds a member; in simple format also the ETCD_* settings the new member starts with."""
+    out.no_table()
+    if not peer_urls:
+        raise CtlError("member peer urls not provided", EXIT_BAD_ARGS)
+    stub = rpc_pb2_grpc.ClusterStub(client.channel())
+    request = rpc_pb2.MemberAddRequest(peerURLs=peer_urls, isLearner=learner)
+    resp = client.call(stub.MemberAdd, request)
+    if out.is_json:
+        out.json(message_to_json(resp))
+        return
+    out.line(f"Member {resp.member.ID:16x} added to cluster {resp.header.cluster_id:16x}")
+    initial = [
+        f"{name if m.ID == resp.member.ID else m.name}={url}"
+        for m in resp.members
+        for url in m.peerURLs
+    ]
+    out.line("")
+    out.line(f"ETCD_NAME={_go_quote(name)}")
+    out.line(f"ETCD_INITIAL_CLUSTER={_go_quote(','.join(initial))}")
+    out.line(f"ETCD_INITIAL_ADVERTISE_PEER_URLS={_go_quote(','.join(peer_urls))}")
+    out.line('ETCD_INITIAL_CLUSTER_STATE="existing"')
 
-    return CtlError(message)
+
+def _go_quote(text: str) -> str:
+    """Go's %q for the printable text these settings hold."""
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def _stream_error(err: grpc.RpcError) -> Exception:
-    from etcdpy.cli.ctl import _rpc_message
+def member_remove(client: Client, out: Output, member_id: int) -> None:
+    out.no_table()
+    stub = rpc_pb2_grpc.ClusterStub(client.channel())
+    resp = client.call(stub.MemberRemove, rpc_pb2.MemberRemoveRequest(ID=member_id))
+    if out.is_json:
+        out.json(message_to_json(resp))
+        return
+    out.line(f"Member {member_id:16x} removed from cluster {resp.header.cluster_id:16x}")
 
-    return _ctl_error(_rpc_message(err))
+
+def member_update(client: Client, out: Output, member_id: int, peer_urls: list[str]) -> None:
+    out.no_table()
+    if not peer_urls:
+        raise CtlError("member peer urls not provided", EXIT_BAD_ARGS)
+    stub = rpc_pb2_grpc.ClusterStub(client.channel())
+    request = rpc_pb2.MemberUpdateRequest(ID=member_id, peerURLs=peer_urls)
+    resp = client.call(stub.MemberUpdate, request)
+    if out.is_json:
+        out.json(message_to_json(resp))
+        return
+    out.line(f"Member {member_id:16x} updated in cluster {resp.header.cluster_id:16x}")
 
 
-# -- snapshot -------------------------------------------------------------------------------
+def member_promote(client: Client, out: Output, member_id: int) -> None:
+    out.no_table()
+    stub = rpc_pb2_grpc.ClusterStub(client.channel())
+    resp = client.call(stub.MemberPromote, rpc_pb2.MemberPromoteRequest(ID=member_id))
+    if out.is_json:
+        out.json(message_to_json(resp))
+        return
+    out.line(f"Member {member_id:16x} promoted in cluster {resp.header.cluster_id:16x}")
 
 
-def cmd_snapshot_save(client: Client, args: argparse.Namespace, out: Output) -> None:
-    """Streams the backend to FILE.part, checks the trailing sha256, renames to FILE."""
-    stub = rpc_pb2_grpc.MaintenanceStub(client.channel())
-    path = Path(args.filename)
-    part = path.with_name(path.name + ".part")
-    digest = hashlib.sha256()
-    blobs: list[bytes] = []
-    progress = Progress(
-        TextColumn("snapshot"),
-        BarColumn(),
-        DownloadColumn(),
-        TransferSpeedColumn(),
-        console=_err(),
-        disable=not _show_progress(),
-    )
+# -- endpoints --------------------------------------------------------------------------------
+
+
+def cluster_endpoints(client: Client) -> list[str]:
+    """``--cluster``: the client URLs of every member, from the member list."""
+    stub = rpc_pb2_grpc.ClusterStub(client.channel())
     try:
-        with progress, part.open("wb") as f:
-            task = progress.add_task("save", total=None)
-            received = 0
-            for resp in stub.Snapshot(rpc_pb2.SnapshotRequest()):
-                if blobs:  # the previous blob was data, not the checksum
-                    f.write(blobs[-1])
-                    digest.update(blobs[-1])
-                    received += len(blobs[-1])
-                    progress.update(task, completed=received, total=received + resp.remaining_bytes)
-                blobs = [resp.blob]
-            f.flush()
-            os.fsync(f.fileno())
-    except grpc.RpcError as err:
-        part.unlink(missing_ok=True)
-        raise _stream_error(err) from None
-    if not blobs or digest.digest() != blobs[-1]:
-        part.unlink(missing_ok=True)
-        raise _ctl_error("snapshot checksum mismatch: the stream did not end with its sha256")
-    with part.open("ab") as f:
-        f.write(blobs[-1])  # keep etcd's file format: the database, then its sha256
-    part.replace(path)
-    out.line(f"Snapshot saved at {path}")
+        resp = client.call(stub.MemberList, rpc_pb2.MemberListRequest())
+    except CtlError as err:
+        raise CtlError(f"failed to fetch endpoints from etcd cluster member list: {err}") from None
+    return [url for m in resp.members for url in m.clientURLs]
 
 
-def cmd_snapshot_restore(client: Client, args: argparse.Namespace, out: Output) -> None:
-    from etcdpy.tools.snapshot import SnapshotError, restore
-
-    data_dir = Path(args.data_dir or f"{args.name}.etcd")
-    try:
-        with _spinner(f"restoring {args.filename} into {data_dir}"):
-            restore(
-                Path(args.filename),
-                data_dir,
-                args.name,
-                args.initial_cluster,
-                args.skip_hash_check,
-            )
-    except (SnapshotError, OSError) as exc:
-        raise _ctl_error(str(exc)) from None
-    out.line(f"restored snapshot {args.filename} into {data_dir}")
+def _each_endpoint(
+    client: Client, endpoints: list[str], call: Callable[[Client], Any]
+) -> Iterator[tuple[str, Any, CtlError | None]]:
+    """(endpoint, result, error) for each endpoint in order, each on its own channel."""
+    for endpoint in endpoints:
+        one = client.for_endpoint(endpoint)
+        try:
+            yield endpoint, call(one), None
+        except CtlError as err:
+            yield endpoint, None, err
+        finally:
+            one.close()
 
 
-def cmd_snapshot_status(client: Client, args: argparse.Namespace, out: Output) -> None:
-    from etcdpy.tools.snapshot import SnapshotError, status
+def endpoint_status(client: Client, out: Output, endpoints: list[str]) -> None:
+    def status(one: Client) -> Any:
+        stub = rpc_pb2_grpc.MaintenanceStub(one.channel())
+        return one.call(stub.Status, rpc_pb2.StatusRequest())
 
-    try:
-        st = status(Path(args.filename))
-    except (SnapshotError, OSError) as exc:
-        raise _ctl_error(str(exc)) from None
-    if out.fmt == "json":
-        out.json(st)
+    statuses: list[tuple[str, Any]] = []
+    failed = False
+    for endpoint, st, err in _each_endpoint(client, endpoints, status):
+        if err is not None:
+            failed = True
+            _stderr(f"Failed to get the status of endpoint {endpoint} ({err})")
+        else:
+            statuses.append((endpoint, st))
+    if out.is_json:
+        out.json([{"Endpoint": ep, "Status": message_to_json(st)} for ep, st in statuses])
     else:
-        from etcdpy.cli.ctl import humanize_bytes
+        headers = ["endpoint", "ID", "version", "db size", "is leader", "is learner",
+                   "raft term", "raft index", "raft applied index", "errors"]  # fmt: skip
+        rows = [
+            [endpoint, f"{st.header.member_id:x}", st.version, humanize_bytes(st.dbSize),
+             _go_bool(st.leader == st.header.member_id), _go_bool(st.isLearner),
+             str(st.raftTerm), str(st.raftIndex), str(st.raftAppliedIndex),
+             ", ".join(st.errors)]
+            for endpoint, st in statuses
+        ]  # fmt: skip
+        out.rows(headers, rows)
+    if failed:
+        raise CtlError("", EXIT_ERROR)  # etcdctl exits 1 after the per-endpoint lines
 
-        row = [f"{st['hash']:x}", str(st["revision"]), str(st["totalKey"]),
-               humanize_bytes(st["totalSize"])]  # fmt: skip
-        out.rows(["HASH", "REVISION", "TOTAL KEYS", "TOTAL SIZE"], [row])
+
+def _go_bool(value: bool) -> str:
+    return "true" if value else "false"
 
 
-# -- defrag, alarms, endpoint checks ----------------------------------------------------------
+@dataclass
+class _Health:
+    endpoint: str
+    healthy: bool
+    took: str
+    error: str
 
 
-def cmd_defrag(client: Client, args: argparse.Namespace, out: Output) -> None:
-    stub = rpc_pb2_grpc.MaintenanceStub(client.channel())
-    with _spinner(f"defragmenting {client.endpoint}"):
-        client.call(stub.Defragment, rpc_pb2.DefragmentRequest())
-    out.line(f"Finished defragmenting etcd member[{client.endpoint}]")
+def endpoint_health(client: Client, out: Output, endpoints: list[str]) -> None:
+    """etcdctl's check, on every endpoint at once: a linearizable Get of a key answers
+    (permission denied counts as healthy: the request went through consensus)."""
+
+    def check(endpoint: str) -> _Health:
+        one = client.for_endpoint(endpoint)
+        started = time.monotonic()
+        try:
+            stub = rpc_pb2_grpc.KVStub(one.channel())
+            started = time.monotonic()  # etcdctl times the read, not the dial
+            one.call(stub.Range, rpc_pb2.RangeRequest(key=b"health"))
+            error = ""
+        except CtlError as err:
+            error = "" if "permission denied" in str(err) else str(err)
+        finally:
+            one.close()
+        took = go_duration(time.monotonic() - started)
+        return _Health(endpoint, not error, took, error)
+
+    with ThreadPoolExecutor(max_workers=max(1, min(len(endpoints), 16))) as pool:
+        results = list(pool.map(check, endpoints))
+    if out.is_json:
+        out.json([{"endpoint": h.endpoint, "health": h.healthy, "took": h.took,
+                   **({"error": h.error} if h.error else {})} for h in results])  # fmt: skip
+    elif out.is_table:
+        rows = [[h.endpoint, _go_bool(h.healthy), h.took, h.error] for h in results]
+        out.table(["endpoint", "health", "took", "error"], rows)
+    else:
+        # etcdctl writes these lines on stderr.
+        for h in results:
+            if h.healthy:
+                _stderr(
+                    f"{h.endpoint} is healthy: successfully committed proposal: took = {h.took}"
+                )
+            else:
+                _stderr(f"{h.endpoint} is unhealthy: failed to commit proposal: {h.error}")
+    if any(not h.healthy for h in results):
+        raise CtlError("unhealthy cluster")
+
+
+def endpoint_hashkv(client: Client, out: Output, endpoints: list[str], revision: int) -> None:
+    def hashkv(one: Client) -> Any:
+        stub = rpc_pb2_grpc.MaintenanceStub(one.channel())
+        return one.call(stub.HashKV, rpc_pb2.HashKVRequest(revision=revision))
+
+    hashes: list[tuple[str, Any]] = []
+    last_error: CtlError | None = None
+    for endpoint, resp, err in _each_endpoint(client, endpoints, hashkv):
+        if err is not None:
+            last_error = err
+            _stderr(f"Failed to get the hash of endpoint {endpoint} ({err})")
+        else:
+            hashes.append((endpoint, resp))
+    if out.is_json:
+        out.json([{"Endpoint": ep, "HashKV": message_to_json(r)} for ep, r in hashes])
+    else:
+        out.rows(["endpoint", "hash"], [[ep, str(r.hash)] for ep, r in hashes])
+    if last_error is not None:
+        raise last_error
+
+
+# -- defrag and alarms ------------------------------------------------------------------------
+
+
+def defrag(client: Client, out: Output, endpoints: list[str]) -> None:
+    """Defragments each endpoint in turn: a bar over the members, a spinner for the current
+    one (the server reports no progress of its own)."""
+    failures = 0
+
+    def one_defrag(one: Client) -> None:
+        stub = rpc_pb2_grpc.MaintenanceStub(one.channel())
+        one.call(stub.Defragment, rpc_pb2.DefragmentRequest())
+
+    progress = count_progress("defrag")
+    with progress:
+        task = progress.add_task("", total=len(endpoints))
+        for endpoint in endpoints:
+            progress.update(task, description=endpoint)
+            for _, _, err in _each_endpoint(client, [endpoint], one_defrag):
+                if err is not None:
+                    failures += 1
+                    _stderr(f"Failed to defragment etcd member[{endpoint}] ({err})")
+                else:
+                    out.line(f"Finished defragmenting etcd member[{endpoint}]")
+            progress.advance(task)
+    if failures:
+        raise CtlError("", EXIT_ERROR)  # etcdctl exits 1 after the per-member lines
 
 
 def _alarm(client: Client, action: int, member: int = 0, alarm: int = 0) -> Any:
@@ -174,196 +315,136 @@ def _alarm(client: Client, action: int, member: int = 0, alarm: int = 0) -> Any:
     return client.call(stub.Alarm, req)
 
 
-def _print_alarms(resp: Any, out: Output) -> None:
-    from etcdpy.cli.ctl import message_to_json
-
-    if out.fmt == "json":
+def _print_alarms(out: Output, resp: Any) -> None:
+    if out.is_json:
         out.json(message_to_json(resp))
-        return
-    if out.fmt == "table":
+    elif out.is_table:
         rows = [[str(a.memberID), rpc_pb2.AlarmType.Name(a.alarm)] for a in resp.alarms]
-        out.rows(["MEMBER ID", "ALARM"], rows)
-        return
-    for a in resp.alarms:
-        out.line(f"memberID:{a.memberID} alarm:{rpc_pb2.AlarmType.Name(a.alarm)} ")
+        out.table(["member id", "alarm"], rows)
+    else:
+        for a in resp.alarms:  # Go's %+v of the message: its text form
+            out.line(f"memberID:{a.memberID} alarm:{rpc_pb2.AlarmType.Name(a.alarm)} ")
 
 
-def cmd_alarm_list(client: Client, args: argparse.Namespace, out: Output) -> None:
-    _print_alarms(_alarm(client, rpc_pb2.AlarmRequest.GET), out)
+def alarm_list(client: Client, out: Output) -> None:
+    _print_alarms(out, _alarm(client, rpc_pb2.AlarmRequest.GET))
 
 
-def cmd_alarm_disarm(client: Client, args: argparse.Namespace, out: Output) -> None:
+def alarm_disarm(client: Client, out: Output) -> None:
+    """Deactivates every raised alarm (etcd's client lists them, then disarms each)."""
     listed = _alarm(client, rpc_pb2.AlarmRequest.GET)
-    resp = rpc_pb2.AlarmResponse()
+    resp = rpc_pb2.AlarmResponse(header=listed.header)
     for a in listed.alarms:
         done = _alarm(client, rpc_pb2.AlarmRequest.DEACTIVATE, a.memberID, a.alarm)
         resp.alarms.extend(done.alarms)
         resp.header.CopyFrom(done.header)
-    _print_alarms(resp, out)
+    _print_alarms(out, resp)
 
 
-def cmd_endpoint_hashkv(client: Client, args: argparse.Namespace, out: Output) -> None:
-    from etcdpy.cli.ctl import message_to_json
+# -- snapshots --------------------------------------------------------------------------------
 
+
+def snapshot_save(client: Client, out: Output, path: Path) -> None:
+    """Streams the backend to PATH.part, checks the trailing sha256, renames to PATH."""
+    if len(client.endpoints) != 1:
+        raise CtlError("snapshot must be requested to one selected node, not multiple "
+                       f"[{' '.join(client.endpoints)}]", EXIT_INTERRUPTED)  # fmt: skip
     stub = rpc_pb2_grpc.MaintenanceStub(client.channel())
-    resp = client.call(stub.HashKV, rpc_pb2.HashKVRequest(revision=args.rev))
-    if out.fmt == "json":
-        out.json([{"Endpoint": client.endpoint, "HashKV": message_to_json(resp)}])
-    else:
-        out.rows(["ENDPOINT", "HASH"], [[client.endpoint, str(resp.hash)]])
-
-
-def cmd_endpoint_health(client: Client, args: argparse.Namespace, out: Output) -> None:
-    """etcdctl's check: a linearizable Get of a key answers (permission errors count as up)."""
-    from etcdpy.cli.ctl import CtlError
-
-    started = time.monotonic()
-    stub = rpc_pb2_grpc.KVStub(client.channel())
+    part = path.with_name(path.name + ".part")
+    digest = hashlib.sha256()
+    pending = b""  # the last blob received: the checksum if the stream ends after it
+    have_blob = False
     try:
-        client.call(stub.Range, rpc_pb2.RangeRequest(key=b"health"))
-    except CtlError as err:
-        raise CtlError(
-            f"{client.endpoint} is unhealthy: failed to commit proposal: {err}"
-        ) from None
-    took = (time.monotonic() - started) * 1000
-    out.line(f"{client.endpoint} is healthy: successfully committed proposal: took = {took:.6f}ms")
-
-
-# -- leases and watch -------------------------------------------------------------------------
-
-
-def cmd_lease_grant(client: Client, args: argparse.Namespace, out: Output) -> None:
-    stub = rpc_pb2_grpc.LeaseStub(client.channel())
-    resp = client.call(stub.LeaseGrant, rpc_pb2.LeaseGrantRequest(TTL=args.ttl))
-    out.line(f"lease {resp.ID:016x} granted with TTL({resp.TTL}s)")
-
-
-def cmd_lease_revoke(client: Client, args: argparse.Namespace, out: Output) -> None:
-    stub = rpc_pb2_grpc.LeaseStub(client.channel())
-    client.call(stub.LeaseRevoke, rpc_pb2.LeaseRevokeRequest(ID=int(args.id, 16)))
-    out.line(f"lease {int(args.id, 16):016x} revoked")
-
-
-def cmd_lease_timetolive(client: Client, args: argparse.Namespace, out: Output) -> None:
-    stub = rpc_pb2_grpc.LeaseStub(client.channel())
-    lease = int(args.id, 16)
-    resp = client.call(
-        stub.LeaseTimeToLive, rpc_pb2.LeaseTimeToLiveRequest(ID=lease, keys=args.keys)
-    )
-    if resp.TTL == -1:
-        out.line(f"lease {lease:016x} already expired")
-        return
-    text = f"lease {lease:016x} granted with TTL({resp.grantedTTL}s), remaining({resp.TTL}s)"
-    if args.keys:
-        text += f", attached keys({[k.decode(errors='replace') for k in resp.keys]})"
-    out.line(text)
-
-
-def cmd_lease_list(client: Client, args: argparse.Namespace, out: Output) -> None:
-    stub = rpc_pb2_grpc.LeaseStub(client.channel())
-    resp = client.call(stub.LeaseLeases, rpc_pb2.LeaseLeasesRequest())
-    out.line(f"found {len(resp.leases)} leases")
-    for lease in resp.leases:
-        out.line(f"{lease.ID:016x}")
-
-
-def cmd_watch(client: Client, args: argparse.Namespace, out: Output) -> None:
-    from etcdpy.cli.ctl import _key_range, _text
-
-    key, end = _key_range(args)
-    stub = rpc_pb2_grpc.WatchStub(client.channel())
-    create = rpc_pb2.WatchRequest(
-        create_request=rpc_pb2.WatchCreateRequest(
-            key=key, range_end=end, start_revision=args.rev, prev_kv=args.prev_kv
-        )
-    )
-    try:
-        for resp in stub.Watch(_forever(create)):
-            for ev in resp.events:
-                out.line("PUT" if ev.type == 0 else "DELETE")
-                if ev.prev_kv.key and args.prev_kv:
-                    out.raw(_text(ev.prev_kv.key))
-                    out.raw(_text(ev.prev_kv.value))
-                out.raw(_text(ev.kv.key))
-                out.raw(_text(ev.kv.value))
-            sys.stdout.flush()
-            if resp.canceled:
-                raise _ctl_error(resp.cancel_reason or "watch canceled")
-            if args.once and resp.events:
-                return
+        with byte_progress("snapshot save") as progress, part.open("wb") as f:
+            task = progress.add_task("save", total=None)
+            received = 0
+            stream = stub.Snapshot(rpc_pb2.SnapshotRequest(), timeout=client.stream_timeout())
+            for resp in stream:
+                if have_blob:  # the previous blob was data, not the checksum
+                    f.write(pending)
+                    digest.update(pending)
+                    received += len(pending)
+                    progress.update(task, completed=received, total=received + resp.remaining_bytes)
+                pending, have_blob = resp.blob, True
+            f.flush()
+            os.fsync(f.fileno())
     except grpc.RpcError as err:
-        raise _stream_error(err) from None
-    except KeyboardInterrupt:
+        part.unlink(missing_ok=True)
+        raise CtlError(rpc_message(err), EXIT_INTERRUPTED) from None
+    except OSError as err:
+        part.unlink(missing_ok=True)
+        raise CtlError(os_error_text(err), EXIT_INTERRUPTED) from None
+    if not have_blob or digest.digest() != pending:
+        part.unlink(missing_ok=True)
+        raise CtlError("snapshot checksum mismatch: the stream did not end with its sha256",
+                       EXIT_INTERRUPTED)  # fmt: skip
+    with part.open("ab") as f:
+        f.write(pending)  # etcd's file format: the database, then its sha256
+    part.replace(path)
+    out.line(f"Snapshot saved at {path}")
+
+
+def snapshot_status(out: Output, path: Path) -> None:
+    from etcdpy.tools.snapshot import SnapshotError, status
+
+    try:
+        st = status(path)
+    except OSError as exc:
+        raise CtlError(os_error_text(exc)) from None
+    except SnapshotError as exc:
+        raise CtlError(str(exc)) from None
+    if out.is_json:
+        out.json(st)
         return
+    row = [f"{st['hash']:x}", str(st["revision"]), str(st["totalKey"]),
+           humanize_bytes(st["totalSize"])]  # fmt: skip
+    out.rows(["hash", "revision", "total keys", "total size"], [row])
 
 
-def _forever(first: rpc_pb2.WatchRequest) -> Iterator[rpc_pb2.WatchRequest]:
-    yield first
-    while True:
-        time.sleep(3600)
+def snapshot_restore(
+    out: Output,
+    path: Path,
+    *,
+    data_dir: Path | None,
+    name: str,
+    initial_cluster: str,
+    skip_hash_check: bool,
+) -> None:
+    """Restores into a new data directory; the bar follows the database file as it is copied
+    (the copy and its hash check are most of the work)."""
+    from etcdpy.tools.snapshot import SnapshotError, restore
+
+    target = data_dir or Path(f"{name}.etcd")
+    try:
+        total = path.stat().st_size
+        with _watch_file_grow("snapshot restore", target / "member" / "snap" / "db", total):
+            restore(path, target, name, initial_cluster, skip_hash_check)
+    except OSError as exc:
+        raise CtlError(os_error_text(exc)) from None
+    except SnapshotError as exc:
+        raise CtlError(str(exc)) from None
+    out.line(f"restored snapshot {path} into {target}")
 
 
-# -- the parser -------------------------------------------------------------------------------
+@contextmanager
+def _watch_file_grow(label: str, file: Path, total: int) -> Iterator[None]:
+    """A byte bar for ``file`` growing towards ``total`` while the body runs."""
+    done = threading.Event()
+    with byte_progress(label) as progress:
+        task = progress.add_task(label, total=total)
+        if progress.disable:
+            yield
+            return
 
+        def poll() -> None:
+            while not done.wait(0.1):
+                with suppress(OSError):  # not created yet
+                    progress.update(task, completed=file.stat().st_size)
 
-def add_commands(commands: Any, common: argparse.ArgumentParser) -> None:
-    snapshot = commands.add_parser("snapshot", help="snapshot save | restore | status")
-    sub = snapshot.add_subparsers(dest="snapshot_command", required=True)
-    save = sub.add_parser("save", help="stream a snapshot of the backend", parents=[common])
-    save.add_argument("filename")
-    save.set_defaults(run=cmd_snapshot_save)
-    restore = sub.add_parser("restore", help="restore a snapshot into a new data directory")
-    restore.add_argument("filename")
-    restore.add_argument("--data-dir", default=None)
-    restore.add_argument("--name", default="default")
-    restore.add_argument("--initial-cluster", default="default=http://localhost:2380")
-    restore.add_argument("--skip-hash-check", action="store_true")
-    restore.set_defaults(run=cmd_snapshot_restore, endpoints="", write_out="simple",
-                         dial_timeout=2.0, command_timeout=5.0)  # fmt: skip
-    status = sub.add_parser("status", help="hash, revision, keys and size", parents=[common])
-    status.add_argument("filename")
-    status.set_defaults(run=cmd_snapshot_status)
-
-    commands.add_parser("defrag", help="defragment the backend", parents=[common]).set_defaults(
-        run=cmd_defrag
-    )
-
-    alarm = commands.add_parser("alarm", help="alarm list | disarm")
-    alarms = alarm.add_subparsers(dest="alarm_command", required=True)
-    alarms.add_parser("list", parents=[common]).set_defaults(run=cmd_alarm_list)
-    alarms.add_parser("disarm", parents=[common]).set_defaults(run=cmd_alarm_disarm)
-
-    lease = commands.add_parser("lease", help="lease grant | revoke | timetolive | list")
-    leases = lease.add_subparsers(dest="lease_command", required=True)
-    grant = leases.add_parser("grant", parents=[common])
-    grant.add_argument("ttl", type=int)
-    grant.set_defaults(run=cmd_lease_grant)
-    revoke = leases.add_parser("revoke", parents=[common])
-    revoke.add_argument("id")
-    revoke.set_defaults(run=cmd_lease_revoke)
-    ttl = leases.add_parser("timetolive", parents=[common])
-    ttl.add_argument("id")
-    ttl.add_argument("--keys", action="store_true")
-    ttl.set_defaults(run=cmd_lease_timetolive)
-    leases.add_parser("list", parents=[common]).set_defaults(run=cmd_lease_list)
-
-    watch = commands.add_parser("watch", help="watch a key or a range", parents=[common])
-    watch.add_argument("key")
-    watch.add_argument("range_end", nargs="?")
-    watch.add_argument("--prefix", action="store_true")
-    watch.add_argument("--from-key", action="store_true")
-    watch.add_argument("--rev", type=int, default=0)
-    watch.add_argument("--prev-kv", action="store_true")
-    watch.add_argument("--once", action="store_true", help="stop after the first events")
-    watch.set_defaults(run=cmd_watch)
-
-
-def add_endpoint_commands(endpoint_commands: Any, common: argparse.ArgumentParser) -> None:
-    hashkv = endpoint_commands.add_parser(
-        "hashkv", help="HashKV of each endpoint", parents=[common]
-    )
-    hashkv.add_argument("--rev", type=int, default=0)
-    hashkv.set_defaults(run=cmd_endpoint_hashkv)
-    endpoint_commands.add_parser(
-        "health", help="health of each endpoint", parents=[common]
-    ).set_defaults(run=cmd_endpoint_health)
+        poller = threading.Thread(target=poll, daemon=True)
+        poller.start()
+        try:
+            yield
+        finally:
+            done.set()
+            poller.join()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from etcdpy.cli.ctl import build_parser, humanize_bytes, message_to_json, prefix_range_end
+from etcdpy.cli.ctl import humanize_bytes, message_to_json, prefix_range_end
 from etcdpy.pb.etcdserverpb import rpc_pb2
 from etcdpy.pb.mvccpb import kv_pb2
 
@@ -41,10 +41,3 @@ def test_json_uses_proto_names_base64_and_omits_zero_values() -> None:
     assert message_to_json(members) == {
         "members": [{"ID": 1, "name": "a", "peerURLs": ["http://p:1"]}]
     }
-
-
-def test_global_options_may_follow_the_command() -> None:
-    args = build_parser().parse_args(["get", "k", "--prefix", "-w", "json", "--endpoints", "e:1"])
-    assert (args.write_out, args.endpoints, args.prefix) == ("json", "e:1", True)
-    args = build_parser().parse_args(["--endpoints", "e:2", "member", "list"])
-    assert (args.write_out, args.endpoints) == ("simple", "e:2")
