@@ -14,7 +14,7 @@ import socket
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import grpc
@@ -41,13 +41,13 @@ def _frontends(member: MemberProcess) -> list[int]:
     return descendants(member.proc.pid)
 
 
-def _wait_until(condition: object, what: str) -> None:
+def _wait_until(condition: Callable[[], bool], what: str, member: MemberProcess) -> None:
     deadline = time.monotonic() + WAIT_SECONDS
     while time.monotonic() < deadline:
-        if callable(condition) and condition():
+        if condition():
             return
         time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
+    raise AssertionError(f"timed out waiting for {what}:\n{member.log_tail(40)}")
 
 
 @pytest.fixture
@@ -55,6 +55,9 @@ def member(tmp_path: Path) -> Iterator[MemberProcess]:
     m = etcdpy_member(tmp_path)
     m.env[FRONTEND_PROCESSES_ENV] = str(FRONTENDS)  # --frontend-processes (whatever the suite's)
     m.start()
+    # The port answers once one front-end serves; the member is whole once all of them do (one
+    # that dies before it serves fails the start).
+    _wait_until(lambda: "front-end processes serving" in m.log_tail(200), "all front-ends", m)
     try:
         yield m
     finally:
@@ -111,11 +114,17 @@ def test_a_killed_frontend_is_started_again(member: MemberProcess) -> None:
     _wait_until(
         lambda: len(_frontends(member)) == FRONTENDS and before[0] not in _frontends(member),
         "the front-end to be started again",
+        member,
     )
-    with grpc.insecure_channel(member.endpoint) as channel:
+    # A new connection (clients of the dead front-end saw theirs reset, and reconnect).
+    fresh = [("grpc.use_local_subchannel_pool", 1)]
+    with grpc.insecure_channel(member.endpoint, options=fresh) as channel:
         kv = rpc_pb2_grpc.KVStub(channel)
-        for i in range(20):
-            kv.Put(pb.PutRequest(key=b"after/%d" % i, value=b"v"), timeout=5)
+        try:
+            for i in range(20):
+                kv.Put(pb.PutRequest(key=b"after/%d" % i, value=b"v"), timeout=5)
+        except grpc.RpcError as exc:
+            raise AssertionError(f"{exc}\n{member.log_tail(40)}") from exc
         got = kv.Range(pb.RangeRequest(key=b"after/", range_end=b"after0"), timeout=5)
     assert got.count == 20
     assert "front-end process exited; starting it again" in member.log_tail(200)
@@ -128,7 +137,7 @@ def test_frontends_die_with_a_killed_core(member: MemberProcess) -> None:
     def gone() -> bool:
         return not any(Path(f"/proc/{pid}").exists() for pid in frontends)
 
-    _wait_until(gone, "the front-ends to exit")
+    _wait_until(gone, "the front-ends to exit", member)
     with socket.socket() as sock:  # nobody serves the port any more
         assert sock.connect_ex(("127.0.0.1", member.client_port)) != 0
 
