@@ -7,6 +7,9 @@ run, divided by the requests.
 
     python -m bench.cluster [--scale 0.2] [--targets etcd,etcdpy] [--workloads put]
 
+``etcdpy-n1`` and ``etcdpy-n2`` are members with exactly 1 or 2 front-end processes
+(``etcdpy`` uses the default); CPU time counts the front-end processes too.
+
 The targets ``etcdpy-https`` and ``etcd-https`` run the same clusters over https peer URLs
 (``--peer-auto-tls``); with them the run also prints http against https for each server:
 
@@ -16,6 +19,7 @@ The targets ``etcdpy-https`` and ``etcd-https`` run the same clusters over https
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 import tempfile
@@ -27,6 +31,7 @@ import grpc
 from bench.servers import _cpu_of
 from etcdpy.pb.etcdserverpb import rpc_pb2, rpc_pb2_grpc
 from etcdpy.testing.cluster_procs import ProcessCluster
+from etcdpy.testing.processes import descendants
 from etcdpy.tools.benchmark import parse_args
 from etcdpy.tools.benchmark import run as run_benchmark
 
@@ -55,11 +60,25 @@ STARTERS: dict[str, Callable[[Path], ProcessCluster]] = {
     "etcdpy-https": lambda tmp: ProcessCluster.etcdpy(
         tmp, extra_args=PEER_TLS, peer_scheme="https"
     ),
+    # members with exactly N front-end processes (--frontend-processes N)
+    **{
+        f"etcdpy-n{n}": functools.partial(
+            ProcessCluster.etcdpy, extra_args=["--frontend-processes", str(n)]
+        )
+        for n in (1, 2)
+    },
 }
 
 
 def _cluster_cpu(cluster: ProcessCluster) -> float:
-    return sum(_cpu_of(m.proc.pid) for m in cluster.members if m.proc is not None)
+    """CPU seconds of every member process and its front-end processes."""
+    pids = [
+        pid
+        for m in cluster.members
+        if m.proc is not None
+        for pid in (m.proc.pid, *descendants(m.proc.pid))
+    ]
+    return sum(_cpu_of(pid) for pid in pids)
 
 
 def measure(
@@ -94,18 +113,24 @@ def measure(
 
 
 def format_results(results: dict[str, dict[str, dict[str, float]]]) -> str:
+    """etcd against each etcdpy target of the run (etcdpy, etcdpy-n1, ...)."""
+    ours_targets = [t for t in results if t.startswith("etcdpy") and not t.endswith("https")]
     lines = [
-        f"{'workload':44} {'etcd req/s':>11} {'etcdpy req/s':>13} {'ratio':>7} "
+        f"{'workload':44} {'target':10} {'etcd req/s':>11} {'etcdpy req/s':>13} {'ratio':>7} "
         f"{'etcd CPU us/req':>16} {'etcdpy CPU us/req':>18}"
     ]
     for name, _argv in WORKLOADS:
         etcd = results.get("etcd", {}).get(name, {})
-        ours = results.get("etcdpy", {}).get(name, {})
-        ratio = f"{ours['rps'] / etcd['rps']:.2f}x" if etcd.get("rps") and ours.get("rps") else "-"
-        lines.append(
-            f"{name:44} {etcd.get('rps', 0):>11,.0f} {ours.get('rps', 0):>13,.0f} {ratio:>7} "
-            f"{etcd.get('server_cpu_us', 0):>16,.0f} {ours.get('server_cpu_us', 0):>18,.0f}"
-        )
+        for target in ours_targets or ["etcdpy"]:
+            ours = results.get(target, {}).get(name, {})
+            ratio = "-"
+            if etcd.get("rps") and ours.get("rps"):
+                ratio = f"{ours['rps'] / etcd['rps']:.2f}x"
+            lines.append(
+                f"{name:44} {target:10} {etcd.get('rps', 0):>11,.0f} {ours.get('rps', 0):>13,.0f} "
+                f"{ratio:>7} {etcd.get('server_cpu_us', 0):>16,.0f} "
+                f"{ours.get('server_cpu_us', 0):>18,.0f}"
+            )
     return "\n".join(lines)
 
 
