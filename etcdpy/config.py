@@ -213,12 +213,15 @@ MAX_DEFAULT_FRONTENDS = 8
 
 
 def default_frontend_processes() -> int:
-    """One front-end per usable core, at most 8; on a single core, no front-ends."""
+    """One front-end per usable core beyond the one the core process needs, at most 8; none on
+    one or two cores, where the front-ends' extra memory and hops cost more than they give
+    (measured: README, "Front-end processes")."""
     try:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - not Linux
         cores = os.cpu_count() or 1
-    return max(1, min(cores, MAX_DEFAULT_FRONTENDS))
+    frontends = min(cores - 1, MAX_DEFAULT_FRONTENDS)
+    return frontends if frontends >= 2 else 1
 
 
 def _default_listen_peer_urls() -> tuple[URL, ...]:
@@ -251,7 +254,7 @@ class ServerConfig:
     max_txn_ops: int = 128
     max_request_bytes: int = 1572864  # 1.5 MiB
     max_concurrent_streams: int = 2**32 - 1
-    # etcdpy's own: processes serving the client URLs (0: one per core, at most 8; 1: this one)
+    # etcdpy's own: processes serving the client URLs (0: cores - 1, at most 8; 1: this one)
     frontend_processes: int = 0
     grpc_keepalive_min_time: float = 5.0  # seconds
     grpc_keepalive_interval: float = 7200.0  # seconds; 0 disables

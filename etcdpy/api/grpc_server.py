@@ -17,6 +17,7 @@ from google.protobuf.message import DecodeError, Message
 from etcdpy import errors
 from etcdpy.api.cluster import ClusterService
 from etcdpy.api.grpc_metrics import instrument, rpc_type
+from etcdpy.api.grpc_options import generic_handlers, grpc_server_options
 from etcdpy.api.kv import KVService
 from etcdpy.api.learner_guard import guard_learner_services
 from etcdpy.api.lease import LeaseService
@@ -30,10 +31,6 @@ from etcdpy.server.etcd_server import EtcdServer
 if TYPE_CHECKING:
     from etcdpy.observability.metrics import GrpcStats  # ops
 
-# etcd lets a request exceed --max-request-bytes by this much at the gRPC layer, so the server
-# can answer "request is too large" itself instead of a transport error.
-GRPC_OVERHEAD_BYTES = 512 * 1024
-MAX_SEND_BYTES = 2**31 - 1
 PACKAGE = "etcdserverpb"
 
 Unary = Callable[[Any, Ctx], Awaitable[Any]]
@@ -136,30 +133,6 @@ def build_method_handlers(server: EtcdServer) -> dict[str, grpc.RpcMethodHandler
     for name, impl in services.items():
         handlers.update(service_handlers(name, impl, server.metrics.grpc))
     return handlers
-
-
-def grpc_server_options(max_request_bytes: int) -> list[tuple[str, int]]:
-    return [
-        ("grpc.max_receive_message_length", max_request_bytes + GRPC_OVERHEAD_BYTES),
-        ("grpc.max_send_message_length", MAX_SEND_BYTES),
-        ("grpc.so_reuseport", 0),
-        ("grpc.keepalive_permit_without_calls", 1),
-        ("grpc.http2.min_ping_interval_without_data_ms", 5000),
-    ]
-
-
-def generic_handlers(
-    handlers: dict[str, grpc.RpcMethodHandler[Any, Any]],
-) -> tuple[grpc.GenericRpcHandler[Any, Any], ...]:
-    """One generic handler per service, from handlers keyed by full method path."""
-    by_service: dict[str, dict[str, grpc.RpcMethodHandler[Any, Any]]] = {}
-    for path, handler in handlers.items():
-        service, method = path[1:].split("/", 1)
-        by_service.setdefault(service, {})[method] = handler
-    return tuple(
-        grpc.method_handlers_generic_handler(service, methods)
-        for service, methods in by_service.items()
-    )
 
 
 def build_grpc_server(

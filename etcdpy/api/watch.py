@@ -17,13 +17,13 @@ import grpc
 from google.protobuf.descriptor import MethodDescriptor
 from google.protobuf.message import DecodeError, Message
 
+from etcdpy.api.grpc_options import GRPC_OVERHEAD_BYTES
 from etcdpy.api.status import Ctx
 from etcdpy.api.watch_encode import ResponseEncoder
 from etcdpy.mvcc.watcher import WatchStream
 from etcdpy.pb.etcdserverpb import rpc_pb2 as pb
 from etcdpy.server.etcd_server import EtcdServer
 
-GRPC_OVERHEAD_BYTES = 512 * 1024
 # etcd's minWatchProgressInterval: a shorter progress notify interval is raised to it.
 MIN_PROGRESS_INTERVAL_SECONDS = 0.1
 # Responses taken from the queue per round of the sender.

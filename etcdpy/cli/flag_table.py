@@ -232,7 +232,7 @@ FLAGS: tuple[FlagDef, ...] = (
     _field(
         "frontend-processes",
         _uint,
-        "etcdpy: processes serving the client URLs (0: one per core, at most 8; 1: no front-ends).",
+        "etcdpy: processes serving the client URLs (0: cores - 1, at most 8; 1: no front-ends).",
         MEMBER,
     ),
     _field(

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 import grpc
 import structlog
 
-from etcdpy.api.grpc_server import generic_handlers, grpc_server_options
+from etcdpy.api.grpc_options import generic_handlers, grpc_server_options
 from etcdpy.corelink.client import CoreLinkClient
 from etcdpy.frontend.handlers import build_handlers
 from etcdpy.observability.logging import configure_logging

@@ -17,7 +17,13 @@ from etcdpy.cli.flags import (
     help_text,
     parse_server_args,
 )
-from etcdpy.config import URL, ConfigError, ServerConfig, UnsupportedError
+from etcdpy.config import (
+    URL,
+    ConfigError,
+    ServerConfig,
+    UnsupportedError,
+    default_frontend_processes,
+)
 from tests.unit.etcd_reference import etcd_help_flags, etcd_source_flags, parse_help_flags
 
 
@@ -490,3 +496,13 @@ def test_config_file_peer_transport_security(tmp_path: Path) -> None:
 def test_https_client_urls_are_still_refused() -> None:
     with pytest.raises(NotBuiltYet, match="client TLS is not built yet"):
         parse_server_args(["--advertise-client-urls=https://127.0.0.1:2379"], {})
+
+
+@pytest.mark.parametrize(("cores", "frontends"), [(1, 1), (2, 1), (3, 2), (4, 3), (9, 8), (64, 8)])
+def test_default_frontend_processes_leave_the_core_a_core(
+    monkeypatch: pytest.MonkeyPatch, cores: int, frontends: int
+) -> None:
+    monkeypatch.setattr("os.sched_getaffinity", lambda _pid: set(range(cores)))
+    assert default_frontend_processes() == frontends
+    assert config_of([]).frontend_count == frontends
+    assert config_of(["--frontend-processes", "2"]).frontend_count == 2
