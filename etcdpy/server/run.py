@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 
 import structlog
@@ -17,6 +18,9 @@ SHUTDOWN_GRACE_SECONDS = 5.0
 
 
 def run(config: ServerConfig) -> int:
+    # The member forks only to exec front-end processes: gRPC's fork handlers are not needed,
+    # and with them gRPC writes non-JSON lines into the log at each fork. Read when gRPC loads.
+    os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "0")
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency on POSIX

@@ -8,6 +8,7 @@ and do not let a second member take a port that is in use.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -81,6 +82,10 @@ def test_member_serves_from_its_frontends(member: MemberProcess) -> None:
         metrics = response.read().decode()
     # The unary calls the front-ends carried were counted in the core, where /metrics lives.
     assert 'grpc_method="Put",grpc_service="etcdserverpb.KV"' in metrics
+    # Every log line of the member and its front-ends is a JSON object (gRPC's own fork
+    # messages would not be).
+    lines = member.log_tail(10_000).splitlines()
+    assert lines and all(json.loads(line) for line in lines)
 
 
 def test_a_watch_through_a_frontend_sees_puts_made_through_another(
