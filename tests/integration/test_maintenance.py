@@ -145,6 +145,11 @@ def test_nospace_alarm_round_trip(tmp_path: Path) -> None:
         assert refused is not None, "the quota was never reached"
         assert NOSPACE in refused.stderr
         assert "alarm:NOSPACE" in ctl.run("alarm", "list").stdout
+        # endpoint status lists the alarm in its ERRORS column, in etcd's words.
+        [status] = ctl.json("endpoint", "status")
+        member_id = int(status["Status"]["header"]["member_id"])
+        assert status["Status"]["errors"] == [f"memberID:{member_id} alarm:NOSPACE "]
+        assert "alarm:NOSPACE" in ctl.run("endpoint", "status", "-w", "table").stdout
         # Writes are refused on every path, reads and deletes go on.
         assert NOSPACE in ctl.run("put", "small", "1", check=False).stderr
         assert ctl.run("get", "keep", "--print-value-only").stdout.strip() == "me"
@@ -157,6 +162,7 @@ def test_nospace_alarm_round_trip(tmp_path: Path) -> None:
         assert size_after < size_before / 4
         ctl.run("alarm", "disarm")
         assert ctl.run("alarm", "list").stdout.strip() == ""
+        assert "errors" not in ctl.json("endpoint", "status")[0]["Status"]
         ctl.run("put", "small", "1")
         assert ctl.run("get", "keep", "--print-value-only").stdout.strip() == "me"
         assert ctl.run("get", "small", "--print-value-only").stdout.strip() == "1"

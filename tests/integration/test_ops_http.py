@@ -205,6 +205,8 @@ def test_health_false_without_a_leader(tmp_path: Path) -> None:
         assert status == 503
         assert b"[-]linearizable_read failed" in body
         assert get(lonely.client_url + "/livez")[::2] == (200, b"ok")
+        [status] = Etcdctl(lonely.endpoint).json("endpoint", "status")
+        assert status["Status"]["errors"] == ["etcdserver: no leader"]
     finally:
         lonely.stop()
 
