@@ -85,7 +85,7 @@ class EtcdServer:
         self._deadlines = Deadlines()
         from etcdpy.observability.metrics import ServerMetrics  # ops: counters for /metrics
 
-        self.metrics = ServerMetrics()
+        self.metrics = ServerMetrics(slow_apply_seconds=config.experimental_warning_apply_duration)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
