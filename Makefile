@@ -20,10 +20,11 @@ install: $(STAMP)
 # prometheus package) for the shipped alert rules. Installed only as root; without root, install
 # them by hand (tests fail in CI when they are missing).
 # etcd's Go source (golang-etcd-server-dev) is read by tests for facts: protos, error strings, flags.
-SYSTEM_PACKAGES := etcd-client etcd-server prometheus golang-etcd-server-dev
+# curl drives the JSON gateway's watch as a user would.
+SYSTEM_PACKAGES := etcd-client etcd-server prometheus golang-etcd-server-dev curl
 ETCD_GO_SOURCE := /usr/share/gocode/src/go.etcd.io/etcd
 system-deps:
-	@if [ "$$(id -u)" = "0" ] && { ! command -v etcdctl >/dev/null || ! command -v etcd >/dev/null || ! command -v promtool >/dev/null || [ ! -d $(ETCD_GO_SOURCE) ]; }; then \
+	@if [ "$$(id -u)" = "0" ] && { ! command -v etcdctl >/dev/null || ! command -v etcd >/dev/null || ! command -v promtool >/dev/null || ! command -v curl >/dev/null || [ ! -d $(ETCD_GO_SOURCE) ]; }; then \
 		echo "installing $(SYSTEM_PACKAGES) with apt"; \
 		(apt-get install -y --no-install-recommends $(SYSTEM_PACKAGES) >/dev/null 2>&1 || \
 		 (apt-get update >/dev/null 2>&1 && apt-get install -y --no-install-recommends $(SYSTEM_PACKAGES) >/dev/null)); \

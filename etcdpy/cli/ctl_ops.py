@@ -416,7 +416,8 @@ def snapshot_restore(
 
     target = data_dir or Path(f"{name}.etcd")
     try:
-        total = path.stat().st_size
+        # A missing file is restore's error to report, after its checks of the arguments.
+        total = path.stat().st_size if path.exists() else 0
         with _watch_file_grow("snapshot restore", target / "member" / "snap" / "db", total):
             restore(path, target, name, initial_cluster, skip_hash_check)
     except OSError as exc:

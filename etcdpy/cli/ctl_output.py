@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import json
-import math
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -30,6 +29,7 @@ from rich.progress import (
 )
 
 from etcdpy.cli.ctl_client import EXIT_BAD_FEATURE, CtlError
+from etcdpy.gofmt import go_duration, humanize_bytes
 
 __all__ = [
     "FORMATS",
@@ -66,35 +66,6 @@ def _json_value(field: Any, value: Any) -> Any:
     if field.type == field.TYPE_BYTES:
         return base64.b64encode(value).decode("ascii")
     return value
-
-
-def humanize_bytes(size: int) -> str:
-    """Sizes as etcdctl prints them (go-humanize ``Bytes``: SI units, ``20 kB``)."""
-    if size < 10:
-        return f"{size} B"
-    units = ("B", "kB", "MB", "GB", "TB", "PB", "EB")
-    exponent = min(math.floor(math.log(size, 1000)), len(units) - 1)
-    value = math.floor(size / 1000**exponent * 10 + 0.5) / 10
-    return f"{value:.1f} {units[exponent]}" if value < 10 else f"{value:.0f} {units[exponent]}"
-
-
-def go_duration(seconds: float) -> str:
-    """A duration as Go's ``time.Duration.String`` writes it (``1.305484ms``, ``2.5s``)."""
-    ns = round(seconds * 1e9)
-    if ns == 0:
-        return "0s"
-    sign, ns = ("-", -ns) if ns < 0 else ("", ns)
-    if ns < 1_000:
-        return f"{sign}{ns}ns"
-    for unit, scale, digits in (("µs", 1_000, 3), ("ms", 1_000_000, 6)):
-        if ns < scale * 1_000:
-            whole, frac = divmod(ns, scale)
-            text = f"{whole}.{frac:0{digits}d}".rstrip("0").rstrip(".")
-            return f"{sign}{text}{unit}"
-    # Go writes larger values as 1h2m3.5s; seconds alone is enough for what etcdctl times.
-    whole, frac = divmod(ns, 1_000_000_000)
-    text = f"{whole}.{frac:09d}".rstrip("0").rstrip(".")
-    return f"{sign}{text}s"
 
 
 def hex_escaped(data: bytes) -> bytes:

@@ -33,11 +33,13 @@ from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
+from etcdpy.gofmt import go_duration
+
 log = structlog.get_logger(__name__)
 
 # etcd warns when one fsync of the WAL takes longer than this (wal.warnSyncDuration).
 SLOW_FSYNC_SECONDS = 1.0
-# etcd's warnApplyDuration: "apply request took too long".
+# etcd's default --experimental-warning-apply-duration: "apply request took too long".
 SLOW_APPLY_SECONDS = 0.1
 
 
@@ -261,7 +263,8 @@ class PeerStats:
 class ServerMetrics:
     """Event counters the core bumps; everything else is read from the server on scrape."""
 
-    def __init__(self) -> None:
+    def __init__(self, slow_apply_seconds: float = SLOW_APPLY_SECONDS) -> None:
+        self.slow_apply_seconds = slow_apply_seconds
         self.grpc = GrpcStats()
         self.peers = PeerStats()
         self.leader_changes = 0
@@ -307,12 +310,12 @@ class ServerMetrics:
         (perf_counter seconds). ``results`` pairs each applied request's id with its
         response; the ids name the requests of a slow batch."""
         seconds = done - started
-        if seconds > SLOW_APPLY_SECONDS:
+        if seconds > self.slow_apply_seconds:
             self.slow_applies += 1
             log.warning(
                 "apply request took too long",
-                took=f"{seconds:.3f}s",
-                expected_duration=f"{SLOW_APPLY_SECONDS * 1000:.0f}ms",
+                took=go_duration(seconds),
+                expected_duration=go_duration(self.slow_apply_seconds),
                 requests=len(results),
                 request_ids=[f"{rid:x}" for rid, _ in results[:10]],
             )

@@ -49,6 +49,16 @@ def txn_cost(req: pb.TxnRequest) -> int:
     return cost
 
 
+def alarm_text(member: pb.AlarmMember) -> str:
+    """An alarm as etcd lists it in ``StatusResponse.errors`` (gogoproto's compact text form):
+    fields at their zero value are left out and each field ends with a space, so
+    ``memberID:3290535873941082471 alarm:NOSPACE `` and, raised for member 0, ``alarm:CORRUPT ``."""
+    text = f"memberID:{member.memberID} " if member.memberID else ""
+    if member.alarm:
+        text += f"alarm:{pb.AlarmType.Name(member.alarm)} "
+    return text
+
+
 class AlarmStore:
     """Active alarms by (member id, type); loaded from and saved to the alarm bucket."""
 

@@ -41,6 +41,7 @@ from etcdpy.raft.types import (
     SoftState,
     StateType,
 )
+from etcdpy.server.alarms import alarm_text
 from etcdpy.server.applier import Applier, Response, apply_range, mvcc_error
 from etcdpy.server.cluster_runtime import ClusterRuntime
 from etcdpy.server.compactor import PeriodicCompactor, RevisionCompactor
@@ -84,7 +85,7 @@ class EtcdServer:
         self._deadlines = Deadlines()
         from etcdpy.observability.metrics import ServerMetrics  # ops: counters for /metrics
 
-        self.metrics = ServerMetrics()
+        self.metrics = ServerMetrics(slow_apply_seconds=config.experimental_warning_apply_duration)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -302,6 +303,10 @@ class EtcdServer:
             dbSizeInUse=self.backend.size_in_use(),
             isLearner=self.is_learner,
         )
+        # etcdctl's ERRORS column: no leader first, then every active alarm.
+        if not self.leader_id:
+            resp.errors.append(errors.NoLeader.message)
+        resp.errors.extend(alarm_text(a) for a in self.maintenance.alarms.get())
         self.fill_header(resp.header)
         return resp
 

@@ -161,6 +161,8 @@ class Http1Protocol(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
         self._task: asyncio.Task[None] | None = None
         self._closing = False
+        self._peer_done = False  # the client closed its side (EOF)
+        self._streaming = False
         self._can_write = asyncio.Event()
         self._can_write.set()
 
@@ -177,10 +179,16 @@ class Http1Protocol(asyncio.Protocol):
             self._transport.pause_reading()  # a pipelining client waits for its answers
 
     def eof_received(self) -> bool:
+        self._peer_done = True
+        self._closing = True
         if self._task is None:
             self._close()
-        self._closing = True
-        return True  # keep the write side open to finish a response in progress
+        elif self._streaming:
+            # A stream has no end of its own: once the client has gone (Go's server cancels
+            # the request's context on EOF too), stop it now, or a gateway watch would live on
+            # until an event fails to write.
+            self._task.cancel()
+        return True  # keep the write side open to finish a whole response in progress
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closing = True
@@ -258,6 +266,9 @@ class Http1Protocol(asyncio.Protocol):
                 await self._write_stream(response, close)
             else:
                 self._write_whole(response, close)
+        except asyncio.CancelledError:
+            self._close()  # the client left in the middle of a response
+            raise
         finally:
             self._task = None
         if close:
@@ -290,7 +301,10 @@ class Http1Protocol(asyncio.Protocol):
             close,
         )
         transport.write(head)
+        self._streaming = True
         try:
+            if self._peer_done:
+                return  # the client left before the stream began
             async for chunk in response.chunks:
                 if self._transport is None:
                     return
@@ -298,6 +312,7 @@ class Http1Protocol(asyncio.Protocol):
                     self._transport.write(b"%x\r\n%b\r\n" % (len(chunk), chunk))
                 await self._can_write.wait()
         finally:
+            self._streaming = False
             aclose = getattr(response.chunks, "aclose", None)
             if aclose is not None:
                 with contextlib.suppress(Exception):

@@ -7,19 +7,28 @@ restore makes a new data directory that starts a new cluster: the key space, lea
 revisions of the snapshot, no raft log, no cluster id, members or alarms (the member starts
 with the given --name/--initial-cluster, which restore checks), and the consistent index reset
 so that the new cluster's log applies from its first entry.
+
+Messages are etcdctl 3.4's (``etcdctl snapshot restore|status``): its errors word for word, and
+restore's ``restoring snapshot`` / ``restored snapshot`` log lines on stderr.
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
+import io
 import json
+import os
 import shutil
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import lmdb
+
+from etcdpy.config import ConfigError, go_quote, parse_initial_cluster
+from etcdpy.gofmt import go_bytes, go_path_error, humanize_bytes
 from etcdpy.mvcc import backend as bk
 from etcdpy.mvcc.backend import Backend
 from etcdpy.mvcc.kvstore import CONSISTENT_INDEX_KEY, KVStore
@@ -38,15 +47,29 @@ def _has_hash(size: int) -> bool:
     return size % 512 == SHA_SIZE
 
 
+def _open(snapshot: Path) -> io.BufferedReader:
+    try:
+        return snapshot.open("rb")
+    except OSError as exc:
+        raise SnapshotError(go_path_error("open", exc)) from None
+
+
+def _open_backend(db: Path) -> Backend:
+    try:
+        return Backend(db)
+    except lmdb.Error:
+        raise SnapshotError("invalid database") from None  # bbolt's word for a foreign file
+
+
 def copy_verified(snapshot: Path, dest: Path, skip_hash_check: bool) -> int:
     """Copies the database part of ``snapshot`` to ``dest``; checks the trailing digest."""
-    size = snapshot.stat().st_size
-    has_hash = _has_hash(size)
-    if not has_hash and not skip_hash_check:
-        raise SnapshotError("snapshot missing hash but --skip-hash-check=false")
-    db_size = size - SHA_SIZE if has_hash else size
-    digest = hashlib.sha256()
-    with snapshot.open("rb") as src, dest.open("wb") as out:
+    with _open(snapshot) as src, dest.open("wb") as out:
+        size = os.fstat(src.fileno()).st_size
+        has_hash = _has_hash(size)
+        if not has_hash and not skip_hash_check:
+            raise SnapshotError("snapshot missing hash but --skip-hash-check=false")
+        db_size = size - SHA_SIZE if has_hash else size
+        digest = hashlib.sha256()
         left = db_size
         while left > 0:
             chunk = src.read(min(COPY_CHUNK, left))
@@ -57,20 +80,8 @@ def copy_verified(snapshot: Path, dest: Path, skip_hash_check: bool) -> int:
             left -= len(chunk)
         trailer = src.read(SHA_SIZE) if has_hash else b""
     if has_hash and not skip_hash_check and digest.digest() != trailer:
-        raise SnapshotError(
-            f"expected sha256 {trailer.hex()}, got {digest.hexdigest()}: snapshot is corrupt"
-        )
+        raise SnapshotError(f"expected sha256 {go_bytes(trailer)}, got {go_bytes(digest.digest())}")
     return db_size
-
-
-def _parse_cluster(text: str) -> dict[str, list[str]]:
-    cluster: dict[str, list[str]] = {}
-    for part in filter(None, (p.strip() for p in text.split(","))):
-        name, sep, url = part.partition("=")
-        if not sep or not name or not url:
-            raise SnapshotError(f"invalid --initial-cluster entry {part!r}")
-        cluster.setdefault(name, []).append(url)
-    return cluster
 
 
 def restore(
@@ -79,20 +90,29 @@ def restore(
     name: str,
     initial_cluster: str,
     skip_hash_check: bool = False,
+    started: Callable[[], None] | None = None,
 ) -> None:
-    cluster = _parse_cluster(initial_cluster)
+    """``started`` is called once the arguments are checked, before any file is touched."""
+    try:
+        cluster = parse_initial_cluster(initial_cluster)
+    except ConfigError as exc:
+        raise SnapshotError(str(exc)) from None
     if name not in cluster:
         raise SnapshotError(
-            f"couldn't find local name {name!r} in the initial cluster configuration"
+            f"couldn't find local name {go_quote(name)} in the initial cluster configuration"
         )
     if data_dir.exists():
-        raise SnapshotError(f"data-dir {str(data_dir)!r} exists")
+        raise SnapshotError(f"data-dir {go_quote(str(data_dir))} exists")
+    if started is not None:
+        started()
+    src = _open(snapshot)  # before anything is created: a missing file leaves no data dir
+    src.close()
     snap_dir = data_dir / "member" / "snap"
     snap_dir.mkdir(parents=True)
     try:
         db = snap_dir / "db"
         copy_verified(snapshot, db, skip_hash_check)
-        backend = Backend(db)
+        backend = _open_backend(db)
         try:
             with backend.batch() as tx:
                 # The old cluster's id, members and alarms go: the member bootstraps a new
@@ -110,10 +130,14 @@ def restore(
 
 def status(snapshot: Path) -> dict[str, int]:
     """etcdutl's snapshot status: hash, revision, total keys (every bucket), total size."""
+    try:
+        snapshot.stat()
+    except OSError as exc:
+        raise SnapshotError(go_path_error("stat", exc)) from None
     with tempfile.TemporaryDirectory(prefix="etcdpy-snapshot-") as tmp:
         db = Path(tmp) / "db"
         copy_verified(snapshot, db, skip_hash_check=True)
-        backend = Backend(db)
+        backend = _open_backend(db)
         try:
             kv = KVStore(backend)
             h, rev = kv.hash()
@@ -130,15 +154,6 @@ def status(snapshot: Path) -> dict[str, int]:
         }
 
 
-def _human_bytes(n: int) -> str:
-    value = float(n)
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if value < 1000 or unit == "TB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1000
-    return f"{n} B"  # pragma: no cover
-
-
 def _print_status(st: dict[str, int], write_out: str) -> None:
     if write_out == "json":
         print(json.dumps(st, separators=(",", ":")))
@@ -147,7 +162,7 @@ def _print_status(st: dict[str, int], write_out: str) -> None:
         f"{st['hash']:x}",
         str(st["revision"]),
         str(st["totalKey"]),
-        _human_bytes(st["totalSize"]),
+        humanize_bytes(st["totalSize"]),
     ]
     if write_out == "table":
         head = ["HASH", "REVISION", "TOTAL KEYS", "TOTAL SIZE"]
@@ -180,11 +195,36 @@ def main(argv: Sequence[str]) -> int:
     try:
         if args.command == "restore":
             data_dir = args.data_dir or Path(f"{args.name}.etcd")
-            restore(args.filename, data_dir, args.name, args.initial_cluster, args.skip_hash_check)
-            print(f"restored snapshot {args.filename} into {data_dir}", file=sys.stderr)
+            _restore_logged(args.filename, data_dir, args)
         else:
             _print_status(status(args.filename), args.write_out)
-    except (SnapshotError, OSError) as exc:
+    except SnapshotError as exc:
         print(f"Error: {exc}", file=sys.stderr)
         return 1
+    except OSError as exc:
+        print(f"Error: {go_path_error('', exc)}", file=sys.stderr)
+        return 1
     return 0
+
+
+def _restore_logged(snapshot: Path, data_dir: Path, args: argparse.Namespace) -> None:
+    """restore, with etcdctl's two info lines on stderr around it."""
+    from etcdpy.observability.logging import configure_logging, get_logger
+
+    configure_logging()
+    log = get_logger("etcdpy.tools.snapshot")
+    fields = {
+        "path": str(snapshot),
+        "wal-dir": str(data_dir / "member" / "wal"),
+        "data-dir": str(data_dir),
+        "snap-dir": str(data_dir / "member" / "snap"),
+    }
+    restore(
+        snapshot,
+        data_dir,
+        args.name,
+        args.initial_cluster,
+        args.skip_hash_check,
+        started=lambda: log.info("restoring snapshot", **fields),
+    )
+    log.info("restored snapshot", **fields)

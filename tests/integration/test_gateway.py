@@ -6,6 +6,11 @@ import base64
 import hashlib
 import http.client
 import json
+import re
+import signal
+import subprocess
+import time
+import urllib.request
 from typing import Any
 
 import grpc
@@ -14,6 +19,7 @@ from google.protobuf import json_format
 
 from etcdpy.pb.etcdserverpb import rpc_pb2, rpc_pb2_grpc
 from etcdpy.testing.processes import MemberProcess
+from tests.tools import require_tool
 
 pytestmark = pytest.mark.integration
 
@@ -129,6 +135,37 @@ def test_watch_streams_events_as_json_lines(etcdpy_server: MemberProcess) -> Non
         conn.close()
     # The server is fine after the client went away mid-stream.
     assert post_json(etcdpy_server, "/v3/kv/range", {"key": b64("w")})["count"] == "1"
+
+
+def watcher_gauge(member: MemberProcess) -> float:
+    metrics = urllib.request.urlopen(member.client_url + "/metrics", timeout=10).read().decode()
+    found = re.search(r"^etcd_debugging_mvcc_watcher_total (\S+)$", metrics, re.M)
+    assert found is not None
+    return float(found.group(1))
+
+
+def test_watch_ends_when_the_http_client_leaves(etcdpy_server: MemberProcess) -> None:
+    """curl killed by timeout(1) while its watch waits for events: the gateway's watches go at
+    once (no put needed to find the dead connection), and SIGTERM then exits without waiting
+    out the 5 s grace for them."""
+    curl = require_tool("curl")
+    watch = [curl, "-sN", etcdpy_server.client_url + "/v3/watch", "-X", "POST"]
+    body = json.dumps({"create_request": {"key": b64("foo")}})
+    clients = [
+        subprocess.Popen(["timeout", "1", *watch, "-d", body], stdout=subprocess.PIPE)
+        for _ in range(3)
+    ]
+    for client in clients:
+        out, _err = client.communicate(timeout=20)
+        assert json.loads(out.splitlines()[0])["result"]["created"] is True
+    deadline = time.monotonic() + 10
+    while watcher_gauge(etcdpy_server) != 0:
+        assert time.monotonic() < deadline, "the watches outlived their HTTP clients"
+        time.sleep(0.1)
+    proc = etcdpy_server.proc
+    assert proc is not None
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=4) == 0, etcdpy_server.log_tail()
 
 
 def test_lease_over_http(etcdpy_server: MemberProcess) -> None:

@@ -4,12 +4,15 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import subprocess
+import sys
 from pathlib import Path
 
 import grpc
 import pytest
 
+from etcdpy.gofmt import humanize_bytes
 from etcdpy.pb.etcdserverpb import rpc_pb2, rpc_pb2_grpc
 from etcdpy.testing.processes import MemberProcess, etcdpy_command, etcdpy_member
 from tests.tools import Etcdctl
@@ -73,6 +76,18 @@ def test_snapshot_save_restore_start_same_hashkv(
     )
     assert status.returncode == 0, status.stderr
     assert f'"revision":{before.header.revision}' in status.stdout
+    # etcdpy's and etcdpyctl's TOTAL SIZE are etcdctl's (go-humanize), e.g. 33 kB for 32768.
+    db_size = len(data) - 32
+    table = snapshot_cli("status", str(snap), "-w", "table").stdout
+    assert f" {humanize_bytes(db_size)} |" in table
+    etcdpyctl = str(Path(sys.executable).with_name("etcdpyctl"))
+    ctl_table = subprocess.run(
+        [etcdpyctl, "snapshot", "status", str(snap), "-w", "table"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    ).stdout
+    assert f" {humanize_bytes(db_size)} |" in ctl_table
 
     restored = etcdpy_member(tmp_path, name="r")
     proc = subprocess.run(
@@ -93,6 +108,11 @@ def test_snapshot_save_restore_start_same_hashkv(
         timeout=60,
     )
     assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == ""  # as etcdctl: two info lines on stderr, nothing else
+    logged = [json.loads(line) for line in proc.stderr.splitlines()]
+    assert [e["msg"] for e in logged] == ["restoring snapshot", "restored snapshot"]
+    assert logged[1]["data-dir"] == str(restored.data_dir)
+    assert logged[1]["snap-dir"] == str(restored.data_dir / "member" / "snap")
     restored.start()
     try:
         after = hash_kv(restored)
@@ -106,27 +126,38 @@ def test_snapshot_save_restore_start_same_hashkv(
         restored.stop()
 
 
+def snapshot_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*etcdpy_command(), "snapshot", *args], capture_output=True, text=True, timeout=60
+    )
+
+
 def test_restore_refuses_corrupt_snapshot_and_existing_dir(tmp_path: Path) -> None:
+    """The errors are etcdctl 3.4's words (clientv3/snapshot/v3_snapshot.go): Go's %q and %v."""
     bad = tmp_path / "bad.db"
     bad.write_bytes(b"\0" * 512 + b"\1" * 32)
-    cmd = [*etcdpy_command(), "snapshot", "restore", str(bad), "--name", "a"]
-    proc = subprocess.run(
-        [*cmd, "--data-dir", str(tmp_path / "d"), "--initial-cluster", "a=http://127.0.0.1:1"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    cmd = ["restore", str(bad), "--name", "a", "--initial-cluster", "a=http://127.0.0.1:1"]
+    proc = snapshot_cli(*cmd, "--data-dir", str(tmp_path / "d"))
     assert proc.returncode == 1
-    assert "snapshot is corrupt" in proc.stderr
+    got = " ".join(str(b) for b in hashlib.sha256(b"\0" * 512).digest())
+    assert (
+        proc.stderr.splitlines()[-1]
+        == f"Error: expected sha256 [{' '.join(['1'] * 32)}], got [{got}]"
+    )
     assert not (tmp_path / "d").exists()
-    proc = subprocess.run(
-        [*cmd, "--data-dir", str(tmp_path), "--initial-cluster", "a=http://127.0.0.1:1"],
-        capture_output=True,
-        text=True,
-        timeout=60,
+    proc = snapshot_cli(*cmd, "--data-dir", str(tmp_path))
+    assert (proc.returncode, proc.stderr) == (1, f'Error: data-dir "{tmp_path}" exists\n')
+    proc = snapshot_cli(*cmd, "--data-dir", str(tmp_path / "e"), "--name", "z")
+    assert proc.stderr == (
+        'Error: couldn\'t find local name "z" in the initial cluster configuration\n'
     )
-    assert proc.returncode == 1
-    assert "exists" in proc.stderr
+    missing = str(tmp_path / "missing.db")
+    proc = snapshot_cli("restore", missing, "--data-dir", str(tmp_path / "f"))
+    assert proc.stderr.splitlines()[-1] == f"Error: open {missing}: no such file or directory"
+    proc = snapshot_cli("status", missing)
+    assert proc.stderr == f"Error: stat {missing}: no such file or directory\n"
+    proc = snapshot_cli("status", str(bad))
+    assert (proc.returncode, proc.stderr) == (1, "Error: invalid database\n")
 
 
 def test_nospace_alarm_round_trip(tmp_path: Path) -> None:
@@ -145,6 +176,11 @@ def test_nospace_alarm_round_trip(tmp_path: Path) -> None:
         assert refused is not None, "the quota was never reached"
         assert NOSPACE in refused.stderr
         assert "alarm:NOSPACE" in ctl.run("alarm", "list").stdout
+        # endpoint status lists the alarm in its ERRORS column, in etcd's words.
+        [status] = ctl.json("endpoint", "status")
+        member_id = int(status["Status"]["header"]["member_id"])
+        assert status["Status"]["errors"] == [f"memberID:{member_id} alarm:NOSPACE "]
+        assert "alarm:NOSPACE" in ctl.run("endpoint", "status", "-w", "table").stdout
         # Writes are refused on every path, reads and deletes go on.
         assert NOSPACE in ctl.run("put", "small", "1", check=False).stderr
         assert ctl.run("get", "keep", "--print-value-only").stdout.strip() == "me"
@@ -157,6 +193,7 @@ def test_nospace_alarm_round_trip(tmp_path: Path) -> None:
         assert size_after < size_before / 4
         ctl.run("alarm", "disarm")
         assert ctl.run("alarm", "list").stdout.strip() == ""
+        assert "errors" not in ctl.json("endpoint", "status")[0]["Status"]
         ctl.run("put", "small", "1")
         assert ctl.run("get", "keep", "--print-value-only").stdout.strip() == "me"
         assert ctl.run("get", "small", "--print-value-only").stdout.strip() == "1"

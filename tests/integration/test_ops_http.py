@@ -205,8 +205,29 @@ def test_health_false_without_a_leader(tmp_path: Path) -> None:
         assert status == 503
         assert b"[-]linearizable_read failed" in body
         assert get(lonely.client_url + "/livez")[::2] == (200, b"ok")
+        [status] = Etcdctl(lonely.endpoint).json("endpoint", "status")
+        assert status["Status"]["errors"] == ["etcdserver: no leader"]
     finally:
         lonely.stop()
+
+
+def test_warning_apply_duration_flag_sets_the_slow_apply_threshold(tmp_path: Path) -> None:
+    """With --experimental-warning-apply-duration 1us every applied put is "too long"."""
+    m = etcdpy_member(tmp_path, extra_args=["--experimental-warning-apply-duration", "1us"])
+    m.start()
+    try:
+        Etcdctl(m.endpoint).run("put", "slow", "apply")
+        deadline = time.monotonic() + 10
+        while True:
+            lines = [json.loads(line) for line in m.log_tail(400).splitlines() if line[:1] == "{"]
+            slow = [e for e in lines if e.get("msg") == "apply request took too long"]
+            if slow:
+                break
+            assert time.monotonic() < deadline, m.log_tail()
+            time.sleep(0.1)
+        assert slow[0]["expected_duration"] == "1µs"
+    finally:
+        m.stop()
 
 
 def test_watch_gauges_follow_open_watches(member: MemberProcess) -> None:

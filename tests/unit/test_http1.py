@@ -142,3 +142,46 @@ def test_streaming_response_is_chunked() -> None:
     text = bytes(t.data)
     assert b"Transfer-Encoding: chunked" in text
     assert text.endswith(b'7\r\n{"a":1}\r\n7\r\n{"b":2}\r\n0\r\n\r\n')
+
+
+async def _stream_until_eof(eof_before_stream: bool) -> tuple[FakeTransport, list[str]]:
+    """A stream that never ends by itself (a watch with no events), and a client that sends
+    its request and then closes its side."""
+    seen: list[str] = []
+
+    async def endless() -> AsyncIterator[bytes]:
+        seen.append("stream started")
+        try:
+            yield b'{"created":true}'
+            await asyncio.Event().wait()
+        finally:
+            seen.append("stream closed")
+
+    async def stream(request: HttpRequest) -> Response:
+        if eof_before_stream:
+            await asyncio.sleep(0.01)  # EOF arrives while the handler still works
+        return StreamingResponse(200, endless())
+
+    transport = FakeTransport()
+    proto = Http1Protocol(stream)
+    proto.connection_made(transport)  # type: ignore[arg-type]
+    proto.data_received(b"POST /v3/watch HTTP/1.1\r\n\r\n")
+    if not eof_before_stream:
+        for _ in range(10):
+            await asyncio.sleep(0)
+        assert b'{"created":true}' in transport.data
+    proto.eof_received()
+    for _ in range(100):
+        if len(seen) != 1 and transport.closed:
+            break
+        await asyncio.sleep(0.01)
+    return transport, seen
+
+
+@pytest.mark.parametrize("eof_before_stream", [False, True])
+def test_stream_ends_and_connection_closes_when_the_client_leaves(eof_before_stream: bool) -> None:
+    transport, seen = asyncio.run(_stream_until_eof(eof_before_stream))
+    # Not left running: closed, or (when the client left first) never started.
+    expected = [] if eof_before_stream else ["stream started", "stream closed"]
+    assert seen == expected
+    assert transport.closed

@@ -112,6 +112,20 @@ def test_slow_apply_counts_and_names_the_requests() -> None:
     assert slow[0]["request_ids"] == ["a2", "a3"]
 
 
+def test_slow_apply_threshold_is_the_configured_one() -> None:
+    """--experimental-warning-apply-duration: a 200 ms batch is fine under a 500 ms threshold,
+    a 3 µs one is slow under 1 µs; both durations are written as Go writes them."""
+    from structlog.testing import capture_logs
+
+    lenient, strict = ServerMetrics(slow_apply_seconds=0.5), ServerMetrics(slow_apply_seconds=1e-6)
+    with capture_logs() as logs:
+        lenient.observe_apply(0.0, 0.2, [(0xB1, None)])
+        strict.observe_apply(0.0, 0.000003, [(0xB2, None)])
+    assert (lenient.slow_applies, strict.slow_applies) == (0, 1)
+    [slow] = [e for e in logs if e["event"] == "apply request took too long"]
+    assert (slow["took"], slow["expected_duration"]) == ("3µs", "1µs")
+
+
 def bisect_index(value: float) -> int:
     import bisect
 
