@@ -7,9 +7,11 @@ import os
 import shutil
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
+import grpc
 import pytest
 
 ETCD_GO_SOURCE = Path("/usr/share/gocode/src/go.etcd.io/etcd")
@@ -82,3 +84,25 @@ class Etcdctl:
 
     def json(self, *args: str) -> Any:
         return json.loads(self.run(*args, "-w", "json").stdout)
+
+
+WAIT_SECONDS = 20.0
+# What a check may raise while the condition does not hold yet (a member still starting, ...).
+NOT_YET = (AssertionError, OSError, grpc.RpcError)
+
+
+def eventually(
+    check: Callable[[], Any], timeout: float = WAIT_SECONDS, what: str = "the condition"
+) -> Any:
+    """Polls ``check`` until it returns something truthy without raising; returns that."""
+    deadline = time.monotonic() + timeout
+    last: BaseException | None = None
+    while time.monotonic() < deadline:
+        try:
+            result = check()
+            if result:
+                return result
+        except NOT_YET as exc:
+            last = exc
+        time.sleep(0.1)
+    raise AssertionError(f"{what} not reached in {timeout}s: {last!r}")

@@ -1,6 +1,5 @@
 """A front-end's end of the core link: ``call`` sends one request record and waits for its
-response record; ``open_stream`` tunnels a stream. Records written in one turn of the event
-loop leave in one write."""
+response record; ``open_stream`` tunnels a stream."""
 
 from __future__ import annotations
 
@@ -8,6 +7,7 @@ import asyncio
 from collections.abc import Callable
 from typing import cast
 
+from etcdpy.corelink.outbox import Outbox
 from etcdpy.corelink.wire import (
     CANCEL,
     CREDIT,
@@ -63,9 +63,8 @@ class CoreLinkClient(asyncio.Protocol):
         self._pending: dict[int, asyncio.Future[tuple[int, bytes]]] = {}
         self._streams: dict[int, LinkStream] = {}
         self._next_id = 1
-        self._out: list[bytes] = []
-        self._flush_scheduled = False
         self._loop = asyncio.get_running_loop()
+        self._outbox = Outbox(self._loop)
 
     @classmethod
     async def connect(cls, path: str, on_lost: Callable[[], None]) -> CoreLinkClient:
@@ -74,10 +73,10 @@ class CoreLinkClient(asyncio.Protocol):
         return protocol
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._transport = cast(asyncio.Transport, transport)
+        self._transport = self._outbox.transport = cast(asyncio.Transport, transport)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._transport = None
+        self._transport = self._outbox.transport = None
         pending, self._pending = self._pending, {}
         for future in pending.values():
             if not future.done():
@@ -137,16 +136,7 @@ class CoreLinkClient(asyncio.Protocol):
         self.send(0, HELLO, text.encode())
 
     def send(self, call_id: int, kind: int, payload: bytes) -> None:
-        self._out.append(encode_request(call_id, kind, payload))
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            self._loop.call_soon(self._flush)
-
-    def _flush(self) -> None:
-        self._flush_scheduled = False
-        out, self._out = self._out, []
-        if self._transport is not None and out:
-            self._transport.write(b"".join(out))
+        self._outbox.add(encode_request(call_id, kind, payload))
 
     def close(self) -> None:
         if self._transport is not None:

@@ -12,6 +12,7 @@ from typing import Any, NoReturn, cast
 import grpc
 import structlog
 
+from etcdpy.corelink.outbox import Outbox
 from etcdpy.corelink.wire import (
     CANCEL,
     CREDIT,
@@ -168,18 +169,17 @@ class _LinkProtocol(asyncio.Protocol):
         self._server = server
         self._reader = RecordReader(REQUEST_HEADER)
         self._transport: asyncio.Transport | None = None
-        self._out: list[bytes] = []
-        self._flush_scheduled = False
         self._loop = asyncio.get_running_loop()
+        self._outbox = Outbox(self._loop)
         self._tasks: set[asyncio.Task[None]] = set()
         self._streams: dict[int, _CoreStream] = {}
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._transport = cast(asyncio.Transport, transport)
+        self._transport = self._outbox.transport = cast(asyncio.Transport, transport)
         self._server.connections.add(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._transport = None
+        self._transport = self._outbox.transport = None
         self._server.connections.discard(self)
         for task in list(self._tasks):
             task.cancel()
@@ -255,16 +255,7 @@ class _LinkProtocol(asyncio.Protocol):
         self.reply(call_id, code, details)
 
     def reply(self, call_id: int, kind: int, payload: bytes) -> None:
-        self._out.append(encode_response(call_id, kind, payload))
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            self._loop.call_soon(self._flush)
-
-    def _flush(self) -> None:
-        self._flush_scheduled = False
-        out, self._out = self._out, []
-        if self._transport is not None and out:
-            self._transport.write(b"".join(out))
+        self._outbox.add(encode_response(call_id, kind, payload))
 
     def close(self) -> None:
         if self._transport is not None:

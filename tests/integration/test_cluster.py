@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import grpc
 import pytest
@@ -16,26 +16,14 @@ from etcdpy.pb.etcdserverpb import rpc_pb2 as pb
 from etcdpy.pb.etcdserverpb import rpc_pb2_grpc
 from etcdpy.testing.cluster_procs import ClusterMember, ProcessCluster
 from etcdpy.testing.processes import free_port
-from tests.tools import Etcdctl, require_tool
+from tests.tools import Etcdctl, eventually, require_tool
 
 pytestmark = pytest.mark.integration
 
 WAIT_SECONDS = 20.0
 
 
-def _eventually(check: Callable[[], Any], timeout: float = WAIT_SECONDS) -> Any:
-    """Polls ``check`` until it returns something truthy without raising; returns that."""
-    deadline = time.monotonic() + timeout
-    last: BaseException | None = None
-    while time.monotonic() < deadline:
-        try:
-            result = check()
-            if result:
-                return result
-        except (AssertionError, OSError) as exc:
-            last = exc
-        time.sleep(0.1)
-    raise AssertionError(f"condition not reached in {timeout}s: {last!r}")
+_eventually = functools.partial(eventually, timeout=WAIT_SECONDS)
 
 
 def _ctl(*members: ClusterMember) -> Etcdctl:

@@ -3,11 +3,10 @@ the Cluster service's headers, and the peer round-trip histogram fed by the prob
 
 from __future__ import annotations
 
-import time
+import functools
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import grpc
 import pytest
@@ -16,7 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from etcdpy.pb.etcdserverpb import rpc_pb2 as pb
 from etcdpy.pb.etcdserverpb import rpc_pb2_grpc
 from etcdpy.testing.cluster_procs import ClusterMember, ProcessCluster
-from tests.tools import Etcdctl, require_tool
+from tests.tools import Etcdctl, eventually, require_tool
 
 pytestmark = pytest.mark.integration
 
@@ -24,18 +23,7 @@ WAIT_SECONDS = 30.0
 REFUSED = "etcdserver: rpc not supported for learner"
 
 
-def _eventually(check: Callable[[], Any], timeout: float = WAIT_SECONDS) -> Any:
-    deadline = time.monotonic() + timeout
-    last: BaseException | None = None
-    while time.monotonic() < deadline:
-        try:
-            result = check()
-            if result:
-                return result
-        except (AssertionError, OSError, grpc.RpcError) as exc:
-            last = exc
-        time.sleep(0.2)
-    raise AssertionError(f"condition not reached in {timeout}s: {last!r}")
+_eventually = functools.partial(eventually, timeout=WAIT_SECONDS)
 
 
 class LearnerCluster:

@@ -29,7 +29,7 @@ from etcdpy.testing.processes import (
     descendants,
     etcdpy_member,
 )
-from tests.tools import Etcdctl
+from tests.tools import Etcdctl, eventually
 
 pytestmark = pytest.mark.integration
 
@@ -43,12 +43,10 @@ def _frontends(member: MemberProcess) -> list[int]:
 
 
 def _wait_until(condition: Callable[[], bool], what: str, member: MemberProcess) -> None:
-    deadline = time.monotonic() + WAIT_SECONDS
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}:\n{member.log_tail(40)}")
+    try:
+        eventually(condition, WAIT_SECONDS, what)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{member.log_tail(40)}") from None
 
 
 @pytest.fixture

@@ -5,10 +5,8 @@ member when the others are killed."""
 from __future__ import annotations
 
 import json
-import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
 from pathlib import Path
 
 import grpc
@@ -18,15 +16,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from etcdpy.pb.etcdserverpb import rpc_pb2, rpc_pb2_grpc
 from etcdpy.testing.cluster_procs import ProcessCluster
 from etcdpy.testing.processes import MemberProcess
+from tests.tools import eventually
 
 pytestmark = pytest.mark.integration
-
-
-def eventually(check: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, what
-        time.sleep(0.1)
 
 
 def hash_kv(member: MemberProcess, revision: int) -> tuple[int, int, int] | None:
@@ -61,9 +53,10 @@ def test_hashkv_agrees_and_the_corruption_check_runs(tmp_path: Path) -> None:
         expected = hash_kv(leader, rev)
         assert expected is not None
         for m in c.members:
-            eventually(lambda m=m: hash_kv(m, rev) == expected, f"{m.name} agrees at {rev}")
+            eventually(lambda m=m: hash_kv(m, rev) == expected, 30, f"{m.name} agrees at {rev}")
         eventually(
             lambda: '"number_of_peers_checked":2' in leader.log_tail(400),
+            30,
             "the leader compared hashes with both other members",
         )
         with urllib.request.urlopen(leader.client_url + "/metrics", timeout=5) as resp:
@@ -88,10 +81,10 @@ def test_health_turns_false_when_the_other_members_die(tmp_path: Path) -> None:
     with ProcessCluster.etcdpy(tmp_path) as c:
         c.leader()
         last = c.members[0]
-        eventually(lambda: health(last)[0] == 200, "healthy with its peers")
+        eventually(lambda: health(last)[0] == 200, 30, "healthy with its peers")
         assert health(last)[1] == {"health": "true", "reason": ""}
         for m in c.members[1:]:
             m.kill9()
-        eventually(lambda: health(last)[0] == 503, "/health false without a quorum")
+        eventually(lambda: health(last)[0] == 503, 30, "/health false without a quorum")
         assert health(last)[1]["health"] == "false"
         assert health(last)[1]["reason"] in ("RAFT NO LEADER", "RANGE ERROR")

@@ -4,13 +4,11 @@ etcd's start-up messages for bad TLS flags (compared with etcd 3.4 itself)."""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
-import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 import trustme
@@ -18,25 +16,14 @@ import trustme
 from etcdpy.testing.cluster_procs import ClusterMember, ProcessCluster
 from etcdpy.testing.processes import etcdpy_command, free_port
 from tests.tls_certs import write_member_certs
-from tests.tools import Etcdctl, require_tool
+from tests.tools import Etcdctl, eventually, require_tool
 
 pytestmark = pytest.mark.integration
 
 WAIT_SECONDS = 20.0
 
 
-def _eventually(check: Callable[[], Any], timeout: float = WAIT_SECONDS) -> Any:
-    deadline = time.monotonic() + timeout
-    last: BaseException | None = None
-    while time.monotonic() < deadline:
-        try:
-            result = check()
-            if result:
-                return result
-        except (AssertionError, OSError) as exc:
-            last = exc
-        time.sleep(0.1)
-    raise AssertionError(f"condition not reached in {timeout}s: {last!r}")
+_eventually = functools.partial(eventually, timeout=WAIT_SECONDS)
 
 
 def _ctl(member: ClusterMember) -> Etcdctl:
