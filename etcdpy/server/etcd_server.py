@@ -318,6 +318,9 @@ class EtcdServer:
         if rd.must_sync:
             self.metrics.observe_wal_sync(time.perf_counter() - started)
 
+    def quiet(self) -> bool:
+        return len(self._wait) <= 1
+
     def stage(self, rd: Ready) -> None:
         self.storage.stage(rd)
         if rd.snapshot is not None and not rd.snapshot.is_empty():

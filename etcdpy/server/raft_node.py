@@ -4,6 +4,8 @@ Order per Ready (the raft contract): persist hard state, entries and snapshot (f
 Ready says so) -> only then send messages -> apply committed entries -> serve read states ->
 advance. The fsync runs in a worker thread so that proposals arriving meanwhile queue up in the
 raft core and go out together in the next Ready: that is the group commit, one fsync per batch.
+When there is nothing to overlap (one entry, at most one client request waiting) it runs in the
+loop instead: the thread hop would only add latency (about 0.08 ms of a single client's put).
 """
 
 from __future__ import annotations
@@ -26,7 +28,11 @@ class ReadyHandler(Protocol):
     """What the server does with each part of a Ready."""
 
     def persist(self, rd: Ready) -> None:
-        """Make hard state, entries and snapshot durable. Runs in a worker thread."""
+        """Make hard state, entries and snapshot durable. Runs in a worker thread, or in the
+        loop when ``quiet``."""
+
+    def quiet(self) -> bool:
+        """At most one client request waits for this member: nothing to batch behind an fsync."""
 
     def stage(self, rd: Ready) -> None:
         """Hand what was persisted to the raft storage the core reads. Runs on the loop."""
@@ -100,7 +106,10 @@ class RaftNode:
                     if sent_early:
                         handler.send(rd.messages)
                     if rd.hard_state is not None or rd.entries or rd.snapshot is not None:
-                        await loop.run_in_executor(self._io, handler.persist, rd)
+                        if rd.snapshot is None and len(rd.entries) <= 1 and handler.quiet():
+                            handler.persist(rd)
+                        else:
+                            await loop.run_in_executor(self._io, handler.persist, rd)
                         handler.stage(rd)
                     if rd.messages and not sent_early:
                         handler.send(rd.messages)
