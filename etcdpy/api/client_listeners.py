@@ -18,6 +18,7 @@ import grpc
 import structlog
 
 from etcdpy.api.gateway import Gateway
+from etcdpy.api.grpc_options import grpc_server_options
 from etcdpy.api.http_api import HttpApi
 from etcdpy.corelink.core import CoreLinkServer
 from etcdpy.frontend.process import CORE_HTTP_SOCKET, CORE_LINK_SOCKET
@@ -116,7 +117,7 @@ class ClientListeners:
         self.frontends = FrontendSupervisor(
             slots,
             os.path.dirname(private.path),
-            config.max_request_bytes,
+            grpc_server_options(config),
             max_body,
             config.log_level,
             config.log_outputs,

@@ -7,20 +7,38 @@ from typing import Any
 
 import grpc
 
+from etcdpy.config import ServerConfig
+
 # etcd lets a request exceed --max-request-bytes by this much at the gRPC layer, so the server
 # can answer "request is too large" itself instead of a transport error.
 GRPC_OVERHEAD_BYTES = 512 * 1024
 MAX_SEND_BYTES = 2**31 - 1
 
 
-def grpc_server_options(max_request_bytes: int) -> list[tuple[str, int]]:
-    return [
-        ("grpc.max_receive_message_length", max_request_bytes + GRPC_OVERHEAD_BYTES),
+# gRPC's integer channel arguments stop at int32.
+_INT32_MAX = 2**31 - 1
+
+
+def grpc_server_options(config: ServerConfig) -> list[tuple[str, int]]:
+    """The client-facing gRPC server's arguments from etcd's flags (v3rpc/grpc.go): message
+    sizes, --max-concurrent-streams, and the --grpc-keepalive-* settings."""
+    options = [
+        ("grpc.max_receive_message_length", config.max_request_bytes + GRPC_OVERHEAD_BYTES),
         ("grpc.max_send_message_length", MAX_SEND_BYTES),
         ("grpc.so_reuseport", 0),
+        ("grpc.max_concurrent_streams", min(config.max_concurrent_streams, _INT32_MAX)),
+        # etcd enforces the client's ping interval only while a stream is open; permitting pings
+        # without calls is the lenient side of that (a client's idle keepalive is not refused).
         ("grpc.keepalive_permit_without_calls", 1),
-        ("grpc.http2.min_ping_interval_without_data_ms", 5000),
     ]
+    if config.grpc_keepalive_min_time > 0:
+        min_time_ms = int(config.grpc_keepalive_min_time * 1000)
+        options.append(("grpc.http2.min_ping_interval_without_data_ms", min_time_ms))
+    if config.grpc_keepalive_interval > 0 and config.grpc_keepalive_timeout > 0:
+        interval_ms = min(int(config.grpc_keepalive_interval * 1000), _INT32_MAX)
+        options.append(("grpc.keepalive_time_ms", interval_ms))
+        options.append(("grpc.keepalive_timeout_ms", int(config.grpc_keepalive_timeout * 1000)))
+    return options
 
 
 def generic_handlers(

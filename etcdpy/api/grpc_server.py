@@ -138,7 +138,7 @@ def build_method_handlers(server: EtcdServer) -> dict[str, grpc.RpcMethodHandler
 def build_grpc_server(
     server: EtcdServer, handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] | None = None
 ) -> grpc.aio.Server:
-    grpc_server = grpc.aio.server(options=grpc_server_options(server.config.max_request_bytes))
+    grpc_server = grpc.aio.server(options=grpc_server_options(server.config))
     grpc_server.add_generic_rpc_handlers(
         generic_handlers(handlers if handlers is not None else build_method_handlers(server))
     )

@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import contextlib
 import ctypes
+import json
 import os
 import signal
 import socket
@@ -20,7 +21,7 @@ from collections.abc import Sequence
 import grpc
 import structlog
 
-from etcdpy.api.grpc_options import generic_handlers, grpc_server_options
+from etcdpy.api.grpc_options import generic_handlers
 from etcdpy.corelink.client import CoreLinkClient
 from etcdpy.frontend.handlers import build_handlers
 from etcdpy.observability.logging import configure_logging
@@ -49,7 +50,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--core-pid", type=int, required=True)
     parser.add_argument("--slot", type=int, required=True)
     parser.add_argument("--fd", type=int, action="append", default=[])
-    parser.add_argument("--max-request-bytes", type=int, required=True)
+    parser.add_argument("--grpc-options", required=True, help="the core's, as JSON")
     parser.add_argument("--max-body-bytes", type=int, required=True)
     parser.add_argument("--log-level", default="info")
     parser.add_argument("--log-outputs", default="default")
@@ -70,7 +71,8 @@ async def serve(args: argparse.Namespace) -> int:
 
     core_dir = args.core_dir
     link = await CoreLinkClient.connect(os.path.join(core_dir, CORE_LINK_SOCKET), on_core_lost)
-    grpc_server = grpc.aio.server(options=grpc_server_options(args.max_request_bytes))
+    options = [(str(name), int(value)) for name, value in json.loads(args.grpc_options)]
+    grpc_server = grpc.aio.server(options=options)
     grpc_server.add_generic_rpc_handlers(generic_handlers(build_handlers(link)))
     private = PrivateSocket()
     grpc_server.add_insecure_port(private.grpc_address)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -83,14 +84,14 @@ class FrontendSupervisor:
         self,
         slots: list[list[socket.socket]],
         core_dir: str,
-        max_request_bytes: int,
+        grpc_options: list[tuple[str, int]],
         max_body_bytes: int,
         log_level: str,
         log_outputs: Sequence[str],
     ) -> None:
         self._slots = slots
         self._core_dir = core_dir
-        self._max_request_bytes = max_request_bytes
+        self._grpc_options = grpc_options
         self._max_body_bytes = max_body_bytes
         self._log_level = log_level
         self._log_outputs = log_outputs
@@ -149,8 +150,8 @@ class FrontendSupervisor:
             str(os.getpid()),
             "--slot",
             str(slot),
-            "--max-request-bytes",
-            str(self._max_request_bytes),
+            "--grpc-options",
+            json.dumps(self._grpc_options),
             "--max-body-bytes",
             str(self._max_body_bytes),
             "--log-level",
