@@ -244,6 +244,19 @@ def _split_params(
     return own, shared
 
 
+def _write_option_sections(
+    ctx: click.Context, formatter: click.HelpFormatter, params: list[click.Parameter]
+) -> None:
+    """The command's own options, then the global ones, as etcdctl's help lists them."""
+    own, shared = _split_params(ctx, params)
+    if own:
+        with formatter.section("Options"):
+            formatter.write_dl(own)
+    if shared:
+        with formatter.section("Global options"):
+            formatter.write_dl(shared)
+
+
 class CtlCommand(click.Command):
     """A leaf command that also takes the global options, and words its argument errors as
     etcdctl does (``args_error``, exit code 128)."""
@@ -255,13 +268,7 @@ class CtlCommand(click.Command):
         self.params.extend(_global_params())
 
     def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
-        own, shared = _split_params(ctx, self.get_params(ctx))
-        if own:
-            with formatter.section("Options"):
-                formatter.write_dl(own)
-        if shared:
-            with formatter.section("Global options"):
-                formatter.write_dl(shared)
+        _write_option_sections(ctx, formatter, self.get_params(ctx))
 
 
 class CtlGroup(click.Group):
@@ -319,14 +326,8 @@ class CtlGroup(click.Group):
                 formatter.write_dl(rows)
 
     def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
-        own, shared = _split_params(ctx, self.get_params(ctx))
         self.format_commands(ctx, formatter)
-        if own:
-            with formatter.section("Options"):
-                formatter.write_dl(own)
-        if shared:
-            with formatter.section("Global options"):
-                formatter.write_dl(shared)
+        _write_option_sections(ctx, formatter, self.get_params(ctx))
 
 
 # -- usage errors in etcdctl's words ----------------------------------------------------------

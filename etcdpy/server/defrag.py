@@ -27,6 +27,7 @@ import structlog
 
 from etcdpy.mvcc import backend as bk
 from etcdpy.mvcc.backend import Backend
+from etcdpy.server.fsync_dir import fsync_dir
 
 if TYPE_CHECKING:
     from etcdpy.server.etcd_server import EtcdServer
@@ -109,7 +110,7 @@ async def defragment(server: EtcdServer, lock: asyncio.Lock) -> tuple[float, flo
             backend.replace_file_keeping_old(copy_path, old_path)
             server.kv.backend_replaced()
             held = time.perf_counter() - held_from
-            _fsync_dir(Path(backend.path).parent)
+            fsync_dir(Path(backend.path).parent)
             await loop.run_in_executor(None, os.unlink, old_path)
         finally:
             metrics.defrag_inflight = 0
@@ -126,11 +127,3 @@ async def defragment(server: EtcdServer, lock: asyncio.Lock) -> tuple[float, flo
         db_size_after=backend.size(),
     )
     return took, held
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

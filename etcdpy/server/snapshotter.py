@@ -20,6 +20,7 @@ from typing import Final
 
 from etcdpy.raft.codec import CodecError, decode_snapshot, encode_snapshot
 from etcdpy.raft.types import Snapshot
+from etcdpy.server.fsync_dir import fsync_dir
 
 SNAP_SUFFIX: Final = ".snap"
 _NAME_RE: Final = re.compile(r"^[0-9a-f]{16}-[0-9a-f]{16}\.snap$")
@@ -72,7 +73,7 @@ class Snapshotter:
             raise
         os.close(fd)
         os.rename(tmp, path)
-        _fsync_dir(self.dir)
+        fsync_dir(self.dir)
         return path
 
     def load(self) -> Snapshot | None:
@@ -118,13 +119,5 @@ class Snapshotter:
         for path in removed:
             path.unlink()
         if removed:
-            _fsync_dir(self.dir)
+            fsync_dir(self.dir)
         return removed
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

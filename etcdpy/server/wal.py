@@ -31,6 +31,7 @@ from typing import Final
 
 from etcdpy.raft.codec import decode_entry_from, decode_hard_state, encode_hard_state
 from etcdpy.raft.types import EMPTY_HARD_STATE, Entry, HardState
+from etcdpy.server.fsync_dir import fsync_dir
 from etcdpy.server.wal_record import (
     SNAPSHOT_MARKER,
     RecordType,
@@ -112,14 +113,6 @@ def _segment_names(dir_path: Path) -> list[tuple[int, int, str]]:
                 found.append((parsed[0], parsed[1], name))
     found.sort()
     return found
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _lock(fd: int, path: Path) -> None:
@@ -431,7 +424,7 @@ class WAL:
 
     def _fsync_dir(self, path: Path) -> None:
         if not self._no_fsync:
-            _fsync_dir(path)
+            fsync_dir(path)
 
     def _check_writable(self) -> None:
         if self._closed:
