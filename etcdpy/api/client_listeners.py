@@ -19,8 +19,11 @@ import structlog
 
 from etcdpy.api.gateway import Gateway
 from etcdpy.api.grpc_options import grpc_server_options
+from etcdpy.api.grpc_server import build_method_handlers
 from etcdpy.api.http_api import HttpApi
 from etcdpy.corelink.core import CoreLinkServer
+from etcdpy.corelink.stats import add_counts
+from etcdpy.corelink.wire import PACKAGE
 from etcdpy.frontend.process import CORE_HTTP_SOCKET, CORE_LINK_SOCKET
 from etcdpy.observability.metrics import build_registry
 from etcdpy.server.client_front import ClientFront, PrivateSocket
@@ -35,6 +38,8 @@ log = structlog.get_logger(__name__)
 
 # The gateway's bodies may carry a whole request of --max-request-bytes as base64 JSON.
 HTTP_BODY_OVERHEAD = 2
+# How long a scrape waits for the front-ends' counts.
+STATS_TIMEOUT_SECONDS = 1.0
 
 
 class ClientListeners:
@@ -90,7 +95,9 @@ class ClientListeners:
     async def _listen_metrics(self, max_body: int) -> None:
         config = self._server.config
         if config.listen_metrics_urls:
-            metrics_api = HttpApi(self._server, self.registry)
+            metrics_api = HttpApi(
+                self._server, self.registry, before_scrape=self._collect_frontend_stats
+            )
             front = ClientFront(_metrics_only(metrics_api), None, max_body)
             self._fronts.append(front)
             for url in config.listen_metrics_urls:
@@ -110,7 +117,9 @@ class ClientListeners:
             return False
         await self._grpc.start()
         self._gateway = Gateway(private.grpc_address)
-        api = HttpApi(self._server, self.registry, self._gateway)
+        api = HttpApi(
+            self._server, self.registry, self._gateway, before_scrape=self._collect_frontend_stats
+        )
         front = ClientFront(api, private.path, max_body)
         self._fronts.append(front)
         await front.listen_unix(private.sibling(CORE_HTTP_SOCKET))
@@ -121,8 +130,17 @@ class ClientListeners:
             max_body,
             config.log_level,
             config.log_outputs,
+            replica_args=self._replica_args(),
+            on_exit=self._frontend_exited,
         )
-        self._link = CoreLinkServer(self._handlers, self.frontends.on_hello)
+        range_path = f"/{PACKAGE}.KV/Range"
+        self._link = CoreLinkServer(
+            self._handlers,
+            self.frontends.on_hello,
+            uncounted={range_path: build_method_handlers(self._server, counted=False)[range_path]},
+            feed=self._server.feed,
+            read_index=self._server.linearizable_read,
+        )
         await self._link.listen(private.sibling(CORE_LINK_SOCKET))
         try:
             await self._listen_metrics(max_body)
@@ -133,6 +151,32 @@ class ClientListeners:
             return False
         log.info("front-end processes serving", count=count, pids=self.frontends.pids)
         return True
+
+    def _replica_args(self) -> list[str]:
+        """What a front-end needs to serve reads and watches from the backend file."""
+        server, config = self._server, self._server.config
+        return [
+            "--db-path",
+            server.backend.path,
+            "--db-map-size",
+            str(server.backend.map_size),
+            "--watch-progress-notify-interval",
+            str(config.experimental_watch_progress_notify_interval),
+            "--max-request-bytes",
+            str(config.max_request_bytes),
+        ]
+
+    async def _collect_frontend_stats(self) -> None:
+        """Before a scrape: the gRPC counts of the calls the front-ends answered themselves."""
+        if self._link is not None:
+            answers = await self._link.collect_stats(STATS_TIMEOUT_SECONDS)
+            self._server.metrics.frontend_watchers.clear()  # only the living count
+            for counts in answers:
+                add_counts(self._server.metrics, counts)
+
+    def _frontend_exited(self) -> None:
+        # A reader killed inside a read transaction would pin old pages until cleared.
+        self._server.backend.env.reader_check()
 
     def stop_accepting(self) -> None:
         for front in self._fronts:

@@ -117,13 +117,16 @@ class _NotYet:
     """A service none of whose RPCs is built yet."""
 
 
-def build_method_handlers(server: EtcdServer) -> dict[str, grpc.RpcMethodHandler[Any, Any]]:
-    """Every method of the six v3 services, as both the gRPC server and the core link run them."""
+def build_method_handlers(
+    server: EtcdServer, counted: bool = True
+) -> dict[str, grpc.RpcMethodHandler[Any, Any]]:
+    """Every method of the six v3 services, as both the gRPC server and the core link run them
+    (``counted=False``: without the gRPC counters, for calls a front-end counted already)."""
     services: dict[str, object] = {
         "KV": KVService(server),
         "Maintenance": MaintenanceService(server),
         "Cluster": ClusterService(server),
-        "Watch": WatchService(server),
+        "Watch": WatchService.for_server(server),
         "Lease": LeaseService(server),
         "Auth": _NotYet(),
     }
@@ -131,7 +134,7 @@ def build_method_handlers(server: EtcdServer) -> dict[str, grpc.RpcMethodHandler
     services = guard_learner_services(services, server)  # what a learner refuses
     handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {}
     for name, impl in services.items():
-        handlers.update(service_handlers(name, impl, server.metrics.grpc))
+        handlers.update(service_handlers(name, impl, server.metrics.grpc if counted else None))
     return handlers
 
 

@@ -48,14 +48,18 @@ class HttpApi:
         server: EtcdServer,
         registry: CollectorRegistry,
         gateway: Gateway | None = None,
+        before_scrape: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self._server = server
         self._registry = registry
         self._gateway = gateway
+        self._before_scrape = before_scrape  # e.g. the front-end processes' counts
 
     async def __call__(self, request: HttpRequest) -> Response:
         path = request.path
         if path == "/metrics":
+            if self._before_scrape is not None:
+                await self._before_scrape()
             return self._metrics()
         if path == "/health":
             return await self._health(request)

@@ -14,14 +14,19 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from etcdpy import errors
 from etcdpy.api.status import Ctx
 from etcdpy.pb.etcdserverpb import rpc_pb2
 
-if TYPE_CHECKING:
-    from etcdpy.server.etcd_server import EtcdServer
+
+class Member(Protocol):
+    """What the guard reads per request: the core's EtcdServer, or a front-end's replica."""
+
+    @property
+    def is_learner(self) -> bool: ...
+
 
 Unary = Callable[[Any, Ctx], Awaitable[Any]]
 
@@ -32,7 +37,7 @@ ALLOWED_ON_LEARNER: dict[tuple[str, str], Callable[[Any], bool] | None] = {
 }
 
 
-def guard_learner_services(services: dict[str, object], server: EtcdServer) -> dict[str, object]:
+def guard_learner_services(services: dict[str, object], server: Member) -> dict[str, object]:
     """Wraps, in place, every RPC of ``services`` that a learner must refuse."""
     for name, impl in services.items():
         descriptor = rpc_pb2.DESCRIPTOR.services_by_name.get(name)
@@ -63,7 +68,7 @@ async def _refuse() -> Any:
     raise errors.NotSupportedForLearner()
 
 
-def _unary_refused(inner: Unary, server: EtcdServer) -> Unary:
+def _unary_refused(inner: Unary, server: Member) -> Unary:
     # A plain function handing back the inner coroutine: no extra frame per request.
     def call(request: Any, context: Ctx) -> Awaitable[Any]:
         if server.is_learner:
@@ -73,7 +78,7 @@ def _unary_refused(inner: Unary, server: EtcdServer) -> Unary:
     return call
 
 
-def _unary_unless(inner: Unary, allowed: Callable[[Any], bool], server: EtcdServer) -> Unary:
+def _unary_unless(inner: Unary, allowed: Callable[[Any], bool], server: Member) -> Unary:
     def call(request: Any, context: Ctx) -> Awaitable[Any]:
         if server.is_learner and not allowed(request):
             return _refuse()
@@ -87,7 +92,7 @@ async def _abort(context: Ctx) -> None:
     await context.abort(code, message)
 
 
-def _stream_factory(factory: Callable[..., Any], server: EtcdServer) -> Callable[..., Any]:
+def _stream_factory(factory: Callable[..., Any], server: Member) -> Callable[..., Any]:
     """Wraps the handler a streaming service builds, so each new stream is checked once."""
 
     def build(*args: Any) -> Any:
@@ -102,7 +107,7 @@ def _stream_factory(factory: Callable[..., Any], server: EtcdServer) -> Callable
     return build
 
 
-def _stream_refused(behavior: Callable[..., Any], server: EtcdServer) -> Callable[..., Any]:
+def _stream_refused(behavior: Callable[..., Any], server: Member) -> Callable[..., Any]:
     # grpc.aio runs a handler that is neither a coroutine function nor an async generator
     # function in a thread: keep the kind of the wrapped behavior.
     if inspect.isasyncgenfunction(behavior):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import grpc
@@ -41,11 +41,32 @@ class _BadRequest(Exception):
 
 
 class WatchService:
-    def __init__(self, server: EtcdServer) -> None:
-        self._server = server
-        interval = server.config.experimental_watch_progress_notify_interval
-        self._progress_interval = max(interval, MIN_PROGRESS_INTERVAL_SECONDS)
-        self._max_bytes = server.config.max_request_bytes + GRPC_OVERHEAD_BYTES
+    """Runs over any watchable store: the core's (``for_server``) or a front-end's replica."""
+
+    def __init__(
+        self,
+        watch_stream: Callable[[Callable[[], None]], WatchStream],
+        header: Callable[[], tuple[int, int, int]],
+        progress_interval: float,
+        max_request_bytes: int,
+    ) -> None:
+        self._watch_stream = watch_stream  # a new stream; its argument is called when ready
+        self._header = header  # (cluster id, member id, raft term)
+        self._progress_interval = max(progress_interval, MIN_PROGRESS_INTERVAL_SECONDS)
+        self._max_bytes = max_request_bytes + GRPC_OVERHEAD_BYTES
+
+    @classmethod
+    def for_server(cls, server: EtcdServer) -> WatchService:
+        def header() -> tuple[int, int, int]:
+            return server.cluster.cluster_id, server.member_id, server.raft_term
+
+        config = server.config
+        return cls(
+            server.watch_stream,
+            header,
+            config.experimental_watch_progress_notify_interval,
+            config.max_request_bytes,
+        )
 
     async def Watch(self, request_iterator: AsyncIterator[bytes], context: Ctx) -> None:
         await self._serve(request_iterator, context)
@@ -56,13 +77,9 @@ class WatchService:
         # Requests come in as bytes (parsed here); responses go out already encoded.
         return grpc.stream_stream_rpc_method_handler(self._serve)
 
-    def _header(self) -> tuple[int, int, int]:
-        s = self._server
-        return s.cluster.cluster_id, s.member_id, s.raft_term
-
     async def _serve(self, request_iterator: AsyncIterator[bytes], context: Ctx) -> None:
         wake = asyncio.Event()
-        stream = self._server.watch_stream(wake.set)
+        stream = self._watch_stream(wake.set)
         encoder = ResponseEncoder(self._header, self._max_bytes)
         loop = asyncio.get_running_loop()
         ticker: asyncio.TimerHandle | None = None

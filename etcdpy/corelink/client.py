@@ -3,7 +3,10 @@ response record; ``open_stream`` tunnels a stream."""
 
 from __future__ import annotations
 
+import array
 import asyncio
+import fcntl
+import termios
 from collections.abc import Callable
 from typing import cast
 
@@ -12,10 +15,13 @@ from etcdpy.corelink.wire import (
     CANCEL,
     CREDIT,
     CREDIT_COUNT,
+    FEED,
     HALF_CLOSE,
     HELLO,
     MESSAGE,
     RESPONSE_HEADER,
+    STATS,
+    STATS_REPLY,
     STREAM_MESSAGE,
     RecordReader,
     encode_request,
@@ -65,6 +71,10 @@ class CoreLinkClient(asyncio.Protocol):
         self._next_id = 1
         self._loop = asyncio.get_running_loop()
         self._outbox = Outbox(self._loop)
+        # FEED records (etcdpy.corelink.feed), in order with the responses around them
+        self.on_feed: Callable[[bytes], None] | None = None
+        # The counts the core asks for with STATS records (etcdpy.corelink.stats)
+        self.take_stats: Callable[[], bytes] | None = None
 
     @classmethod
     async def connect(cls, path: str, on_lost: Callable[[], None]) -> CoreLinkClient:
@@ -91,6 +101,13 @@ class CoreLinkClient(asyncio.Protocol):
         pending = self._pending
         streams = self._streams
         for call_id, kind, payload in self._reader.feed(data):
+            if call_id == 0:  # no call has id 0
+                if kind == FEED and self.on_feed is not None:
+                    self.on_feed(payload)
+                elif kind == STATS and self.take_stats is not None:
+                    question = CREDIT_COUNT.unpack(payload)[0]
+                    self.send(question, STATS_REPLY, self.take_stats())
+                continue
             future = pending.pop(call_id, None)
             if future is not None:
                 if not future.done():
@@ -103,6 +120,21 @@ class CoreLinkClient(asyncio.Protocol):
                 del streams[call_id]
                 stream.ended = True
             stream.incoming.put_nowait((kind, payload))
+
+    def has_unread_input(self) -> bool:
+        """Bytes from the core wait in the socket (records this process has not seen yet)."""
+        transport = self._transport
+        if transport is None:
+            return False
+        sock = transport.get_extra_info("socket")
+        if sock is None:
+            return False
+        count = array.array("i", [0])
+        try:
+            fcntl.ioctl(sock.fileno(), termios.FIONREAD, count)
+        except OSError:
+            return False
+        return count[0] > 0
 
     def _new_id(self) -> int:
         call_id = self._next_id

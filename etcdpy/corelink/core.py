@@ -6,27 +6,37 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
-from collections.abc import AsyncIterator, Callable, Mapping
-from typing import Any, NoReturn, cast
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, Any, NoReturn, cast
 
 import grpc
 import structlog
 
+from etcdpy import errors
 from etcdpy.corelink.outbox import Outbox
 from etcdpy.corelink.wire import (
     CANCEL,
     CREDIT,
     CREDIT_COUNT,
+    FEED,
     HALF_CLOSE,
     HELLO,
     INITIAL_CREDIT,
     LINK_METHODS,
     MESSAGE,
+    READ_INDEX,
     REQUEST_HEADER,
+    STATS,
+    STATS_REPLY,
     STREAM_MESSAGE,
+    SUBSCRIBE,
+    UNCOUNTED,
     RecordReader,
     encode_response,
 )
+
+if TYPE_CHECKING:
+    from etcdpy.server.replica_feed import ReplicaFeed
 
 log = structlog.get_logger(__name__)
 
@@ -173,6 +183,8 @@ class _LinkProtocol(asyncio.Protocol):
         self._outbox = Outbox(self._loop)
         self._tasks: set[asyncio.Task[None]] = set()
         self._streams: dict[int, _CoreStream] = {}
+        self._questions: dict[int, asyncio.Future[bytes]] = {}
+        self._next_question = 1
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = self._outbox.transport = cast(asyncio.Transport, transport)
@@ -181,8 +193,14 @@ class _LinkProtocol(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._transport = self._outbox.transport = None
         self._server.connections.discard(self)
+        if self._server.feed is not None:
+            self._server.feed.subscribers.discard(self)
         for task in list(self._tasks):
             task.cancel()
+        for question in self._questions.values():
+            if not question.done():
+                question.cancel()
+        self._questions.clear()
 
     def data_received(self, data: bytes) -> None:
         try:
@@ -206,10 +224,28 @@ class _LinkProtocol(asyncio.Protocol):
                 self._streams[call_id] = stream
                 stream.task = self._spawn(stream.run(payload))
             return
+        if UNCOUNTED <= kind < UNCOUNTED + len(methods):
+            uncounted = self._server.uncounted[kind - UNCOUNTED]
+            if uncounted is None or not uncounted.unary:
+                self.reply(call_id, _UNIMPLEMENTED, b"unknown method")
+            else:
+                self._spawn(self._call(call_id, uncounted, payload))
+            return
+        if kind == STATS_REPLY:
+            question = self._questions.pop(call_id, None)
+            if question is not None and not question.done():
+                question.set_result(payload)
+            else:  # answered after the scrape gave up on it: the next scrape counts it
+                self._server.late_stats.append(payload)
+            return
         open_stream = self._streams.get(call_id)
         if open_stream is None:
             if kind == HELLO:
                 self._server.on_hello(payload)
+            elif kind == SUBSCRIBE:
+                self._subscribe(call_id)
+            elif kind == READ_INDEX:
+                self._spawn(self._read_index(call_id))
             elif kind not in (MESSAGE, CREDIT, HALF_CLOSE, CANCEL):
                 raise ValueError(f"unknown record kind {kind}")
             return  # records that crossed the stream's end
@@ -250,6 +286,43 @@ class _LinkProtocol(asyncio.Protocol):
             log.exception("core link: unexpected error in handler")
             self.reply(call_id, _UNKNOWN, f"Unexpected {type(exc)}: {exc}".encode())
 
+    def _subscribe(self, call_id: int) -> None:
+        feed = self._server.feed
+        if feed is None:
+            self.reply(call_id, _UNIMPLEMENTED, b"this core keeps no feed")
+            return
+        feed.subscribers.add(self)
+        self.reply(call_id, _OK, feed.current_header())
+
+    async def _read_index(self, call_id: int) -> None:
+        read_index = self._server.read_index
+        if read_index is None:
+            self.reply(call_id, _UNIMPLEMENTED, b"this core serves no read index")
+            return
+        try:
+            await read_index()
+        except errors.EtcdError as exc:
+            code, message = errors.to_grpc_status(exc)
+            self.reply(call_id, code.value[0], message.encode())
+            return
+        except Exception as exc:
+            log.exception("core link: unexpected error in read index")
+            self.reply(call_id, _UNKNOWN, f"Unexpected {type(exc)}: {exc}".encode())
+            return
+        self.reply(call_id, _OK, b"")
+
+    def send_feed(self, record: bytes) -> None:
+        self.reply(0, FEED, record)
+
+    def ask_stats(self) -> asyncio.Future[bytes]:
+        """The front-end's gRPC counts since it was last asked (etcdpy.corelink.stats)."""
+        number = self._next_question
+        self._next_question = number + 1 if number < 2**31 else 1
+        future: asyncio.Future[bytes] = self._loop.create_future()
+        self._questions[number] = future
+        self.reply(0, STATS, CREDIT_COUNT.pack(number))
+        return future
+
     def end_stream(self, call_id: int, code: int, details: bytes) -> None:
         self._streams.pop(call_id, None)
         self.reply(call_id, code, details)
@@ -269,13 +342,44 @@ class CoreLinkServer:
         self,
         handlers: Mapping[str, grpc.RpcMethodHandler[Any, Any]],
         on_hello: Callable[[bytes], None],
+        feed: ReplicaFeed | None = None,
+        read_index: Callable[[], Awaitable[None]] | None = None,
+        uncounted: Mapping[str, grpc.RpcMethodHandler[Any, Any]] | None = None,
     ) -> None:
         self.methods: list[_Method | None] = [
             _Method(handlers[path]) if path in handlers else None for path in LINK_METHODS
         ]
+        uncounted = uncounted or {}
+        self.uncounted: list[_Method | None] = [
+            _Method(uncounted[path]) if path in uncounted else None for path in LINK_METHODS
+        ]
         self.on_hello = on_hello
+        self.feed = feed
+        self.read_index = read_index
         self.connections: set[_LinkProtocol] = set()
+        self.late_stats: list[bytes] = []
         self._server: asyncio.AbstractServer | None = None
+
+    async def collect_stats(self, timeout: float) -> list[bytes]:
+        """Every subscribed front-end's counts (those that do not answer in time are left out:
+        they count at the next scrape)."""
+        answers, self.late_stats = self.late_stats, []
+        if self.feed is None:
+            return answers
+        asked = [
+            connection.ask_stats()
+            for connection in self.connections
+            if connection in self.feed.subscribers
+        ]
+        if not asked:
+            return answers
+        await asyncio.wait(asked, timeout=timeout)
+        for future in asked:
+            if future.done() and not future.cancelled():
+                answers.append(future.result())
+            else:
+                future.cancel()
+        return answers
 
     async def listen(self, path: str) -> None:
         loop = asyncio.get_running_loop()

@@ -16,6 +16,14 @@ many more messages the core may send; the core stops when it has none, so a clie
 read holds up only its own stream, in the core, where the watch code parks slow watchers). The
 core answers with ``STREAM_MESSAGE`` records, then one record whose kind is the final status code.
 ``HELLO`` (call id 0, payload the slot number) says a front-end's listeners are up.
+
+The read replica (etcdpy.corelink.feed): ``SUBSCRIBE`` is a call (answered OK, empty) after
+which the core sends ``FEED`` records (call id 0) after every commit; ``READ_INDEX`` is a call
+answered once the core has confirmed its leadership and applied up to the read index (OK,
+empty; else the status a linearizable read would get), and so after the feed records that bring
+the replica that far. The core asks a subscribed front-end for the gRPC counts of the calls it
+answered itself with a ``STATS`` record (call id 0, payload the u32 id of the question); the
+front-end answers with a ``STATS_REPLY`` record under that id (etcdpy.corelink.stats).
 """
 
 from __future__ import annotations
@@ -41,14 +49,22 @@ def _methods() -> tuple[str, ...]:
 
 LINK_METHODS: tuple[str, ...] = _methods()
 METHOD_NUMBER: dict[str, int] = {path: i for i, path in enumerate(LINK_METHODS)}
+# A method's number plus this: the same call, not counted again in the core's gRPC metrics
+# (the front-end counted it: a read it first tried to answer itself).
+UNCOUNTED = 0x4000
 # Front-end to core kinds beyond the method numbers.
 HELLO = 0xFFFF
 MESSAGE = 0xFFFE
 HALF_CLOSE = 0xFFFD
 CANCEL = 0xFFFC
 CREDIT = 0xFFFB
+SUBSCRIBE = 0xFFFA
+READ_INDEX = 0xFFF9
+STATS_REPLY = 0xFFF8
 # Core to front-end kind beyond the status codes.
 STREAM_MESSAGE = 0xFF
+FEED = 0xFE
+STATS = 0xFD
 # Messages a core may send on a stream before the front-end has passed any on to its client.
 INITIAL_CREDIT = 64
 CREDIT_COUNT = struct.Struct("<I")

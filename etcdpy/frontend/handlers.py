@@ -9,14 +9,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Callable
+from typing import TYPE_CHECKING, Any
 
 import grpc
 
 from etcdpy.corelink.client import CoreLinkClient, CoreLinkLost, LinkStream
 from etcdpy.corelink.wire import METHOD_NUMBER, PACKAGE, STREAM_MESSAGE
 from etcdpy.pb.etcdserverpb import rpc_pb2
+
+if TYPE_CHECKING:
+    from etcdpy.corelink.stats import ReadCounts
+    from etcdpy.frontend.replica import FrontendReplica
+    from etcdpy.mvcc.watcher import WatchStream
+    from etcdpy.observability.metrics import GrpcStats
 
 Handlers = dict[str, "grpc.RpcMethodHandler[Any, Any]"]
 Ctx = grpc.aio.ServicerContext[Any, Any]
@@ -107,4 +113,37 @@ def build_handlers(link: CoreLinkClient) -> Handlers:
                 handlers[path] = grpc.unary_stream_rpc_method_handler(behavior)
             elif not method.client_streaming:  # etcd's API has no client-streaming-only call
                 handlers[path] = grpc.unary_unary_rpc_method_handler(_unary(link, number))
+    return handlers
+
+
+def local_handlers(
+    replica: FrontendReplica,
+    link: CoreLinkClient,
+    stats: GrpcStats,
+    counts: ReadCounts,
+    watch_settings: tuple[float, int],
+) -> Handlers:
+    """KV.Range and Watch.Watch from the front-end's replica, through the same parsing, error
+    mapping, learner guard and counters as the core's handlers (etcdpy.api.grpc_server)."""
+    from etcdpy.api.grpc_server import service_handlers
+    from etcdpy.api.learner_guard import guard_learner_services
+    from etcdpy.api.watch import WatchService
+    from etcdpy.frontend.local_reads import LocalKV, ReadIndexBatcher
+
+    def watch_stream(on_ready: Callable[[], None]) -> WatchStream:
+        assert replica.store is not None
+        return replica.store.new_stream(on_ready)
+
+    def header() -> tuple[int, int, int]:
+        return replica.cluster_id, replica.member_id, replica.raft_term
+
+    services: dict[str, object] = {
+        "KV": LocalKV(replica, link, ReadIndexBatcher(link), counts),
+        "Watch": WatchService(watch_stream, header, *watch_settings),
+    }
+    guard_learner_services(services, replica)
+    handlers: Handlers = {}
+    for service, method in (("KV", "Range"), ("Watch", "Watch")):
+        path = f"/{PACKAGE}.{service}/{method}"
+        handlers[path] = service_handlers(service, services[service], stats)[path]
     return handlers

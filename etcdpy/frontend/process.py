@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import contextlib
 import ctypes
+import functools
 import json
 import os
 import signal
@@ -23,9 +24,14 @@ import structlog
 
 from etcdpy.api.grpc_options import generic_handlers
 from etcdpy.corelink.client import CoreLinkClient
-from etcdpy.frontend.handlers import build_handlers
+from etcdpy.corelink.stats import ReadCounts, take_counts
+from etcdpy.corelink.wire import SUBSCRIBE
+from etcdpy.frontend.handlers import build_handlers, local_handlers
+from etcdpy.frontend.replica import FrontendReplica
 from etcdpy.observability.logging import configure_logging
+from etcdpy.observability.metrics import GrpcStats
 from etcdpy.server.client_front import ClientFront, PrivateSocket
+from etcdpy.server.watch_sync import WatchSync
 
 log = structlog.get_logger(__name__)
 
@@ -54,6 +60,10 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--max-body-bytes", type=int, required=True)
     parser.add_argument("--log-level", default="info")
     parser.add_argument("--log-outputs", default="default")
+    parser.add_argument("--db-path", help="the core's backend file: serve reads from it")
+    parser.add_argument("--db-map-size", type=int, default=0)
+    parser.add_argument("--watch-progress-notify-interval", type=float, default=600.0)
+    parser.add_argument("--max-request-bytes", type=int, default=1536 * 1024)
     return parser.parse_args(argv)
 
 
@@ -72,8 +82,18 @@ async def serve(args: argparse.Namespace) -> int:
     core_dir = args.core_dir
     link = await CoreLinkClient.connect(os.path.join(core_dir, CORE_LINK_SOCKET), on_core_lost)
     options = [(str(name), int(value)) for name, value in json.loads(args.grpc_options)]
+    handlers = build_handlers(link)
+    watch_sync = WatchSync()
+    replica = await _start_replica(args, link, watch_sync) if args.db_path else None
+    if replica is not None:
+        assert replica.store is not None
+        watch_sync.start(replica.store)
+        stats, counts = GrpcStats(), ReadCounts()
+        watch_settings = (args.watch_progress_notify_interval, args.max_request_bytes)
+        handlers.update(local_handlers(replica, link, stats, counts, watch_settings))
+        link.take_stats = functools.partial(take_counts, stats, counts, replica.store)
     grpc_server = grpc.aio.server(options=options)
-    grpc_server.add_generic_rpc_handlers(generic_handlers(build_handlers(link)))
+    grpc_server.add_generic_rpc_handlers(generic_handlers(handlers))
     private = PrivateSocket()
     grpc_server.add_insecure_port(private.grpc_address)
     await grpc_server.start()
@@ -95,8 +115,25 @@ async def serve(args: argparse.Namespace) -> int:
         await grpc_server.stop(0)
     await front.close()
     link.close()
+    await watch_sync.stop()
+    if replica is not None:
+        replica.close()
     private.cleanup()
     return 1 if core_lost else 0
+
+
+async def _start_replica(
+    args: argparse.Namespace, link: CoreLinkClient, watch_sync: WatchSync
+) -> FrontendReplica:
+    """Subscribe to the core's feed, then restore from the file: nothing committed between the
+    two is missed (etcdpy.frontend.replica)."""
+    replica = FrontendReplica(args.db_path, args.db_map_size, watch_sync.wake)
+    link.on_feed = replica.on_feed
+    code, subscribed = await link.call(SUBSCRIBE, b"")
+    if code:
+        raise RuntimeError(f"the core refused the feed: {subscribed.decode()}")
+    replica.start(subscribed)
+    return replica
 
 
 def main(argv: Sequence[str] | None = None) -> int:

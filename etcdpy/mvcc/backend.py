@@ -33,6 +33,7 @@ Not thread-safe: one thread drives a Backend.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import zlib
 from collections.abc import Callable, Iterable, Iterator
@@ -68,6 +69,7 @@ BUCKETS: tuple[bytes, ...] = (
 # etcd's default storage quota is 2 GiB; the map must be at least as large as the quota.
 DEFAULT_MAP_SIZE = 2 * 1024**3 + 512 * 1024**2
 DEFAULT_MAX_READERS = 1024
+LOCK_SUFFIX = "-lock"  # LMDB's lock file beside the data file (subdir=False)
 
 
 class Tx:
@@ -137,6 +139,18 @@ class Tx:
         return self.txn.delete(key, db=self._dbs[bucket])
 
 
+def replace_data_file(new: str | os.PathLike[str], path: str | os.PathLike[str]) -> None:
+    """Move ``new`` over the closed database file at ``path``, with a fresh lock file.
+
+    Readers in other processes may still have the old file open: the lock file records the
+    state of the file it was made with, so a new file needs a new lock file (the old one lives
+    on, unlinked, for those readers until they reopen by path).
+    """
+    os.replace(new, path)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(os.fspath(path) + LOCK_SUFFIX)
+
+
 class Backend:
     """One LMDB file holding etcd's buckets; see the module docstring for durability."""
 
@@ -202,7 +216,7 @@ class Backend:
         if self._batch is not None or self.readonly:
             raise RuntimeError("replace_file() needs a writable backend outside a batch")
         self.env.close()
-        os.replace(path, self.path)
+        replace_data_file(path, self.path)
         self.env = self._open_env()
         self._size = None
 

@@ -30,6 +30,7 @@ import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import TracebackType
+from typing import Protocol
 
 from etcdpy.mvcc import backend as bk
 from etcdpy.mvcc.backend import Backend, Tx
@@ -105,6 +106,16 @@ class _Compaction:
         self.end = _U64.pack(rev + 1)  # every key of a revision <= rev sorts below this
 
 
+class ChangeSink(Protocol):
+    """Told of every change the store makes (the core's feed to front-end replicas)."""
+
+    def on_events(self, events: list[Event]) -> None: ...
+
+    def on_compaction(self, rev: int) -> None: ...
+
+    def on_replaced(self) -> None: ...
+
+
 class KVStore:
     """etcd's mvcc store over a Backend; see the module docstring."""
 
@@ -121,6 +132,7 @@ class KVStore:
         self._txn: TxnWrite | None = None
         self._compaction: _Compaction | None = None
         self._broken = False
+        self.change_sink: ChangeSink | None = None
         self._restore()
 
     def replace_backend(self, backend: Backend) -> None:
@@ -136,6 +148,8 @@ class KVStore:
         self._compaction = None
         self._broken = False
         self._restore()
+        if self.change_sink is not None:
+            self.change_sink.on_replaced()
 
     # -- state ---------------------------------------------------------------------------
 
@@ -165,6 +179,8 @@ class KVStore:
     def backend_replaced(self) -> None:
         """The backend swapped its file (defragmentation): fetch the bucket handle again."""
         self._key_db = self._b.db(bk.KEY)
+        if self.change_sink is not None:
+            self.change_sink.on_replaced()
 
     def _check_usable(self) -> None:
         if self._broken or self._b.closed:
@@ -406,6 +422,8 @@ class KVStore:
         with self._b.batch() as tx:
             tx.put(bk.META, SCHEDULED_COMPACT_KEY, encode(rev))
         self._compaction = _Compaction(rev, self._index.compact(rev))
+        if self.change_sink is not None:
+            self.change_sink.on_compaction(rev)
 
     @property
     def compaction_pending(self) -> bool:
@@ -648,6 +666,8 @@ class TxnWrite:
         except BaseException:
             s._broken = True
             raise
+        if self._changed and s.change_sink is not None:
+            s.change_sink.on_events(self._events)
         return self._events
 
     def _fail(self) -> None:

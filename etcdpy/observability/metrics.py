@@ -275,6 +275,11 @@ class ServerMetrics:
         self.heartbeat_send_failures = 0
         self.health_success = 0
         self.health_failures = 0
+        # Range calls front-end processes answered from their replicas / handed to the core
+        self.frontend_reads_local = 0
+        self.frontend_reads_forwarded = 0
+        # (watchers, slow watchers) of each front-end process, by pid, as of the last scrape
+        self.frontend_watchers: dict[int, tuple[int, int]] = {}
         self.defrag_inflight = 0
         # Bumped by the cluster code (learner promotion, snapshot install), 0 until it does.
         self.learner_promote_successes = 0
@@ -475,6 +480,16 @@ class EtcdCollector(Collector):
             "etcd_server_health_failures",
             "The total number of failed health checks",
             m.health_failures,
+        )
+        yield _counter(
+            "etcdpy_frontend_reads_local",
+            "Range calls front-end processes answered from their read replicas.",
+            m.frontend_reads_local,
+        )
+        yield _counter(
+            "etcdpy_frontend_reads_forwarded",
+            "Range calls front-end processes handed to the core process.",
+            m.frontend_reads_forwarded,
         )
         yield _counter(
             "etcd_server_learner_promote_successes",

@@ -22,7 +22,7 @@ import structlog
 from etcdpy import ETCD_API_VERSION, errors
 from etcdpy.config import ServerConfig
 from etcdpy.lease.lessor import Lessor, min_lease_ttl
-from etcdpy.mvcc.backend import Backend
+from etcdpy.mvcc.backend import Backend, replace_data_file
 from etcdpy.mvcc.errors import CompactedError, FutureRevError
 from etcdpy.mvcc.watchable_store import WatchableStore
 from etcdpy.mvcc.watcher import WatchStream
@@ -51,6 +51,7 @@ from etcdpy.server.membership import Cluster
 from etcdpy.server.raft_node import RaftNode
 from etcdpy.server.raft_storage import DurableRaftStorage
 from etcdpy.server.read_index import LinearizableReads
+from etcdpy.server.replica_feed import ReplicaFeed
 from etcdpy.server.wait import AppliedIndexWaiters, Deadlines, Wait
 from etcdpy.server.watch_sync import WatchSync
 
@@ -86,6 +87,8 @@ class EtcdServer:
         from etcdpy.observability.metrics import ServerMetrics  # ops: counters for /metrics
 
         self.metrics = ServerMetrics(slow_apply_seconds=config.experimental_warning_apply_duration)
+        # Changes for the front-end processes' read replicas (--frontend-processes)
+        self.feed = ReplicaFeed(self._feed_header)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -97,6 +100,7 @@ class EtcdServer:
         self.backend = Backend(member_dir / "snap" / "db", map_size=max(2 * quota, MIN_MAP_BYTES))
         self.watch_sync = WatchSync()
         self.kv = WatchableStore(self.backend, wakeup=self.watch_sync.wake)
+        self.kv.change_sink = self.feed
         self.watch_sync.start(self.kv)
         self.lessor = Lessor(
             self.backend,
@@ -291,6 +295,10 @@ class EtcdServer:
         if not header.revision:
             header.revision = self.kv.current_revision
 
+    def _feed_header(self) -> tuple[int, int, int, int, bool]:
+        s = self
+        return s.kv.current_revision, s.raft_term, s.cluster.cluster_id, s.member_id, s.is_learner
+
     def status(self) -> pb.StatusResponse:
         st = self.raft.node.status()
         resp = pb.StatusResponse(
@@ -360,6 +368,7 @@ class EtcdServer:
                 if self.kv.consistent_index < entry.index:
                     self.kv.set_consistent_index(entry.index)
                 self.applied_index = entry.index
+        self.feed.flush()  # committed: the front-ends hear of it before the clients do
         if promote:
             self.leases.promote(self._lease_extension())
         for request_id, result in results:
@@ -448,7 +457,7 @@ class EtcdServer:
         db_file = self.data_dir / "member" / "snap" / "db"
         map_size = self.backend.map_size
         self.backend.close()
-        os.replace(db_path, db_file)
+        replace_data_file(db_path, db_file)
         self.backend = Backend(db_file, map_size=map_size)
         self.kv.replace_backend(self.backend)
         self.lessor.recover(self.backend, self.kv.lease_keys())

@@ -18,7 +18,7 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import structlog
 
@@ -88,8 +88,12 @@ class FrontendSupervisor:
         max_body_bytes: int,
         log_level: str,
         log_outputs: Sequence[str],
+        replica_args: Sequence[str] = (),
+        on_exit: Callable[[], None] | None = None,
     ) -> None:
         self._slots = slots
+        self._replica_args = list(replica_args)  # where the backend is, watch settings
+        self._on_exit = on_exit
         self._core_dir = core_dir
         self._grpc_options = grpc_options
         self._max_body_bytes = max_body_bytes
@@ -161,6 +165,7 @@ class FrontendSupervisor:
         ]
         for fd in fds:
             argv += ["--fd", str(fd)]
+        argv += self._replica_args
         self._processes[slot] = await asyncio.create_subprocess_exec(*argv, pass_fds=fds)
 
     async def _watch(self, slot: int) -> None:
@@ -173,6 +178,8 @@ class FrontendSupervisor:
             if self._stopping:
                 return
             log.warning("front-end process exited; starting it again", slot=slot, exit_code=code)
+            if self._on_exit is not None:
+                self._on_exit()
             if time.monotonic() - started > STABLE_SECONDS:
                 backoff = 0.1
             await asyncio.sleep(backoff)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from etcdpy import ETCD_API_VERSION
@@ -47,11 +48,20 @@ class EtcdServerView:
             cluster_version=cluster_version(),
             open_read_transactions=_open_readers(backend),
             leases_expired=getattr(getattr(s, "leases", None), "revoked_expired", 0),
-            **_watchers(kv),
+            **_with_frontends(watcher_counts(kv), s.metrics.frontend_watchers.values()),
         )
 
 
-def _watchers(kv: object) -> dict[str, int]:
+def _with_frontends(counts: dict[str, int], frontends: Iterable[tuple[int, int]]) -> dict[str, int]:
+    """The core's watcher counts plus those of the front-end processes' watch streams."""
+    if counts:
+        for watchers, slow in frontends:
+            counts["watchers"] += watchers
+            counts["slow_watchers"] += slow
+    return counts
+
+
+def watcher_counts(kv: object) -> dict[str, int]:
     """Watcher counts of a watchable store (a plain KVStore has none)."""
     synced = getattr(kv, "synced", None)
     unsynced = getattr(kv, "unsynced", None)

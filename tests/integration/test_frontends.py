@@ -3,7 +3,9 @@
 What a user sees does not change (the rest of the suite runs with N=1 and N=2 through
 ETCD_FRONTEND_PROCESSES); these tests check what is particular to the process model: the
 front-ends exist, share the port, are restarted when they die, die with the core, stop with it,
-and do not let a second member take a port that is in use.
+and do not let a second member take a port that is in use; and their read replicas: every read
+through any front-end sees every write acknowledged before it, through whichever front-end, and
+the replicas follow compaction, defragmentation and a restart of their front-end.
 """
 
 from __future__ import annotations
@@ -111,6 +113,129 @@ def test_a_watch_through_a_frontend_sees_puts_made_through_another(
             channel.close()
 
 
+def _metric(member: MemberProcess, name: str) -> float:
+    with urllib.request.urlopen(f"{member.client_url}/metrics", timeout=5) as response:
+        for line in response.read().decode().splitlines():
+            if line.startswith(name) and line[len(name)] in " {,":
+                return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"{name} not in /metrics")
+
+
+def _connections(member: MemberProcess, count: int) -> list[grpc.Channel]:
+    """Separate TCP connections (the kernel spreads them over the front-ends' sockets)."""
+    fresh = [("grpc.use_local_subchannel_pool", 1)]
+    return [grpc.insecure_channel(member.endpoint, options=fresh) for _ in range(count)]
+
+
+def test_every_read_sees_every_write_acknowledged_before_it(member: MemberProcess) -> None:
+    channels = _connections(member, 6)
+    kvs = [rpc_pb2_grpc.KVStub(c) for c in channels]
+    handled_before = _metric(member, 'grpc_server_handled_total{grpc_code="OK",grpc_method="Range"')
+    try:
+        for i in range(150):
+            value = b"%d" % i
+            put = kvs[i % 6].Put(pb.PutRequest(key=b"ryw", value=value), timeout=5)
+            for serializable, reader in ((False, kvs[(i + 1) % 6]), (True, kvs[(i + 2) % 6])):
+                got = reader.Range(
+                    pb.RangeRequest(key=b"ryw", serializable=serializable), timeout=5
+                )
+                assert [kv.value for kv in got.kvs] == [value], (i, serializable)
+                assert got.header.revision >= put.header.revision
+                assert got.kvs[0].mod_revision == put.header.revision
+    finally:
+        for channel in channels:
+            channel.close()
+    # Each front-end answered from its replica, and its counts reached the core's /metrics.
+    handled = _metric(member, 'grpc_server_handled_total{grpc_code="OK",grpc_method="Range"')
+    assert handled - handled_before == 300
+    assert _metric(member, "etcdpy_frontend_reads_local_total") >= 300
+    assert _metric(member, "etcdpy_frontend_reads_forwarded_total") == 0
+
+
+def test_replicas_follow_compaction_and_defragmentation(member: MemberProcess) -> None:
+    ctl = Etcdctl(member.endpoint)
+    for i in range(30):
+        ctl.out("put", f"c/{i % 5}", f"v{i}")
+    rev = int(json.loads(ctl.out("get", "c/0", "-w", "json"))["header"]["revision"])
+    ctl.out("compaction", "--physical", str(rev - 3))
+    ctl.out("defrag")
+    ctl.out("put", "c/after", "x")
+    channels = _connections(member, 4)
+    try:
+        for channel in channels:
+            kv = rpc_pb2_grpc.KVStub(channel)
+            for serializable in (False, True):
+                got = kv.Range(
+                    pb.RangeRequest(key=b"c/", range_end=b"c0", serializable=serializable),
+                    timeout=5,
+                )
+                assert [kv.key for kv in got.kvs] == [
+                    b"c/0",
+                    b"c/1",
+                    b"c/2",
+                    b"c/3",
+                    b"c/4",
+                    b"c/after",
+                ]
+                assert [kv.value for kv in got.kvs][:5] == [b"v25", b"v26", b"v27", b"v28", b"v29"]
+                old = kv.Range(
+                    pb.RangeRequest(key=b"c/0", revision=rev - 2, serializable=serializable),
+                    timeout=5,
+                )
+                assert old.kvs[0].value == b"v25"
+                with pytest.raises(grpc.RpcError) as info:
+                    kv.Range(
+                        pb.RangeRequest(key=b"c/0", revision=rev - 4, serializable=serializable),
+                        timeout=5,
+                    )
+                assert info.value.code() == grpc.StatusCode.OUT_OF_RANGE
+                assert (
+                    info.value.details() == "etcdserver: mvcc: required revision has been compacted"
+                )
+    finally:
+        for channel in channels:
+            channel.close()
+    assert _metric(member, "etcdpy_frontend_reads_local_total") >= 16
+
+
+def test_watches_end_in_the_frontends_and_count_in_the_cores_metrics(
+    member: MemberProcess,
+) -> None:
+    channels = _connections(member, 4)
+    try:
+        rpc_pb2_grpc.KVStub(channels[0]).Put(pb.PutRequest(key=b"p/a", value=b"old"), timeout=5)
+        streams = []
+        for channel in channels:
+            create = pb.WatchRequest(
+                create_request=pb.WatchCreateRequest(key=b"p/", range_end=b"p0", prev_kv=True)
+            )
+            stream = rpc_pb2_grpc.WatchStub(channel).Watch(iter([create]), timeout=30)
+            assert next(stream).created
+            streams.append(stream)
+        assert _metric(member, "etcd_debugging_mvcc_watcher_total") == len(channels)
+        assert _metric(member, "etcd_debugging_mvcc_watch_stream_total") == len(channels)
+        for i, channel in enumerate(channels):
+            kv = rpc_pb2_grpc.KVStub(channel)
+            kv.Put(pb.PutRequest(key=b"p/a", value=b"%d" % i), timeout=5)
+        kv.DeleteRange(pb.DeleteRangeRequest(key=b"p/a"), timeout=5)
+        for stream in streams:
+            seen: list[tuple[int, bytes, bytes]] = []
+            for response in stream:
+                seen += [(e.type, e.kv.value, e.prev_kv.value) for e in response.events]
+                if len(seen) >= len(channels) + 1:
+                    break
+            values = [b"old"] + [b"%d" % i for i in range(len(channels))]
+            expected = [(0, values[i + 1], values[i]) for i in range(len(channels))]
+            assert seen == [*expected, (1, b"", values[-1])]
+            stream.cancel()
+    finally:
+        for channel in channels:
+            channel.close()
+    assert _metric(member, "etcdpy_frontend_reads_forwarded_total") == 0
+    # the streams ended in the front-ends, and the core's gauges say so
+    eventually(lambda: _metric(member, "etcd_debugging_mvcc_watcher_total") == 0, 10, "no watchers")
+
+
 def test_a_killed_frontend_is_started_again(member: MemberProcess) -> None:
     before = _frontends(member)
     os.kill(before[0], signal.SIGKILL)
@@ -129,6 +254,12 @@ def test_a_killed_frontend_is_started_again(member: MemberProcess) -> None:
         except grpc.RpcError as exc:
             raise AssertionError(f"{exc}\n{member.log_tail(40)}") from exc
         got = kv.Range(pb.RangeRequest(key=b"after/", range_end=b"after0"), timeout=5)
+        # the new front-end's replica, restored from the file, has every key
+        for _ in range(8):
+            again = kv.Range(
+                pb.RangeRequest(key=b"after/", range_end=b"after0", serializable=True), timeout=5
+            )
+            assert again.count == 20
     assert got.count == 20
     assert "front-end process exited; starting it again" in member.log_tail(200)
 

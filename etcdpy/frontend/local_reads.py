@@ -1,0 +1,148 @@
+"""KV.Range served in the front-end, from its read replica (etcdpy.frontend.replica).
+
+Serializable reads are answered at once, at the revision the replica has reached. A
+linearizable read first waits for a READ_INDEX answer from the core (one call for every read
+that arrived while the previous one was out, as etcd batches its ReadIndex requests): the core
+answers once it has applied up to the read index, after the feed records that bring the replica
+there, so the replica then holds every write acknowledged before the read began.
+
+Whatever the replica cannot answer with certainty goes to the core as the call it is: no replica
+yet, a revision the replica has not reached (a client may have written it through another
+front-end), a value the core's compaction removed under a read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import grpc
+import structlog
+
+from etcdpy import errors
+from etcdpy.api import txn_checks
+from etcdpy.api.status import Ctx
+from etcdpy.corelink.client import CoreLinkClient, CoreLinkLost
+from etcdpy.corelink.stats import ReadCounts
+from etcdpy.corelink.wire import METHOD_NUMBER, PACKAGE, READ_INDEX, UNCOUNTED
+from etcdpy.frontend.replica import FrontendReplica
+from etcdpy.mvcc.errors import CompactedError, FutureRevError
+from etcdpy.pb.etcdserverpb import rpc_pb2 as pb
+from etcdpy.server.applier import apply_range, mvcc_error
+
+log = structlog.get_logger(__name__)
+
+RANGE_METHOD = METHOD_NUMBER[f"/{PACKAGE}.KV/Range"]
+CORE_UNREACHABLE = "etcdpy: the core process is not reachable"
+
+# Event-loop turns a serializable read waits for the core link to be read (each turn reads it).
+MAX_CATCH_UP_TURNS = 10
+
+_STATUS = {code.value[0]: code for code in grpc.StatusCode}
+
+
+def _error(code: int, details: bytes) -> errors.EtcdError:
+    return errors.from_grpc_status(_STATUS.get(code, grpc.StatusCode.UNKNOWN), details.decode())
+
+
+class ReadIndexBatcher:
+    """Linearizable reads share READ_INDEX calls: one out at a time, the next one carrying every
+    read that arrived meanwhile."""
+
+    def __init__(self, link: CoreLinkClient) -> None:
+        self._link = link
+        self._loop = asyncio.get_running_loop()
+        self._in_flight = False
+        self._next: asyncio.Future[tuple[int, bytes]] | None = None
+        self.calls = 0
+
+    def _launch(self, waiters: asyncio.Future[tuple[int, bytes]]) -> None:
+        self._in_flight = True
+        self.calls += 1
+        call = self._link.call(READ_INDEX, b"")
+
+        def done(result: asyncio.Future[tuple[int, bytes]]) -> None:
+            self._in_flight = False
+            if not waiters.done():
+                exc = result.exception()
+                if exc is not None:
+                    waiters.set_exception(exc)
+                else:
+                    waiters.set_result(result.result())
+            following, self._next = self._next, None
+            if following is not None:
+                self._launch(following)
+
+        call.add_done_callback(done)
+
+    async def wait(self) -> None:
+        """Returns once the replica holds every write acknowledged before the call."""
+        if not self._in_flight:
+            waiters: asyncio.Future[tuple[int, bytes]] = self._loop.create_future()
+            self._launch(waiters)
+        else:
+            if self._next is None:
+                self._next = self._loop.create_future()
+            waiters = self._next
+        code, details = await asyncio.shield(waiters)
+        if code:
+            raise _error(code, details)
+
+
+class LocalKV:
+    """The KV service's Range for a front-end (the other methods go to the core as they are)."""
+
+    def __init__(
+        self,
+        replica: FrontendReplica,
+        link: CoreLinkClient,
+        reads: ReadIndexBatcher,
+        counts: ReadCounts,
+    ) -> None:
+        self._replica = replica
+        self._link = link
+        self._reads = reads
+        self._counts = counts
+
+    async def Range(self, request: pb.RangeRequest, context: Ctx) -> pb.RangeResponse:
+        txn_checks.check_range(request)
+        try:
+            if not request.serializable:
+                await self._reads.wait()
+            else:
+                await self._catch_up()
+            store = self._replica.store
+            if store is None:
+                return await self._forward(request)
+            try:
+                resp = apply_range(store, request)
+            except CompactedError as exc:
+                raise mvcc_error(exc) from None
+            except FutureRevError:
+                return await self._forward(request)  # the core may be further on
+            except errors.EtcdError:
+                raise
+            except Exception as exc:  # e.g. a value compacted away under this read
+                log.debug("front-end read handed to the core", error=repr(exc))
+                return await self._forward(request)
+        except CoreLinkLost:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, CORE_UNREACHABLE)
+        self._replica.fill_header(resp.header)
+        self._counts.local += 1
+        return resp
+
+    async def _catch_up(self) -> None:
+        """Take the feed records already sent before reading: a client that wrote through
+        another front-end and got its answer finds its write here (the core sends the feed
+        before the answer)."""
+        for _ in range(MAX_CATCH_UP_TURNS):
+            if not self._link.has_unread_input():
+                return
+            await asyncio.sleep(0)
+
+    async def _forward(self, request: pb.RangeRequest) -> pb.RangeResponse:
+        self._counts.forwarded += 1
+        # Uncounted in the core: this front-end's counters have the call already.
+        code, payload = await self._link.call(UNCOUNTED + RANGE_METHOD, request.SerializeToString())
+        if code:
+            raise _error(code, payload)
+        return pb.RangeResponse.FromString(payload)

@@ -1,0 +1,90 @@
+"""A front-end's read replica: the core's LMDB file, read only, kept level by the change feed.
+
+Started after the core has subscribed this front-end to its feed, so every change committed
+after the replica's restore arrives as a feed record (changes the restore saw already are
+skipped, etcdpy.mvcc.replica_store). When the core swaps its backend file, or when a feed record
+does not fit the index (a bug, but never a reason to serve wrong data), the replica reopens the
+file and restores again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import structlog
+
+from etcdpy.corelink.feed import FeedUpdate, decode_feed
+from etcdpy.frontend.watch_store import ReplicaWatchableStore
+from etcdpy.mvcc.backend import Backend
+from etcdpy.mvcc.replica_store import ReplicaOutOfStep
+from etcdpy.pb.etcdserverpb import rpc_pb2 as pb
+
+log = structlog.get_logger(__name__)
+
+
+class FrontendReplica:
+    def __init__(
+        self, db_path: str, map_size: int, wakeup: Callable[[], None] | None = None
+    ) -> None:
+        self._db_path = db_path
+        self._map_size = map_size
+        self._wakeup = wakeup  # the front-end's watch sync (etcdpy.server.watch_sync)
+        self.store: ReplicaWatchableStore | None = None
+        self.cluster_id = 0
+        self.member_id = 0
+        self.raft_term = 0
+        self.is_learner = False  # read per request by the learner guard (api/learner_guard.py)
+        self.rebuilds = 0
+
+    def start(self, subscribed: bytes) -> None:
+        """Open the file; ``subscribed`` is the core's answer to SUBSCRIBE (where it stands)."""
+        self._take_header(decode_feed(subscribed))
+        self._open()
+
+    def _open(self) -> None:
+        """Open the file as it is now; a store already open keeps its watchers (they catch up
+        from the new file, as the core's do after a snapshot)."""
+        store = self.store
+        if store is not None:
+            store.backend.close()  # LMDB opens a file once per process
+            store.replace_backend(self._backend())
+        else:
+            self.store = ReplicaWatchableStore(self._backend(), wakeup=self._wakeup)
+
+    def _backend(self) -> Backend:
+        return Backend(self._db_path, map_size=self._map_size, readonly=True)
+
+    def _take_header(self, update: FeedUpdate) -> None:
+        self.cluster_id = update.cluster_id
+        self.member_id = update.member_id
+        self.raft_term = update.raft_term
+        self.is_learner = update.is_learner
+
+    def on_feed(self, payload: bytes) -> None:
+        update = decode_feed(payload)
+        self._take_header(update)
+        store = self.store
+        if store is None:
+            return  # not started yet: the restore will read these changes from the file
+        try:
+            if update.replaced:
+                self._open()
+                return
+            store.apply_update(update)
+        except (ReplicaOutOfStep, ValueError, KeyError) as exc:
+            log.error("front-end replica out of step with the core; rebuilding", error=str(exc))
+            self.rebuilds += 1
+            self._open()
+
+    def fill_header(self, header: pb.ResponseHeader) -> None:
+        store = self.store
+        header.cluster_id = self.cluster_id
+        header.member_id = self.member_id
+        header.raft_term = self.raft_term
+        if not header.revision and store is not None:
+            header.revision = store.current_revision
+
+    def close(self) -> None:
+        if self.store is not None:
+            self.store.close_reader()
+            self.store = None
