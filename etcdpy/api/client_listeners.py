@@ -140,6 +140,7 @@ class ClientListeners:
             uncounted={range_path: build_method_handlers(self._server, counted=False)[range_path]},
             feed=self._server.feed,
             read_index=self._server.linearizable_read,
+            renew_many=self._server.lease_renew_many,
         )
         await self._link.listen(private.sibling(CORE_LINK_SOCKET))
         try:

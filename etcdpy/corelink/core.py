@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn, cast
 
 import grpc
@@ -22,9 +22,11 @@ from etcdpy.corelink.wire import (
     HALF_CLOSE,
     HELLO,
     INITIAL_CREDIT,
+    LEASE_NOT_FOUND_TTL,
     LINK_METHODS,
     MESSAGE,
     READ_INDEX,
+    RENEW,
     REQUEST_HEADER,
     STATS,
     STATS_REPLY,
@@ -32,6 +34,8 @@ from etcdpy.corelink.wire import (
     SUBSCRIBE,
     UNCOUNTED,
     RecordReader,
+    decode_lease_ids,
+    encode_renewals,
     encode_response,
 )
 
@@ -44,6 +48,7 @@ _OK = 0
 _UNKNOWN = grpc.StatusCode.UNKNOWN.value[0]
 _CANCELLED = grpc.StatusCode.CANCELLED.value[0]
 _UNIMPLEMENTED = grpc.StatusCode.UNIMPLEMENTED.value[0]
+_INTERNAL = grpc.StatusCode.INTERNAL.value[0]
 
 
 class CallAborted(Exception):
@@ -246,6 +251,8 @@ class _LinkProtocol(asyncio.Protocol):
                 self._subscribe(call_id)
             elif kind == READ_INDEX:
                 self._spawn(self._read_index(call_id))
+            elif kind == RENEW:
+                self._spawn(self._renew(call_id, payload))
             elif kind not in (MESSAGE, CREDIT, HALF_CLOSE, CANCEL):
                 raise ValueError(f"unknown record kind {kind}")
             return  # records that crossed the stream's end
@@ -311,6 +318,27 @@ class _LinkProtocol(asyncio.Protocol):
             return
         self.reply(call_id, _OK, b"")
 
+    async def _renew(self, call_id: int, payload: bytes) -> None:
+        renew_many = self._server.renew_many
+        if renew_many is None:
+            self.reply(call_id, _UNIMPLEMENTED, b"this core renews no leases")
+            return
+        try:
+            lease_ids = decode_lease_ids(payload)
+        except ValueError as exc:
+            self.reply(call_id, _INTERNAL, str(exc).encode())
+            return
+        results: list[tuple[int, int, str]] = []
+        for outcome in await renew_many(lease_ids):
+            if isinstance(outcome, errors.LeaseNotFound):
+                results.append((LEASE_NOT_FOUND_TTL, _OK, ""))
+            elif isinstance(outcome, errors.EtcdError):
+                code, message = errors.to_grpc_status(outcome)
+                results.append((0, code.value[0], message))
+            else:
+                results.append((outcome, _OK, ""))
+        self.reply(call_id, _OK, encode_renewals(results))
+
     def send_feed(self, record: bytes) -> None:
         self.reply(0, FEED, record)
 
@@ -345,6 +373,8 @@ class CoreLinkServer:
         feed: ReplicaFeed | None = None,
         read_index: Callable[[], Awaitable[None]] | None = None,
         uncounted: Mapping[str, grpc.RpcMethodHandler[Any, Any]] | None = None,
+        renew_many: Callable[[Sequence[int]], Awaitable[Sequence[int | errors.EtcdError]]]
+        | None = None,
     ) -> None:
         self.methods: list[_Method | None] = [
             _Method(handlers[path]) if path in handlers else None for path in LINK_METHODS
@@ -356,6 +386,7 @@ class CoreLinkServer:
         self.on_hello = on_hello
         self.feed = feed
         self.read_index = read_index
+        self.renew_many = renew_many
         self.connections: set[_LinkProtocol] = set()
         self.late_stats: list[bytes] = []
         self._server: asyncio.AbstractServer | None = None

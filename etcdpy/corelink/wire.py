@@ -24,10 +24,13 @@ empty; else the status a linearizable read would get), and so after the feed rec
 the replica that far. The core asks a subscribed front-end for the gRPC counts of the calls it
 answered itself with a ``STATS`` record (call id 0, payload the u32 id of the question); the
 front-end answers with a ``STATS_REPLY`` record under that id (etcdpy.corelink.stats).
+``RENEW`` is a call carrying the lease ids of the keep-alives a front-end received during one turn
+of its event loop (i64 each); the answer has one result per id (``encode_renewals``).
 """
 
 from __future__ import annotations
 
+import json
 import struct
 from collections.abc import Iterator
 
@@ -61,6 +64,7 @@ CREDIT = 0xFFFB
 SUBSCRIBE = 0xFFFA
 READ_INDEX = 0xFFF9
 STATS_REPLY = 0xFFF8
+RENEW = 0xFFF7
 # Core to front-end kind beyond the status codes.
 STREAM_MESSAGE = 0xFF
 FEED = 0xFE
@@ -68,6 +72,38 @@ STATS = 0xFD
 # Messages a core may send on a stream before the front-end has passed any on to its client.
 INITIAL_CREDIT = 64
 CREDIT_COUNT = struct.Struct("<I")
+
+
+# A renewal's result: the TTL (-1: the lease is not found) and a gRPC status code (0: none).
+RENEWAL = struct.Struct("<qH")
+LEASE_NOT_FOUND_TTL = -1
+
+
+def encode_lease_ids(ids: list[int]) -> bytes:
+    return struct.pack(f"<{len(ids)}q", *ids)
+
+
+def decode_lease_ids(payload: bytes) -> tuple[int, ...]:
+    if len(payload) % 8:
+        raise ValueError("lease ids cut short")
+    return struct.unpack(f"<{len(payload) // 8}q", payload)
+
+
+def encode_renewals(results: list[tuple[int, int, str]]) -> bytes:
+    """(ttl, status code, message) per lease; the messages of errors follow as a JSON list."""
+    pack = RENEWAL.pack
+    body = b"".join(pack(ttl, code) for ttl, code, _ in results)
+    messages = [message for _, code, message in results if code]
+    return body + (json.dumps(messages).encode() if messages else b"")
+
+
+def decode_renewals(payload: bytes, count: int) -> list[tuple[int, int, str]]:
+    size = RENEWAL.size
+    if len(payload) < count * size:
+        raise ValueError("renewals cut short")
+    pairs = [RENEWAL.unpack_from(payload, i * size) for i in range(count)]
+    messages = iter(json.loads(payload[count * size :]) if len(payload) > count * size else [])
+    return [(ttl, code, next(messages) if code else "") for ttl, code in pairs]
 
 
 def encode_request(call_id: int, method: int, payload: bytes) -> bytes:

@@ -123,11 +123,14 @@ def local_handlers(
     counts: ReadCounts,
     watch_settings: tuple[float, int],
 ) -> Handlers:
-    """KV.Range and Watch.Watch from the front-end's replica, through the same parsing, error
-    mapping, learner guard and counters as the core's handlers (etcdpy.api.grpc_server)."""
+    """KV.Range and Watch.Watch from the front-end's replica, and LeaseKeepAlive with batched
+    renewals, through the same parsing, error mapping, learner guard and counters as the core's
+    handlers (etcdpy.api.grpc_server)."""
     from etcdpy.api.grpc_server import service_handlers
     from etcdpy.api.learner_guard import guard_learner_services
+    from etcdpy.api.lease import KeepAliveService
     from etcdpy.api.watch import WatchService
+    from etcdpy.frontend.keepalive import RenewBatcher
     from etcdpy.frontend.local_reads import LocalKV, ReadIndexBatcher
 
     def watch_stream(on_ready: Callable[[], None]) -> WatchStream:
@@ -140,10 +143,11 @@ def local_handlers(
     services: dict[str, object] = {
         "KV": LocalKV(replica, link, ReadIndexBatcher(link), counts),
         "Watch": WatchService(watch_stream, header, *watch_settings),
+        "Lease": KeepAliveService(replica.fill_header, RenewBatcher(link).renew),
     }
     guard_learner_services(services, replica)
     handlers: Handlers = {}
-    for service, method in (("KV", "Range"), ("Watch", "Watch")):
+    for service, method in (("KV", "Range"), ("Watch", "Watch"), ("Lease", "LeaseKeepAlive")):
         path = f"/{PACKAGE}.{service}/{method}"
         handlers[path] = service_handlers(service, services[service], stats)[path]
     return handlers

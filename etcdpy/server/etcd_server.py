@@ -483,6 +483,21 @@ class EtcdServer:
         """A keep-alive: the lease's TTL, or LeaseNotFound (the API answers TTL 0)."""
         return await self.leases.renew(lease_id)
 
+    async def lease_renew_many(self, lease_ids: Sequence[int]) -> list[int | errors.EtcdError]:
+        """A front-end's batch of keep-alives: each lease's TTL, or the error its renew raised.
+        On the leader a renew rarely waits, so they run one after another (no task each);
+        a follower forwards each to the leader, so they run at once."""
+
+        async def one(lease_id: int) -> int | errors.EtcdError:
+            try:
+                return await self.lease_renew(lease_id)
+            except errors.EtcdError as exc:
+                return exc
+
+        if self.role == StateType.LEADER:
+            return [await one(lease_id) for lease_id in lease_ids]
+        return list(await asyncio.gather(*(one(lease_id) for lease_id in lease_ids)))
+
     async def lease_time_to_live(
         self, req: pb.LeaseTimeToLiveRequest
     ) -> pb.LeaseTimeToLiveResponse:

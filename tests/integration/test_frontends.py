@@ -236,6 +236,29 @@ def test_watches_end_in_the_frontends_and_count_in_the_cores_metrics(
     eventually(lambda: _metric(member, "etcd_debugging_mvcc_watcher_total") == 0, 10, "no watchers")
 
 
+def test_keep_alives_through_every_frontend(member: MemberProcess) -> None:
+    channels = _connections(member, 4)
+    try:
+        lease = rpc_pb2_grpc.LeaseStub(channels[0])
+        ids = [lease.LeaseGrant(pb.LeaseGrantRequest(TTL=30), timeout=5).ID for _ in range(3)]
+        lease.LeaseRevoke(pb.LeaseRevokeRequest(ID=ids[2]), timeout=5)
+        for channel in channels:
+            requests = [pb.LeaseKeepAliveRequest(ID=i) for i in ids] * 5
+            answers = list(
+                rpc_pb2_grpc.LeaseStub(channel).LeaseKeepAlive(iter(requests), timeout=10)
+            )
+            assert [a.ID for a in answers] == [r.ID for r in requests]
+            ttls: dict[int, set[int]] = {}
+            for answer in answers:
+                ttls.setdefault(answer.ID, set()).add(answer.TTL)
+            # the revoked lease is answered with TTL 0, not an error
+            assert ttls == {ids[0]: {30}, ids[1]: {30}, ids[2]: {0}}
+            assert all(a.header.member_id and a.header.revision for a in answers)
+    finally:
+        for channel in channels:
+            channel.close()
+
+
 def test_a_killed_frontend_is_started_again(member: MemberProcess) -> None:
     before = _frontends(member)
     os.kill(before[0], signal.SIGKILL)

@@ -218,3 +218,23 @@ def test_calls_fail_when_the_core_goes_away() -> None:
                 client.open_stream(METHOD_NUMBER[WATCH], b"")
 
     asyncio.run(main())
+
+
+def test_renewal_batches_round_trip() -> None:
+    from etcdpy.corelink.wire import (
+        LEASE_NOT_FOUND_TTL,
+        decode_lease_ids,
+        decode_renewals,
+        encode_lease_ids,
+        encode_renewals,
+    )
+
+    ids = [1, 2**63 - 1, 7]
+    assert decode_lease_ids(encode_lease_ids(ids)) == tuple(ids)
+    with pytest.raises(ValueError):
+        decode_lease_ids(encode_lease_ids(ids)[:-1])
+    results = [(30, 0, ""), (LEASE_NOT_FOUND_TTL, 0, ""), (0, 14, "etcdserver: no leader")]
+    assert decode_renewals(encode_renewals(results), 3) == results
+    assert decode_renewals(encode_renewals(results[:2]), 2) == results[:2]
+    with pytest.raises(ValueError):
+        decode_renewals(encode_renewals(results)[:5], 3)
