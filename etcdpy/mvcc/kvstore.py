@@ -329,6 +329,7 @@ class KVStore:
         stop = _pack_rev(end_rev, b"_", 0) if end_rev > 0 else None
         events: list[Event] = []
         with self._b.read() as tx, tx.txn.cursor(db=self._key_db) as cur:
+            self._check_history(tx, start_rev)
             if not cur.set_range(_pack_rev(max(start_rev, 0), b"_", 0)):
                 return events
             last_main = -1
@@ -346,6 +347,10 @@ class KVStore:
                     ev.kv.mod_revision = main
                 events.append(ev)
         return events
+
+    def _check_history(self, tx: Tx, start_rev: int) -> None:
+        """Called inside the read of history: raise CompactedError if it is gone (a replica
+        may not have heard of a compaction its file already holds)."""
 
     # -- writes --------------------------------------------------------------------------
 

@@ -55,6 +55,8 @@ def _replica_main(path: str, conn: Connection) -> None:
                 answer: Any = (replica.current_revision, replica.compact_revision)
             elif command == "range":
                 answer = _everything(replica, argument)
+            elif command == "history":
+                answer = [ev.kv.mod_revision for ev in replica.events_since(argument)]
             elif command == "apply-ops":
                 replica.apply_update(argument)
                 answer = None
@@ -206,3 +208,21 @@ def test_a_frontends_counts_reach_the_cores_metrics_once() -> None:
     assert (core.grpc.received_bytes, core.grpc.sent_bytes) == (30, 200)
     assert (core.frontend_reads_local, core.frontend_reads_forwarded) == (2, 1)
     assert method.started == 0 and sum(method.handled) == 0  # the front-end starts again
+
+
+def test_history_the_file_no_longer_holds_is_compacted_before_the_feed_says_so(
+    tmp_path: Path,
+) -> None:
+    writer, feed = _writer(tmp_path)
+    for i in range(6):
+        with writer.write() as txn:
+            txn.put(b"h", b"%d" % i)
+    replica = ReplicaProcess(tmp_path / "db")
+    replica.ask("apply", feed.record(writer))
+    assert replica.ask("history", 2) == [2, 3, 4, 5, 6, 7]
+    writer.compact(5)  # the file loses revisions 2-4; the replica has not had the record yet
+    with pytest.raises(CompactedError):
+        replica.ask("history", 2)
+    assert replica.ask("history", 5) == [5, 6, 7]
+    replica.close()
+    writer.close()
