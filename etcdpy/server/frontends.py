@@ -26,7 +26,9 @@ from etcdpy.config import URL
 
 log = structlog.get_logger(__name__)
 
-HELLO_TIMEOUT_SECONDS = 60.0
+# A front-end restores its read replica's key index before it serves: about 0.5 s per 100,000
+# keys here, so a full 8 GiB store may take minutes.
+HELLO_TIMEOUT_SECONDS = 600.0
 BACKLOG = 1024
 RESTART_BACKOFF_MAX_SECONDS = 5.0
 # A front-end that ran this long before dying restarts at once (not a crash loop).
