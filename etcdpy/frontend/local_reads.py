@@ -34,8 +34,10 @@ log = structlog.get_logger(__name__)
 RANGE_METHOD = METHOD_NUMBER[f"/{PACKAGE}.KV/Range"]
 CORE_UNREACHABLE = "etcdpy: the core process is not reachable"
 
-# Event-loop turns a serializable read waits for the core link to be read (each turn reads it).
-MAX_CATCH_UP_TURNS = 10
+# Event-loop turns a serializable read gives the core link to be read: one turn reads what the
+# socket held (up to the loop's read buffer), which is all the read needs to see; under a
+# steady feed there is always more, which later writes sent and the read need not wait for.
+MAX_CATCH_UP_TURNS = 2
 
 _STATUS = {code.value[0]: code for code in grpc.StatusCode}
 
