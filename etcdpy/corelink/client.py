@@ -62,7 +62,7 @@ class LinkStream:
 
 
 class CoreLinkClient(asyncio.Protocol):
-    def __init__(self, on_lost: Callable[[], None]) -> None:
+    def __init__(self, on_lost: Callable[[], None], delay: float = 0.0) -> None:
         self._on_lost = on_lost
         self._reader = RecordReader(RESPONSE_HEADER)
         self._transport: asyncio.Transport | None = None
@@ -71,15 +71,20 @@ class CoreLinkClient(asyncio.Protocol):
         self._next_id = 1
         self._loop = asyncio.get_running_loop()
         self._outbox = Outbox(self._loop)
+        # Fault injection for tests: records from the core are handled this many seconds late,
+        # in order, as if the link were slow (etcdpy.frontend.process: ETCDPY_CORE_LINK_DELAY_MS).
+        self._delay = delay
         # FEED records (etcdpy.corelink.feed), in order with the responses around them
         self.on_feed: Callable[[bytes], None] | None = None
         # The counts the core asks for with STATS records (etcdpy.corelink.stats)
         self.take_stats: Callable[[], bytes] | None = None
 
     @classmethod
-    async def connect(cls, path: str, on_lost: Callable[[], None]) -> CoreLinkClient:
+    async def connect(
+        cls, path: str, on_lost: Callable[[], None], delay: float = 0.0
+    ) -> CoreLinkClient:
         loop = asyncio.get_running_loop()
-        _, protocol = await loop.create_unix_connection(lambda: cls(on_lost), path)
+        _, protocol = await loop.create_unix_connection(lambda: cls(on_lost, delay), path)
         return protocol
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -98,6 +103,12 @@ class CoreLinkClient(asyncio.Protocol):
         self._on_lost()
 
     def data_received(self, data: bytes) -> None:
+        if self._delay:
+            self._loop.call_later(self._delay, self._handle, data)
+        else:
+            self._handle(data)
+
+    def _handle(self, data: bytes) -> None:
         pending = self._pending
         streams = self._streams
         for call_id, kind, payload in self._reader.feed(data):

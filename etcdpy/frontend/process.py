@@ -40,6 +40,7 @@ SHUTDOWN_GRACE_SECONDS = 5.0
 # Sockets in the core's private directory (etcdpy.server.frontends makes them).
 CORE_HTTP_SOCKET = "front.sock"
 CORE_LINK_SOCKET = "link.sock"
+LINK_DELAY_ENV = "ETCDPY_CORE_LINK_DELAY_MS"
 
 
 def _die_with_parent(parent_pid: int) -> None:
@@ -80,7 +81,9 @@ async def serve(args: argparse.Namespace) -> int:
         stop.set()
 
     core_dir = args.core_dir
-    link = await CoreLinkClient.connect(os.path.join(core_dir, CORE_LINK_SOCKET), on_core_lost)
+    link = await CoreLinkClient.connect(
+        os.path.join(core_dir, CORE_LINK_SOCKET), on_core_lost, _link_delay(args.slot)
+    )
     options = [(str(name), int(value)) for name, value in json.loads(args.grpc_options)]
     handlers = build_handlers(link)
     watch_sync = WatchSync()
@@ -120,6 +123,18 @@ async def serve(args: argparse.Namespace) -> int:
         replica.close()
     private.cleanup()
     return 1 if core_lost else 0
+
+
+def _link_delay(slot: int) -> float:
+    """Fault injection for tests: ``ETCDPY_CORE_LINK_DELAY_MS`` = ``MS`` or ``MS@SLOT`` makes
+    (that slot's) front-end handle the core's records MS milliseconds late, in order."""
+    value = os.environ.get(LINK_DELAY_ENV, "")
+    if not value:
+        return 0.0
+    millis, _, only = value.partition("@")
+    if only and int(only) != slot:
+        return 0.0
+    return float(millis) / 1000.0
 
 
 async def _start_replica(
