@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 
+from etcdpy import errors
 from etcdpy.corelink.client import CoreLinkClient, CoreLinkLost, LinkStream
 from etcdpy.corelink.wire import METHOD_NUMBER, PACKAGE, STREAM_MESSAGE
 from etcdpy.pb.etcdserverpb import rpc_pb2
@@ -29,6 +30,11 @@ Ctx = grpc.aio.ServicerContext[Any, Any]
 
 _STATUS = {code.value[0]: code for code in grpc.StatusCode}
 CORE_UNREACHABLE = "etcdpy: the core process is not reachable"
+
+
+def link_error(code: int, message: str) -> errors.EtcdError:
+    """The error a status from the core stands for (etcd's own, when the message is one)."""
+    return errors.from_grpc_status(_STATUS.get(code, grpc.StatusCode.UNKNOWN), message)
 
 
 async def _abort(context: Ctx, code: int, details: bytes) -> None:

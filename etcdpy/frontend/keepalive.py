@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import asyncio
 
-import grpc
-
 from etcdpy import errors
 from etcdpy.corelink.client import CoreLinkClient
 from etcdpy.corelink.wire import (
@@ -20,8 +18,7 @@ from etcdpy.corelink.wire import (
     decode_renewals,
     encode_lease_ids,
 )
-
-_STATUS = {code.value[0]: code for code in grpc.StatusCode}
+from etcdpy.frontend.handlers import link_error
 
 
 class RenewBatcher:
@@ -51,7 +48,7 @@ class RenewBatcher:
             try:
                 code, payload = result.result()
                 if code:
-                    raise _error(code, payload.decode())
+                    raise link_error(code, payload.decode())
                 renewals = decode_renewals(payload, len(waiters))
             except Exception as exc:  # the link is gone, or the core refused the call
                 for waiter in waiters:
@@ -62,14 +59,10 @@ class RenewBatcher:
                 if waiter.done():
                     continue
                 if status:
-                    waiter.set_exception(_error(status, message))
+                    waiter.set_exception(link_error(status, message))
                 elif ttl == LEASE_NOT_FOUND_TTL:
                     waiter.set_exception(errors.LeaseNotFound())
                 else:
                     waiter.set_result(ttl)
 
         call.add_done_callback(answered)
-
-
-def _error(code: int, message: str) -> errors.EtcdError:
-    return errors.from_grpc_status(_STATUS.get(code, grpc.StatusCode.UNKNOWN), message)

@@ -24,6 +24,7 @@ from etcdpy.api.status import Ctx
 from etcdpy.corelink.client import CoreLinkClient, CoreLinkLost
 from etcdpy.corelink.stats import ReadCounts
 from etcdpy.corelink.wire import METHOD_NUMBER, PACKAGE, READ_INDEX, UNCOUNTED
+from etcdpy.frontend.handlers import CORE_UNREACHABLE, link_error
 from etcdpy.frontend.replica import FrontendReplica
 from etcdpy.mvcc.errors import CompactedError, FutureRevError
 from etcdpy.pb.etcdserverpb import rpc_pb2 as pb
@@ -32,18 +33,11 @@ from etcdpy.server.applier import apply_range, mvcc_error
 log = structlog.get_logger(__name__)
 
 RANGE_METHOD = METHOD_NUMBER[f"/{PACKAGE}.KV/Range"]
-CORE_UNREACHABLE = "etcdpy: the core process is not reachable"
 
 # Event-loop turns a serializable read gives the core link to be read: one turn reads what the
 # socket held (up to the loop's read buffer), which is all the read needs to see; under a
 # steady feed there is always more, which later writes sent and the read need not wait for.
 MAX_CATCH_UP_TURNS = 2
-
-_STATUS = {code.value[0]: code for code in grpc.StatusCode}
-
-
-def _error(code: int, details: bytes) -> errors.EtcdError:
-    return errors.from_grpc_status(_STATUS.get(code, grpc.StatusCode.UNKNOWN), details.decode())
 
 
 class ReadIndexBatcher:
@@ -87,7 +81,7 @@ class ReadIndexBatcher:
             waiters = self._next
         code, details = await asyncio.shield(waiters)
         if code:
-            raise _error(code, details)
+            raise link_error(code, details.decode())
 
 
 class LocalKV:
@@ -146,5 +140,5 @@ class LocalKV:
         # Uncounted in the core: this front-end's counters have the call already.
         code, payload = await self._link.call(UNCOUNTED + RANGE_METHOD, request.SerializeToString())
         if code:
-            raise _error(code, payload)
+            raise link_error(code, payload.decode())
         return pb.RangeResponse.FromString(payload)
