@@ -23,7 +23,6 @@ from etcdpy.api.grpc_server import build_method_handlers
 from etcdpy.api.http_api import HttpApi
 from etcdpy.corelink.core import CoreLinkServer
 from etcdpy.corelink.stats import add_counts
-from etcdpy.corelink.wire import PACKAGE
 from etcdpy.frontend.process import CORE_HTTP_SOCKET, CORE_LINK_SOCKET
 from etcdpy.observability.metrics import build_registry
 from etcdpy.server.client_front import ClientFront, PrivateSocket
@@ -133,11 +132,10 @@ class ClientListeners:
             replica_args=self._replica_args(),
             on_exit=self._frontend_exited,
         )
-        range_path = f"/{PACKAGE}.KV/Range"
         self._link = CoreLinkServer(
             self._handlers,
             self.frontends.on_hello,
-            uncounted={range_path: build_method_handlers(self._server, counted=False)[range_path]},
+            uncounted=build_method_handlers(self._server, counted=False),
             feed=self._server.feed,
             read_index=self._server.linearizable_read,
             renew_many=self._server.lease_renew_many,

@@ -17,15 +17,16 @@ read holds up only its own stream, in the core, where the watch code parks slow 
 core answers with ``STREAM_MESSAGE`` records, then one record whose kind is the final status code.
 ``HELLO`` (call id 0, payload the slot number) says a front-end's listeners are up.
 
-The read replica (etcdpy.corelink.feed): ``SUBSCRIBE`` is a call (answered OK, empty) after
-which the core sends ``FEED`` records (call id 0) after every commit; ``READ_INDEX`` is a call
-answered once the core has confirmed its leadership and applied up to the read index (OK,
-empty; else the status a linearizable read would get), and so after the feed records that bring
-the replica that far. The core asks a subscribed front-end for the gRPC counts of the calls it
-answered itself with a ``STATS`` record (call id 0, payload the u32 id of the question); the
-front-end answers with a ``STATS_REPLY`` record under that id (etcdpy.corelink.stats).
-``RENEW`` is a call carrying the lease ids of the keep-alives a front-end received during one turn
-of its event loop (i64 each); the answer has one result per id (``encode_renewals``).
+The read replica (etcdpy.corelink.feed): ``SUBSCRIBE`` is a call, answered with a feed record
+without changes (where the store stands), after which the core sends ``FEED`` records (call
+id 0) after every commit; ``READ_INDEX`` is a call answered once the core has confirmed its
+leadership and applied up to the read index (OK, empty; else the status a linearizable read
+would get), and so after the feed records that bring the replica that far. The core asks a
+subscribed front-end for the gRPC counts of the calls it answered itself with a ``STATS``
+record (call id 0, payload the u32 id of the question); the front-end answers with a
+``STATS_REPLY`` record under that id (etcdpy.corelink.stats). ``RENEW`` is a call carrying the
+lease ids of the keep-alives a front-end received during one turn of its event loop (i64
+each); the answer has one result per id (``encode_renewals``).
 """
 
 from __future__ import annotations

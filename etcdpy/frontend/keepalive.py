@@ -27,7 +27,6 @@ class RenewBatcher:
         self._loop = asyncio.get_running_loop()
         self._ids: list[int] = []
         self._waiters: list[asyncio.Future[int]] = []
-        self.calls = 0
 
     async def renew(self, lease_id: int) -> int:
         """The lease's TTL after a keep-alive; raises LeaseNotFound, or the core's error."""
@@ -41,7 +40,6 @@ class RenewBatcher:
     def _send(self) -> None:
         ids, waiters = self._ids, self._waiters
         self._ids, self._waiters = [], []
-        self.calls += 1
         call = self._link.call(RENEW, encode_lease_ids(ids))
 
         def answered(result: asyncio.Future[tuple[int, bytes]]) -> None:

@@ -49,11 +49,9 @@ class ReadIndexBatcher:
         self._loop = asyncio.get_running_loop()
         self._in_flight = False
         self._next: asyncio.Future[tuple[int, bytes]] | None = None
-        self.calls = 0
 
     def _launch(self, waiters: asyncio.Future[tuple[int, bytes]]) -> None:
         self._in_flight = True
-        self.calls += 1
         call = self._link.call(READ_INDEX, b"")
 
         def done(result: asyncio.Future[tuple[int, bytes]]) -> None:

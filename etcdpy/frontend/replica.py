@@ -34,7 +34,6 @@ class FrontendReplica:
         self.member_id = 0
         self.raft_term = 0
         self.is_learner = False  # read per request by the learner guard (api/learner_guard.py)
-        self.rebuilds = 0
 
     def start(self, subscribed: bytes) -> None:
         """Open the file; ``subscribed`` is the core's answer to SUBSCRIBE (where it stands)."""
@@ -73,7 +72,6 @@ class FrontendReplica:
             store.apply_update(update)
         except (ReplicaOutOfStep, ValueError, KeyError) as exc:
             log.error("front-end replica out of step with the core; rebuilding", error=str(exc))
-            self.rebuilds += 1
             self._open()
 
     def fill_header(self, header: pb.ResponseHeader) -> None:

@@ -32,7 +32,6 @@ class ReplicaFeed:
         self._builder = FeedBuilder()
         self._scheduled = False
         self.subscribers: set[FeedSubscriber] = set()
-        self.records_sent = 0
         self._last_header: tuple[int, int, int, int, bool] | None = None
 
     def on_events(self, events: list[Event]) -> None:
@@ -71,6 +70,5 @@ class ReplicaFeed:
             return
         self._last_header = header
         record = self._builder.take(*header)
-        self.records_sent += 1
         for subscriber in self.subscribers:
             subscriber.send_feed(record)
