@@ -2,8 +2,11 @@
 
 It is the ceiling of what one Python process can serve with grpc.aio + uvloop when the
 storage costs nothing: the benchmark reports etcdpy against it as well as against etcd.
+``--engine h2grpc`` serves the same store with etcdpy's own gRPC server (etcdpy.h2grpc), and
+``--engine h2`` with the h2 library's HTTP/2 state machine, to compare what the transport costs
+(bench.h2grpc_cost).
 
-    python -m bench.null_server --listen 127.0.0.1:23790
+    python -m bench.null_server --listen 127.0.0.1:23790 [--engine grpcio|h2grpc|h2]
 """
 
 from __future__ import annotations
@@ -12,9 +15,12 @@ import argparse
 import asyncio
 import bisect
 import signal
+from typing import Any
 
 import grpc
 
+from etcdpy.h2grpc.connection import Http2Connection
+from etcdpy.h2grpc.server import GrpcServer
 from etcdpy.pb.etcdserverpb import rpc_pb2, rpc_pb2_grpc
 from etcdpy.pb.mvccpb import kv_pb2
 
@@ -133,30 +139,60 @@ class NullKV(rpc_pb2_grpc.KVServicer):  # type: ignore[misc]
         return response
 
 
-async def serve(listen: str) -> None:
-    server = grpc.aio.server()
-    rpc_pb2_grpc.add_KVServicer_to_server(NullKV(MemoryKV()), server)
-    server.add_insecure_port(listen)
-    await server.start()
-    stop = asyncio.Event()
+def _kv_handlers(kv: NullKV) -> dict[str, grpc.RpcMethodHandler[Any, Any]]:
+    handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {}
+    for name, request_type in (
+        ("Put", rpc_pb2.PutRequest),
+        ("Range", rpc_pb2.RangeRequest),
+        ("Txn", rpc_pb2.TxnRequest),
+    ):
+        handlers[f"/etcdserverpb.KV/{name}"] = grpc.unary_unary_rpc_method_handler(
+            getattr(kv, name),
+            request_deserializer=request_type.FromString,
+            response_serializer=lambda m: m.SerializeToString(),
+        )
+    return handlers
+
+
+async def serve(listen: str, engine: str) -> None:
+    kv = NullKV(MemoryKV())
     loop = asyncio.get_running_loop()
+    host, _, port = listen.rpartition(":")
+    if engine == "grpcio":
+        server = grpc.aio.server()
+        rpc_pb2_grpc.add_KVServicer_to_server(kv, server)
+        server.add_insecure_port(listen)
+        await server.start()
+    elif engine == "h2grpc":
+        h2grpc = GrpcServer(_kv_handlers(kv), 4 << 20)
+        listener = await loop.create_server(lambda: Http2Connection(h2grpc), host, int(port))
+    else:
+        from bench.h2_library_server import H2LibraryConnection
+
+        handlers = _kv_handlers(kv)
+        listener = await loop.create_server(lambda: H2LibraryConnection(handlers), host, int(port))
+    stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    print(f"null server listening on {listen}", flush=True)
+    print(f"null server ({engine}) listening on {listen}", flush=True)
     await stop.wait()
-    await server.stop(grace=1)
+    if engine == "grpcio":
+        await server.stop(grace=1)
+    else:
+        listener.close()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--listen", default="127.0.0.1:23790")
+    parser.add_argument("--engine", choices=("grpcio", "h2grpc", "h2"), default="grpcio")
     args = parser.parse_args()
     try:
         import uvloop
     except ImportError:  # pragma: no cover
-        asyncio.run(serve(args.listen))
+        asyncio.run(serve(args.listen, args.engine))
     else:
-        uvloop.run(serve(args.listen))
+        uvloop.run(serve(args.listen, args.engine))
 
 
 if __name__ == "__main__":

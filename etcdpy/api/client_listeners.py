@@ -1,12 +1,14 @@
 """Opens the client and metrics listeners: gRPC and HTTP on each client URL, HTTP on each
 --listen-metrics-urls URL (/metrics and /health only there, as etcd).
 
-ETCDPY_CLIENT_FRONT=off binds gRPC straight to the client URLs instead (no HTTP side); it is
-there to measure what the front costs, and as an escape hatch.
+gRPC is served by etcdpy.h2grpc on the same connections as HTTP. ETCDPY_CLIENT_FRONT=off serves
+the client URLs with grpc.aio's server instead (no HTTP side): a reference to measure against,
+and an escape hatch.
 
 With ``--frontend-processes`` N >= 2 the client URLs are served by N front-end processes
-(etcdpy.frontend); this process then listens only on private unix sockets: gRPC (streams relayed
-by the front-ends), HTTP (connections relayed by them) and the core link (their unary calls).
+(etcdpy.frontend); this process then listens only on private unix sockets: HTTP (connections
+relayed by the front-ends, and the gateway's own gRPC connection) and the core link (their
+calls).
 """
 
 from __future__ import annotations
@@ -18,12 +20,13 @@ import grpc
 import structlog
 
 from etcdpy.api.gateway import Gateway
-from etcdpy.api.grpc_options import grpc_server_options
-from etcdpy.api.grpc_server import build_method_handlers
+from etcdpy.api.grpc_options import GRPC_OVERHEAD_BYTES
+from etcdpy.api.grpc_server import build_grpc_server, build_method_handlers
 from etcdpy.api.http_api import HttpApi
 from etcdpy.corelink.core import CoreLinkServer
 from etcdpy.corelink.stats import add_counts
 from etcdpy.frontend.process import CORE_HTTP_SOCKET, CORE_LINK_SOCKET
+from etcdpy.h2grpc.server import GrpcServer
 from etcdpy.observability.metrics import build_registry
 from etcdpy.server.client_front import ClientFront, PrivateSocket
 from etcdpy.server.frontends import FrontendSupervisor, bind_client_sockets
@@ -43,13 +46,16 @@ STATS_TIMEOUT_SECONDS = 1.0
 
 class ClientListeners:
     def __init__(
-        self,
-        server: EtcdServer,
-        grpc_server: grpc.aio.Server,
-        handlers: dict[str, grpc.RpcMethodHandler[Any, Any]],
+        self, server: EtcdServer, handlers: dict[str, grpc.RpcMethodHandler[Any, Any]]
     ) -> None:
         self._server = server
-        self._grpc = grpc_server
+        config = server.config
+        self._grpc = GrpcServer(
+            handlers,
+            config.max_request_bytes + GRPC_OVERHEAD_BYTES,
+            config.max_concurrent_streams,
+        )
+        self._direct: grpc.aio.Server | None = None
         self._handlers = handlers
         self._socket: PrivateSocket | None = None
         self._fronts: list[ClientFront] = []
@@ -63,26 +69,22 @@ class ClientListeners:
         config = self._server.config
         if config.frontend_count > 1:
             return await self._start_with_frontends(config.frontend_count)
-        direct = os.environ.get("ETCDPY_CLIENT_FRONT", "on") == "off"
-        if direct:
+        if os.environ.get("ETCDPY_CLIENT_FRONT", "on") == "off":
+            self._direct = build_grpc_server(self._server, self._handlers)
             for url in config.listen_client_urls:
-                if self._grpc.add_insecure_port(url.netloc) == 0:
+                if self._direct.add_insecure_port(url.netloc) == 0:
                     log.error("cannot listen", address=url.netloc)
                     return False
-        else:
-            self._socket = PrivateSocket()
-            if self._grpc.add_insecure_port(self._socket.grpc_address) == 0:
-                log.error("cannot listen", address=self._socket.grpc_address)
-                return False
-        await self._grpc.start()
+            await self._direct.start()
         max_body = HTTP_BODY_OVERHEAD * config.max_request_bytes + 64 * 1024
         try:
-            if not direct:
-                assert self._socket is not None
-                self._gateway = Gateway(self._socket.grpc_address)
+            if self._direct is None:
+                self._socket = private = PrivateSocket()
+                self._gateway = Gateway(private.grpc_address)
                 api = HttpApi(self._server, self.registry, self._gateway)
-                front = ClientFront(api, self._socket.path, max_body)
+                front = ClientFront(api, self._grpc, max_body)
                 self._fronts.append(front)
+                await front.listen_unix(private.path)  # the gateway's gRPC connection
                 for url in config.listen_client_urls:
                     await front.listen(url.host, url.port)
             await self._listen_metrics(max_body)
@@ -111,21 +113,22 @@ class ClientListeners:
             log.error("cannot listen", error=str(exc))
             return False
         self._socket = private = PrivateSocket()
-        if self._grpc.add_insecure_port(private.grpc_address) == 0:
-            log.error("cannot listen", address=private.grpc_address)
-            return False
-        await self._grpc.start()
         self._gateway = Gateway(private.grpc_address)
         api = HttpApi(
             self._server, self.registry, self._gateway, before_scrape=self._collect_frontend_stats
         )
-        front = ClientFront(api, private.path, max_body)
+        front = ClientFront(api, self._grpc, max_body)
         self._fronts.append(front)
-        await front.listen_unix(private.sibling(CORE_HTTP_SOCKET))
+        try:
+            await front.listen_unix(private.path)  # the gateway's gRPC connection
+            await front.listen_unix(private.sibling(CORE_HTTP_SOCKET))
+        except OSError as exc:
+            log.error("cannot listen", error=str(exc))
+            return False
         self.frontends = FrontendSupervisor(
             slots,
             os.path.dirname(private.path),
-            grpc_server_options(config),
+            (self._grpc.max_receive_bytes, self._grpc.max_concurrent_streams),
             max_body,
             config.log_level,
             config.log_outputs,
@@ -188,6 +191,8 @@ class ClientListeners:
         if self._link is not None:
             await self._link.close()
         await self._grpc.stop(grace)
+        if self._direct is not None:
+            await self._direct.stop(grace)
         for front in self._fronts:
             await front.close()
         if self._gateway is not None:

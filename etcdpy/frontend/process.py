@@ -12,25 +12,23 @@ import asyncio
 import contextlib
 import ctypes
 import functools
-import json
 import os
 import signal
 import socket
 import sys
 from collections.abc import Sequence
 
-import grpc
 import structlog
 
-from etcdpy.api.grpc_options import generic_handlers
 from etcdpy.corelink.client import CoreLinkClient
 from etcdpy.corelink.stats import ReadCounts, take_counts
 from etcdpy.corelink.wire import SUBSCRIBE
 from etcdpy.frontend.handlers import build_handlers, local_handlers
 from etcdpy.frontend.replica import FrontendReplica
+from etcdpy.h2grpc.server import GrpcServer
 from etcdpy.observability.logging import configure_logging
 from etcdpy.observability.metrics import GrpcStats
-from etcdpy.server.client_front import ClientFront, PrivateSocket
+from etcdpy.server.client_front import ClientFront
 from etcdpy.server.watch_sync import WatchSync
 
 log = structlog.get_logger(__name__)
@@ -57,7 +55,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--core-pid", type=int, required=True)
     parser.add_argument("--slot", type=int, required=True)
     parser.add_argument("--fd", type=int, action="append", default=[])
-    parser.add_argument("--grpc-options", required=True, help="the core's, as JSON")
+    parser.add_argument("--max-receive-bytes", type=int, required=True)
+    parser.add_argument("--max-concurrent-streams", type=int, required=True)
     parser.add_argument("--max-body-bytes", type=int, required=True)
     parser.add_argument("--log-level", default="info")
     parser.add_argument("--log-outputs", default="default")
@@ -84,7 +83,6 @@ async def serve(args: argparse.Namespace) -> int:
     link = await CoreLinkClient.connect(
         os.path.join(core_dir, CORE_LINK_SOCKET), on_core_lost, _link_delay(args.slot)
     )
-    options = [(str(name), int(value)) for name, value in json.loads(args.grpc_options)]
     handlers = build_handlers(link)
     watch_sync = WatchSync()
     replica = await _start_replica(args, link, watch_sync) if args.db_path else None
@@ -95,14 +93,10 @@ async def serve(args: argparse.Namespace) -> int:
         watch_settings = (args.watch_progress_notify_interval, args.max_request_bytes)
         handlers.update(local_handlers(replica, link, stats, counts, watch_settings))
         link.take_stats = functools.partial(take_counts, stats, counts, replica.store)
-    grpc_server = grpc.aio.server(options=options)
-    grpc_server.add_generic_rpc_handlers(generic_handlers(handlers))
-    private = PrivateSocket()
-    grpc_server.add_insecure_port(private.grpc_address)
-    await grpc_server.start()
+    grpc_server = GrpcServer(handlers, args.max_receive_bytes, args.max_concurrent_streams)
     front = ClientFront(
         None,
-        private.path,
+        grpc_server,
         args.max_body_bytes,
         http_upstream_path=os.path.join(core_dir, CORE_HTTP_SOCKET),
     )
@@ -112,16 +106,12 @@ async def serve(args: argparse.Namespace) -> int:
     log.debug("front-end serving", slot=args.slot, pid=os.getpid())
     await stop.wait()
     front.stop_accepting()
-    if not core_lost:
-        await grpc_server.stop(SHUTDOWN_GRACE_SECONDS)
-    else:
-        await grpc_server.stop(0)
+    await grpc_server.stop(0 if core_lost else SHUTDOWN_GRACE_SECONDS)
     await front.close()
     link.close()
     await watch_sync.stop()
     if replica is not None:
         replica.close()
-    private.cleanup()
     return 1 if core_lost else 0
 
 

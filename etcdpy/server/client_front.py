@@ -1,17 +1,13 @@
 """The client port: gRPC and HTTP/1.1 on one listener, as etcd serves them (etcd uses cmux).
 
-grpc.aio cannot adopt a socket accepted elsewhere, nor serve HTTP/1.1 beside gRPC, so the port
-belongs to this small asyncio listener. It looks at the first bytes of each connection:
+The port belongs to this small asyncio listener. It looks at the first bytes of each connection:
 
-- the HTTP/2 client preface (``PRI * HTTP/2.0``) means gRPC: the connection is joined to the
-  gRPC server, which listens on a private unix socket, by a byte relay that parses nothing
-  (two transports, each one's data written to the other, with back-pressure both ways);
+- the HTTP/2 client preface (``PRI * HTTP/2.0``) means gRPC: the connection is handed, in this
+  process, to the gRPC server (etcdpy.h2grpc), which takes over the transport;
 - anything else is HTTP/1.1, answered in this process (/metrics, /health, /version, /v3/...),
   or, in a front-end process (``--frontend-processes``), relayed to the core process's own
-  listener on a private unix socket.
-
-The relay costs one extra read and write per direction per burst of bytes, in C inside uvloop
-(see OPS_STATUS.md for the measured cost per request).
+  listener on a private unix socket by a byte relay that parses nothing (two transports, each
+  one's data written to the other, with back-pressure both ways).
 """
 
 from __future__ import annotations
@@ -23,11 +19,14 @@ import shutil
 import socket
 import tempfile
 from pathlib import Path
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 import structlog
 
 from etcdpy.server.http1 import Handler, Http1Protocol
+
+if TYPE_CHECKING:
+    from etcdpy.h2grpc.server import GrpcServer
 
 log = structlog.get_logger(__name__)
 
@@ -138,8 +137,11 @@ class _Sniff(asyncio.Protocol):
             return
         self._decided = True
         front = self._front
-        if buf.startswith(GRPC_PREFACE[:_SNIFF_BYTES]) and front.grpc_path is not None:
-            self._join_later(transport, front.grpc_path)
+        if buf.startswith(GRPC_PREFACE[:_SNIFF_BYTES]) and front.grpc is not None:
+            front.connections.discard(transport)  # the gRPC server tracks and stops its own
+            self._buffer = b""
+            self._transport = None
+            front.grpc.adopt(transport, buf)
         elif front.http_upstream_path is not None:
             self._join_later(transport, front.http_upstream_path)
         else:
@@ -188,13 +190,13 @@ class ClientFront:
     def __init__(
         self,
         http_handler: Handler | None,
-        grpc_path: str | None,
+        grpc: GrpcServer | None,
         max_body_bytes: int = 4 << 20,
         http_upstream_path: str | None = None,
     ) -> None:
         assert (http_handler is None) != (http_upstream_path is None)
         self.http_handler = http_handler
-        self.grpc_path = grpc_path
+        self.grpc = grpc
         self.max_body_bytes = max_body_bytes
         self.http_upstream_path = http_upstream_path
         self.connections: set[asyncio.Transport] = set()

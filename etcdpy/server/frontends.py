@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import signal
 import socket
@@ -86,7 +85,7 @@ class FrontendSupervisor:
         self,
         slots: list[list[socket.socket]],
         core_dir: str,
-        grpc_options: list[tuple[str, int]],
+        grpc_limits: tuple[int, int],
         max_body_bytes: int,
         log_level: str,
         log_outputs: Sequence[str],
@@ -97,7 +96,7 @@ class FrontendSupervisor:
         self._replica_args = list(replica_args)  # where the backend is, watch settings
         self._on_exit = on_exit
         self._core_dir = core_dir
-        self._grpc_options = grpc_options
+        self._grpc_limits = grpc_limits  # largest message received, concurrent streams
         self._max_body_bytes = max_body_bytes
         self._log_level = log_level
         self._log_outputs = log_outputs
@@ -156,8 +155,10 @@ class FrontendSupervisor:
             str(os.getpid()),
             "--slot",
             str(slot),
-            "--grpc-options",
-            json.dumps(self._grpc_options),
+            "--max-receive-bytes",
+            str(self._grpc_limits[0]),
+            "--max-concurrent-streams",
+            str(self._grpc_limits[1]),
             "--max-body-bytes",
             str(self._max_body_bytes),
             "--log-level",

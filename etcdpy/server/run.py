@@ -30,7 +30,7 @@ def run(config: ServerConfig) -> int:
 
 async def _serve(config: ServerConfig) -> int:
     from etcdpy.api.client_listeners import ClientListeners
-    from etcdpy.api.grpc_server import build_grpc_server, build_method_handlers
+    from etcdpy.api.grpc_server import build_method_handlers
     from etcdpy.errors import EtcdError
     from etcdpy.server.cluster_runtime import JoinError
     from etcdpy.server.etcd_server import EtcdServer
@@ -43,10 +43,9 @@ async def _serve(config: ServerConfig) -> int:
         log.error("cannot start member", error=str(exc))
         return 1
     handlers = build_method_handlers(server)
-    grpc_server = build_grpc_server(server, handlers)
     # gRPC and HTTP share each client URL (etcdpy.server.client_front), served by this process
     # or by front-end processes (--frontend-processes, etcdpy.frontend).
-    listeners = ClientListeners(server, grpc_server, handlers)
+    listeners = ClientListeners(server, handlers)
     if not await listeners.start():
         await listeners.stop(0)
         await server.stop()

@@ -1,0 +1,351 @@
+"""One call on one HTTP/2 stream: its request messages in, the handler run, its status out.
+
+Unary-request methods run once the whole request is in (END_STREAM); streaming-request methods
+run from the HEADERS frame, reading messages as they arrive. A call ends with one status
+("Trailers-Only" when it sent no message); a stream the client resets, or a connection that goes
+away, cancels the handler's task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import inspect
+import zlib
+from collections.abc import AsyncIterator, Callable
+from typing import TYPE_CHECKING, Any
+
+import grpc
+import structlog
+
+from etcdpy.h2grpc import frames as f
+from etcdpy.h2grpc.context import CallAborted, CallContext
+
+if TYPE_CHECKING:
+    from etcdpy.h2grpc.connection import Http2Connection, RequestHead
+
+log = structlog.get_logger(__name__)
+
+_OK = 0
+_CANCELLED = grpc.StatusCode.CANCELLED.value[0]
+_UNKNOWN = grpc.StatusCode.UNKNOWN.value[0]
+_DEADLINE_EXCEEDED = grpc.StatusCode.DEADLINE_EXCEEDED.value[0]
+_RESOURCE_EXHAUSTED = grpc.StatusCode.RESOURCE_EXHAUSTED.value[0]
+_UNIMPLEMENTED = grpc.StatusCode.UNIMPLEMENTED.value[0]
+_INTERNAL = grpc.StatusCode.INTERNAL.value[0]
+_HEADERS_END = f.END_HEADERS | f.END_STREAM
+_STATUS_415 = b"\x08\x03415"  # :status 415, a literal with the static table's name
+_MAX_STATUS_MESSAGE = 8192
+
+
+class _Rejected(Exception):
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class Stream:
+    """A call's stream: what was received, what waits for the client's window, its end."""
+
+    __slots__ = (
+        "body", "conn", "deadline", "head", "headers_sent", "local_closed", "messages",
+        "method", "pending", "pending_trailers", "remote_closed", "send_window", "stream_id",
+        "task", "timer", "unacked", "waiter",
+    )  # fmt: skip
+
+    def __init__(
+        self, conn: Http2Connection, stream_id: int, head: RequestHead, deadline: float | None
+    ) -> None:
+        self.conn = conn
+        self.stream_id = stream_id
+        self.head = head
+        self.deadline = deadline
+        self.send_window = conn.peer_initial_window
+        self.method: grpc.RpcMethodHandler[Any, Any] | None = None
+        self.body = bytearray()
+        self.messages: collections.deque[bytes] = collections.deque()
+        self.remote_closed = False
+        self.local_closed = False
+        self.headers_sent = False
+        self.pending: bytes | memoryview = b""
+        self.pending_trailers: bytes | None = None
+        self.task: asyncio.Task[None] | None = None
+        self.timer: asyncio.TimerHandle | None = None
+        self.waiter: asyncio.Future[None] | None = None
+        self.unacked = 0
+
+    # Requests in
+
+    def receive(self, payload: bytes, end: bool) -> None:
+        if self.local_closed:
+            return  # answered already (an early error); the client's rest is dropped
+        if payload:
+            self.body += payload
+        try:
+            if self.method is not None and self.method.request_streaming:
+                self._split_messages()
+            elif len(self.body) >= f.MESSAGE_PREFIX.size:
+                self._check_size(f.MESSAGE_PREFIX.unpack_from(self.body)[1])
+        except _Rejected as exc:
+            self.finish(exc.code, str(exc))
+            if self.task is not None:
+                self.task.cancel()
+            return
+        if end:
+            self.remote_closed = True
+            if self.method is not None and not self.method.request_streaming:
+                self._start_unary()
+            self._wake_reader()
+
+    def _check_size(self, size: int) -> None:
+        limit = self.conn.server.max_receive_bytes
+        if size > limit:
+            raise _Rejected(
+                _RESOURCE_EXHAUSTED,
+                f"grpc: received message larger than max ({size} vs. {limit})",
+            )
+
+    def _split_messages(self) -> None:
+        body = self.body
+        prefix = f.MESSAGE_PREFIX
+        taken = 0
+        while len(body) - taken >= prefix.size:
+            compressed, size = prefix.unpack_from(body, taken)
+            self._check_size(size)
+            end = taken + prefix.size + size
+            if end > len(body):
+                break
+            self.messages.append(self._message(compressed, bytes(body[taken + prefix.size : end])))
+            taken = end
+        if taken:
+            del body[:taken]
+            self._wake_reader()
+
+    def _message(self, compressed: int, data: bytes) -> bytes:
+        if not compressed:
+            return data
+        encoding = self.head.encoding
+        if encoding != b"gzip":
+            raise _Rejected(
+                _UNIMPLEMENTED,
+                f'grpc: Decompressor is not installed for grpc-encoding "{encoding.decode()}"',
+            )
+        limit = self.conn.server.max_receive_bytes
+        inflater = zlib.decompressobj(wbits=31)
+        try:
+            plain = inflater.decompress(data, limit + 1)
+        except zlib.error as exc:
+            raise _Rejected(_INTERNAL, f"grpc: failed to decompress the message: {exc}") from exc
+        if len(plain) > limit:
+            raise _Rejected(
+                _RESOURCE_EXHAUSTED,
+                f"grpc: received message after decompression larger than max "
+                f"({len(plain)} vs. {limit})",
+            )
+        return plain
+
+    def _start_unary(self) -> None:
+        body = self.body
+        prefix = f.MESSAGE_PREFIX
+        try:
+            if len(body) < prefix.size:
+                raise _Rejected(_INTERNAL, "grpc: error while reading the request: EOF")
+            compressed, size = prefix.unpack_from(body)
+            if len(body) - prefix.size != size:
+                raise _Rejected(_INTERNAL, "grpc: the request is not one whole message")
+            data = self._message(compressed, bytes(body[prefix.size :]))
+        except _Rejected as exc:
+            self.finish(exc.code, str(exc))
+            return
+        self.body = bytearray()
+        assert self.method is not None
+        self.task = self.conn.loop.create_task(_run(self, self.method, data))
+
+    def _wake_reader(self) -> None:
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def requests(self, deserialize: Callable[[bytes], Any] | None) -> AsyncIterator[Any]:
+        """The client's messages, as its handler reads them (each read grants window back)."""
+        loop = self.conn.loop
+        while True:
+            if self.messages:
+                data = self.messages.popleft()
+                self._grant(len(data) + f.MESSAGE_PREFIX.size)
+                yield deserialize(data) if deserialize is not None else data
+                continue
+            if self.remote_closed or self.local_closed:
+                return
+            self.waiter = loop.create_future()
+            try:
+                await self.waiter
+            finally:
+                self.waiter = None
+
+    def _grant(self, size: int) -> None:
+        self.unacked += size
+        if self.unacked >= self.conn.server.stream_window // 2 and not self.remote_closed:
+            self.conn.write(f.window_update(self.stream_id, self.unacked))
+            self.unacked = 0
+
+    # Responses out
+
+    def send_message(self, data: bytes) -> None:
+        if self.local_closed:
+            return
+        conn = self.conn
+        if not self.headers_sent:
+            self.headers_sent = True
+            conn.write(f.frame(f.HEADERS, f.END_HEADERS, self.stream_id, f.RESPONSE_HEADERS))
+        payload: bytes | memoryview = f.message_prefix(len(data)) + data
+        if self.pending:
+            self.pending = bytes(self.pending) + bytes(payload)
+            return
+        if len(payload) > conn.peer_max_frame:
+            payload = memoryview(payload)
+        self.pending = conn.send_data(self, payload)
+
+    async def write(self, data: bytes) -> None:
+        """A streaming response: sent, then wait while the client's window or socket is full."""
+        if self.local_closed:
+            raise asyncio.CancelledError  # the client reset the stream, or went away
+        self.send_message(data)
+        conn = self.conn
+        while not self.local_closed and not conn.closed and conn.is_blocked(self):
+            await conn.wait_writable()
+
+    def resume_sending(self) -> None:
+        if self.local_closed and self.pending_trailers is None:
+            return
+        self.pending = self.conn.send_data(self, self.pending)
+        if not self.pending and self.pending_trailers is not None:
+            trailers, self.pending_trailers = self.pending_trailers, None
+            self.conn.write(trailers)
+            self._closed()
+
+    def finish(self, code: int, message: str) -> None:
+        """The call's status; sent after any message still waiting for window."""
+        if self.local_closed:
+            return
+        self.local_closed = True
+        if code == _OK and self.headers_sent:
+            block = f.OK_TRAILERS
+        else:
+            block = f.status_block(code, message[:_MAX_STATUS_MESSAGE], not self.headers_sent)
+        trailers = f.frame(f.HEADERS, _HEADERS_END, self.stream_id, block)
+        if self.pending:
+            self.pending_trailers = trailers
+            return
+        self.conn.write(trailers)
+        self._closed()
+
+    def refuse_content_type(self) -> None:
+        self.local_closed = True
+        self.conn.write(f.frame(f.HEADERS, _HEADERS_END, self.stream_id, _STATUS_415))
+        self._closed()
+
+    def _closed(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        if not self.remote_closed:  # the client may stop sending: this call is over
+            self.conn.write(f.rst_stream(self.stream_id, f.NO_ERROR))
+        self.conn.stream_closed(self)
+        self._wake_reader()
+
+    def reset_by_peer(self) -> None:
+        self.remote_closed = self.local_closed = True
+        self.pending = b""
+        self.pending_trailers = None
+        if self.timer is not None:
+            self.timer.cancel()
+        if self.task is not None:
+            self.task.cancel()
+        self.conn.stream_closed(self)
+        self._wake_reader()
+
+    def abandon(self) -> None:
+        """The connection is gone."""
+        self.local_closed = self.remote_closed = True
+        if self.timer is not None:
+            self.timer.cancel()
+        if self.task is not None:
+            self.task.cancel()
+        self._wake_reader()
+
+    def expire(self) -> None:
+        self.timer = None
+        if not self.local_closed:
+            self.finish(_DEADLINE_EXCEEDED, "Deadline Exceeded")
+            if self.task is not None:
+                self.task.cancel()
+
+
+def run_call(stream: Stream, ended: bool) -> None:
+    """Called on the HEADERS frame that opens ``stream``."""
+    server = stream.conn.server
+    head = stream.head
+    if not head.content_type.startswith(b"application/grpc"):
+        stream.remote_closed = stream.remote_closed or ended
+        stream.refuse_content_type()
+        return
+    method = server.methods.get(head.path)
+    if method is None:
+        stream.remote_closed = ended
+        stream.finish(_UNIMPLEMENTED, server.unknown_method_message(head.path))
+        return
+    stream.method = method
+    if head.timeout is not None:
+        stream.timer = stream.conn.loop.call_later(head.timeout, stream.expire)
+    if method.request_streaming:
+        stream.task = stream.conn.loop.create_task(_run(stream, method, None))
+        if ended:
+            stream.receive(b"", True)
+    elif ended:
+        stream.receive(b"", True)
+
+
+async def _run(stream: Stream, method: grpc.RpcMethodHandler[Any, Any], data: bytes | None) -> None:
+    serialize = method.response_serializer
+    deserialize = method.request_deserializer
+    streaming_out = method.response_streaming
+    write = None
+    if streaming_out:
+        raw_write = stream.write
+
+        async def write(message: Any) -> None:
+            await raw_write(serialize(message) if serialize is not None else message)
+
+    context = CallContext(stream.head.headers, stream.conn.peer, stream.deadline, write)
+    try:
+        if method.request_streaming:
+            request: Any = stream.requests(deserialize)
+        else:
+            assert data is not None
+            request = deserialize(data) if deserialize is not None else data
+        behavior: Any = (
+            method.unary_unary or method.unary_stream or method.stream_unary or method.stream_stream
+        )
+        result = behavior(request, context)  # grpc.aio's handler signature
+        if inspect.isasyncgen(result):
+            async for message in result:
+                await context.write(message)
+            response = None
+        else:
+            response = await result
+        code = context.code()
+        if code is not None and code != grpc.StatusCode.OK:
+            stream.finish(code.value[0], context.details())
+            return
+        if response is not None and not streaming_out:
+            stream.send_message(serialize(response) if serialize is not None else response)
+        stream.finish(_OK, "")
+    except CallAborted:
+        code = context.code()
+        stream.finish(_UNKNOWN if code is None else code.value[0], context.details())
+    except asyncio.CancelledError:
+        stream.finish(_CANCELLED, "context canceled")  # no-op when the stream is gone
+    except Exception as exc:
+        log.exception("gRPC handler failed", method=stream.head.path.decode(errors="replace"))
+        stream.finish(_UNKNOWN, f"Unexpected {type(exc)}: {exc}")
