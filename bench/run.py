@@ -13,7 +13,8 @@ watch`; the null server has no Watch).
 
     python -m bench.run [--targets etcd,null,etcdpy] [--scale 0.2] [--suites kv,watch]
 
-Targets: etcd, null, etcdpy (its default front-end processes), etcdpy-n1, etcdpy-n2, etcdpy-n4
+Targets: etcd, null, null-h2grpc (the same dict served by etcdpy.h2grpc), etcdpy (its default
+front-end processes), etcdpy-n1, etcdpy-n2, etcdpy-n4
 (exactly that many; n1 is the member serving its clients alone).
 """
 
@@ -287,7 +288,7 @@ def main(argv: list[str] | None = None) -> int:
             workdir = Path(tmp)
             if "kv" in suites:
                 _measure_target(target, args.scale, workdir, results)
-            if "watch" in suites and target != "null":
+            if "watch" in suites and not target.startswith("null"):
                 _measure_watch(target, args.scale, workdir, results)
     print(format_results(results, targets))
     RESULTS_DIR.mkdir(exist_ok=True)

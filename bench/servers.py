@@ -145,10 +145,14 @@ def start_etcd(workdir: Path) -> Server:
     return _start_member("etcd", member)
 
 
-def start_null(workdir: Path) -> Server:
+def start_null(workdir: Path, engine: str = "grpcio") -> Server:
     port = free_port()
-    argv = [sys.executable, "-m", "bench.null_server", "--listen", f"127.0.0.1:{port}"]
-    return _launch("null", argv, f"127.0.0.1:{port}", workdir)
+    argv = [
+        sys.executable, "-m", "bench.null_server", "--listen", f"127.0.0.1:{port}",
+        "--engine", engine,
+    ]  # fmt: skip
+    name = "null" if engine == "grpcio" else f"null-{engine}"
+    return _launch(name, argv, f"127.0.0.1:{port}", workdir)
 
 
 def start_etcdpy(workdir: Path, frontends: int | None = None) -> Server:
@@ -164,6 +168,7 @@ def start_etcdpy(workdir: Path, frontends: int | None = None) -> Server:
 STARTERS: dict[str, Callable[[Path], Server]] = {
     "etcd": start_etcd,
     "null": start_null,
+    "null-h2grpc": functools.partial(start_null, engine="h2grpc"),
     "etcdpy": start_etcdpy,
     # etcdpy with N front-end processes (--frontend-processes N; n1: the member alone)
     **{f"etcdpy-n{n}": functools.partial(start_etcdpy, frontends=n) for n in (1, 2, 4)},

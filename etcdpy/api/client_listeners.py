@@ -20,7 +20,7 @@ import grpc
 import structlog
 
 from etcdpy.api.gateway import Gateway
-from etcdpy.api.grpc_options import GRPC_OVERHEAD_BYTES
+from etcdpy.api.grpc_options import GRPC_OVERHEAD_BYTES, keepalive_policy
 from etcdpy.api.grpc_server import build_grpc_server, build_method_handlers
 from etcdpy.api.http_api import HttpApi
 from etcdpy.corelink.core import CoreLinkServer
@@ -54,6 +54,7 @@ class ClientListeners:
             handlers,
             config.max_request_bytes + GRPC_OVERHEAD_BYTES,
             config.max_concurrent_streams,
+            keepalive_policy(config),
         )
         self._direct: grpc.aio.Server | None = None
         self._handlers = handlers
@@ -128,7 +129,7 @@ class ClientListeners:
         self.frontends = FrontendSupervisor(
             slots,
             os.path.dirname(private.path),
-            (self._grpc.max_receive_bytes, self._grpc.max_concurrent_streams),
+            self._grpc,
             max_body,
             config.log_level,
             config.log_outputs,

@@ -1,5 +1,6 @@
-"""gRPC server options and handler registration shared by the member and its front-end
-processes (kept apart from the services so that a front-end imports none of the core)."""
+"""etcd's gRPC server flags as etcdpy.h2grpc's keepalive policy, and as grpc.aio server options
+with handler registration for ETCDPY_CLIENT_FRONT=off (kept apart from the services so that a
+front-end imports none of the core)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Any
 import grpc
 
 from etcdpy.config import ServerConfig
+from etcdpy.h2grpc.server import KeepalivePolicy
 
 # etcd lets a request exceed --max-request-bytes by this much at the gRPC layer, so the server
 # can answer "request is too large" itself instead of a transport error.
@@ -39,6 +41,15 @@ def grpc_server_options(config: ServerConfig) -> list[tuple[str, int]]:
         options.append(("grpc.keepalive_time_ms", interval_ms))
         options.append(("grpc.keepalive_timeout_ms", int(config.grpc_keepalive_timeout * 1000)))
     return options
+
+
+def keepalive_policy(config: ServerConfig) -> KeepalivePolicy:
+    """etcd's --grpc-keepalive-* flags for etcdpy.h2grpc."""
+    return KeepalivePolicy(
+        interval=config.grpc_keepalive_interval,
+        timeout=config.grpc_keepalive_timeout,
+        min_time=config.grpc_keepalive_min_time,
+    )
 
 
 def generic_handlers(

@@ -25,7 +25,7 @@ from etcdpy.corelink.stats import ReadCounts, take_counts
 from etcdpy.corelink.wire import SUBSCRIBE
 from etcdpy.frontend.handlers import build_handlers, local_handlers
 from etcdpy.frontend.replica import FrontendReplica
-from etcdpy.h2grpc.server import GrpcServer
+from etcdpy.h2grpc.server import GrpcServer, KeepalivePolicy
 from etcdpy.observability.logging import configure_logging
 from etcdpy.observability.metrics import GrpcStats
 from etcdpy.server.client_front import ClientFront
@@ -57,6 +57,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--fd", type=int, action="append", default=[])
     parser.add_argument("--max-receive-bytes", type=int, required=True)
     parser.add_argument("--max-concurrent-streams", type=int, required=True)
+    parser.add_argument("--grpc-keepalive", default="0,0,0", help="interval,timeout,min time")
     parser.add_argument("--max-body-bytes", type=int, required=True)
     parser.add_argument("--log-level", default="info")
     parser.add_argument("--log-outputs", default="default")
@@ -93,7 +94,13 @@ async def serve(args: argparse.Namespace) -> int:
         watch_settings = (args.watch_progress_notify_interval, args.max_request_bytes)
         handlers.update(local_handlers(replica, link, stats, counts, watch_settings))
         link.take_stats = functools.partial(take_counts, stats, counts, replica.store)
-    grpc_server = GrpcServer(handlers, args.max_receive_bytes, args.max_concurrent_streams)
+    interval, timeout, min_time = (float(v) for v in args.grpc_keepalive.split(","))
+    grpc_server = GrpcServer(
+        handlers,
+        args.max_receive_bytes,
+        args.max_concurrent_streams,
+        KeepalivePolicy(interval, timeout, min_time),
+    )
     front = ClientFront(
         None,
         grpc_server,

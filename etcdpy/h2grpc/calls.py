@@ -195,6 +195,7 @@ class Stream:
         if self.local_closed:
             return
         conn = self.conn
+        conn.reset_ping_strikes = True
         if not self.headers_sent:
             self.headers_sent = True
             conn.write(f.frame(f.HEADERS, f.END_HEADERS, self.stream_id, f.RESPONSE_HEADERS))
@@ -229,6 +230,7 @@ class Stream:
         if self.local_closed:
             return
         self.local_closed = True
+        self.conn.reset_ping_strikes = True
         if code == _OK and self.headers_sent:
             block = f.OK_TRAILERS
         else:

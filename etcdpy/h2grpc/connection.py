@@ -31,6 +31,9 @@ _unpack_header = f.FRAME_HEADER.unpack_from
 _unpack_u32 = struct.Struct(">I").unpack_from
 _TIMEOUT = re.compile(rb"^(\d{1,8})([HMSmun])$")
 _TIMEOUT_UNITS = {b"H": 3600.0, b"M": 60.0, b"S": 1.0, b"m": 1e-3, b"u": 1e-6, b"n": 1e-9}
+# grpc-go's server tolerates this many pings too soon between two of its responses.
+MAX_PING_STRIKES = 2
+_KEEPALIVE_PING = b"etcdpyka"
 # The connection window granted on top of the default, and when to top it up again.
 CONNECTION_WINDOW = 64 << 20
 _HEADER_CACHE_SIZE = 64
@@ -102,6 +105,11 @@ class Http2Connection(asyncio.Protocol):
         self.closed = False
         self.idle = asyncio.Event()
         self.idle.set()
+        self.ping_strikes = 0
+        self.reset_ping_strikes = False  # set by every response frame (grpc-go's rule)
+        self._last_ping = -1e18
+        self._keepalive: asyncio.TimerHandle | None = None
+        self._keepalive_answered = True
 
     # asyncio.Protocol
 
@@ -120,10 +128,14 @@ class Http2Connection(asyncio.Protocol):
             )
             + f.window_update(0, CONNECTION_WINDOW)
         )
+        if server.keepalive.interval > 0 and server.keepalive.timeout > 0:
+            self._keepalive = self.loop.call_later(server.keepalive.interval, self._ping_client)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self.server.connections.discard(self)
+        if self._keepalive is not None:
+            self._keepalive.cancel()
         for stream in list(self.streams.values()):
             stream.abandon()
         self.streams.clear()
@@ -198,8 +210,11 @@ class Http2Connection(asyncio.Protocol):
             elif frame_type == f.PING:
                 if stream_id != 0 or length != 8:
                     raise ConnectionError_(f.PROTOCOL_ERROR, "bad PING")
-                if not flags & f.ACK:
-                    self.write(f.frame(f.PING, f.ACK, 0, payload))
+                if flags & f.ACK:
+                    if payload == _KEEPALIVE_PING:
+                        self._keepalive_answered = True
+                else:
+                    self._on_ping(payload)
             elif frame_type == f.RST_STREAM:
                 if stream_id == 0 or length != 4:
                     raise ConnectionError_(f.PROTOCOL_ERROR, "bad RST_STREAM")
@@ -212,6 +227,39 @@ class Http2Connection(asyncio.Protocol):
                 raise ConnectionError_(f.PROTOCOL_ERROR, "PUSH_PROMISE from a client")
             # PRIORITY and unknown frame types are ignored, as RFC 9113 asks.
         return pos
+
+    def _on_ping(self, payload: bytes) -> None:
+        min_time = self.server.keepalive.min_time
+        now = self.loop.time()
+        if self.reset_ping_strikes:
+            self.reset_ping_strikes = False
+            self.ping_strikes = 0
+        elif min_time > 0 and now - self._last_ping < min_time:
+            self.ping_strikes += 1
+            if self.ping_strikes > MAX_PING_STRIKES:
+                raise ConnectionError_(f.ENHANCE_YOUR_CALM, "too_many_pings")
+        self._last_ping = now
+        self.write(f.frame(f.PING, f.ACK, 0, payload))
+
+    def _ping_client(self) -> None:
+        """Server keepalive: the previous ping must have been answered within the timeout."""
+        keepalive = self.server.keepalive
+        if self.closed:
+            return
+        if not self._keepalive_answered:
+            log.info("keepalive ping not answered in time: closing", peer=self.peer)
+            self.close_with(f.NO_ERROR, "keepalive timeout")
+            return
+        self._keepalive_answered = False
+        self.write(f.frame(f.PING, 0, 0, _KEEPALIVE_PING))
+        self._keepalive = self.loop.call_later(keepalive.timeout, self._check_keepalive)
+
+    def _check_keepalive(self) -> None:
+        if self._keepalive_answered:
+            interval = self.server.keepalive.interval - self.server.keepalive.timeout
+            self._keepalive = self.loop.call_later(max(interval, 0.0), self._ping_client)
+        else:
+            self._ping_client()
 
     def _on_data(self, stream_id: int, flags: int, payload: bytes, length: int) -> None:
         if stream_id == 0:

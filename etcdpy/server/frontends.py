@@ -18,10 +18,15 @@ import socket
 import sys
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import astuple
+from typing import TYPE_CHECKING
 
 import structlog
 
 from etcdpy.config import URL
+
+if TYPE_CHECKING:
+    from etcdpy.h2grpc.server import GrpcServer
 
 log = structlog.get_logger(__name__)
 
@@ -85,7 +90,7 @@ class FrontendSupervisor:
         self,
         slots: list[list[socket.socket]],
         core_dir: str,
-        grpc_limits: tuple[int, int],
+        grpc_server: GrpcServer,
         max_body_bytes: int,
         log_level: str,
         log_outputs: Sequence[str],
@@ -96,7 +101,7 @@ class FrontendSupervisor:
         self._replica_args = list(replica_args)  # where the backend is, watch settings
         self._on_exit = on_exit
         self._core_dir = core_dir
-        self._grpc_limits = grpc_limits  # largest message received, concurrent streams
+        self._grpc = grpc_server  # the front-ends serve with its limits
         self._max_body_bytes = max_body_bytes
         self._log_level = log_level
         self._log_outputs = log_outputs
@@ -156,9 +161,11 @@ class FrontendSupervisor:
             "--slot",
             str(slot),
             "--max-receive-bytes",
-            str(self._grpc_limits[0]),
+            str(self._grpc.max_receive_bytes),
             "--max-concurrent-streams",
-            str(self._grpc_limits[1]),
+            str(self._grpc.max_concurrent_streams),
+            "--grpc-keepalive",
+            ",".join(str(v) for v in astuple(self._grpc.keepalive)),
             "--max-body-bytes",
             str(self._max_body_bytes),
             "--log-level",

@@ -24,7 +24,7 @@ import h2.settings
 import pytest
 
 from etcdpy.h2grpc.connection import Http2Connection
-from etcdpy.h2grpc.server import GrpcServer
+from etcdpy.h2grpc.server import GrpcServer, KeepalivePolicy
 
 MAX_RECEIVE = 64 * 1024
 SERVICE = "test.Echo"
@@ -94,7 +94,8 @@ def _handlers(h: Handlers) -> dict[str, grpc.RpcMethodHandler[Any, Any]]:
 
 
 class ServerThread:
-    def __init__(self) -> None:
+    def __init__(self, keepalive: KeepalivePolicy | None = None) -> None:
+        self.keepalive = keepalive
         self.handlers = Handlers()
         self.port = 0
         self._ready = threading.Event()
@@ -110,7 +111,7 @@ class ServerThread:
     async def _serve(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
-        server = GrpcServer(_handlers(self.handlers), MAX_RECEIVE)
+        server = GrpcServer(_handlers(self.handlers), MAX_RECEIVE, keepalive=self.keepalive)
         self.grpc = server
         listener = await self._loop.create_server(lambda: Http2Connection(server), "127.0.0.1", 0)
         self.port = listener.sockets[0].getsockname()[1]
@@ -356,3 +357,48 @@ def test_graceful_stop_lets_calls_finish() -> None:
         thread.stop()
         err = _error(_unary(ch, "Unary"), b"ab", timeout=2)
         assert err.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+
+
+def _read_until_closed(sock: socket.socket, seconds: float) -> bytes:
+    sock.settimeout(seconds)
+    data = b""
+    while chunk := sock.recv(65536):
+        data += chunk
+    return data
+
+
+def test_a_client_that_pings_too_often_is_told_to_calm_down() -> None:
+    thread = ServerThread(KeepalivePolicy(min_time=10.0))
+    try:
+        client = RawClient(thread.port)
+        for i in range(4):  # the first sets the clock; three too soon: over grpc-go's two strikes
+            client.conn.ping(b"%08d" % i)
+        client.flush()
+        data = _read_until_closed(client.sock, 5)
+        client.sock.close()
+        assert b"too_many_pings" in data
+        assert struct.pack(">I", 0xB) in data  # ENHANCE_YOUR_CALM
+        with grpc.insecure_channel(f"127.0.0.1:{thread.port}") as ch:  # others still served
+            assert _unary(ch, "Unary")(b"ab", timeout=5) == b"ba"
+    finally:
+        thread.stop()
+
+
+def test_server_keepalive_closes_a_connection_that_never_answers() -> None:
+    thread = ServerThread(KeepalivePolicy(interval=0.3, timeout=0.3))
+    try:
+        silent = socket.create_connection(("127.0.0.1", thread.port), timeout=5)
+        silent.sendall(
+            b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
+        )
+        began = time.monotonic()
+        data = _read_until_closed(silent, 5)  # it reads but never answers the pings
+        assert b"etcdpyka" in data and time.monotonic() - began < 4
+        silent.close()
+        with grpc.insecure_channel(f"127.0.0.1:{thread.port}") as ch:
+            call = _unary(ch, "Unary")
+            for _ in range(8):  # grpcio answers pings: its connection lives on
+                assert call(b"ab", timeout=5) == b"ba"
+                time.sleep(0.15)
+    finally:
+        thread.stop()
