@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 DATA_DIR ?= default.etcd
 SIM_SEEDS ?= 1000
 
-.PHONY: install system-deps run cluster test unit integration sim chaos lint proto bench clean
+.PHONY: install system-deps node-client run cluster test unit integration sim chaos lint proto bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,9 @@ install: $(STAMP)
 # etcd's Go source (golang-etcd-server-dev) is read by tests for facts: protos, error strings, flags.
 # curl drives the JSON gateway's watch as a user would.
 SYSTEM_PACKAGES := etcd-client etcd-server prometheus golang-etcd-server-dev curl
+# Node and npm run the npm etcd3 client (tests/node); only installed when there is no node.
+NODE_PACKAGES := nodejs npm
+NODE_CLIENT := tests/node/node_modules/etcd3/package.json
 ETCD_GO_SOURCE := /usr/share/gocode/src/go.etcd.io/etcd
 system-deps:
 	@if [ "$$(id -u)" = "0" ] && { ! command -v etcdctl >/dev/null || ! command -v etcd >/dev/null || ! command -v promtool >/dev/null || ! command -v curl >/dev/null || [ ! -d $(ETCD_GO_SOURCE) ]; }; then \
@@ -29,6 +32,18 @@ system-deps:
 		(apt-get install -y --no-install-recommends $(SYSTEM_PACKAGES) >/dev/null 2>&1 || \
 		 (apt-get update >/dev/null 2>&1 && apt-get install -y --no-install-recommends $(SYSTEM_PACKAGES) >/dev/null)); \
 	fi
+	@if [ "$$(id -u)" = "0" ] && ! command -v node >/dev/null; then \
+		echo "installing $(NODE_PACKAGES) with apt"; \
+		(apt-get install -y --no-install-recommends $(NODE_PACKAGES) >/dev/null 2>&1 || \
+		 (apt-get update >/dev/null 2>&1 && apt-get install -y --no-install-recommends $(NODE_PACKAGES) >/dev/null)); \
+	fi
+
+# The npm etcd3 client at the version package-lock.json pins.
+$(NODE_CLIENT): tests/node/package.json tests/node/package-lock.json
+	cd tests/node && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+node-client: system-deps $(NODE_CLIENT)
 
 run: install
 	$(BIN)/etcdpy --name default --data-dir $(DATA_DIR) \
@@ -48,7 +63,7 @@ cluster: install
 # The whole suite with members serving their clients alone (--frontend-processes 1), then every
 # test that starts a member again with two front-end processes (issue 9: nothing a client sees
 # may differ).
-test: install system-deps
+test: install system-deps node-client
 	ETCD_FRONTEND_PROCESSES=1 $(BIN)/pytest -q
 	ETCD_FRONTEND_PROCESSES=2 $(BIN)/pytest -q tests/integration
 	$(BIN)/python -m etcdpy.testing.sim --seeds $(SIM_SEEDS)
@@ -56,7 +71,7 @@ test: install system-deps
 unit: install
 	$(BIN)/pytest -q tests/unit tests/raft
 
-integration: install system-deps
+integration: install system-deps node-client
 	ETCD_FRONTEND_PROCESSES=1 $(BIN)/pytest -q tests/integration
 	ETCD_FRONTEND_PROCESSES=2 $(BIN)/pytest -q tests/integration
 

@@ -39,7 +39,7 @@ async def _serve(config: ServerConfig) -> int:
     server = EtcdServer(config)
     try:
         await server.start()
-    except (JoinError, EtcdError, ConnectionError) as exc:  # e.g. joining a cluster failed
+    except (JoinError, EtcdError, OSError) as exc:  # joining a cluster failed, a port in use
         log.error("cannot start member", error=str(exc))
         return 1
     handlers = build_method_handlers(server)

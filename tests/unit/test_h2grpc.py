@@ -9,6 +9,8 @@ protocol (the connection is closed with GOAWAY; the server keeps serving others)
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import socket
 import struct
 import threading
@@ -22,6 +24,8 @@ import h2.connection
 import h2.events
 import h2.settings
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from etcdpy.h2grpc.connection import Http2Connection
 from etcdpy.h2grpc.server import GrpcServer, KeepalivePolicy
@@ -402,3 +406,67 @@ def test_server_keepalive_closes_a_connection_that_never_answers() -> None:
                 time.sleep(0.15)
     finally:
         thread.stop()
+
+
+# Random frames: whatever a client sends, the server answers with HTTP/2 (a GOAWAY naming a
+# protocol error at worst), never with an internal error, and keeps serving everyone else.
+
+_FRAME_TYPES = st.integers(min_value=0, max_value=12)
+_STREAM_IDS = st.sampled_from([0, 1, 2, 3, 5, 7, 0x7FFFFFFF])
+
+
+@st.composite
+def _frames(draw: st.DrawFn) -> bytes:
+    out = b""
+    for _ in range(draw(st.integers(min_value=1, max_value=8))):
+        payload = draw(st.binary(max_size=48))
+        if draw(st.booleans()):  # a plausible request head now and then, so calls start
+            payload = _request_block(draw(st.sampled_from(["Unary", "Stream", "Nope"])))
+        frame_type = draw(_FRAME_TYPES)
+        flags = draw(st.integers(min_value=0, max_value=255))
+        stream_id = draw(_STREAM_IDS)
+        size = len(payload)
+        out += struct.pack(">BHBBI", size >> 16, size & 0xFFFF, frame_type, flags, stream_id)
+        out += payload
+    return out
+
+
+def _request_block(method: str) -> bytes:
+    import hpack
+
+    headers = [
+        (":method", "POST"), (":scheme", "http"), (":path", f"/{SERVICE}/{method}"),
+        (":authority", "t"), ("content-type", "application/grpc"),
+    ]  # fmt: skip
+    return hpack.Encoder().encode(headers)
+
+
+def _goaway_codes(data: bytes) -> list[int]:
+    codes = []
+    pos = 0
+    while pos + 9 <= len(data):
+        high, low, frame_type, _, _ = struct.unpack_from(">BHBBI", data, pos)
+        size = (high << 16) | low
+        if frame_type == 7 and pos + 17 <= len(data):
+            codes.append(struct.unpack_from(">I", data, pos + 13)[0])
+        pos += 9 + size
+    return codes
+
+
+@settings(max_examples=int(os.environ.get("H2_FUZZ_EXAMPLES", "60")))
+@given(frames=_frames())
+def test_random_frames_never_cause_an_internal_error(server: ServerThread, frames: bytes) -> None:
+    sock = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+    try:
+        sock.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+        sock.sendall(frames)
+        sock.settimeout(0.2)
+        data = b""
+        with contextlib.suppress(TimeoutError, ConnectionResetError):
+            while chunk := sock.recv(65536):
+                data += chunk
+    finally:
+        sock.close()
+    assert 2 not in _goaway_codes(data), "INTERNAL_ERROR: the server failed on this input"
+    with grpc.insecure_channel(f"127.0.0.1:{server.port}") as ch:
+        assert _unary(ch, "Unary")(b"ok", timeout=5) == b"ko"
