@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, NoReturn, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import grpc
 import structlog
@@ -38,6 +38,7 @@ from etcdpy.corelink.wire import (
     encode_renewals,
     encode_response,
 )
+from etcdpy.h2grpc.context import CallAborted, CallContext
 
 if TYPE_CHECKING:
     from etcdpy.server.replica_feed import ReplicaFeed
@@ -51,46 +52,12 @@ _UNIMPLEMENTED = grpc.StatusCode.UNIMPLEMENTED.value[0]
 _INTERNAL = grpc.StatusCode.INTERNAL.value[0]
 
 
-class CallAborted(Exception):
-    """What ``LinkContext.abort`` raises, as grpc.aio's abort raises its own AbortError."""
+_LINK_PEER = "unix:core-link"
 
 
-class LinkContext:
-    """The part of grpc.aio's ServicerContext that etcdpy's handlers use."""
-
-    __slots__ = ("_code", "_details", "_stream")
-
-    def __init__(self, stream: _CoreStream | None = None) -> None:
-        self._code: grpc.StatusCode | None = None
-        self._details = ""
-        self._stream = stream
-
-    async def abort(self, code: grpc.StatusCode, details: str = "", *_: Any) -> NoReturn:
-        self._code = code
-        self._details = details
-        raise CallAborted(details)
-
-    async def write(self, message: Any) -> None:
-        assert self._stream is not None, "write() on a unary call"
-        await self._stream.send(message)
-
-    def code(self) -> grpc.StatusCode | None:
-        return self._code
-
-    def details(self) -> str:
-        return self._details
-
-    def set_code(self, code: grpc.StatusCode) -> None:
-        self._code = code
-
-    def set_details(self, details: str) -> None:
-        self._details = details
-
-    def invocation_metadata(self) -> tuple[tuple[str, str], ...]:
-        return ()
-
-    def time_remaining(self) -> float | None:
-        return None
+def _link_context(stream: _CoreStream | None = None) -> CallContext:
+    """The context a handler run for a front-end gets (no metadata crosses the link yet)."""
+    return CallContext([], _LINK_PEER, None, stream.send if stream is not None else None)
 
 
 def _identity(data: Any) -> Any:
@@ -145,7 +112,7 @@ class _CoreStream:
 
     async def run(self, first: bytes) -> None:
         method = self._method
-        context = LinkContext(self)
+        context = _link_context(self)
         handler = method.handler
         code, details = _OK, b""
         try:
@@ -276,7 +243,7 @@ class _LinkProtocol(asyncio.Protocol):
         return task
 
     async def _call(self, call_id: int, method: _Method, payload: bytes) -> None:
-        context = LinkContext()
+        context = _link_context()
         behavior = method.handler.unary_unary
         assert behavior is not None
         try:

@@ -2,9 +2,10 @@
 
 The core process (raft, WAL, apply, lessor, mvcc) binds the client URLs and hands each front-end
 a listening socket of its own on the same port (SO_REUSEPORT: the kernel spreads connections).
-A front-end terminates gRPC: unary calls cross to the core over the core link (etcdpy.corelink),
-many per write; streams (Watch, LeaseKeepAlive, Snapshot) are relayed as gRPC streams to the
-core's private gRPC socket; HTTP/1.1 connections (/metrics, /health, the /v3 gateway) are relayed
-byte for byte to the core's private listener. So every behaviour is the core's, and the CPU cost
-of gRPC (most of a request's) is spread over the front-ends.
+A front-end terminates gRPC (etcdpy.h2grpc): Range and Watch are served from its read replica
+of the core's file, LeaseKeepAlive streams are batched into RENEW calls, other unary calls cross
+to the core over the core link (etcdpy.corelink), many per write, and the Snapshot stream is
+tunnelled over it with credit; HTTP/1.1 connections (/metrics, /health, the /v3 gateway) are
+relayed byte for byte to the core's private listener. Behaviour comes from the core's own
+handler code either way.
 """
