@@ -17,7 +17,7 @@ import pytest
 ETCD_GO_SOURCE = Path("/usr/share/gocode/src/go.etcd.io/etcd")
 
 
-def _missing(message: str) -> NoReturn:
+def missing(message: str) -> NoReturn:
     """A missing tool is a failure in CI (CI=true), a skip elsewhere."""
     message += " (make test installs it when run as root)"
     if os.environ.get("CI", "").lower() == "true":
@@ -29,7 +29,7 @@ def require_tool(name: str) -> str:
     """The tool's path, from PATH."""
     path = shutil.which(name)
     if path is None:
-        _missing(f"{name} is not installed")
+        missing(f"{name} is not installed")
     return path
 
 
@@ -37,7 +37,7 @@ def require_etcd_source(relative: str) -> Path:
     """A file of etcd 3.4's Go source (Debian's golang-etcd-server-dev), read for facts."""
     path = ETCD_GO_SOURCE / relative
     if not path.exists():
-        _missing(f"etcd's Go source ({path}) is not installed")
+        missing(f"etcd's Go source ({path}) is not installed")
     return path
 
 

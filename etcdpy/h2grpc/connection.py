@@ -106,7 +106,7 @@ class Http2Connection(asyncio.Protocol):
         self.idle = asyncio.Event()
         self.idle.set()
         self.ping_strikes = 0
-        self.reset_ping_strikes = False  # set by every response frame (grpc-go's rule)
+        self.reset_ping_strikes = False  # set by every HEADERS or DATA frame sent (grpc-go's rule)
         self._last_ping = -1e18
         self._keepalive: asyncio.TimerHandle | None = None
         self._keepalive_answered = True
@@ -412,6 +412,9 @@ class Http2Connection(asyncio.Protocol):
             self.write(f.frame(f.DATA, 0, sid, bytes(chunk)))
             stream.send_window -= allowed
             self.send_window -= allowed
+            # grpc-go forgives pings while it sends data: a client's BDP pings come during
+            # long responses.
+            self.reset_ping_strikes = True
         return b""
 
     def _unblock(self) -> None:

@@ -30,7 +30,7 @@ import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import TracebackType
-from typing import Protocol
+from typing import Protocol, cast
 
 from etcdpy.mvcc import backend as bk
 from etcdpy.mvcc.backend import Backend, Tx
@@ -241,10 +241,13 @@ class KVStore:
         limit: int = 0,
         count_only: bool = False,
         keys_only: bool = False,
+        raw: bool = False,
     ) -> RangeResult:
-        """Read ``[key, end)`` as of ``rev`` (0: current); see index.py for ``end``."""
+        """Read ``[key, end)`` as of ``rev`` (0: current); see index.py for ``end``.
+
+        ``raw``: ``kvs`` holds each KeyValue as stored (serialized), not parsed."""
         self._check_usable()
-        return self._range(key, end, rev, self._current_rev, limit, count_only, keys_only)
+        return self._range(key, end, rev, self._current_rev, limit, count_only, keys_only, raw)
 
     def _range(
         self,
@@ -255,6 +258,7 @@ class KVStore:
         limit: int,
         count_only: bool,
         keys_only: bool,
+        raw: bool = False,
     ) -> RangeResult:
         if rev > cur_rev:
             raise FutureRevError()
@@ -270,6 +274,8 @@ class KVStore:
                 return RangeResult([], 0, cur_rev)
             if count_only:
                 return RangeResult([], 1, cur_rev)
+            if raw:  # the stored bytes in place of KeyValues (see range)
+                return RangeResult(cast(list[KeyValue], [self._get_value(found[0])]), 1, cur_rev)
             kv = _parse_kv(self._get_value(found[0]))
             if keys_only:
                 kv.ClearField("value")
@@ -280,6 +286,8 @@ class KVStore:
         count = len(revs)
         if 0 < limit < count:
             revs = revs[:limit]
+        if raw:  # the stored bytes in place of KeyValues (see range)
+            return RangeResult(cast(list[KeyValue], self._get_values(revs)), count, cur_rev)
         kvs = [_parse_kv(v) for v in self._get_values(revs)]
         if keys_only:
             for kv in kvs:
@@ -565,9 +573,10 @@ class TxnWrite:
         limit: int = 0,
         count_only: bool = False,
         keys_only: bool = False,
+        raw: bool = False,
     ) -> RangeResult:
         self._check_open()
-        return self._s._range(key, end, rev, self.rev, limit, count_only, keys_only)
+        return self._s._range(key, end, rev, self.rev, limit, count_only, keys_only, raw)
 
     def put(self, key: bytes, value: bytes, lease: int = 0) -> KeyValue | None:
         """Write a new version of ``key``; returns the version it replaces, if any.

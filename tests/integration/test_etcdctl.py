@@ -55,6 +55,29 @@ def test_get_prefix_and_from_key(etcdctl: Etcdctl) -> None:
     assert doc["count"] == 3 and doc["more"] is True and len(doc["kvs"]) == 1
 
 
+def test_a_large_prefix_read(etcdctl: Etcdctl, etcdpy_server: MemberProcess) -> None:
+    """About 6 MB in one response: etcdctl's gRPC (grpc-go) sends flow-control (BDP) pings
+    while it receives, which the server must not count as a ping flood; every key arrives."""
+    import grpc
+
+    from etcdpy.pb.etcdserverpb import rpc_pb2 as pb
+    from etcdpy.pb.etcdserverpb import rpc_pb2_grpc
+
+    keys = 20000
+    with grpc.insecure_channel(etcdpy_server.endpoint) as channel:
+        kv = rpc_pb2_grpc.KVStub(channel)
+        for start in range(0, keys, 128):
+            ops = [
+                pb.RequestOp(request_put=pb.PutRequest(key=b"/big/%06d" % i, value=b"v" * 250))
+                for i in range(start, min(start + 128, keys))
+            ]
+            kv.Txn(pb.TxnRequest(success=ops), timeout=30)
+    out = etcdctl.run("get", "--prefix", "/big/", "--command-timeout=30s", timeout=60).stdout
+    lines = out.splitlines()
+    assert len(lines) == 2 * keys
+    assert lines[0] == "/big/000000" and lines[-2] == f"/big/{keys - 1:06d}"
+
+
 def test_sort_and_print_value_only(etcdctl: Etcdctl) -> None:
     etcdctl.out("put", "k1", "c")
     etcdctl.out("put", "k2", "a")

@@ -2,19 +2,19 @@
 grpcio's or grpc-go's), unchanged, against etcdpy: KV, txn, lease, watch, an error.
 
 `make test` installs Node (Debian's nodejs and npm, as root, when there is no node) and the
-client (`npm install` in tests/node). A missing node or client is a failure, never a skip.
+client (`npm ci` in tests/node). As with every tool, a missing one fails in CI.
 """
 
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
 from etcdpy.testing.processes import MemberProcess
+from tests.tools import missing, require_tool
 
 pytestmark = pytest.mark.integration
 
@@ -22,9 +22,9 @@ NODE_DIR = Path(__file__).resolve().parent.parent / "node"
 
 
 def test_npm_etcd3_client(etcdpy_server: MemberProcess) -> None:
-    node = shutil.which("node")
-    assert node is not None, "node is not installed (make test installs it as root)"
-    assert (NODE_DIR / "node_modules" / "etcd3").is_dir(), "run `make test` (npm install)"
+    node = require_tool("node")
+    if not (NODE_DIR / "node_modules" / "etcd3").is_dir():
+        missing("the npm etcd3 client is not installed in tests/node")
     proc = subprocess.run(
         [node, str(NODE_DIR / "client_check.js"), etcdpy_server.endpoint],
         capture_output=True,
