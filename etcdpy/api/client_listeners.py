@@ -167,6 +167,8 @@ class ClientListeners:
             str(config.experimental_watch_progress_notify_interval),
             "--max-request-bytes",
             str(config.max_request_bytes),
+            "--max-txn-ops",
+            str(config.max_txn_ops),
         ]
 
     async def _collect_frontend_stats(self) -> None:

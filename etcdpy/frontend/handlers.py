@@ -128,10 +128,11 @@ def local_handlers(
     stats: GrpcStats,
     counts: ReadCounts,
     watch_settings: tuple[float, int],
+    max_txn_ops: int,
 ) -> Handlers:
-    """KV.Range and Watch.Watch from the front-end's replica, and LeaseKeepAlive with batched
-    renewals, through the same parsing, error mapping, learner guard and counters as the core's
-    handlers (etcdpy.api.grpc_server)."""
+    """KV.Range, read-only KV.Txn and Watch.Watch from the front-end's replica, and
+    LeaseKeepAlive with batched renewals, through the same parsing, error mapping, learner
+    guard and counters as the core's handlers (etcdpy.api.grpc_server)."""
     from etcdpy.api.grpc_server import service_handlers
     from etcdpy.api.learner_guard import guard_learner_services
     from etcdpy.api.lease import KeepAliveService
@@ -147,13 +148,14 @@ def local_handlers(
         return replica.cluster_id, replica.member_id, replica.raft_term
 
     services: dict[str, object] = {
-        "KV": LocalKV(replica, link, ReadIndexBatcher(link), counts),
+        "KV": LocalKV(replica, link, ReadIndexBatcher(link), counts, max_txn_ops),
         "Watch": WatchService(watch_stream, header, *watch_settings),
         "Lease": KeepAliveService(replica.fill_header, RenewBatcher(link).renew),
     }
     guard_learner_services(services, replica)
     handlers: Handlers = {}
-    for service, method in (("KV", "Range"), ("Watch", "Watch"), ("Lease", "LeaseKeepAlive")):
+    local = (("KV", "Range"), ("KV", "Txn"), ("Watch", "Watch"), ("Lease", "LeaseKeepAlive"))
+    for service, method in local:
         path = f"/{PACKAGE}.{service}/{method}"
         handlers[path] = service_handlers(service, services[service], stats)[path]
     return handlers

@@ -1,4 +1,5 @@
-"""KV.Range served in the front-end, from its read replica (etcdpy.frontend.replica).
+"""KV.Range and read-only KV.Txn served in the front-end, from its read replica
+(etcdpy.frontend.replica); a Txn that writes goes to the core as it is.
 
 Serializable reads are answered at once, at the revision the replica has reached. A
 linearizable read first waits for a READ_INDEX answer from the core (one call for every read
@@ -14,6 +15,8 @@ front-end), a value the core's compaction removed under a read.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
+from typing import Any
 
 import grpc
 import structlog
@@ -27,12 +30,14 @@ from etcdpy.corelink.wire import METHOD_NUMBER, PACKAGE, READ_INDEX, UNCOUNTED
 from etcdpy.frontend.handlers import CORE_UNREACHABLE, link_error
 from etcdpy.frontend.replica import FrontendReplica
 from etcdpy.mvcc.errors import CompactedError, FutureRevError
+from etcdpy.mvcc.replica_store import ReplicaStore
 from etcdpy.pb.etcdserverpb import rpc_pb2 as pb
-from etcdpy.server.applier import apply_range, mvcc_error
+from etcdpy.server.applier import Applier, apply_range, is_txn_read_only, mvcc_error
 
 log = structlog.get_logger(__name__)
 
 RANGE_METHOD = METHOD_NUMBER[f"/{PACKAGE}.KV/Range"]
+TXN_METHOD = METHOD_NUMBER[f"/{PACKAGE}.KV/Txn"]
 
 # Event-loop turns a serializable read gives the core link to be read: one turn reads what the
 # socket held (up to the loop's read buffer), which is all the read needs to see; under a
@@ -83,7 +88,7 @@ class ReadIndexBatcher:
 
 
 class LocalKV:
-    """The KV service's Range for a front-end (the other methods go to the core as they are)."""
+    """The KV service's reads for a front-end (the other methods go to the core as they are)."""
 
     def __init__(
         self,
@@ -91,33 +96,59 @@ class LocalKV:
         link: CoreLinkClient,
         reads: ReadIndexBatcher,
         counts: ReadCounts,
+        max_txn_ops: int,
     ) -> None:
         self._replica = replica
         self._link = link
         self._reads = reads
         self._counts = counts
+        self._max_txn_ops = max_txn_ops
 
     async def Range(self, request: pb.RangeRequest, context: Ctx) -> pb.RangeResponse:
         txn_checks.check_range(request)
+        resp = await self._read(request, request.serializable, _range_on, RANGE_METHOD, context)
+        assert isinstance(resp, pb.RangeResponse)
+        return resp
+
+    async def Txn(self, request: pb.TxnRequest, context: Ctx) -> pb.TxnResponse:
+        txn_checks.check_txn(request, self._max_txn_ops)
+        if not is_txn_read_only(request):
+            resp = await self._call_core(TXN_METHOD, request, context)
+        else:
+            serializable = all(
+                op.request_range.serializable for op in (*request.success, *request.failure)
+            )
+            resp = await self._read(request, serializable, _txn_on, TXN_METHOD, context)
+        assert isinstance(resp, pb.TxnResponse)
+        return resp
+
+    async def _read(
+        self,
+        request: pb.RangeRequest | pb.TxnRequest,
+        serializable: bool,
+        evaluate: Callable[[ReplicaStore, Any], pb.RangeResponse | pb.TxnResponse],
+        method: int,
+        context: Ctx,
+    ) -> pb.RangeResponse | pb.TxnResponse:
         try:
-            if not request.serializable:
+            if not serializable:
                 await self._reads.wait()
             else:
                 await self._catch_up()
             store = self._replica.store
             if store is None:
-                return await self._forward(request)
+                return await self._forward(method, request)
             try:
-                resp = apply_range(store, request)
+                resp = evaluate(store, request)
             except CompactedError as exc:
                 raise mvcc_error(exc) from None
             except FutureRevError:
-                return await self._forward(request)  # the core may be further on
+                return await self._forward(method, request)  # the core may be further on
             except errors.EtcdError:
                 raise
             except Exception as exc:  # e.g. a value compacted away under this read
                 log.debug("front-end read handed to the core", error=repr(exc))
-                return await self._forward(request)
+                return await self._forward(method, request)
         except CoreLinkLost:
             await context.abort(grpc.StatusCode.UNAVAILABLE, CORE_UNREACHABLE)
         self._replica.fill_header(resp.header)
@@ -133,10 +164,33 @@ class LocalKV:
                 return
             await asyncio.sleep(0)
 
-    async def _forward(self, request: pb.RangeRequest) -> pb.RangeResponse:
+    async def _forward(
+        self, method: int, request: pb.RangeRequest | pb.TxnRequest
+    ) -> pb.RangeResponse | pb.TxnResponse:
         self._counts.forwarded += 1
+        return await self._call(method, request)
+
+    async def _call_core(self, method: int, request: pb.TxnRequest, context: Ctx) -> Any:
+        try:
+            return await self._call(method, request)
+        except CoreLinkLost:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, CORE_UNREACHABLE)
+
+    async def _call(
+        self, method: int, request: pb.RangeRequest | pb.TxnRequest
+    ) -> pb.RangeResponse | pb.TxnResponse:
         # Uncounted in the core: this front-end's counters have the call already.
-        code, payload = await self._link.call(UNCOUNTED + RANGE_METHOD, request.SerializeToString())
+        code, payload = await self._link.call(UNCOUNTED + method, request.SerializeToString())
         if code:
             raise link_error(code, payload.decode())
-        return pb.RangeResponse.FromString(payload)
+        if method == RANGE_METHOD:
+            return pb.RangeResponse.FromString(payload)
+        return pb.TxnResponse.FromString(payload)
+
+
+def _range_on(store: ReplicaStore, request: pb.RangeRequest) -> pb.RangeResponse:
+    return apply_range(store, request)
+
+
+def _txn_on(store: ReplicaStore, request: pb.TxnRequest) -> pb.TxnResponse:
+    return Applier(store).read_only_txn(request)

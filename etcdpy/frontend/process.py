@@ -65,6 +65,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--db-map-size", type=int, default=0)
     parser.add_argument("--watch-progress-notify-interval", type=float, default=600.0)
     parser.add_argument("--max-request-bytes", type=int, default=1536 * 1024)
+    parser.add_argument("--max-txn-ops", type=int, default=128)
     return parser.parse_args(argv)
 
 
@@ -92,7 +93,9 @@ async def serve(args: argparse.Namespace) -> int:
         watch_sync.start(replica.store)
         stats, counts = GrpcStats(), ReadCounts()
         watch_settings = (args.watch_progress_notify_interval, args.max_request_bytes)
-        handlers.update(local_handlers(replica, link, stats, counts, watch_settings))
+        handlers.update(
+            local_handlers(replica, link, stats, counts, watch_settings, args.max_txn_ops)
+        )
         link.take_stats = functools.partial(take_counts, stats, counts, replica.store)
     interval, timeout, min_time = (float(v) for v in args.grpc_keepalive.split(","))
     grpc_server = GrpcServer(
