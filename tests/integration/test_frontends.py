@@ -154,9 +154,9 @@ def test_every_read_sees_every_write_acknowledged_before_it(member: MemberProces
 
 
 def test_read_only_txns_are_answered_by_the_frontends(member: MemberProcess) -> None:
-    """A Txn of ranges is answered from the replica (both consistencies, both branches, nested
-    ranges), sees every write acknowledged before it, and a Txn that writes still goes through
-    the core (its write is there)."""
+    """A Txn of ranges is answered from the replica (both consistencies, a compare on the
+    revision just written) and sees every write acknowledged before it; a Txn that writes still
+    goes through the core (its write is there)."""
     channels = _connections(member, 4)
     kvs = [rpc_pb2_grpc.KVStub(c) for c in channels]
     local_before = _metric(member, "etcdpy_frontend_reads_local_total")
