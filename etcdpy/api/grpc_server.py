@@ -36,8 +36,9 @@ PACKAGE = "etcdserverpb"
 Unary = Callable[[Any, Ctx], Awaitable[Any]]
 
 
-def _serialize(message: Message) -> bytes:
-    return message.SerializeToString()
+def _serialize(message: Message | bytes) -> bytes:
+    # A handler may answer with bytes already encoded (a large Range: etcdpy.server.applier).
+    return message if isinstance(message, bytes) else message.SerializeToString()
 
 
 async def _parse(request_type: type[Message], data: bytes, context: Ctx) -> Any:

@@ -6,7 +6,7 @@ from etcdpy.api import txn_checks
 from etcdpy.api.status import Ctx
 from etcdpy.pb.etcdserverpb import raft_internal_pb2 as internalpb
 from etcdpy.pb.etcdserverpb import rpc_pb2 as pb
-from etcdpy.server.applier import is_txn_read_only
+from etcdpy.server.applier import EncodedRange, is_txn_read_only
 from etcdpy.server.etcd_server import EtcdServer
 
 
@@ -15,13 +15,13 @@ class KVService:
         self._server = server
         self._max_txn_ops = server.config.max_txn_ops
 
-    async def Range(self, request: pb.RangeRequest, context: Ctx) -> pb.RangeResponse:
+    async def Range(self, request: pb.RangeRequest, context: Ctx) -> pb.RangeResponse | bytes:
         txn_checks.check_range(request)
         if not request.serializable:
             await self._server.linearizable_read()
         resp = self._server.range(request)
         self._server.fill_header(resp.header)
-        return resp
+        return resp.encode() if isinstance(resp, EncodedRange) else resp
 
     async def Put(self, request: pb.PutRequest, context: Ctx) -> pb.PutResponse:
         txn_checks.check_put(request)

@@ -32,7 +32,13 @@ from etcdpy.frontend.replica import FrontendReplica
 from etcdpy.mvcc.errors import CompactedError, FutureRevError
 from etcdpy.mvcc.replica_store import ReplicaStore
 from etcdpy.pb.etcdserverpb import rpc_pb2 as pb
-from etcdpy.server.applier import Applier, apply_range, is_txn_read_only, mvcc_error
+from etcdpy.server.applier import (
+    Applier,
+    EncodedRange,
+    encoded_range,
+    is_txn_read_only,
+    mvcc_error,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -104,9 +110,11 @@ class LocalKV:
         self._counts = counts
         self._max_txn_ops = max_txn_ops
 
-    async def Range(self, request: pb.RangeRequest, context: Ctx) -> pb.RangeResponse:
+    async def Range(self, request: pb.RangeRequest, context: Ctx) -> pb.RangeResponse | bytes:
         txn_checks.check_range(request)
         resp = await self._read(request, request.serializable, _range_on, RANGE_METHOD, context)
+        if isinstance(resp, EncodedRange):
+            return resp.encode()
         assert isinstance(resp, pb.RangeResponse)
         return resp
 
@@ -126,10 +134,10 @@ class LocalKV:
         self,
         request: pb.RangeRequest | pb.TxnRequest,
         serializable: bool,
-        evaluate: Callable[[ReplicaStore, Any], pb.RangeResponse | pb.TxnResponse],
+        evaluate: Callable[[ReplicaStore, Any], pb.RangeResponse | pb.TxnResponse | EncodedRange],
         method: int,
         context: Ctx,
-    ) -> pb.RangeResponse | pb.TxnResponse:
+    ) -> pb.RangeResponse | pb.TxnResponse | EncodedRange:
         try:
             if not serializable:
                 await self._reads.wait()
@@ -188,8 +196,8 @@ class LocalKV:
         return pb.TxnResponse.FromString(payload)
 
 
-def _range_on(store: ReplicaStore, request: pb.RangeRequest) -> pb.RangeResponse:
-    return apply_range(store, request)
+def _range_on(store: ReplicaStore, request: pb.RangeRequest) -> pb.RangeResponse | EncodedRange:
+    return encoded_range(store, request)
 
 
 def _txn_on(store: ReplicaStore, request: pb.TxnRequest) -> pb.TxnResponse:

@@ -59,9 +59,8 @@ _PREFIXED_SIZES = 1 << 14
 _KVS_PREFIXES = [_KVS_TAG + _varint(size) for size in range(_PREFIXED_SIZES)]
 
 
-def _add_stored_kvs(resp: pb.RangeResponse, stored: list[bytes]) -> None:
-    """Appends KeyValues as the store holds them (serialized) with one parse of them all,
-    instead of a parse and a copy per key: a large range is mostly this."""
+def _kvs_field(stored: list[bytes]) -> bytes:
+    """KeyValues as the store holds them (serialized), as RangeResponse.kvs on the wire."""
     prefixes = _KVS_PREFIXES
     parts: list[bytes] = []
     append = parts.append
@@ -69,7 +68,32 @@ def _add_stored_kvs(resp: pb.RangeResponse, stored: list[bytes]) -> None:
         size = len(kv)
         append(prefixes[size] if size < _PREFIXED_SIZES else _KVS_TAG + _varint(size))
         append(kv)
-    resp.MergeFromString(b"".join(parts))
+    return b"".join(parts)
+
+
+def _add_stored_kvs(resp: pb.RangeResponse, stored: list[bytes]) -> None:
+    """Appends KeyValues as stored with one parse of them all, instead of a parse and a copy
+    per key: a large range is mostly this."""
+    resp.MergeFromString(_kvs_field(stored))
+
+
+class EncodedRange:
+    """A RangeResponse whose KeyValues stay serialized as stored: ``response`` has the header,
+    count and more; ``encode`` appends the kvs field to it (protobuf accepts fields in any
+    order), so a large range is never parsed and serialized again."""
+
+    __slots__ = ("_stored", "response")
+
+    def __init__(self, response: pb.RangeResponse, stored: list[bytes]) -> None:
+        self.response = response
+        self._stored = stored
+
+    @property
+    def header(self) -> pb.ResponseHeader:
+        return self.response.header
+
+    def encode(self) -> bytes:
+        return self.response.SerializeToString() + _kvs_field(self._stored)
 
 
 _SORT_KEYS: dict[int, Callable[[mvccpb.KeyValue], Any]] = {
@@ -99,6 +123,20 @@ def apply_range(
     """etcd's applierV3backend.Range: filters and sorting happen after the store's range.
 
     Fills ``resp`` when given (a txn's response slot), so no copy is made."""
+    answer = _range(reader, req, resp, encoded=False)
+    assert isinstance(answer, pb.RangeResponse)
+    return answer
+
+
+def encoded_range(reader: Reader, req: pb.RangeRequest) -> pb.RangeResponse | EncodedRange:
+    """``apply_range`` for a Range call's own answer: the KeyValues stay serialized when
+    nothing (sorting, filters, keys_only) needs them parsed."""
+    return _range(reader, req, None, encoded=True)
+
+
+def _range(
+    reader: Reader, req: pb.RangeRequest, resp: pb.RangeResponse | None, encoded: bool
+) -> pb.RangeResponse | EncodedRange:
     filtered = (
         req.min_mod_revision
         or req.max_mod_revision
@@ -135,6 +173,8 @@ def apply_range(
         if req.limit > 0 and len(stored) > req.limit:
             stored = stored[: req.limit]
             resp.more = True
+        if encoded and not req.keys_only:
+            return EncodedRange(resp, stored)
         _add_stored_kvs(resp, stored)
         if req.keys_only:
             for kv in resp.kvs:

@@ -42,7 +42,13 @@ from etcdpy.raft.types import (
     StateType,
 )
 from etcdpy.server.alarms import alarm_text
-from etcdpy.server.applier import Applier, Response, apply_range, mvcc_error
+from etcdpy.server.applier import (
+    Applier,
+    EncodedRange,
+    Response,
+    encoded_range,
+    mvcc_error,
+)
 from etcdpy.server.cluster_runtime import ClusterRuntime
 from etcdpy.server.compactor import PeriodicCompactor, RevisionCompactor
 from etcdpy.server.idgen import RequestIdGenerator
@@ -272,9 +278,9 @@ class EtcdServer:
             await asyncio.sleep(DEADLINE_SWEEP_SECONDS)
             self._deadlines.sweep(self._loop.time(), errors.Timeout)
 
-    def range(self, req: pb.RangeRequest) -> pb.RangeResponse:
+    def range(self, req: pb.RangeRequest) -> pb.RangeResponse | EncodedRange:
         try:
-            return apply_range(self.kv, req)
+            return encoded_range(self.kv, req)
         except (CompactedError, FutureRevError) as exc:
             raise mvcc_error(exc) from None
 

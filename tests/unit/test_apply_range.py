@@ -1,5 +1,7 @@
 """apply_range's fast path (KeyValues appended as stored, one parse for all) answers exactly as
-the path that parses each KeyValue: same bytes on the wire for any range, limit and revision."""
+the path that parses each KeyValue: same bytes on the wire for any range, limit and revision;
+and a Range call's answer with the KeyValues never parsed (encoded_range) decodes to the same
+response."""
 
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ from hypothesis import strategies as st
 from etcdpy.mvcc.backend import Backend
 from etcdpy.mvcc.kvstore import KVStore
 from etcdpy.pb.etcdserverpb import rpc_pb2 as pb
-from etcdpy.server.applier import apply_range
+from etcdpy.server.applier import EncodedRange, apply_range, encoded_range
 
 KEYS = [b"a", b"b", b"b/1", b"b/2", b"c", b"d/x", b"d/y", b"e"]
 
@@ -72,5 +74,15 @@ def test_fast_path_matches_the_parsing_path(
     )
     if ascend_by_key:
         req.sort_order = pb.RangeRequest.ASCEND  # key order is the store's order
+    expected = _parsed(store, req)
     fast = apply_range(store, req)
-    assert fast.SerializeToString() == _parsed(store, req).SerializeToString()
+    assert fast.SerializeToString() == expected.SerializeToString()
+    # A Range call's own answer: the kvs stay serialized, appended after the other fields.
+    answer = encoded_range(store, req)
+    if isinstance(answer, EncodedRange):
+        assert not keys_only
+        answer.header.member_id = 7  # what the service fills in, as on the message
+        expected.header.member_id = 7
+        assert pb.RangeResponse.FromString(answer.encode()) == expected
+    else:
+        assert keys_only and answer.SerializeToString() == expected.SerializeToString()
