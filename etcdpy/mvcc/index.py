@@ -99,6 +99,25 @@ class TreeIndex:
     def revisions(self, key: bytes, end: bytes | None, at_rev: int) -> list[Revision]:
         return self.range(key, end, at_rev)[1]
 
+    def first_revisions(
+        self, key: bytes, end: bytes, at_rev: int, limit: int
+    ) -> tuple[list[Revision], int]:
+        """The revisions of the first ``limit`` keys of ``[key, end)`` live at ``at_rev``, and
+        how many keys of it are live (a page of a list: the rest is only counted)."""
+        revs: list[Revision] = []
+        visits = self._visit(key, end)
+        for ki in visits:
+            found = ki.find(at_rev)
+            if found is not None:
+                revs.append(found[0])
+                if len(revs) == limit:
+                    break
+        count = len(revs)
+        for ki in visits:
+            if ki.live_at(at_rev):
+                count += 1
+        return revs, count
+
     def count(self, key: bytes, end: bytes | None, at_rev: int) -> int:
         if not end:
             return 0 if self.find(key, at_rev) is None else 1

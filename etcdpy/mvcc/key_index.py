@@ -140,6 +140,13 @@ class KeyIndex:
             return None
         return revs[i], g.created, g.ver - (len(revs) - 1 - i)
 
+    def live_at(self, at_rev: int) -> bool:
+        """find(at_rev) is not None, without building its answer (for counting)."""
+        revs = self.generations[-1].revs
+        if revs and revs[-1].main <= at_rev:  # live, and unchanged since at_rev
+            return True
+        return self.find(at_rev) is not None
+
     def get(self, at_rev: int) -> tuple[Revision, Revision, int]:
         """Like find(), but a miss raises RevisionNotFoundError."""
         found = self.find(at_rev)

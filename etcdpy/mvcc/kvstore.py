@@ -280,12 +280,13 @@ class KVStore:
             if keys_only:
                 kv.ClearField("value")
             return RangeResult([kv], 1, cur_rev)
-        revs = self._index.revisions(key, end, rev)
+        if limit > 0 and not count_only:
+            revs, count = self._index.first_revisions(key, end, rev, limit)
+        else:
+            revs = self._index.revisions(key, end, rev)
+            count = len(revs)
         if count_only or not revs:
-            return RangeResult([], len(revs), cur_rev)
-        count = len(revs)
-        if 0 < limit < count:
-            revs = revs[:limit]
+            return RangeResult([], count, cur_rev)
         if raw:  # the stored bytes in place of KeyValues (see range)
             return RangeResult(cast(list[KeyValue], self._get_values(revs)), count, cur_rev)
         kvs = [_parse_kv(v) for v in self._get_values(revs)]
