@@ -10,7 +10,6 @@ import termios
 from collections.abc import Callable
 from typing import cast
 
-from etcdpy.corelink.outbox import Outbox
 from etcdpy.corelink.wire import (
     CANCEL,
     CREDIT,
@@ -26,6 +25,7 @@ from etcdpy.corelink.wire import (
     RecordReader,
     encode_request,
 )
+from etcdpy.outbox import Outbox
 
 CALL_ID_LIMIT = 2**32
 _CANCELLED = 1

@@ -13,7 +13,6 @@ import grpc
 import structlog
 
 from etcdpy import errors
-from etcdpy.corelink.outbox import Outbox
 from etcdpy.corelink.wire import (
     CANCEL,
     CREDIT,
@@ -39,6 +38,7 @@ from etcdpy.corelink.wire import (
     encode_response,
 )
 from etcdpy.h2grpc.context import CallAborted, CallContext
+from etcdpy.outbox import Outbox
 
 if TYPE_CHECKING:
     from etcdpy.server.replica_feed import ReplicaFeed

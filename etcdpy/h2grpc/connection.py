@@ -14,6 +14,7 @@ import collections
 import re
 import struct
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 import hpack
@@ -21,6 +22,7 @@ import structlog
 
 from etcdpy.h2grpc import frames as f
 from etcdpy.h2grpc.calls import Stream, run_call
+from etcdpy.outbox import Outbox
 
 if TYPE_CHECKING:
     from etcdpy.h2grpc.server import GrpcServer
@@ -91,8 +93,8 @@ class Http2Connection(asyncio.Protocol):
         self._head_cache: dict[bytes, RequestHead] = {}
         self._continuation: tuple[int, int, bytearray] | None = None  # stream, flags, block
         self._last_stream_id = 0
-        self._out: list[bytes] = []
-        self._flush_scheduled = False
+        self._outbox = Outbox(self.loop)
+        self.write: Callable[[bytes], None] = self._outbox.add  # frames out, one write per turn
         self._received_unacked = 0  # connection window bytes taken but not granted back
         self.send_window = f.DEFAULT_WINDOW
         self.peer_initial_window = f.DEFAULT_WINDOW
@@ -115,6 +117,7 @@ class Http2Connection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's are not subclasses
+        self._outbox.transport = self.transport
         self.peer = _peer_name(self.transport.get_extra_info("peername"))
         self.server.connections.add(self)
         server = self.server
@@ -133,6 +136,7 @@ class Http2Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        self._outbox.transport = None
         self.server.connections.discard(self)
         if self._keepalive is not None:
             self._keepalive.cancel()
@@ -385,19 +389,6 @@ class Http2Connection(asyncio.Protocol):
 
     # Frames out
 
-    def write(self, data: bytes) -> None:
-        self._out.append(data)
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            self.loop.call_soon(self._flush)
-
-    def _flush(self) -> None:
-        self._flush_scheduled = False
-        out, self._out = self._out, []
-        transport = self.transport
-        if transport is not None and not self.closed and out:
-            transport.write(b"".join(out) if len(out) > 1 else out[0])
-
     def send_data(self, stream: Stream, payload: bytes | memoryview) -> bytes | memoryview:
         """Sends what the windows allow; returns what must wait for a WINDOW_UPDATE."""
         max_frame = self.peer_max_frame
@@ -468,7 +459,8 @@ class Http2Connection(asyncio.Protocol):
             log.info("closing HTTP/2 connection", peer=self.peer, reason=reason, code=code)
         if not (self._goaway_sent and code == f.NO_ERROR):
             self.write(f.goaway(self._last_stream_id, code, reason.encode()[:256]))
-        self._flush()
+        self._outbox.flush()
+        self._outbox.transport = None
         self.closed = True
         if self.transport is not None:
             self.transport.close()

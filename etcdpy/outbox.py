@@ -1,4 +1,5 @@
-"""Records written during one turn of the event loop leave in one write (both ends use it)."""
+"""What is written during one turn of the event loop leaves in one ``write``: the core link's
+records (both ends) and an HTTP/2 connection's frames (etcdpy.h2grpc)."""
 
 from __future__ import annotations
 
@@ -18,9 +19,11 @@ class Outbox:
         self._pending.append(record)
         if not self._scheduled:
             self._scheduled = True
-            self._loop.call_soon(self._flush)
+            self._loop.call_soon(self.flush)
 
-    def _flush(self) -> None:
+    def flush(self) -> None:
+        """Writes what is pending now (also what the scheduled flush does); nothing goes out
+        once ``transport`` is None."""
         self._scheduled = False
         pending, self._pending = self._pending, []
         if self.transport is not None and pending:
