@@ -102,8 +102,9 @@ class TreeIndex:
     def first_revisions(
         self, key: bytes, end: bytes, at_rev: int, limit: int
     ) -> tuple[list[Revision], int]:
-        """The revisions of the first ``limit`` keys of ``[key, end)`` live at ``at_rev``, and
-        how many keys of it are live (a page of a list: the rest is only counted)."""
+        """The revisions of the first ``limit`` keys (0: all) of ``[key, end)`` live at
+        ``at_rev``, and how many keys of it are live (a page of a list: the rest is only
+        counted)."""
         revs: list[Revision] = []
         visits = self._visit(key, end)
         for ki in visits:
@@ -121,7 +122,7 @@ class TreeIndex:
     def count(self, key: bytes, end: bytes | None, at_rev: int) -> int:
         if not end:
             return 0 if self.find(key, at_rev) is None else 1
-        return sum(1 for ki in self._visit(key, end) if ki.find(at_rev) is not None)
+        return sum(1 for ki in self._visit(key, end) if ki.live_at(at_rev))
 
     def range_since(self, key: bytes, end: bytes | None, rev: int) -> list[Revision]:
         """Every revision ``>= rev`` of the keys in the range, in revision order."""

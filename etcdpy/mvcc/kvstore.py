@@ -280,12 +280,10 @@ class KVStore:
             if keys_only:
                 kv.ClearField("value")
             return RangeResult([kv], 1, cur_rev)
-        if limit > 0 and not count_only:
-            revs, count = self._index.first_revisions(key, end, rev, limit)
-        else:
-            revs = self._index.revisions(key, end, rev)
-            count = len(revs)
-        if count_only or not revs:
+        if count_only:
+            return RangeResult([], self._index.count(key, end, rev), cur_rev)
+        revs, count = self._index.first_revisions(key, end, rev, limit)
+        if not revs:
             return RangeResult([], count, cur_rev)
         if raw:  # the stored bytes in place of KeyValues (see range)
             return RangeResult(cast(list[KeyValue], self._get_values(revs)), count, cur_rev)
