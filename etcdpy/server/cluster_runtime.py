@@ -173,7 +173,13 @@ class ClusterRuntime:
         snap = s.storage.snapshot
         self.snapshot_index = snap.metadata.index if snap is not None else 0
         self.conf_state = snap.metadata.conf_state if snap is not None else None
-        transport = PeerTransport(s.member_id, s.cluster.cluster_id, self, self.peer_tls)
+        transport = PeerTransport(
+            s.member_id,
+            s.cluster.cluster_id,
+            self,
+            self.peer_tls,
+            dead_after=s.config.election_timeout / 1000.0,
+        )
         transport.stats = s.metrics.peers  # ops: peer series on /metrics
         await transport.listen([str(u) for u in s.config.listen_peer_urls])
         self.transport = transport

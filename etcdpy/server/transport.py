@@ -10,7 +10,16 @@ The first frame on a connection is HELLO (the sender's member id and cluster id)
 messages for one peer go out as one MSGS frame (etcdpy.raft.codec.encode_messages), and
 messages that pile up while a write is in flight go out together in the next frame: pipelined
 and batched. A lost connection drops what was queued (raft retransmits), tells raft the peer is
-unreachable, and is re-dialled with exponential backoff.
+unreachable, and is re-dialled at once, then every ``BACKOFF_MAX`` (etcd's rafthttp dials a lost
+stream again every 100 ms).
+
+A cut link loses packets silently: nothing is refused, and TCP keeps what it sent, retransmitting
+with an exponential timeout (0.2, 0.4, 0.8 ... s) that reaches seconds within a few seconds of
+a cut, so after a heal an established connection could stay silent for up to as long again as
+the cut lasted. Every peer connection therefore has a TCP_USER_TIMEOUT (``dead_after``: data
+unacknowledged that long ends the connection; heartbeats keep data in flight), and a re-dial
+sends a fresh SYN every ``DIAL_RETRY`` (a new attempt while earlier ones still wait; the first to
+connect wins) instead of waiting for the kernel's SYN retransmissions (1 s, then 3 s).
 
 A snapshot (MsgSnap) goes on a connection of its own, followed by the sender's whole backend
 file in chunks, so a large transfer never delays heartbeats. The receiver acknowledges once the
@@ -41,6 +50,7 @@ import asyncio
 import contextlib
 import json
 import os
+import socket
 import ssl
 import struct
 import time
@@ -82,8 +92,15 @@ SNAP_CHUNK_BYTES: Final = 1024 * 1024
 # Messages queued for a peer beyond this are dropped (raft retransmits what matters).
 MAX_QUEUED_MESSAGES: Final = 8192
 BACKOFF_MIN: Final = 0.05
-BACKOFF_MAX: Final = 1.0
+BACKOFF_MAX: Final = 0.1  # etcd's DialRetryFrequency
+TLS_BACKOFF_MAX: Final = 1.0
 DIAL_TIMEOUT: Final = 1.0
+# A new connection attempt starts this often while earlier ones still wait for an answer.
+DIAL_RETRY: Final = 0.1
+MAX_PENDING_DIALS: Final = 12
+# Sent data unacknowledged this long ends a peer connection (TCP_USER_TIMEOUT); at least the
+# election timeout (PeerTransport's dead_after).
+DEAD_AFTER_MIN: Final = 1.0
 TLS_HANDSHAKE_TIMEOUT: Final = 3.0
 TLS_LOG_INTERVAL: Final = 30.0
 SNAPSHOT_TIMEOUT: Final = 120.0
@@ -159,20 +176,48 @@ def _is_tls(url: str) -> bool:
     return url.startswith("https://")
 
 
-async def _dial(url: str, tls: PeerTLS) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+def _set_user_timeout(writer: asyncio.StreamWriter, seconds: float) -> None:
+    """Data unacknowledged for ``seconds`` ends the connection (TCP_USER_TIMEOUT, Linux)."""
+    sock = writer.get_extra_info("socket")
+    option = getattr(socket, "TCP_USER_TIMEOUT", None)
+    if sock is None or option is None:
+        return
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.IPPROTO_TCP, option, max(1, int(seconds * 1000)))
+
+
+async def _dial(
+    url: str, tls: PeerTLS, dead_after: float | None = None
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    reader, writer = await _open(url, dead_after)
+    return await _secure(url, tls, reader, writer)
+
+
+async def _open(
+    url: str, dead_after: float | None = None
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """The TCP connection of a dial (``dead_after``: its TCP_USER_TIMEOUT)."""
     host, port = _host_port(url)
     reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), DIAL_TIMEOUT)
+    if dead_after is not None:
+        _set_user_timeout(writer, dead_after)
+    return reader, writer
+
+
+async def _secure(
+    url: str, tls: PeerTLS, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """For an https URL, TLS on a connection ``_open`` made (closed if that fails)."""
     if not _is_tls(url):
         return reader, writer
+    host, _port = _host_port(url)
     try:
         await _expect(
             reader,
             TLS_OFFER,
             "the peer did not offer TLS: is its peer URL http, or is it stopping?",
         )
-        await writer.start_tls(
-            tls.client, server_hostname=host, ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT
-        )
+        await _start_tls(writer, tls.client, server_hostname=host)
         tls.check_dialed(writer.get_extra_info("ssl_object"))
         await _expect(
             reader,
@@ -184,6 +229,27 @@ async def _dial(url: str, tls: PeerTLS) -> tuple[asyncio.StreamReader, asyncio.S
         writer.close()
         raise
     return reader, writer
+
+
+async def _start_tls(
+    writer: asyncio.StreamWriter, context: ssl.SSLContext, server_hostname: str | None = None
+) -> None:
+    """``writer.start_tls``. When the other side closes as the handshake ends, asyncio's
+    start_tls gets no transport: the writer keeps None (and fails with an AttributeError),
+    which its ``__del__`` trips over later ("Exception ignored in StreamWriter.__del__").
+    Then keep the plain one, closed, and fail as a lost connection."""
+    plain = writer.transport
+    try:
+        await writer.start_tls(
+            context, server_hostname=server_hostname, ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT
+        )
+    except AttributeError:
+        if writer.transport is not None:
+            raise
+    if writer.transport is None:
+        writer._transport = plain  # type: ignore[attr-defined]
+        plain.close()
+        raise ConnectionResetError("the peer closed the connection during the TLS handshake")
 
 
 async def _expect(reader: asyncio.StreamReader, kind: int, failure: str) -> None:
@@ -285,6 +351,7 @@ class _Peer:
         self.queue: list[Message] = []
         self.wakeup = asyncio.Event()
         self.active_since: float | None = None
+        self._url_index = 0
         self.task = asyncio.create_task(self._run(), name=f"peer-{member_id:x}")
 
     def enqueue(self, msgs: Sequence[Message]) -> None:
@@ -296,31 +363,77 @@ class _Peer:
 
     async def _run(self) -> None:
         backoff = BACKOFF_MIN
-        url_index = 0
         while True:
-            url = self.urls[url_index % len(self.urls)]
-            url_index += 1
             try:
-                reader, writer = await _dial(url, self.transport.tls)
+                url, reader, writer = await self._connect()
             except (OSError, TimeoutError) as exc:
-                self._log_failure(url, exc)
-                self._lost()
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, BACKOFF_MAX)
+                await asyncio.sleep(backoff)  # refused or unreachable: the peer is down
+                # A TLS failure is a configuration error: no point in a handshake every 0.1 s.
+                most = TLS_BACKOFF_MAX if isinstance(exc, _TLS_FAILURES) else BACKOFF_MAX
+                backoff = min(backoff * 2, most)
                 continue
+            backoff = BACKOFF_MIN
             try:
                 await self._stream(reader, writer)
             except PeerRejected:
                 return
             except (OSError, ConnectionError, asyncio.IncompleteReadError) as exc:
                 self._log_failure(url, exc)
+                log.warning(
+                    "lost TCP streaming connection with remote peer",
+                    remote_peer_id=f"{self.member_id:x}",
+                    error=repr(exc),
+                )
             finally:
                 writer.close()
                 with contextlib.suppress(OSError, ConnectionError):
                     await writer.wait_closed()
             self._lost()
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, BACKOFF_MAX)
+
+    async def _connect(self) -> tuple[str, asyncio.StreamReader, asyncio.StreamWriter]:
+        """A connection to the peer. A new TCP connection attempt starts every DIAL_RETRY while
+        earlier ones still wait (each up to DIAL_TIMEOUT), going round the peer's URLs: a SYN
+        lost to a cut link is resent by the kernel only after 1 s, then 3 s, so a fresh one goes
+        out every DIAL_RETRY instead. The first attempt to connect wins (and only it starts TLS).
+        Each failed attempt counts as a lost connection (``_lost``); when every attempt has
+        failed, the last error is raised."""
+        t = self.transport
+        attempts: dict[asyncio.Task[tuple[asyncio.StreamReader, asyncio.StreamWriter]], str] = {}
+        winner: tuple[str, asyncio.StreamReader, asyncio.StreamWriter] | None = None
+        try:
+            while winner is None:
+                if len(attempts) < MAX_PENDING_DIALS:
+                    url = self.urls[self._url_index % len(self.urls)]
+                    self._url_index += 1
+                    attempts[asyncio.create_task(_open(url, t.dead_after))] = url
+                done, _ = await asyncio.wait(
+                    attempts, timeout=DIAL_RETRY, return_when=asyncio.FIRST_COMPLETED
+                )
+                for task in done:
+                    url = attempts.pop(task)
+                    exc = task.exception()
+                    if exc is None:
+                        if winner is None:
+                            winner = (url, *task.result())
+                        else:
+                            task.result()[1].close()
+                        continue
+                    if not isinstance(exc, OSError | TimeoutError):
+                        raise exc
+                    self._lost()
+                    if not attempts and winner is None:
+                        raise exc
+        finally:
+            for task in attempts:
+                task.cancel()
+                task.add_done_callback(_close_dialled)
+        url, reader, writer = winner
+        try:
+            return (url, *await _secure(url, t.tls, reader, writer))
+        except (OSError, TimeoutError) as exc:
+            self._log_failure(url, exc)
+            self._lost()
+            raise
 
     def _log_failure(self, url: str, exc: BaseException) -> None:
         """TLS failures are configuration errors worth a line; a peer that is down is not."""
@@ -351,6 +464,10 @@ class _Peer:
         # The watcher ends only when the connection does; it wakes the writer to notice.
         watcher.add_done_callback(lambda _t: self.wakeup.set())
         self.active_since = time.monotonic()
+        log.info(
+            "established TCP streaming connection with remote peer",
+            remote_peer_id=f"{self.member_id:x}",
+        )
         pair = (f"{t.member_id:x}", f"{self.member_id:x}")
         if t.stats is not None:  # ops: etcd_network_active_peers
             t.stats.connected(*pair)
@@ -392,6 +509,14 @@ class _Peer:
             await self.task
 
 
+def _close_dialled(
+    task: asyncio.Task[tuple[asyncio.StreamReader, asyncio.StreamWriter]],
+) -> None:
+    """A dial attempt that lost the race: close its connection if it made one."""
+    if not task.cancelled() and task.exception() is None:
+        task.result()[1].close()
+
+
 class FaultFile:
     """Fault injection for tests: the file named by ``ETCDPY_PEER_FAULTS_FILE`` lists, one per
     line in hex, the members this one cannot talk to (a network partition). Re-read often."""
@@ -423,11 +548,14 @@ class PeerTransport:
         cluster_id: int,
         handler: PeerHandler,
         tls: PeerTLS | None = None,
+        dead_after: float = DEAD_AFTER_MIN,
     ) -> None:
         self.member_id = member_id
         self.cluster_id = cluster_id
         self.handler = handler
         self.tls = tls or PeerTLS()
+        # TCP_USER_TIMEOUT of peer connections (seconds): a silent (cut) link ends them.
+        self.dead_after = max(DEAD_AFTER_MIN, dead_after)
         self.tls_log = _Throttle()
         faults_path = os.environ.get("ETCDPY_PEER_FAULTS_FILE")
         self.faults = FaultFile(faults_path) if faults_path else None
@@ -496,7 +624,7 @@ class PeerTransport:
         peer = self._peers.get(member_id)
         if peer is None:
             return None
-        reader, writer = await _dial(peer.urls[0], self.tls)
+        reader, writer = await _dial(peer.urls[0], self.tls, self.dead_after)
         writer.write(_frame(HELLO, _HELLO.pack(self.member_id, self.cluster_id)))
         return reader, writer
 
@@ -537,7 +665,7 @@ class PeerTransport:
             db_path = await self.handler.snapshot_db()
             size = db_path.stat().st_size
             log.info("sending snapshot", to=f"{msg.to:x}", index=_snap_index(msg), db_bytes=size)
-            reader, writer = await _dial(peer.urls[0], self.tls)
+            reader, writer = await _dial(peer.urls[0], self.tls, self.dead_after)
             try:
                 writer.write(_frame(HELLO, _HELLO.pack(self.member_id, self.cluster_id)))
                 writer.write(_frame(SNAP_HEAD, _SNAP_SIZE.pack(size) + encode_message(msg)))
@@ -573,7 +701,7 @@ class PeerTransport:
         try:
             # Nothing is read before this offer: the dialler waits for it to begin the handshake.
             writer.write(_frame(TLS_OFFER, b""))
-            await writer.start_tls(self.tls.server, ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT)
+            await _start_tls(writer, self.tls.server)
             await self.tls.check_accepted(writer.get_extra_info("ssl_object"), remote)
             writer.write(_frame(TLS_OK, b""))
         except (OSError, TimeoutError, asyncio.IncompleteReadError) as exc:
