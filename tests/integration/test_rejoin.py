@@ -1,0 +1,101 @@
+"""A member cut off, killed or stopped serves again soon after, every time (issue 15, item 8).
+
+Liveness bounds, not benchmarks (bench.rejoin measures against etcd): the member must answer a
+linearizable Range within REJOIN_BOUND seconds of the heal, restart or resume, and every put
+acknowledged meanwhile (through the other members) must be there. The link cut runs each member
+in its own network namespace (root); the cut lasts long enough that TCP's retransmission
+back-off alone would keep an established connection silent for longer than the bound.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from etcdpy.testing.cluster_procs import ProcessCluster
+from etcdpy.testing.processes import etcdpy_command
+from etcdpy.testing.rejoin import (
+    Netns,
+    missing_keys,
+    netns_cluster,
+    netns_usable,
+    time_to_serve,
+    writing,
+)
+
+pytestmark = pytest.mark.integration
+
+REJOIN_BOUND = 5.0
+# Retransmissions of data sent at the cut leave at 0.2, 0.6, 1.4, 3.0, 6.2, 12.6 s: after a
+# 7 s cut the next one is 5.6 s after the heal, beyond the bound.
+CUT_SECONDS = 7.0
+DOWN_SECONDS = 3.0
+
+
+def _target(cluster: ProcessCluster, which: str) -> int:
+    index = cluster.members.index(cluster.leader(timeout=30))
+    return index if which == "leader" else (index + 1) % len(cluster.members)
+
+
+def _check_serves_and_kept(
+    cluster: ProcessCluster, index: int, since: float, acked: list[bytes]
+) -> float:
+    member = cluster.members[index]
+    took = time_to_serve(member.endpoint, since, deadline=REJOIN_BOUND + 10)
+    assert took < REJOIN_BOUND, f"{member.name} served again only after {took:.2f} s"
+    assert acked, "no put was acknowledged during the fault"
+    assert missing_keys(member.endpoint, acked) == []
+    return took
+
+
+@pytest.mark.skipif(not netns_usable(), reason="network namespaces need root and ip")
+@pytest.mark.parametrize("which", ["follower", "leader"])
+def test_member_cut_off_serves_soon_after_the_heal(tmp_path: Path, which: str) -> None:
+    net = Netns(f"t{time.monotonic_ns() % 10**6:06d}", 3, f"10.{240 + time.monotonic_ns() % 10}.7")
+    net.create()
+    cluster = netns_cluster(tmp_path, etcdpy_command(), net, [])
+    try:
+        cluster.start()
+        index = _target(cluster, which)
+        others = [m.endpoint for i, m in enumerate(cluster.members) if i != index]
+        with writing(others) as writer:
+            net.cut(index)
+            try:
+                time.sleep(CUT_SECONDS)
+            finally:
+                net.heal(index)
+            since = time.monotonic()
+            _check_serves_and_kept(cluster, index, since, writer.acked)
+    finally:
+        cluster.stop()
+        net.remove()
+
+
+@pytest.mark.parametrize("which", ["follower", "leader"])
+def test_member_killed_and_restarted_serves_soon(tmp_path: Path, which: str) -> None:
+    with ProcessCluster.etcdpy(tmp_path) as cluster:
+        index = _target(cluster, which)
+        member = cluster.members[index]
+        others = [m.endpoint for m in cluster.members if m is not member]
+        with writing(others) as writer:
+            member.kill9()
+            time.sleep(DOWN_SECONDS)
+            member.start(wait=False)
+            _check_serves_and_kept(cluster, index, time.monotonic(), writer.acked)
+
+
+@pytest.mark.parametrize("which", ["follower", "leader"])
+def test_member_stopped_and_resumed_serves_soon(tmp_path: Path, which: str) -> None:
+    with ProcessCluster.etcdpy(tmp_path) as cluster:
+        index = _target(cluster, which)
+        member = cluster.members[index]
+        others = [m.endpoint for m in cluster.members if m is not member]
+        with writing(others) as writer:
+            member.pause()
+            try:
+                time.sleep(DOWN_SECONDS)
+            finally:
+                member.resume()
+            _check_serves_and_kept(cluster, index, time.monotonic(), writer.acked)
