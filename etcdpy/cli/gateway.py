@@ -210,7 +210,9 @@ def _flag_value(flag: _Flag, text: str) -> Any:
     try:
         return flag.parse(text)
     except ValueError as err:
-        raise UsageError(f'invalid argument "{text}" for "--{flag.name}" flag: {err}') from None
+        raise UsageError(
+            f"invalid argument {go_quote(text)} for {go_quote('--' + flag.name)} flag: {err}"
+        ) from None
 
 
 def parse_start_args(args: Sequence[str]) -> GatewayOptions:

@@ -339,6 +339,7 @@ def _same_as_etcd(*args: str) -> subprocess.CompletedProcess[str]:
         ["start", "-listen-addr=127.0.0.1:1"],  # one dash: shorthands, as pflag reads it
         ["start", "--insecure-skip-tls-verify"],  # grpc-proxy's flag, not the gateway's
         ["start", "--retry-delay", "soon"],
+        ["start", '--retry-delay="1s"'],  # the value quoted in the message as Go's %q does
         ["start", "--insecure-discovery=maybe"],
         ["start", "--listen-addr"],
         ["--bogus"],
