@@ -417,7 +417,10 @@ def start(args: Sequence[str]) -> int:
         print(err, file=sys.stderr)
         return EXIT_FAILED
     remotes = [tcp_gateway.Remote(host, port) for host, port in endpoints]
-    return tcp_gateway.run(listener, remotes, options.retry_delay)
+    try:
+        return tcp_gateway.run(listener, remotes, options.retry_delay)
+    except KeyboardInterrupt:  # SIGINT before the loop's handler is in place
+        return 130
 
 
 def main(args: Sequence[str]) -> int:

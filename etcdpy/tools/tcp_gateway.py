@@ -262,8 +262,8 @@ class TCPProxy:
         if client.read_eof:
             client.read_eof = False
             client.eof_received()
-        else:
-            client.transport.resume_reading()
+        elif upstream.transport.get_write_buffer_size() <= WRITE_BUFFER_HIGH:
+            client.transport.resume_reading()  # else resume_writing will
 
     async def _reactivate(self, remote: Remote) -> None:
         try:
