@@ -515,6 +515,10 @@ class ClusterRuntime:
                 "rejected": sorted(self.rejected),
                 "index": s.applied_index,
             }
+        if op == "hashkv":  # a restarted member's initial corruption check
+            from etcdpy.server.corrupt_check import answer_peer_hash_kv
+
+            return answer_peer_hash_kv(s.maintenance.hash_kv, s.member_id, int(request["revision"]))
         if op == "learner_ready":
             from etcdpy.server.cluster_ops import learner_ready_error
 

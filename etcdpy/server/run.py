@@ -33,6 +33,7 @@ async def _serve(config: ServerConfig) -> int:
     from etcdpy.api.grpc_server import build_method_handlers
     from etcdpy.errors import EtcdError
     from etcdpy.server.cluster_runtime import JoinError
+    from etcdpy.server.corrupt_check import InitialCorruption
     from etcdpy.server.etcd_server import EtcdServer
 
     log.info("starting an etcd server", **config_fields(config))
@@ -41,6 +42,11 @@ async def _serve(config: ServerConfig) -> int:
         await server.start()
     except (JoinError, EtcdError, OSError) as exc:  # joining a cluster failed, a port in use
         log.error("cannot start member", error=str(exc))
+        return 1
+    except InitialCorruption as exc:
+        # etcd's two lines (zap), and its default capnslog text for harnesses that grep it.
+        log.warning("failed to start etcd", error=str(exc))
+        log.critical("discovery failed", error=str(exc), capnslog=f"etcdmain: {exc}")
         return 1
     handlers = build_method_handlers(server)
     # gRPC and HTTP share each client URL (etcdpy.server.client_front), served by this process
