@@ -82,6 +82,9 @@ class ClusterRuntime:
         self._snap_dbs: dict[int, Path] = {}
         self._no_leader_since: float | None = time.monotonic()
         self._tasks: list[asyncio.Task[None]] = []
+        # Set once this member's name and client URLs are applied: clients are served from then
+        # on (etcd's ReadyNotify), so no client ever sees a member without its client URLs.
+        self.published = asyncio.Event()
         self._stopping = False
         self._forward: list[Entry] = []
         self._forward_scheduled = False
@@ -469,7 +472,16 @@ class ClusterRuntime:
             )
             try:
                 await s.propose(req)
-                log.info("published local member to cluster", name=attrs.name)
+                self.published.set()
+                log.info(
+                    "published local member to cluster through raft",
+                    name=attrs.name,
+                    client_urls=list(attrs.client_urls),
+                    **{
+                        "local-member-id": f"{s.member_id:x}",
+                        "cluster-id": f"{s.cluster.cluster_id:x}",
+                    },
+                )
                 return
             except errors.EtcdError:
                 await asyncio.sleep(PUBLISH_RETRY_SECONDS)
