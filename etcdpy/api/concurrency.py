@@ -103,7 +103,7 @@ class Recipes:
 
     def __init__(self, client: LocalClient) -> None:
         self.client = client
-        self._cleanups: set[asyncio.Task[Any]] = set()
+        self._cleanups: set[asyncio.Future[object]] = set()  # running clean-ups, kept alive
 
     async def session_lease(self, lease: int) -> int:
         """The lease a request names, or a new one for lease 0 (NewSession, then Orphan)."""
@@ -127,14 +127,17 @@ class Recipes:
                     return
 
     async def cleanup(self, action: Awaitable[object]) -> None:
-        """Runs ``action`` to its end even if the caller is cancelled (etcd runs it with the
-        client's context, not the request's); its errors are logged, not raised."""
+        """Runs ``action`` to its end even if the caller is cancelled meanwhile (etcd runs it
+        with the client's context, not the request's); its errors are logged, not raised."""
         task: asyncio.Future[object] = asyncio.ensure_future(action)
-        self._cleanups.add(task)  # type: ignore[arg-type]
-        task.add_done_callback(self._cleanups.discard)  # type: ignore[arg-type]
-        with contextlib.suppress(asyncio.CancelledError):
+        self._cleanups.add(task)
+        task.add_done_callback(self._cleaned)
+        with contextlib.suppress(Exception):
             await asyncio.shield(task)
-        if task.done() and not task.cancelled() and task.exception() is not None:
+
+    def _cleaned(self, task: asyncio.Future[object]) -> None:
+        self._cleanups.discard(task)
+        if not task.cancelled() and task.exception() is not None:
             log.warning("concurrency: clean-up failed", error=str(task.exception()))
 
     # -- Mutex -------------------------------------------------------------------------------

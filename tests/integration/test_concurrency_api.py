@@ -114,6 +114,17 @@ def test_a_lock_whose_client_gives_up_deletes_its_key(clients: Clients) -> None:
     eventually(lambda: clients.keys(b"g/") == [b"g/%x" % holder], TIMEOUT, "the key deleted")
 
 
+def test_a_campaign_whose_client_gives_up_resigns(clients: Clients) -> None:
+    leader = clients.grant()
+    clients.election.Campaign(
+        epb.CampaignRequest(name=b"c", lease=leader, value=b"l"), timeout=TIMEOUT
+    )
+    gives_up = epb.CampaignRequest(name=b"c", lease=clients.grant(), value=b"w")
+    code, _ = _error(lambda: clients.election.Campaign(gives_up, timeout=1.0))
+    assert code == grpc.StatusCode.DEADLINE_EXCEEDED
+    eventually(lambda: clients.keys(b"c/") == [b"c/%x" % leader], TIMEOUT, "the key deleted")
+
+
 def test_lock_with_lease_zero_gets_a_lease_of_sixty_seconds(clients: Clients) -> None:
     resp = clients.lock.Lock(lpb.LockRequest(name=b"z"), timeout=TIMEOUT)
     lease = int(resp.key.split(b"/")[1], 16)
