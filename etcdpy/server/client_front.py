@@ -202,10 +202,17 @@ class ClientFront:
         self.connections: set[asyncio.Transport] = set()
         self._servers: list[asyncio.Server] = []
 
-    async def listen(self, host: str, port: int) -> asyncio.Server:
+    async def listen(self, host: str, port: int, start_serving: bool = True) -> asyncio.Server:
+        """Binds ``host:port``; with ``start_serving=False`` connections wait in the backlog
+        until ``start_serving()`` (a member not yet published, as etcd's ReadyNotify)."""
         loop = asyncio.get_running_loop()
         server = await loop.create_server(
-            lambda: _Sniff(self), host or None, port, reuse_address=True, backlog=1024
+            lambda: _Sniff(self),
+            host or None,
+            port,
+            reuse_address=True,
+            backlog=1024,
+            start_serving=start_serving,
         )
         self._servers.append(server)
         return server
