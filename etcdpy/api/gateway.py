@@ -22,12 +22,12 @@ import grpc
 from google.protobuf import json_format
 from google.protobuf.message import Message
 
-from etcdpy.pb.etcdserverpb import rpc_pb2
+from etcdpy.api.services import SERVICES
 from etcdpy.server.http1 import HttpRequest, HttpResponse, Response, StreamingResponse, text_error
 
 JSON = "application/json"
 
-# etcd's google.api.http annotations (rpc.proto): path -> (service, method).
+# etcd's google.api.http annotations: path -> (service, method) (etcdpy.api.services).
 ROUTES: dict[str, tuple[str, str]] = {
     "/v3/kv/range": ("KV", "Range"),
     "/v3/kv/put": ("KV", "Put"),
@@ -71,6 +71,14 @@ ROUTES: dict[str, tuple[str, str]] = {
     "/v3/auth/role/delete": ("Auth", "RoleDelete"),
     "/v3/auth/role/grant": ("Auth", "RoleGrantPermission"),
     "/v3/auth/role/revoke": ("Auth", "RoleRevokePermission"),
+    # v3lock.proto and v3election.proto
+    "/v3/lock/lock": ("Lock", "Lock"),
+    "/v3/lock/unlock": ("Lock", "Unlock"),
+    "/v3/election/campaign": ("Election", "Campaign"),
+    "/v3/election/proclaim": ("Election", "Proclaim"),
+    "/v3/election/leader": ("Election", "Leader"),
+    "/v3/election/observe": ("Election", "Observe"),
+    "/v3/election/resign": ("Election", "Resign"),
 }
 
 # grpc-gateway's runtime.HTTPStatusFromCode, by gRPC code number.
@@ -106,12 +114,13 @@ class Route:
 
 def _routes() -> dict[str, Route]:
     out: dict[str, Route] = {}
-    for http_path, (service, method) in ROUTES.items():
-        desc = rpc_pb2.DESCRIPTOR.services_by_name[service].methods_by_name[method]
+    for http_path, (name, method) in ROUTES.items():
+        service = SERVICES[name]
+        desc = service.descriptor.methods_by_name[method]
         route = Route(
-            path=f"/etcdserverpb.{service}/{method}",
-            request_type=getattr(rpc_pb2, desc.input_type.name),
-            response_type=getattr(rpc_pb2, desc.output_type.name),
+            path=service.path(method),
+            request_type=service.request_type(desc),
+            response_type=service.response_type(desc),
             client_streaming=desc.client_streaming,
             server_streaming=desc.server_streaming,
         )
