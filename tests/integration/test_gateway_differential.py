@@ -84,6 +84,17 @@ SCRIPT: list[tuple[str, str, str, str]] = [
     ("GET", "/v3/kv/range", "", "all"),
     ("POST", "/v3/kv/range", '{"key":', "code"),
     ("POST", "/v3/kv/range", '{"key": 5}', "code"),
+    # Issue 15 item 4: fields the gateway does not know are ignored (Go's jsonpb with
+    # AllowUnknownFields), which leaves these ops empty: etcd refuses the txn ("key not
+    # found", checkRequestOp), nothing is written.
+    ("POST", "/v3/kv/txn", json.dumps({
+        "compare": [{"TargetUnion": None, "key": FOO, "result": "EQUAL", "target": "VALUE"}],
+        "success": [{"Request": {"RequestPut": {"key": b64("unknown"), "value": FOO}}}],
+    }), "all"),
+    ("POST", "/v3/kv/txn", json.dumps({"failure": [{}], "success": [{"bogus": 1}]}), "all"),
+    ("POST", "/v3/kv/txn", json.dumps({"success": [{"request_txn": {"success": [{}]}}]}), "all"),
+    ("POST", "/v3/kv/txn", json.dumps({"compare": [{"key": FOO, "bogus": 3}]}), "all"),
+    ("POST", "/v3/kv/range", json.dumps({"key": b64("unknown")}), "all"),
     # Issue 15 item 3: a keep-alive stream ends once the body's requests are answered (here of
     # a lease that does not exist: TTL 0, left out); an empty body asks nothing; a first
     # request that does not parse is an error (Unknown, 500), a later one ends the requests.
