@@ -226,3 +226,25 @@ def test_watch_goes_on_after_the_body(etcdpy_server: MemberProcess) -> None:
         assert event["events"][0]["kv"]["key"] == b64("h")
     finally:
         conn.close()
+
+
+def test_grpc_streams_on_the_clients_half_close(etcdpy_server: MemberProcess) -> None:
+    """What the gateway relies on, over plain gRPC as with etcd: LeaseKeepAlive ends once the
+    client half-closes and its requests are answered; a Watch goes on (events still come)."""
+    with grpc.insecure_channel(etcdpy_server.endpoint) as channel:
+        lease = rpc_pb2_grpc.LeaseStub(channel)
+        lease_id = lease.LeaseGrant(rpc_pb2.LeaseGrantRequest(TTL=30), timeout=10).ID
+        requests = [rpc_pb2.LeaseKeepAliveRequest(ID=lease_id)] * 2
+        answers = list(lease.LeaseKeepAlive(iter(requests), timeout=5))
+        assert [(a.ID, a.TTL) for a in answers] == [(lease_id, 30)] * 2
+        assert list(lease.LeaseKeepAlive(iter([]), timeout=5)) == []
+
+        create = rpc_pb2.WatchCreateRequest(key=b"half")
+        watch = rpc_pb2_grpc.WatchStub(channel).Watch(
+            iter([rpc_pb2.WatchRequest(create_request=create)]), timeout=10
+        )
+        assert next(watch).created
+        time.sleep(0.3)  # well after the half-close
+        rpc_pb2_grpc.KVStub(channel).Put(rpc_pb2.PutRequest(key=b"half", value=b"1"), timeout=10)
+        assert next(watch).events[0].kv.key == b"half"
+        watch.cancel()
