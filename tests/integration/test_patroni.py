@@ -29,7 +29,7 @@ from typing import Any, TypeVar
 import pytest
 
 from etcdpy.testing.processes import MemberProcess, etcd_member, etcdpy_member, free_port
-from tests.tools import require_tool
+from tests.tools import missing, require_tool
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -265,7 +265,7 @@ def _run_as() -> pwd.struct_passwd | None:
     try:
         return pwd.getpwnam("postgres")
     except KeyError:
-        pytest.skip("running as root and there is no postgres user to run PostgreSQL as")
+        missing("running as root and there is no postgres user to run PostgreSQL as")
 
 
 @pytest.fixture
@@ -273,7 +273,7 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
     require_tool("patroni")
     require_tool("patronictl")
     if not (PG_BIN / "postgres").exists():
-        pytest.skip(f"PostgreSQL 15 is not installed ({PG_BIN})")
+        missing(f"PostgreSQL 15 is not installed ({PG_BIN})")
     run_as = _run_as()
     root = Path(tempfile.mkdtemp(prefix="etcdpy-patroni-"))
     if run_as is not None:
