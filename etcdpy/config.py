@@ -295,6 +295,8 @@ class ServerConfig:
     metrics: str = "basic"
     # seconds between the leader's HashKV comparisons with the other members (0: never)
     experimental_corrupt_check_time: float = 0.0
+    # a restarted member compares its HashKV with its peers' before it serves (etcd's check)
+    experimental_initial_corrupt_check: bool = False
     listen_metrics_urls: tuple[URL, ...] = ()
 
     # logging: every logger name maps to our structlog setup

@@ -13,6 +13,7 @@ calls).
 
 from __future__ import annotations
 
+import asyncio
 import os
 from typing import TYPE_CHECKING, Any
 
@@ -60,23 +61,26 @@ class ClientListeners:
         self._handlers = handlers
         self._socket: PrivateSocket | None = None
         self._fronts: list[ClientFront] = []
+        self._waiting: list[asyncio.Server] = []  # client URLs bound, not yet served
         self._gateway: Gateway | None = None
         self._link: CoreLinkServer | None = None
         self.frontends: FrontendSupervisor | None = None
         self.registry = build_registry(server.metrics, EtcdServerView(server))
 
-    async def start(self) -> bool:
-        """Binds every listener and starts gRPC; False (logged) if an address is taken."""
+    async def bind(self) -> bool:
+        """Binds every listener; False (logged) if an address is taken.
+
+        Metrics URLs serve at once; client URLs only from ``serve()`` on: until then their
+        connections wait in the backlog, as etcd's wait for the member to be published."""
         config = self._server.config
         if config.frontend_count > 1:
-            return await self._start_with_frontends(config.frontend_count)
+            return await self._bind_with_frontends(config.frontend_count)
         if os.environ.get("ETCDPY_CLIENT_FRONT", "on") == "off":
             self._direct = build_grpc_server(self._server, self._handlers)
             for url in config.listen_client_urls:
                 if self._direct.add_insecure_port(url.netloc) == 0:
                     log.error("cannot listen", address=url.netloc)
                     return False
-            await self._direct.start()
         max_body = HTTP_BODY_OVERHEAD * config.max_request_bytes + 64 * 1024
         try:
             if self._direct is None:
@@ -86,12 +90,33 @@ class ClientListeners:
                 front = ClientFront(api, self._grpc, max_body)
                 self._fronts.append(front)
                 await front.listen_unix(private.path)  # the gateway's gRPC connection
-                for url in config.listen_client_urls:
-                    await front.listen(url.host, url.port)
+                # Listening sockets of our own: connections queue in their backlog until
+                # serve() (asyncio would only call listen() when it starts serving).
+                [sockets] = bind_client_sockets(config.listen_client_urls, 1)
+                for sock in sockets:
+                    server = await front.listen_socket(sock, start_serving=False)
+                    self._waiting.append(server)
             await self._listen_metrics(max_body)
         except OSError as exc:
             log.error("cannot listen", error=str(exc))
             return False
+        return True
+
+    async def serve(self) -> bool:
+        """Starts serving the client URLs; False (logged) if a front-end did not start."""
+        if self._direct is not None:
+            await self._direct.start()
+        for server in self._waiting:
+            await server.start_serving()
+        self._waiting.clear()
+        if self.frontends is not None:
+            if not await self.frontends.start():
+                return False
+            log.info(
+                "front-end processes serving",
+                count=len(self.frontends.pids),
+                pids=self.frontends.pids,
+            )
         return True
 
     async def _listen_metrics(self, max_body: int) -> None:
@@ -105,7 +130,7 @@ class ClientListeners:
             for url in config.listen_metrics_urls:
                 await front.listen(url.host, url.port)
 
-    async def _start_with_frontends(self, count: int) -> bool:
+    async def _bind_with_frontends(self, count: int) -> bool:
         config = self._server.config
         max_body = HTTP_BODY_OVERHEAD * config.max_request_bytes + 64 * 1024
         try:
@@ -150,9 +175,6 @@ class ClientListeners:
         except OSError as exc:
             log.error("cannot listen", error=str(exc))
             return False
-        if not await self.frontends.start():
-            return False
-        log.info("front-end processes serving", count=count, pids=self.frontends.pids)
         return True
 
     def _replica_args(self) -> list[str]:

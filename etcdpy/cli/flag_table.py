@@ -141,7 +141,6 @@ _TLS = "client TLS is not built yet"
 _PROXY = "no v2 proxy"
 _DISCOVERY = "no discovery; use --initial-cluster"
 _V2 = "no v2 API"
-_CORRUPT = "no corruption checks"
 _D = ServerConfig()
 
 
@@ -490,7 +489,7 @@ FLAGS: tuple[FlagDef, ...] = (
         False,
         "Check data for corruption before serving.",
         EXPERIMENTAL,
-        feature=_CORRUPT,
+        field="experimental_initial_corrupt_check",
     ),
     _f(
         "experimental-corrupt-check-time",

@@ -173,6 +173,7 @@ class Backend:
         self._dbs: dict[bytes, Any] = {}
         self.env = self._open_env()
         self._size: int | None = None
+        self._in_use: int | None = None
         # Runs each outermost commit (it is handed the commit to call); None: commit directly.
         self.commit_hook: Callable[[Callable[[], None]], None] | None = None
         self._batch: Tx | None = None
@@ -218,7 +219,7 @@ class Backend:
         self.env.close()
         replace_data_file(path, self.path)
         self.env = self._open_env()
-        self._size = None
+        self._size = self._in_use = None
 
     def replace_file_keeping_old(self, path: str | os.PathLike[str], old: str) -> None:
         """replace_file(), but the old file survives as ``old`` (a hard link) for the caller
@@ -263,7 +264,8 @@ class Backend:
             self.commit_hook(tx.txn.commit)  # e.g. timed for etcd_disk_backend_commit_duration
         else:
             tx.txn.commit()
-        self._size = None  # the file grows only when a write transaction commits
+        # the file grows, and pages fill or free, only when a write transaction commits
+        self._size = self._in_use = None
 
     @contextmanager
     def batch(self) -> Iterator[Tx]:
@@ -310,13 +312,17 @@ class Backend:
         return size
 
     def size_in_use(self) -> int:
-        """Bytes of the pages that hold data (the rest of the file is free pages)."""
-        psize, pages = 0, 2  # two meta pages
-        with self.env.begin() as txn:
-            for stat in [txn.stat(db) for db in self._dbs.values()] + [self.env.stat()]:
-                psize = stat["psize"]
-                pages += stat["branch_pages"] + stat["leaf_pages"] + stat["overflow_pages"]
-        return pages * psize
+        """Bytes of the pages that hold data (the rest of the file is free pages); cached
+        between commits like size()."""
+        in_use = self._in_use
+        if in_use is None:
+            psize, pages = 0, 2  # two meta pages
+            with self.env.begin() as txn:
+                for stat in [txn.stat(db) for db in self._dbs.values()] + [self.env.stat()]:
+                    psize = stat["psize"]
+                    pages += stat["branch_pages"] + stat["leaf_pages"] + stat["overflow_pages"]
+            in_use = self._in_use = pages * psize
+        return in_use
 
     def hash(self, ignore: Iterable[tuple[bytes, bytes]] = ()) -> int:
         """Checksum of every bucket (names, keys, values) in byte order, as etcd's Hash.

@@ -216,10 +216,16 @@ class ClientFront:
         self._servers.append(server)
         return server
 
-    async def listen_socket(self, sock: socket.socket) -> asyncio.Server:
-        """Serves on a listening socket made elsewhere (a front-end's, from the core)."""
+    async def listen_socket(
+        self, sock: socket.socket, start_serving: bool = True
+    ) -> asyncio.Server:
+        """Serves on a listening socket made elsewhere (a front-end's, from the core). With
+        ``start_serving=False`` connections wait in the socket's backlog until
+        ``start_serving()`` (a member not yet published, as etcd's ReadyNotify)."""
         loop = asyncio.get_running_loop()
-        server = await loop.create_server(lambda: _Sniff(self), sock=sock, backlog=1024)
+        server = await loop.create_server(
+            lambda: _Sniff(self), sock=sock, backlog=1024, start_serving=start_serving
+        )
         self._servers.append(server)
         return server
 

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from etcdpy import errors
+from etcdpy import ETCD_API_VERSION, errors
 from etcdpy.pb.etcdserverpb import raft_internal_pb2 as internalpb
 from etcdpy.pb.membershippb import membership_pb2 as memberpb
 from etcdpy.raft.errors import RaftError
@@ -82,6 +82,9 @@ class ClusterRuntime:
         self._snap_dbs: dict[int, Path] = {}
         self._no_leader_since: float | None = time.monotonic()
         self._tasks: list[asyncio.Task[None]] = []
+        # Set once this member's name and client URLs are applied: clients are served from then
+        # on (etcd's ReadyNotify), so no client ever sees a member without its client URLs.
+        self.published = asyncio.Event()
         self._stopping = False
         self._forward: list[Entry] = []
         self._forward_scheduled = False
@@ -475,7 +478,22 @@ class ClusterRuntime:
             )
             try:
                 await s.propose(req)
-                log.info("published local member to cluster", name=attrs.name)
+                self.published.set()
+                log.info(
+                    "published local member to cluster through raft",
+                    name=attrs.name,
+                    client_urls=list(attrs.client_urls),
+                    **{
+                        "local-member-id": f"{s.member_id:x}",
+                        "cluster-id": f"{s.cluster.cluster_id:x}",
+                    },
+                )
+                # etcd logs this once the cluster version is set; etcdpy's is fixed (3.4), and
+                # harnesses (etcd's e2e tests) wait for this line with the publish line.
+                major, minor = ETCD_API_VERSION.split(".")[:2]
+                log.info(
+                    "enabled capabilities for version", **{"cluster-version": f"{major}.{minor}"}
+                )
                 return
             except errors.EtcdError:
                 await asyncio.sleep(PUBLISH_RETRY_SECONDS)
@@ -521,6 +539,10 @@ class ClusterRuntime:
                 "rejected": sorted(self.rejected),
                 "index": s.applied_index,
             }
+        if op == "hashkv":  # a restarted member's initial corruption check
+            from etcdpy.server.corrupt_check import answer_peer_hash_kv
+
+            return answer_peer_hash_kv(s.maintenance.hash_kv, s.member_id, int(request["revision"]))
         if op == "learner_ready":
             from etcdpy.server.cluster_ops import learner_ready_error
 

@@ -11,14 +11,19 @@ side is wrong is not known) when:
 
 A member that does not answer is skipped. While CORRUPT is active every member refuses
 requests (etcdpy.server.alarms), until an operator disarms it.
+
+The initial check (--experimental-initial-corrupt-check, etcd's CheckInitialHashKV) runs once,
+when a member restarts on an existing data dir, before it serves peers or clients: it asks
+every peer for HashKV at its own revision (over the peer URLs, as etcd asks ``/members/hashkv``)
+and refuses to start when a peer with the same compact revision has another hash.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
 import grpc
 import structlog
@@ -35,6 +40,18 @@ if TYPE_CHECKING:
 log = structlog.get_logger(__name__)
 
 PEER_TIMEOUT_SECONDS = 5.0
+
+# Peer RPC answers of the initial check that are not a hash (etcd's rpctypes errors).
+FUTURE_REV = "future"
+COMPACTED = "compacted"
+
+
+class InitialCorruption(Exception):
+    """A peer has another hash at this member's revision: the member must not start."""
+
+
+# (hash, revision, compact revision) of the key space up to a revision (0: the current one).
+HashKV = Callable[[int], tuple[int, int, int]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,3 +172,85 @@ class CorruptionChecker:
                     continue
                 return member, HashAt(resp.hash, resp.header.revision, resp.compact_revision)
         return None
+
+
+def answer_peer_hash_kv(hash_kv: HashKV, member_id: int, revision: int) -> dict[str, object]:
+    """A peer's answer to the initial check's question (the peer transport's ``hashkv`` op)."""
+    try:
+        h, rev, crev = hash_kv(revision)
+    except errors.FutureRev:
+        return {"error": FUTURE_REV}
+    except errors.Compacted:
+        return {"error": COMPACTED}
+    return {"member_id": member_id, "hash": h, "revision": rev, "compact_revision": crev}
+
+
+class PeerAsker(Protocol):
+    async def __call__(self, urls: Sequence[str], request: dict[str, object]) -> dict[str, Any]:
+        """The first answer of the member at ``urls``; ConnectionError if none answers."""
+        ...
+
+
+async def check_initial_hash_kv(
+    member_id: int,
+    local: HashAt,
+    peers: Sequence[tuple[int, Sequence[str]]],
+    ask: PeerAsker,
+    timeout: float,
+) -> None:
+    """etcd's CheckInitialHashKV: raises InitialCorruption on a mismatch, with etcd's lines."""
+    me = f"{member_id:016x}"
+    log.info(
+        "starting initial corruption check", **{"local-member-id": me, "timeout": f"{timeout}s"}
+    )
+    local_fields = {
+        "local-member-id": me,
+        "local-member-revision": local.revision,
+        "local-member-compact-revision": local.compact_revision,
+        "local-member-hash": local.hash,
+    }
+    mismatch = 0
+    for peer_id, urls in peers:
+        if not urls:
+            continue
+        peer_fields = {
+            **local_fields,
+            "remote-peer-id": f"{peer_id:016x}",
+            "remote-peer-endpoints": list(urls),
+        }
+        try:
+            answer = await ask(urls, {"op": "hashkv", "revision": local.revision})
+        except ConnectionError as exc:
+            log.warning(
+                "failed hash kv request",
+                **peer_fields,
+                **{"requested-revision": local.revision, "error": str(exc)},
+            )
+            continue
+        error = answer.get("error")
+        if error == FUTURE_REV:
+            log.warning("cannot fetch hash from slow remote peer", **peer_fields)
+            continue
+        if error == COMPACTED:
+            log.warning("cannot fetch hash from remote peer; local member is behind", **peer_fields)
+            continue
+        if error is not None or "hash" not in answer:
+            log.warning("failed hash kv request", error=str(error), **peer_fields)
+            continue
+        got = HashAt(int(answer["hash"]), int(answer["revision"]), int(answer["compact_revision"]))
+        fields = {
+            **peer_fields,
+            "remote-peer-revision": got.revision,
+            "remote-peer-compact-revision": got.compact_revision,
+            "remote-peer-hash": got.hash,
+        }
+        if got.hash == local.hash:
+            continue
+        if got.compact_revision == local.compact_revision:
+            log.warning("found different hash values from remote peer", **fields)
+            mismatch += 1
+        else:
+            log.warning("found different compact revision values from remote peer", **fields)
+    if mismatch:
+        raise InitialCorruption(f"{me} found data inconsistency with peers")
+    log.info("initial corruption checking passed; no corruption", **{"local-member-id": me})

@@ -128,6 +128,8 @@ class EtcdServer:
         )
         self._restore_interrupted_snapshot()
         self.cluster_runtime.check_not_removed()
+        if existed and self.config.experimental_initial_corrupt_check:
+            await self._check_initial_hash_kv()  # before serving peers or clients, as etcd
         # -- end cluster --
         # Raft re-delivers every committed entry after the snapshot: the conf changes among them
         # rebuild raft's membership; KV entries the backend already has are skipped by index.
@@ -181,6 +183,28 @@ class EtcdServer:
             cluster_id=f"{self.cluster.cluster_id:x}",
             data_dir=str(self.data_dir),
         )
+
+    async def _check_initial_hash_kv(self) -> None:
+        from etcdpy.server.corrupt_check import HashAt, check_initial_hash_kv
+        from etcdpy.server.transport import peer_rpc
+
+        tls = self.cluster_runtime.peer_tls
+        timeout = self._request_timeout
+
+        async def ask(urls: Sequence[str], request: dict[str, object]) -> dict[str, Any]:
+            return await peer_rpc(urls, request, timeout, tls)
+
+        peers = [
+            (m.id, m.peer_urls) for m in self.cluster.sorted_members() if m.id != self.member_id
+        ]
+        local = HashAt(*self.maintenance.hash_kv(0))
+        try:
+            await check_initial_hash_kv(self.member_id, local, peers, ask, timeout)
+        except BaseException:
+            await self.watch_sync.stop()
+            self.storage.close()
+            self.backend.close()
+            raise
 
     async def stop(self) -> None:
         await self.leases.stop()  # records remaining TTLs through the log while it still can

@@ -29,6 +29,9 @@ log = structlog.get_logger(__name__)
 
 # etcd's snapshotSendBufferSize: the blob size of each Snapshot response.
 SNAPSHOT_CHUNK_BYTES = 32 * 1024
+# The data file may reach this many times --quota-backend-bytes before NOSPACE, while the pages
+# in use stay under the quota (see over_quota; the LMDB map is 2 x the quota: room is left).
+DISK_SLACK = 1.5
 
 
 class Maintenance:
@@ -86,11 +89,19 @@ class Maintenance:
         return resp
 
     def over_quota(self, cost: int) -> bool:
-        """etcd's backendQuota.Available, negated: would ``cost`` more bytes pass the quota?"""
+        """etcd's backendQuota.Available, negated: would ``cost`` more bytes pass the quota?
+
+        etcd counts bbolt's pages up to the high-water mark; an empty etcd holds ~5 pages, an
+        empty LMDB file ~14 (copy-on-write leaves freed pages behind that LMDB reuses later),
+        so the file's size would eat a small quota before the first write. The quota counts
+        the pages that hold data instead (``size_in_use``: an empty store is 6 pages), and,
+        so that the disk stays bounded when freed pages cannot be reused yet (a long reader),
+        the file itself may grow to DISK_SLACK x the quota."""
         quota = self._server.config.quota_bytes
         if quota is None or cost == 0:
             return False
-        return self._server.backend.size() + cost >= quota
+        backend = self._server.backend
+        return backend.size_in_use() + cost >= quota or backend.size() + cost >= DISK_SLACK * quota
 
     async def raise_nospace(self) -> None:
         """Raise NOSPACE for this member through the log (once, however many writers ask)."""

@@ -33,6 +33,7 @@ async def _serve(config: ServerConfig) -> int:
     from etcdpy.api.grpc_server import build_method_handlers
     from etcdpy.errors import EtcdError
     from etcdpy.server.cluster_runtime import JoinError
+    from etcdpy.server.corrupt_check import InitialCorruption
     from etcdpy.server.etcd_server import EtcdServer
 
     log.info("starting an etcd server", **config_fields(config))
@@ -42,14 +43,38 @@ async def _serve(config: ServerConfig) -> int:
     except (JoinError, EtcdError, OSError) as exc:  # joining a cluster failed, a port in use
         log.error("cannot start member", error=str(exc))
         return 1
+    except InitialCorruption as exc:
+        # etcd's two lines (zap), and its default capnslog text for harnesses that grep it.
+        log.warning("failed to start etcd", error=str(exc))
+        log.critical("discovery failed", error=str(exc), capnslog=f"etcdmain: {exc}")
+        return 1
     handlers = build_method_handlers(server)
     # gRPC and HTTP share each client URL (etcdpy.server.client_front), served by this process
     # or by front-end processes (--frontend-processes, etcdpy.frontend).
     listeners = ClientListeners(server, handlers)
-    if not await listeners.start():
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    exit_code = 0
+
+    def on_fatal(exc: BaseException) -> None:
+        nonlocal exit_code
+        exit_code = 1
+        stop.set()
+
+    server.raft.on_fatal = on_fatal
+    server.cluster_runtime.on_removed_stop = stop.set  # a removed member stops itself
+    if not await listeners.bind():
         await listeners.stop(0)
         await server.stop()
         return 1
+    # As etcd: clients are served once this member's attributes are published through the
+    # log; until then their connections wait in the listeners' backlog.
+    if not await _first(server.cluster_runtime.published, stop) or not await listeners.serve():
+        await listeners.stop(0)
+        await server.stop()
+        return exit_code if stop.is_set() else 1
     from etcdpy.server.corrupt_check import CorruptionChecker
 
     checker = CorruptionChecker(server, config.experimental_corrupt_check_time)
@@ -59,19 +84,6 @@ async def _serve(config: ServerConfig) -> int:
         listen_client_urls=[str(u) for u in config.listen_client_urls],
     )
 
-    stop = asyncio.Event()
-    exit_code = 0
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-
-    def on_fatal(exc: BaseException) -> None:
-        nonlocal exit_code
-        exit_code = 1
-        stop.set()
-
-    server.raft.on_fatal = on_fatal
-    server.cluster_runtime.on_removed_stop = stop.set  # a removed member stops itself
     await stop.wait()
     log.info("stopping", grace_seconds=SHUTDOWN_GRACE_SECONDS)
     await checker.stop()
@@ -79,3 +91,14 @@ async def _serve(config: ServerConfig) -> int:
     await server.stop()
     log.info("stopped")
     return exit_code
+
+
+async def _first(wanted: asyncio.Event, stop: asyncio.Event) -> bool:
+    """Waits for ``wanted``; False if ``stop`` came first."""
+    waits = [asyncio.ensure_future(e.wait()) for e in (wanted, stop)]
+    try:
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waits:
+            w.cancel()
+    return wanted.is_set() and not stop.is_set()

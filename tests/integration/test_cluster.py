@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import os
 import subprocess
 import time
@@ -296,3 +297,77 @@ def test_watch_on_a_member_that_installs_a_snapshot_sees_every_event(
             out, _ = watcher.communicate(timeout=10)
         keys = [line for line in out.splitlines() if line.startswith("w")]
         assert keys == [f"w{i:03d}" for i in range(120)]
+
+
+def test_a_member_serves_clients_only_once_its_client_urls_are_published(tmp_path: Path) -> None:
+    """etcd serves clients after its publish is applied: the first answer any member gives
+    already lists its own client URLs (etcd's e2e harness reads ClientURLs[0] at once)."""
+    cluster = ProcessCluster.etcdpy(tmp_path)
+    first = cluster.members[0]
+    first.start(wait=False)
+    try:
+        # Alone, it cannot publish (no quorum): it answers nobody, as etcd (it used to answer
+        # a member list without its client URLs).
+        for _ in range(3):
+            alone = subprocess.run(
+                [
+                    "etcdctl",
+                    "--endpoints",
+                    first.endpoint,
+                    "--dial-timeout=1s",
+                    "--command-timeout=1s",
+                    "member",
+                    "list",
+                    "-w",
+                    "json",
+                ],
+                capture_output=True,
+                text=True,
+                timeout=30,
+            )
+            assert alone.returncode != 0, alone.stdout
+        for m in cluster.members[1:]:
+            m.start(wait=False)
+        pending = {m.name: m for m in cluster.members}
+        deadline = time.monotonic() + 60
+        while pending and time.monotonic() < deadline:
+            for name, m in list(pending.items()):
+                out = subprocess.run(
+                    [
+                        "etcdctl",
+                        "--endpoints",
+                        m.endpoint,
+                        "--dial-timeout=1s",
+                        "--command-timeout=2s",
+                        "member",
+                        "list",
+                        "-w",
+                        "json",
+                    ],
+                    capture_output=True,
+                    text=True,
+                    timeout=30,
+                )
+                if out.returncode != 0:
+                    continue
+                members = json.loads(out.stdout)["members"]
+                mine = [x for x in members if x.get("name") == name]
+                assert mine and mine[0].get("clientURLs") == [m.client_url], out.stdout
+                del pending[name]
+        assert not pending, f"never answered: {sorted(pending)}"
+        for m in cluster.members:
+            assert m.log_path is not None
+            # (front-end processes may answer a moment before the core logs this line)
+            eventually(lambda m=m: "ready to serve client requests" in m.log_tail(400), 10, "")
+            msgs = [
+                json.loads(line).get("msg")
+                for line in m.log_path.read_text().splitlines()
+                if line.startswith("{")
+            ]
+            assert msgs.index("published local member to cluster through raft") < msgs.index(
+                "ready to serve client requests"
+            )
+            # etcd's e2e harness waits for these two lines before it uses a member.
+            assert "enabled capabilities for version" in msgs
+    finally:
+        cluster.stop()

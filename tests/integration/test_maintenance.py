@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import subprocess
 import sys
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import grpc
@@ -197,6 +200,43 @@ def test_nospace_alarm_round_trip(tmp_path: Path) -> None:
         ctl.run("put", "small", "1")
         assert ctl.run("get", "keep", "--print-value-only").stdout.strip() == "me"
         assert ctl.run("get", "small", "--print-value-only").stdout.strip() == "1"
+    finally:
+        member.stop()
+
+
+def test_nospace_with_a_13_page_quota_as_etcds_e2e_test(tmp_path: Path) -> None:
+    """etcd's TestCtlV3Alarm: with a quota of 13 pages a small put still works, 4 KiB puts
+    fill the store until NOSPACE, /health says false, and compact + defrag + disarm let a small
+    put through again. (etcdpy used to count the whole LMDB file: 61 kB when empty, over the
+    quota before the first write.)"""
+    page = os.sysconf("SC_PAGE_SIZE")
+    member = etcdpy_member(tmp_path, extra_args=["--quota-backend-bytes", str(13 * page)])
+    member.start()
+    try:
+        ctl = Etcdctl(member.endpoint)
+        ctl.run("put", "1st_test", "a" * 64)
+        buf = "b" * page
+        refused = None
+        for _ in range(200):
+            proc = ctl.run("put", "2nd_test", buf, check=False)
+            if proc.returncode != 0:
+                refused = proc
+                break
+        assert refused is not None, "the quota was never reached"
+        assert NOSPACE in refused.stderr
+        member_id = int(ctl.json("member", "list")["members"][0]["ID"])
+        assert f"memberID:{member_id} alarm:NOSPACE" in ctl.run("alarm", "list").stdout
+        with pytest.raises(urllib.error.HTTPError) as unhealthy:
+            urllib.request.urlopen(member.client_url + "/health", timeout=5)
+        assert unhealthy.value.code == 503
+        assert json.loads(unhealthy.value.read())["health"] == "false"
+        assert NOSPACE in ctl.run("put", "3rd_test", "a" * 64, check=False).stderr
+        rev = int(ctl.json("endpoint", "status")[0]["Status"]["header"]["revision"])
+        ctl.run("compaction", str(rev), "--physical")
+        ctl.run("defrag")
+        ctl.run("alarm", "disarm")
+        ctl.run("put", "4th_test", "a" * 64)
+        assert ctl.run("get", "4th_test", "--print-value-only").stdout.strip() == "a" * 64
     finally:
         member.stop()
 

@@ -244,7 +244,6 @@ def test_ignored_flags_of_etcd_warn() -> None:
         ["--proxy-dial-timeout=5"],
         ["--discovery=https://discovery.etcd.io/x"],
         ["--discovery-srv", "example.com"],
-        ["--experimental-initial-corrupt-check"],
         ["--force-new-cluster"],
         ["--cipher-suites=TLS_AES_128_GCM_SHA256"],
     ],
@@ -448,6 +447,12 @@ def test_corrupt_check_time_is_built() -> None:
     outcome = parse_server_args(["--experimental-corrupt-check-time=1m"], {})
     assert outcome.config is not None
     assert outcome.config.experimental_corrupt_check_time == 60.0
+
+
+def test_initial_corrupt_check_is_built() -> None:
+    outcome = parse_server_args(["--experimental-initial-corrupt-check=true"], {})
+    assert outcome.config is not None
+    assert outcome.config.experimental_initial_corrupt_check is True
 
 
 # -- peer TLS ----------------------------------------------------------------------------------
