@@ -44,9 +44,10 @@ def _check_serves_and_kept(
 ) -> float:
     member = cluster.members[index]
     took = time_to_serve(member.endpoint, since, deadline=REJOIN_BOUND + 10)
-    assert took < REJOIN_BOUND, f"{member.name} served again only after {took:.2f} s"
-    assert acked, "no put was acknowledged during the fault"
-    assert missing_keys(member.endpoint, acked) == []
+    logs = "\n".join(f"--- {m.name}\n{m.log_tail(15)}" for m in cluster.members)
+    assert took < REJOIN_BOUND, f"{member.name} served again only after {took:.2f} s\n{logs}"
+    assert acked, f"no put was acknowledged during the fault\n{logs}"
+    assert missing_keys(member.endpoint, acked) == [], logs
     return took
 
 
