@@ -86,6 +86,8 @@ def test_a_restarted_member_checks_its_hash_and_refuses_to_start_when_corrupted(
         # An intact member restarts: the check passes and it serves.
         first.stop()
         first.start()
+        # (front-end processes may answer a moment before the core logs its ready line)
+        eventually(lambda: "ready to serve client requests" in first.log_tail(400), 10, "ready")
         events = log_events(first.log_path)
         msgs = [e.get("msg") for e in events]
         assert "starting initial corruption check" in msgs
