@@ -85,6 +85,7 @@ class ClusterRuntime:
         # Set once this member's name and client URLs are applied: clients are served from then
         # on (etcd's ReadyNotify), so no client ever sees a member without its client URLs.
         self.published = asyncio.Event()
+        self._leader_known = asyncio.Event()  # set when a leader becomes known
         self._stopping = False
         self._forward: list[Entry] = []
         self._forward_scheduled = False
@@ -476,6 +477,7 @@ class ClusterRuntime:
                     member_ID=s.member_id, member_attributes=attrs
                 )
             )
+            self._leader_known.clear()  # (a leader elected while this fails wakes the retry)
             try:
                 await s.propose(req)
                 self.published.set()
@@ -496,7 +498,10 @@ class ClusterRuntime:
                 )
                 return
             except errors.EtcdError:
-                await asyncio.sleep(PUBLISH_RETRY_SECONDS)
+                # Mostly "no leader" at start: retry as soon as one is known (clients wait for
+                # this publish, so a fixed sleep would delay every start by up to that long).
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._leader_known.wait(), PUBLISH_RETRY_SECONDS)
 
     # -- leader watch -----------------------------------------------------------------------
 
@@ -506,6 +511,7 @@ class ClusterRuntime:
             self._no_leader_since = time.monotonic()
         else:
             self._no_leader_since = None
+            self._leader_known.set()
         if old and old != new:
             # A ReadIndex round asked of the old leader may never come back (etcd's retryable
             # answer); writes in flight stay: they may still commit under the new leader.
