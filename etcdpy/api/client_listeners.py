@@ -90,8 +90,11 @@ class ClientListeners:
                 front = ClientFront(api, self._grpc, max_body)
                 self._fronts.append(front)
                 await front.listen_unix(private.path)  # the gateway's gRPC connection
-                for url in config.listen_client_urls:
-                    server = await front.listen(url.host, url.port, start_serving=False)
+                # Listening sockets of our own: connections queue in their backlog until
+                # serve() (asyncio would only call listen() when it starts serving).
+                [sockets] = bind_client_sockets(config.listen_client_urls, 1)
+                for sock in sockets:
+                    server = await front.listen_socket(sock, start_serving=False)
                     self._waiting.append(server)
             await self._listen_metrics(max_body)
         except OSError as exc:

@@ -1,8 +1,9 @@
 """The ``etcdpy`` command: etcd's command line in front of ``etcdpy.server.run``.
 
-``etcdpy [flags]`` starts a member; ``etcdpy benchmark ...`` runs the benchmark tool.
-Exit codes: 0 fine, 1 configuration refused (as etcd) or server failure, 2 bad command line
-or a feature not built yet.
+``etcdpy [flags]`` starts a member; ``etcdpy benchmark ...`` runs the benchmark tool;
+``etcdpy gateway start ...`` runs etcd's L4 gateway (etcdpy.cli.gateway, whose bad flags exit
+with 1, as etcd's cobra commands do). Exit codes: 0 fine, 1 configuration refused (as etcd)
+or server failure, 2 bad command line or a feature not built yet.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from etcdpy.observability.logging import configure_logging, get_logger
 __all__ = ["main"]
 
 # etcd's own subcommands that etcdpy does not have.
-_NOT_BUILT_COMMANDS = ("gateway", "grpc-proxy")
+_NOT_BUILT_COMMANDS = ("grpc-proxy",)
 
 
 def _lazy(module: str, attr: str) -> Callable[..., int] | None:
@@ -82,6 +83,10 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         from etcdpy.tools.snapshot import main as snapshot_main
 
         return snapshot_main(args[1:])
+    if args and args[0] == "gateway":  # etcd gateway start: the L4 proxy
+        from etcdpy.cli.gateway import main as gateway_main
+
+        return gateway_main(args[1:])
     if args and args[0] in _NOT_BUILT_COMMANDS:
         return _usage_error(f"etcdpy: 'etcd {args[0]}' is not built yet in etcdpy")
 

@@ -202,17 +202,10 @@ class ClientFront:
         self.connections: set[asyncio.Transport] = set()
         self._servers: list[asyncio.Server] = []
 
-    async def listen(self, host: str, port: int, start_serving: bool = True) -> asyncio.Server:
-        """Binds ``host:port``; with ``start_serving=False`` connections wait in the backlog
-        until ``start_serving()`` (a member not yet published, as etcd's ReadyNotify)."""
+    async def listen(self, host: str, port: int) -> asyncio.Server:
         loop = asyncio.get_running_loop()
         server = await loop.create_server(
-            lambda: _Sniff(self),
-            host or None,
-            port,
-            reuse_address=True,
-            backlog=1024,
-            start_serving=start_serving,
+            lambda: _Sniff(self), host or None, port, reuse_address=True, backlog=1024
         )
         self._servers.append(server)
         return server
@@ -223,10 +216,16 @@ class ClientFront:
         self._servers.append(server)
         return server
 
-    async def listen_socket(self, sock: socket.socket) -> asyncio.Server:
-        """Serves on a listening socket made elsewhere (a front-end's, from the core)."""
+    async def listen_socket(
+        self, sock: socket.socket, start_serving: bool = True
+    ) -> asyncio.Server:
+        """Serves on a listening socket made elsewhere (a front-end's, from the core). With
+        ``start_serving=False`` connections wait in the socket's backlog until
+        ``start_serving()`` (a member not yet published, as etcd's ReadyNotify)."""
         loop = asyncio.get_running_loop()
-        server = await loop.create_server(lambda: _Sniff(self), sock=sock, backlog=1024)
+        server = await loop.create_server(
+            lambda: _Sniff(self), sock=sock, backlog=1024, start_serving=start_serving
+        )
         self._servers.append(server)
         return server
 

@@ -357,6 +357,8 @@ def test_a_member_serves_clients_only_once_its_client_urls_are_published(tmp_pat
         assert not pending, f"never answered: {sorted(pending)}"
         for m in cluster.members:
             assert m.log_path is not None
+            # (front-end processes may answer a moment before the core logs this line)
+            eventually(lambda m=m: "ready to serve client requests" in m.log_tail(400), 10, "")
             msgs = [
                 json.loads(line).get("msg")
                 for line in m.log_path.read_text().splitlines()

@@ -16,7 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from etcdpy.pb.etcdserverpb import rpc_pb2, rpc_pb2_grpc
 from etcdpy.testing.cluster_procs import ProcessCluster
 from etcdpy.testing.processes import MemberProcess
-from tests.tools import eventually
+from tests.tools import Etcdctl, eventually
 
 pytestmark = pytest.mark.integration
 
@@ -88,3 +88,12 @@ def test_health_turns_false_when_the_other_members_die(tmp_path: Path) -> None:
         eventually(lambda: health(last)[0] == 503, 30, "/health false without a quorum")
         assert health(last)[1]["health"] == "false"
         assert health(last)[1]["reason"] in ("RAFT NO LEADER", "RANGE ERROR")
+        eventually(lambda: health(last)[1]["reason"] == "RAFT NO LEADER", 30, "no leader")
+        with urllib.request.urlopen(last.client_url + "/livez", timeout=5) as resp:
+            assert (resp.status, resp.read()) == (200, b"ok")
+        with pytest.raises(urllib.error.HTTPError) as readyz:
+            urllib.request.urlopen(last.client_url + "/readyz", timeout=15)
+        assert readyz.value.code == 503
+        assert b"[-]linearizable_read failed" in readyz.value.read()
+        [status] = Etcdctl(last.endpoint).json("endpoint", "status")
+        assert status["Status"]["errors"] == ["etcdserver: no leader"]

@@ -180,33 +180,41 @@ def test_shipped_alert_rules_pass_promtool() -> None:
 
 
 def test_health_false_without_a_leader(tmp_path: Path) -> None:
-    """A member whose peers are all gone (here: never started) has no leader: /health,
-    /readyz and etcd_server_has_leader say so; /livez still answers ok."""
+    """A member that never had a leader (its peers never started) is not published: as etcd's,
+    its client URL accepts connections but answers nothing yet, while --listen-metrics-urls
+    serve at once, where /health and etcd_server_has_leader say there is no leader."""
     lonely = etcdpy_member(tmp_path, name="a")
     others = [f"{name}=http://127.0.0.1:{free_port()}" for name in ("b", "c")]
-    lonely.extra_args = ["--initial-cluster", ",".join([f"a={lonely.peer_url}", *others])]
+    metrics_url = f"http://127.0.0.1:{free_port()}"
+    lonely.extra_args = [
+        "--initial-cluster",
+        ",".join([f"a={lonely.peer_url}", *others]),
+        "--listen-metrics-urls",
+        metrics_url,
+    ]
     lonely.start(wait=False)  # wait_ready reads through raft, which needs a leader
     try:
         deadline = time.monotonic() + 20
         while True:
             try:
-                if get(lonely.client_url + "/livez")[0] == 200:
+                if get(metrics_url + "/metrics")[0] == 200:
                     break
             except OSError:
                 pass
             assert time.monotonic() < deadline, lonely.log_tail()
             time.sleep(0.1)
-        status, _h, body = get(lonely.client_url + "/health")
+        status, _h, body = get(metrics_url + "/health")
         assert status == 503
         assert json.loads(body) == {"health": "false", "reason": "RAFT NO LEADER"}
-        fams = scrape(lonely.client_url + "/metrics")
+        fams = scrape(metrics_url + "/metrics")
         assert fams["etcd_server_has_leader"].samples[0].value == 0  # type: ignore[attr-defined]
-        status, _h, body = get(lonely.client_url + "/readyz")
-        assert status == 503
-        assert b"[-]linearizable_read failed" in body
-        assert get(lonely.client_url + "/livez")[::2] == (200, b"ok")
-        [status] = Etcdctl(lonely.endpoint).json("endpoint", "status")
-        assert status["Status"]["errors"] == ["etcdserver: no leader"]
+        # The client URL: the connection is made (the listener is bound), the answer waits.
+        with socket.create_connection(("127.0.0.1", lonely.client_port), timeout=5) as conn:
+            conn.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+            conn.settimeout(1.5)
+            with pytest.raises(TimeoutError):
+                conn.recv(1)
+        assert "ready to serve client requests" not in lonely.log_tail(200)
     finally:
         lonely.stop()
 
