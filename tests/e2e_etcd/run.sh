@@ -10,7 +10,7 @@
 #
 # Environment (defaults in brackets):
 #   E2E_WORK     scratch dir for the binary, bin dirs, TMPDIR, logs   [/tmp/etcdpy-e2e]
-#   E2E_TEST_TIMEOUT  go test -timeout for one test (one process each) [4m]
+#   E2E_TEST_TIMEOUT  go test -timeout for one test (one process each) [2m]
 #   E2E_SRC      etcd Go source tree                [/usr/share/gocode/src/go.etcd.io/etcd]
 #   ETCDPY       etcdpy executable                  [<this checkout>/.venv/bin/etcdpy]
 #   E2E_NETNS    1: as root, run in a private network namespace (unshare -n)          [1]
@@ -20,7 +20,7 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO="$(cd "$HERE/../.." && pwd)"
 E2E_WORK="${E2E_WORK:-/tmp/etcdpy-e2e}"
 E2E_SRC="${E2E_SRC:-/usr/share/gocode/src/go.etcd.io/etcd}"
-E2E_TEST_TIMEOUT="${E2E_TEST_TIMEOUT:-4m}"
+E2E_TEST_TIMEOUT="${E2E_TEST_TIMEOUT:-2m}"
 ETCDPY="${ETCDPY:-$REPO/.venv/bin/etcdpy}"
 TEST_BIN="$E2E_WORK/e2e.test"
 
