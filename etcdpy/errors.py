@@ -287,6 +287,22 @@ class NoInflightDowngrade(EtcdError):
     code, message = _C.FAILED_PRECONDITION, "etcdserver: no inflight downgrade job"
 
 
+# ---- the concurrency API (etcd's v3lock and v3election, on clientv3/concurrency) ----
+# etcd returns these as plain Go errors, which gRPC sends as UNKNOWN.
+
+
+class ElectionNotLeader(EtcdError):
+    code, message = _C.UNKNOWN, "election: not leader"
+
+
+class ElectionNoLeader(EtcdError):
+    code, message = _C.UNKNOWN, "election: no leader"
+
+
+class MissingLeaderKey(EtcdError):
+    code, message = _C.UNKNOWN, '"leader" field must be provided'
+
+
 # ---- etcdpy's own ----
 
 

@@ -6,13 +6,13 @@ The JSON mapping is protobuf's own (json_format): bytes as base64, 64-bit intege
 proto field names, zero values left out, unknown fields ignored. Errors are grpc-gateway's: an
 HTTP status derived from the gRPC code and {"error": ..., "message": ..., "code": ...}.
 
-Streams (watch, lease keep-alive, snapshot) answer one JSON object per line, {"result": ...},
-for as long as the client keeps the connection open.
+Streams (watch, lease keep-alive, snapshot) answer one JSON object per line, {"result": ...}.
+As grpc-gateway does, the body's requests are sent and then the stream is half-closed: a
+keep-alive ends once its requests are answered, a watch goes on until the client leaves.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -22,12 +22,12 @@ import grpc
 from google.protobuf import json_format
 from google.protobuf.message import Message
 
-from etcdpy.pb.etcdserverpb import rpc_pb2
+from etcdpy.api.services import SERVICES
 from etcdpy.server.http1 import HttpRequest, HttpResponse, Response, StreamingResponse, text_error
 
 JSON = "application/json"
 
-# etcd's google.api.http annotations (rpc.proto): path -> (service, method).
+# etcd's google.api.http annotations: path -> (service, method) (etcdpy.api.services).
 ROUTES: dict[str, tuple[str, str]] = {
     "/v3/kv/range": ("KV", "Range"),
     "/v3/kv/put": ("KV", "Put"),
@@ -71,6 +71,14 @@ ROUTES: dict[str, tuple[str, str]] = {
     "/v3/auth/role/delete": ("Auth", "RoleDelete"),
     "/v3/auth/role/grant": ("Auth", "RoleGrantPermission"),
     "/v3/auth/role/revoke": ("Auth", "RoleRevokePermission"),
+    # v3lock.proto and v3election.proto
+    "/v3/lock/lock": ("Lock", "Lock"),
+    "/v3/lock/unlock": ("Lock", "Unlock"),
+    "/v3/election/campaign": ("Election", "Campaign"),
+    "/v3/election/proclaim": ("Election", "Proclaim"),
+    "/v3/election/leader": ("Election", "Leader"),
+    "/v3/election/observe": ("Election", "Observe"),
+    "/v3/election/resign": ("Election", "Resign"),
 }
 
 # grpc-gateway's runtime.HTTPStatusFromCode, by gRPC code number.
@@ -106,12 +114,13 @@ class Route:
 
 def _routes() -> dict[str, Route]:
     out: dict[str, Route] = {}
-    for http_path, (service, method) in ROUTES.items():
-        desc = rpc_pb2.DESCRIPTOR.services_by_name[service].methods_by_name[method]
+    for http_path, (name, method) in ROUTES.items():
+        service = SERVICES[name]
+        desc = service.descriptor.methods_by_name[method]
         route = Route(
-            path=f"/etcdserverpb.{service}/{method}",
-            request_type=getattr(rpc_pb2, desc.input_type.name),
-            response_type=getattr(rpc_pb2, desc.output_type.name),
+            path=service.path(method),
+            request_type=service.request_type(desc),
+            response_type=service.response_type(desc),
             client_streaming=desc.client_streaming,
             server_streaming=desc.server_streaming,
         )
@@ -145,8 +154,23 @@ def _phrase(status: int) -> str:
 
 
 def parse_messages(body: bytes, request_type: type[Message]) -> list[Message]:
-    """One JSON object, or several one after another (a stream's requests)."""
-    text = body.decode("utf-8")
+    """One JSON object, or several one after another (a stream's requests); raises on the
+    first that does not parse."""
+    messages, error = parse_stream(body, request_type)
+    if error is not None:
+        raise error
+    return messages
+
+
+def parse_stream(
+    body: bytes, request_type: type[Message]
+) -> tuple[list[Message], Exception | None]:
+    """A client stream's requests as grpc-gateway's decoder reads them, one JSON value at a
+    time: the messages before the first that does not parse, and that one's error."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return [], exc
     decoder = json.JSONDecoder()
     messages: list[Message] = []
     pos = 0
@@ -154,13 +178,15 @@ def parse_messages(body: bytes, request_type: type[Message]) -> list[Message]:
         while pos < len(text) and text[pos].isspace():
             pos += 1
         if pos >= len(text):
-            break
-        obj, pos = decoder.raw_decode(text, pos)
-        message = request_type()
-        # etcd's gateway ignores fields it does not know.
-        json_format.ParseDict(obj, message, ignore_unknown_fields=True)
+            return messages, None
+        try:
+            obj, pos = decoder.raw_decode(text, pos)
+            message = request_type()
+            # etcd's gateway (Go's jsonpb, AllowUnknownFields) ignores fields it does not know.
+            json_format.ParseDict(obj, message, ignore_unknown_fields=True)
+        except (ValueError, json_format.ParseError) as exc:
+            return messages, exc
         messages.append(message)
-    return messages
 
 
 class Gateway:
@@ -193,14 +219,23 @@ class Gateway:
             return text_error(404, "Not Found")
         if request.method != "POST":
             return text_error(405, "Method Not Allowed")
+        if route.client_streaming:
+            # grpc-gateway sends the body's messages, then half-closes the stream (CloseSend):
+            # LeaseKeepAlive then ends once it has answered them; a Watch goes on until the
+            # client leaves. A first message that does not parse is an error of its own kind
+            # (not a status: Unknown, 500); a later one ends the requests there.
+            messages, error = parse_stream(request.body, route.request_type)
+            if error is not None and not messages:
+                return error_response(grpc.StatusCode.UNKNOWN.value[0], str(error))
+            return self._streaming(route, messages)
         try:
             messages = parse_messages(request.body or b"{}", route.request_type)
         except (ValueError, json_format.ParseError, UnicodeDecodeError) as exc:
             return error_response(grpc.StatusCode.INVALID_ARGUMENT.value[0], str(exc))
         if not messages:
             messages = [route.request_type()]
-        if route.client_streaming or route.server_streaming:
-            return StreamingResponse(200, self._stream(route, messages), JSON)
+        if route.server_streaming:
+            return self._streaming(route, messages)
         call = self._get_channel().unary_unary(
             route.path,
             request_serializer=_serialize,
@@ -212,7 +247,14 @@ class Gateway:
             return error_response(err.code().value[0], err.details() or "")
         return HttpResponse(200, to_json(response).encode(), JSON)
 
-    async def _stream(self, route: Route, messages: list[Message]) -> AsyncIterator[bytes]:
+    def _streaming(self, route: Route, messages: list[Message]) -> StreamingResponse:
+        response = StreamingResponse(200, _no_chunks(), JSON)
+        response.chunks = self._stream(route, messages, response)
+        return response
+
+    async def _stream(
+        self, route: Route, messages: list[Message], response: StreamingResponse
+    ) -> AsyncIterator[bytes]:
         channel = self._get_channel()
         deserialize = route.response_type.FromString
         call: Any
@@ -220,26 +262,35 @@ class Gateway:
             stub = channel.stream_stream(
                 route.path, request_serializer=_serialize, response_deserializer=deserialize
             )
-            call = stub(_requests_then_wait(messages))
+            call = stub(_requests(messages))
         else:
             stub_us = channel.unary_stream(
                 route.path, request_serializer=_serialize, response_deserializer=deserialize
             )
             call = stub_us(messages[0])
+        sent = False
         try:
-            async for response in call:
-                yield b'{"result":' + to_json(response).encode() + b"}\n"
+            async for answer in call:
+                yield b'{"result":' + to_json(answer).encode() + b"}\n"
+                sent = True
         except grpc.aio.AioRpcError as err:
-            yield _stream_error(err.code().value[0], err.details() or "")
+            code = err.code().value[0]
+            if not sent:  # the head is not out yet: grpc-gateway's status for the code
+                response.status = HTTP_STATUS.get(code, 500)
+            yield _stream_error(code, err.details() or "")
         finally:
             call.cancel()
 
 
-async def _requests_then_wait(messages: list[Message]) -> AsyncIterator[Message]:
-    """The body's requests, then an open stream until the HTTP client goes away."""
+async def _no_chunks() -> AsyncIterator[bytes]:
+    return
+    yield b""  # an async generator with nothing in it
+
+
+async def _requests(messages: list[Message]) -> AsyncIterator[Message]:
+    """The body's requests; the end of the iterator half-closes the call."""
     for message in messages:
         yield message
-    await asyncio.Event().wait()
 
 
 def _serialize(message: Message) -> bytes:

@@ -16,22 +16,22 @@ from google.protobuf.message import DecodeError, Message
 
 from etcdpy import errors
 from etcdpy.api.cluster import ClusterService
+from etcdpy.api.concurrency import ElectionService, LockService, Recipes
 from etcdpy.api.grpc_metrics import instrument, rpc_type
 from etcdpy.api.grpc_options import generic_handlers, grpc_server_options
 from etcdpy.api.kv import KVService
 from etcdpy.api.learner_guard import guard_learner_services
 from etcdpy.api.lease import LeaseService
+from etcdpy.api.local_client import LocalClient
 from etcdpy.api.maintenance import MaintenanceService
 from etcdpy.api.quota import guard_services
+from etcdpy.api.services import SERVICES, Service
 from etcdpy.api.status import Ctx
 from etcdpy.api.watch import WatchService
-from etcdpy.pb.etcdserverpb import rpc_pb2
 from etcdpy.server.etcd_server import EtcdServer
 
 if TYPE_CHECKING:
     from etcdpy.observability.metrics import GrpcStats  # ops
-
-PACKAGE = "etcdserverpb"
 
 Unary = Callable[[Any, Ctx], Awaitable[Any]]
 
@@ -78,12 +78,12 @@ def _unimplemented(service: str, name: str) -> Callable[..., Awaitable[Any]]:
 
 
 def _method_handler(
-    service: str, impl: object, method: MethodDescriptor
+    service: Service, impl: object, method: MethodDescriptor
 ) -> grpc.RpcMethodHandler[Any, Any]:
-    request_type: type[Message] = getattr(rpc_pb2, method.input_type.name)
+    request_type = service.request_type(method)
     bound = getattr(impl, method.name, None)
     if bound is None:
-        missing = _unimplemented(service, method.name)
+        missing = _unimplemented(service.name, method.name)
         if method.client_streaming and method.server_streaming:
             return grpc.stream_stream_rpc_method_handler(missing)
         if method.client_streaming:
@@ -104,14 +104,15 @@ def service_handlers(
     service: str, impl: object, stats: GrpcStats | None = None
 ) -> dict[str, grpc.RpcMethodHandler[Any, Any]]:
     """The service's method handlers by full method path (``/etcdserverpb.KV/Range``)."""
-    descriptor = rpc_pb2.DESCRIPTOR.services_by_name[service]
-    handlers = {m.name: _method_handler(service, impl, m) for m in descriptor.methods}
+    found = SERVICES[service]
+    methods = found.descriptor.methods
+    handlers = {m.name: _method_handler(found, impl, m) for m in methods}
     if stats is not None:  # go-grpc-prometheus's counters (etcdpy.api.grpc_metrics)
-        for m in descriptor.methods:
+        for m in methods:
             kind = rpc_type(m.client_streaming, m.server_streaming)
-            method_stats = stats.method(f"{PACKAGE}.{service}", m.name, kind)
+            method_stats = stats.method(found.full_name, m.name, kind)
             handlers[m.name] = instrument(handlers[m.name], method_stats, stats)
-    return {f"/{PACKAGE}.{service}/{name}": handler for name, handler in handlers.items()}
+    return {found.path(name): handler for name, handler in handlers.items()}
 
 
 class _NotYet:
@@ -121,8 +122,10 @@ class _NotYet:
 def build_method_handlers(
     server: EtcdServer, counted: bool = True
 ) -> dict[str, grpc.RpcMethodHandler[Any, Any]]:
-    """Every method of the six v3 services, as both the gRPC server and the core link run them
-    (``counted=False``: without the gRPC counters, for calls a front-end counted already)."""
+    """Every method of the six v3 services and of Lock and Election, as both the gRPC server
+    and the core link run them (``counted=False``: without the gRPC counters, for calls a
+    front-end counted already)."""
+    recipes = Recipes(LocalClient(server))  # etcd's v3lock and v3election, on its own client
     services: dict[str, object] = {
         "KV": KVService(server),
         "Maintenance": MaintenanceService(server),
@@ -130,6 +133,8 @@ def build_method_handlers(
         "Watch": WatchService.for_server(server),
         "Lease": LeaseService(server),
         "Auth": _NotYet(),
+        "Lock": LockService(recipes),
+        "Election": ElectionService(recipes),
     }
     services = guard_services(services, server)  # ops: --quota-backend-bytes (api/quota.py)
     services = guard_learner_services(services, server)  # what a learner refuses

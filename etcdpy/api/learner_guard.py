@@ -17,8 +17,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Protocol
 
 from etcdpy import errors
+from etcdpy.api.services import SERVICES
 from etcdpy.api.status import Ctx
-from etcdpy.pb.etcdserverpb import rpc_pb2
 
 
 class Member(Protocol):
@@ -40,9 +40,10 @@ ALLOWED_ON_LEARNER: dict[tuple[str, str], Callable[[Any], bool] | None] = {
 def guard_learner_services(services: dict[str, object], server: Member) -> dict[str, object]:
     """Wraps, in place, every RPC of ``services`` that a learner must refuse."""
     for name, impl in services.items():
-        descriptor = rpc_pb2.DESCRIPTOR.services_by_name.get(name)
-        if descriptor is None:
+        service = SERVICES.get(name)
+        if service is None:
             continue
+        descriptor = service.descriptor
         streams = False
         for method in descriptor.methods:
             if method.client_streaming or method.server_streaming:

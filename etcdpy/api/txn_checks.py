@@ -88,6 +88,8 @@ def _check_op(op: pb.RequestOp, max_txn_ops: int) -> None:
         check_delete(op.request_delete_range)
     elif which == "request_txn":
         _check_txn_shape(op.request_txn, max_txn_ops)
+    else:  # an empty op (the gateway's JSON with none of the fields it knows): etcd's answer
+        raise errors.KeyNotFound()
 
 
 def _check_intervals(

@@ -163,6 +163,15 @@ class CoreLinkClient(asyncio.Protocol):
         self.send(call_id, method, payload)
         return future
 
+    def cancel_call(self, future: asyncio.Future[tuple[int, bytes]]) -> None:
+        """Tells the core that the client of a call ``call`` sent went away (the core cancels
+        its handler: a Lock or a Campaign that waits deletes its key, as etcd does)."""
+        for call_id, pending in self._pending.items():
+            if pending is future:
+                del self._pending[call_id]
+                self.send(call_id, CANCEL, b"")
+                return
+
     def open_stream(self, method: int, payload: bytes) -> LinkStream:
         """Opens a stream (``payload``: the request of a server-streaming call, else empty)."""
         if self._transport is None:

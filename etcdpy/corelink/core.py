@@ -155,6 +155,7 @@ class _LinkProtocol(asyncio.Protocol):
         self._outbox = Outbox(self._loop)
         self._tasks: set[asyncio.Task[None]] = set()
         self._streams: dict[int, _CoreStream] = {}
+        self._calls: dict[int, asyncio.Task[None]] = {}  # unary calls running, by call id
         self._questions: dict[int, asyncio.Future[bytes]] = {}
         self._next_question = 1
 
@@ -190,7 +191,7 @@ class _LinkProtocol(asyncio.Protocol):
             if method is None:
                 self.reply(call_id, _UNIMPLEMENTED, b"unknown method")
             elif method.unary:
-                self._spawn(self._call(call_id, method, payload))
+                self._calls[call_id] = self._spawn(self._call(call_id, method, payload))
             else:
                 stream = _CoreStream(self, call_id, method)
                 self._streams[call_id] = stream
@@ -201,7 +202,7 @@ class _LinkProtocol(asyncio.Protocol):
             if uncounted is None or not uncounted.unary:
                 self.reply(call_id, _UNIMPLEMENTED, b"unknown method")
             else:
-                self._spawn(self._call(call_id, uncounted, payload))
+                self._calls[call_id] = self._spawn(self._call(call_id, uncounted, payload))
             return
         if kind == STATS_REPLY:
             question = self._questions.pop(call_id, None)
@@ -220,7 +221,11 @@ class _LinkProtocol(asyncio.Protocol):
                 self._spawn(self._read_index(call_id))
             elif kind == RENEW:
                 self._spawn(self._renew(call_id, payload))
-            elif kind not in (MESSAGE, CREDIT, HALF_CLOSE, CANCEL):
+            elif kind == CANCEL:  # a unary call whose client went away (a Lock that waits)
+                call = self._calls.get(call_id)
+                if call is not None:
+                    call.cancel()
+            elif kind not in (MESSAGE, CREDIT, HALF_CLOSE):
                 raise ValueError(f"unknown record kind {kind}")
             return  # records that crossed the stream's end
         stream = open_stream
@@ -259,6 +264,8 @@ class _LinkProtocol(asyncio.Protocol):
         except Exception as exc:  # what grpc.aio answers for an exception a handler lets out
             log.exception("core link: unexpected error in handler")
             self.reply(call_id, _UNKNOWN, f"Unexpected {type(exc)}: {exc}".encode())
+        finally:
+            self._calls.pop(call_id, None)
 
     def _subscribe(self, call_id: int) -> None:
         feed = self._server.feed

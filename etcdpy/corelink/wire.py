@@ -7,7 +7,8 @@ A unary call is one record each way: the front-end's kind is the method's number
 ``LINK_METHODS``, computed alike on both sides from the compiled descriptors; a front-end and its
 core are always the same installed etcdpy), the payload the request's bytes as the client sent
 them; the core's kind is the gRPC status code (0: OK, payload the response's bytes; else the
-error's UTF-8 text).
+error's UTF-8 text). A ``CANCEL`` record under a unary call's id says its client went away (the
+core cancels the call: a Lock or a Campaign that waits).
 
 A stream is the same call id across many records. The front-end opens it with the method's number
 (payload: the request of a server-streaming call, else empty), then sends ``MESSAGE`` records
@@ -35,7 +36,7 @@ import json
 import struct
 from collections.abc import Iterator
 
-from etcdpy.pb.etcdserverpb import rpc_pb2
+from etcdpy.api.services import SERVICES
 
 REQUEST_HEADER = struct.Struct("<IHI")
 RESPONSE_HEADER = struct.Struct("<IBI")
@@ -45,9 +46,9 @@ PACKAGE = "etcdserverpb"
 
 def _methods() -> tuple[str, ...]:
     paths = []
-    for service in rpc_pb2.DESCRIPTOR.services_by_name.values():
-        for method in service.methods:
-            paths.append(f"/{PACKAGE}.{service.name}/{method.name}")
+    for service in SERVICES.values():
+        for method in service.descriptor.methods:
+            paths.append(service.path(method.name))
     return tuple(sorted(paths))
 
 

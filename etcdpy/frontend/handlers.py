@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING, Any
 import grpc
 
 from etcdpy import errors
+from etcdpy.api.services import SERVICES
 from etcdpy.corelink.client import CoreLinkClient, CoreLinkLost, LinkStream
 from etcdpy.corelink.wire import METHOD_NUMBER, PACKAGE, STREAM_MESSAGE
-from etcdpy.pb.etcdserverpb import rpc_pb2
 
 if TYPE_CHECKING:
     from etcdpy.corelink.stats import ReadCounts
@@ -45,10 +45,14 @@ def _unary(link: CoreLinkClient, number: int) -> Any:
     call = link.call
 
     async def handle(request: bytes, context: Ctx) -> bytes:
+        reply = call(number, request)
         try:
-            code, payload = await call(number, request)
+            code, payload = await reply
         except CoreLinkLost:
             await context.abort(grpc.StatusCode.UNAVAILABLE, CORE_UNREACHABLE)
+        except asyncio.CancelledError:  # the client went away: so does the core's call
+            link.cancel_call(reply)
+            raise
         if code == 0:
             return payload
         await _abort(context, code, payload)
@@ -105,11 +109,11 @@ def _stream(link: CoreLinkClient, number: int, client_streaming: bool) -> Any:
 
 
 def build_handlers(link: CoreLinkClient) -> Handlers:
-    """Every method of the v3 services, carried over the core link."""
+    """Every method of the services (etcdpy.api.services), carried over the core link."""
     handlers: Handlers = {}
-    for service in rpc_pb2.DESCRIPTOR.services_by_name.values():
-        for method in service.methods:
-            path = f"/{PACKAGE}.{service.name}/{method.name}"
+    for service in SERVICES.values():
+        for method in service.descriptor.methods:
+            path = service.path(method.name)
             number = METHOD_NUMBER[path]
             if method.client_streaming and method.server_streaming:
                 behavior = _stream(link, number, client_streaming=True)

@@ -50,7 +50,8 @@ class HttpResponse:
 
 @dataclass(slots=True)
 class StreamingResponse:
-    """Sent with chunked encoding; each item of ``chunks`` goes out as one chunk."""
+    """Sent with chunked encoding; each item of ``chunks`` goes out as one chunk. The head goes
+    out with the first chunk, so ``status`` may change until then."""
 
     status: int
     chunks: AsyncIterator[bytes]
@@ -290,26 +291,26 @@ class Http1Protocol(asyncio.Protocol):
         transport.write(head + response.body)
 
     async def _write_stream(self, response: StreamingResponse, close: bool) -> None:
-        transport = self._transport
-        if transport is None:
+        """The head goes out with the first chunk (or with the end of a stream that had none),
+        as Go's server sends a handler's header at its first write: until then the stream may
+        still change its status (grpc-gateway's error before any message)."""
+        if self._transport is None:
             return
-        head = _head_bytes(
-            response.status,
-            response.content_type,
-            response.headers,
-            "Transfer-Encoding: chunked",
-            close,
-        )
-        transport.write(head)
         self._streaming = True
+        head_sent = False
         try:
             if self._peer_done:
                 return  # the client left before the stream began
             async for chunk in response.chunks:
                 if self._transport is None:
                     return
-                if chunk:
-                    self._transport.write(b"%x\r\n%b\r\n" % (len(chunk), chunk))
+                if not chunk:
+                    continue
+                data = b"%x\r\n%b\r\n" % (len(chunk), chunk)
+                if not head_sent:
+                    data = self._stream_head(response, close) + data
+                    head_sent = True
+                self._transport.write(data)
                 await self._can_write.wait()
         finally:
             self._streaming = False
@@ -318,7 +319,18 @@ class Http1Protocol(asyncio.Protocol):
                 with contextlib.suppress(Exception):
                     await aclose()
         if self._transport is not None:
-            self._transport.write(b"0\r\n\r\n")
+            head = b"" if head_sent else self._stream_head(response, close)
+            self._transport.write(head + b"0\r\n\r\n")
+
+    @staticmethod
+    def _stream_head(response: StreamingResponse, close: bool) -> bytes:
+        return _head_bytes(
+            response.status,
+            response.content_type,
+            response.headers,
+            "Transfer-Encoding: chunked",
+            close,
+        )
 
     def _close(self) -> None:
         if self._transport is not None:

@@ -179,6 +179,24 @@ def test_duplicate_key_in_txn(kv: rpc_pb2_grpc.KVStub) -> None:
     assert revision(kv) == rev + 1
 
 
+def test_txn_with_an_empty_op_is_refused(kv: rpc_pb2_grpc.KVStub) -> None:
+    """An op with none of put, range, delete or txn set (what the JSON gateway makes of
+    {"Request": {...}}) is refused as etcd's checkRequestOp refuses it, in either branch and
+    in a nested txn, and nothing of the txn is applied."""
+    rev = revision(kv)
+    put = pb.RequestOp(request_put=pb.PutRequest(key=b"e", value=b"1"))
+    nested = pb.RequestOp(request_txn=pb.TxnRequest(success=[pb.RequestOp()]))
+    for request in (
+        pb.TxnRequest(success=[put, pb.RequestOp()]),
+        pb.TxnRequest(failure=[pb.RequestOp()]),
+        pb.TxnRequest(success=[put, nested]),
+    ):
+        expect_error(
+            call(kv.Txn, request), grpc.StatusCode.INVALID_ARGUMENT, "etcdserver: key not found"
+        )
+    assert_still_serving(kv, rev)
+
+
 def test_put_ignore_value_on_missing_key(kv: rpc_pb2_grpc.KVStub) -> None:
     rev = revision(kv)
     expect_error(

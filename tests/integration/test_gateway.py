@@ -179,3 +179,72 @@ def test_lease_over_http(etcdpy_server: MemberProcess) -> None:
     assert [lease["ID"] for lease in leases["leases"]] == [lease_id]
     post_json(etcdpy_server, "/v3/lease/revoke", {"ID": lease_id})
     assert "kvs" not in post_json(etcdpy_server, "/v3/kv/range", {"key": b64("l")})
+
+
+def test_keepalive_ends_once_the_body_is_answered(etcdpy_server: MemberProcess) -> None:
+    """Issue 15 item 3: `curl /v3/lease/keepalive -d '{"ID":N}'` prints its answer and exits, as
+    with etcd (grpc-gateway half-closes the stream after the body; LeaseKeepAlive then ends).
+    Patroni keeps its leader key alive exactly so."""
+    curl = require_tool("curl")
+    lease_id = post_json(etcdpy_server, "/v3/lease/grant", {"TTL": 30})["ID"]
+    url = etcdpy_server.client_url + "/v3/lease/keepalive"
+    started = time.monotonic()
+    out = subprocess.run(
+        [curl, "-sS", "-X", "POST", url, "-d", json.dumps({"ID": lease_id})],
+        capture_output=True,
+        timeout=10,
+        check=True,
+    ).stdout
+    assert time.monotonic() - started < 5
+    [line] = out.splitlines()
+    assert json.loads(line)["result"]["TTL"] == "30"
+    # Two requests in one body: two answers, then the end; on a kept-alive connection.
+    conn = http.client.HTTPConnection("127.0.0.1", etcdpy_server.client_port, timeout=5)
+    try:
+        for _ in range(2):
+            body = json.dumps({"ID": lease_id}) + json.dumps({"ID": lease_id})
+            conn.request("POST", "/v3/lease/keepalive", body=body)
+            resp = conn.getresponse()
+            lines = resp.read().splitlines()
+            assert [json.loads(x)["result"]["ID"] for x in lines] == [lease_id, lease_id]
+    finally:
+        conn.close()
+    # An empty body: no request, no answer, the end.
+    assert post(etcdpy_server, "/v3/lease/keepalive", b"")[::2] == (200, b"")
+
+
+def test_watch_goes_on_after_the_body(etcdpy_server: MemberProcess) -> None:
+    """etcd's Watch keeps serving after the client's half-close: events still arrive."""
+    conn = http.client.HTTPConnection("127.0.0.1", etcdpy_server.client_port, timeout=10)
+    try:
+        conn.request("POST", "/v3/watch", body=json.dumps({"create_request": {"key": b64("h")}}))
+        resp = conn.getresponse()
+        assert json.loads(resp.readline())["result"]["created"] is True
+        time.sleep(0.5)  # well after the half-close
+        post_json(etcdpy_server, "/v3/kv/put", {"key": b64("h"), "value": b64("1")})
+        event = json.loads(resp.readline())["result"]
+        assert event["events"][0]["kv"]["key"] == b64("h")
+    finally:
+        conn.close()
+
+
+def test_grpc_streams_on_the_clients_half_close(etcdpy_server: MemberProcess) -> None:
+    """What the gateway relies on, over plain gRPC as with etcd: LeaseKeepAlive ends once the
+    client half-closes and its requests are answered; a Watch goes on (events still come)."""
+    with grpc.insecure_channel(etcdpy_server.endpoint) as channel:
+        lease = rpc_pb2_grpc.LeaseStub(channel)
+        lease_id = lease.LeaseGrant(rpc_pb2.LeaseGrantRequest(TTL=30), timeout=10).ID
+        requests = [rpc_pb2.LeaseKeepAliveRequest(ID=lease_id)] * 2
+        answers = list(lease.LeaseKeepAlive(iter(requests), timeout=5))
+        assert [(a.ID, a.TTL) for a in answers] == [(lease_id, 30)] * 2
+        assert list(lease.LeaseKeepAlive(iter([]), timeout=5)) == []
+
+        create = rpc_pb2.WatchCreateRequest(key=b"half")
+        watch = rpc_pb2_grpc.WatchStub(channel).Watch(
+            iter([rpc_pb2.WatchRequest(create_request=create)]), timeout=10
+        )
+        assert next(watch).created
+        time.sleep(0.3)  # well after the half-close
+        rpc_pb2_grpc.KVStub(channel).Put(rpc_pb2.PutRequest(key=b"half", value=b"1"), timeout=10)
+        assert next(watch).events[0].kv.key == b"half"
+        watch.cancel()

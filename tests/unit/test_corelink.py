@@ -36,6 +36,7 @@ SNAPSHOT = "/etcdserverpb.Maintenance/Snapshot"
 def test_every_v3_method_has_a_number_both_sides_agree_on() -> None:
     assert tuple(sorted(LINK_METHODS)) == LINK_METHODS
     assert {PUT, RANGE, WATCH, SNAPSHOT, "/etcdserverpb.Lease/LeaseKeepAlive"} <= set(LINK_METHODS)
+    assert {"/v3lockpb.Lock/Lock", "/v3electionpb.Election/Observe"} <= set(LINK_METHODS)
     assert all(METHOD_NUMBER[path] == i for i, path in enumerate(LINK_METHODS))
 
 
@@ -195,6 +196,44 @@ def test_the_core_sends_no_more_than_its_credit() -> None:
         await asyncio.wait_for(watch.cancelled.wait(), 5)
 
     _run(scenario)
+
+
+def test_a_unary_call_whose_client_goes_away_is_cancelled_in_the_core() -> None:
+    lock = "/v3lockpb.Lock/Lock"  # a call that may wait as long as its client does
+    cancelled = asyncio.Event()
+
+    async def wait_forever(request: bytes, context: Any) -> bytes:
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+        raise AssertionError("unreachable")
+
+    async def main() -> None:
+        handlers: dict[str, Any] = {
+            lock: grpc.unary_unary_rpc_method_handler(wait_forever),
+            PUT: grpc.unary_unary_rpc_method_handler(_put),
+        }
+        server = CoreLinkServer(handlers, lambda _: None)
+        with tempfile.TemporaryDirectory() as tmp:
+            path = str(Path(tmp) / "link.sock")
+            await server.listen(path)
+            client = await CoreLinkClient.connect(path, lambda: None)
+            try:
+                waiting = asyncio.ensure_future(client.call(METHOD_NUMBER[lock], b"name"))
+                await asyncio.sleep(0.05)
+                assert not cancelled.is_set()
+                client.cancel_call(waiting)  # what a front-end does when its client goes away
+                waiting.cancel()
+                await asyncio.wait_for(cancelled.wait(), 5)
+                # The link goes on serving calls.
+                assert await client.call(METHOD_NUMBER[PUT], b"k") == (0, b"put:k")
+            finally:
+                client.close()
+                await server.close()
+
+    asyncio.run(main())
 
 
 def test_calls_fail_when_the_core_goes_away() -> None:

@@ -144,6 +144,52 @@ def test_streaming_response_is_chunked() -> None:
     assert text.endswith(b'7\r\n{"a":1}\r\n7\r\n{"b":2}\r\n0\r\n\r\n')
 
 
+def test_stream_head_waits_for_the_first_chunk() -> None:
+    """As Go's server: nothing is written before the stream's first chunk, so the stream may
+    still set its status (grpc-gateway's error before any message); a stream with no chunks
+    answers its head and the last chunk when it ends."""
+    gate = asyncio.Event()
+
+    async def late() -> AsyncIterator[bytes]:
+        await gate.wait()
+        response.status = 503
+        yield b'{"error":{}}'
+
+    response = StreamingResponse(200, late())
+
+    async def stream(request: HttpRequest) -> Response:
+        return response
+
+    async def run() -> tuple[bytes, bytes]:
+        transport = FakeTransport()
+        proto = Http1Protocol(stream)
+        proto.connection_made(transport)  # type: ignore[arg-type]
+        proto.data_received(b"POST /v3/watch HTTP/1.1\r\n\r\n")
+        for _ in range(10):
+            await asyncio.sleep(0)
+        before = bytes(transport.data)
+        gate.set()
+        for _ in range(10):
+            await asyncio.sleep(0)
+        return before, bytes(transport.data)
+
+    before, after = asyncio.run(run())
+    assert before == b""
+    assert after.startswith(b"HTTP/1.1 503 Service Unavailable\r\n")
+    assert after.endswith(b'\r\n\r\nc\r\n{"error":{}}\r\n0\r\n\r\n')
+
+    async def nothing() -> AsyncIterator[bytes]:
+        return
+        yield b""
+
+    async def empty(request: HttpRequest) -> Response:
+        return StreamingResponse(200, nothing())
+
+    text = bytes(drive([b"POST /v3/lease/keepalive HTTP/1.1\r\n\r\n"], empty).data)
+    assert text.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert text.endswith(b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n")
+
+
 async def _stream_until_eof(eof_before_stream: bool) -> tuple[FakeTransport, list[str]]:
     """A stream that never ends by itself (a watch with no events), and a client that sends
     its request and then closes its side."""
