@@ -497,11 +497,18 @@ class ClusterRuntime:
                     "enabled capabilities for version", **{"cluster-version": f"{major}.{minor}"}
                 )
                 return
+            except errors.Stopped:
+                return
             except errors.EtcdError:
                 # Mostly "no leader" at start: retry as soon as one is known (clients wait for
                 # this publish, so a fixed sleep would delay every start by up to that long).
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._leader_known.wait(), PUBLISH_RETRY_SECONDS)
+                # (asyncio.wait, not wait_for: wait_for may swallow a cancel that comes as the
+                # leader is found, and the member would never stop.)
+                known = asyncio.ensure_future(self._leader_known.wait())
+                try:
+                    await asyncio.wait({known}, timeout=PUBLISH_RETRY_SECONDS)
+                finally:
+                    known.cancel()
 
     # -- leader watch -----------------------------------------------------------------------
 
