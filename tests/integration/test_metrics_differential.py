@@ -4,8 +4,9 @@ same type, label names and buckets, except the ones listed below with the reason
 from __future__ import annotations
 
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -14,6 +15,8 @@ from etcdpy.testing.processes import MemberProcess, etcd_member, etcdpy_member
 from tests.tools import Etcdctl, require_tool
 
 pytestmark = pytest.mark.integration
+
+T = TypeVar("T")
 
 # Families of etcd's that etcdpy does not serve yet, and why. The test also fails when one of
 # these appears, so that the list stays true.
@@ -88,20 +91,21 @@ def scrape_after_traffic(member: MemberProcess) -> dict[str, Any]:
     return families(member)
 
 
-def test_metric_families_match_etcd(tmp_path: Path) -> None:
+def on_both(tmp_path: Path, workload: Callable[[MemberProcess], T]) -> tuple[T, T]:
+    """The workload's result on a fresh etcd 3.4 member, then on a fresh etcdpy member."""
     require_tool("etcd")
-    etcd = etcd_member(tmp_path)
-    ours = etcdpy_member(tmp_path)
-    etcd.start()
-    try:
-        theirs = scrape_after_traffic(etcd)
-    finally:
-        etcd.stop()
-    ours.start()
-    try:
-        mine = scrape_after_traffic(ours)
-    finally:
-        ours.stop()
+    out: list[T] = []
+    for member in (etcd_member(tmp_path), etcdpy_member(tmp_path)):
+        member.start()
+        try:
+            out.append(workload(member))
+        finally:
+            member.stop()
+    return out[0], out[1]
+
+
+def test_metric_families_match_etcd(tmp_path: Path) -> None:
+    theirs, mine = on_both(tmp_path, scrape_after_traffic)
     for name, family in sorted(theirs.items()):
         if name.startswith(IGNORED_PREFIXES):
             continue
@@ -177,19 +181,7 @@ def mvcc_after_workload(member: MemberProcess) -> dict[str, float]:
 def test_mvcc_counters_and_live_keys_match_etcd(tmp_path: Path) -> None:
     """Found by etcd's e2e TestV3MetricsInsecure: etcdpy had no etcd_mvcc_*_total, and its
     keys_total counted deleted keys too."""
-    require_tool("etcd")
-    etcd = etcd_member(tmp_path)
-    ours = etcdpy_member(tmp_path)
-    etcd.start()
-    try:
-        theirs = mvcc_after_workload(etcd)
-    finally:
-        etcd.stop()
-    ours.start()
-    try:
-        mine = mvcc_after_workload(ours)
-    finally:
-        ours.stop()
+    theirs, mine = on_both(tmp_path, mvcc_after_workload)
     assert theirs["e2e-1:etcd_mvcc_put_total"] == 2  # what etcd's e2e test expects
     assert theirs["e2e-2:etcd_debugging_mvcc_keys_total"] == 1  # k (the start had none)
     assert theirs["e2e-3:etcd_mvcc_delete_total"] == 3
