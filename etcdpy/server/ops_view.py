@@ -44,7 +44,8 @@ class EtcdServerView:
             current_revision=kv.current_revision,
             compact_revision=kv.compact_revision,
             server_version=ETCD_API_VERSION,
-            cluster_version=cluster_version(),
+            # etcd labels the metric with major.minor (version.Cluster), /version says x.y.0
+            cluster_version=cluster_version().rsplit(".", 1)[0],
             open_read_transactions=_open_readers(backend),
             leases_expired=getattr(getattr(s, "leases", None), "revoked_expired", 0),
             mvcc_ops=_sum_ops(kv.counts.snapshot(), s.metrics.frontend_mvcc),

@@ -106,6 +106,8 @@ def on_both(tmp_path: Path, workload: Callable[[MemberProcess], T]) -> tuple[T, 
 
 def test_metric_families_match_etcd(tmp_path: Path) -> None:
     theirs, mine = on_both(tmp_path, scrape_after_traffic)
+    for name in ("etcd_cluster_version", "etcd_server_version"):  # label values too
+        assert [s.labels for s in mine[name].samples] == [s.labels for s in theirs[name].samples]
     for name, family in sorted(theirs.items()):
         if name.startswith(IGNORED_PREFIXES):
             continue
