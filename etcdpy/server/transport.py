@@ -1,5 +1,8 @@
 """The peer transport: raft messages between members over TCP on the peer URLs.
 
+A unix:// (unixs://) peer URL is a unix socket, the file ``host:port`` relative to the working
+directory, as in etcd; everything else is the same as over TCP (http, https).
+
 Each member keeps one outgoing connection per peer and receives on its listeners; a reply
 travels back on the replier's own outgoing connection, so every connection carries traffic in
 one direction only. A connection carries frames::
@@ -35,7 +38,10 @@ dialler starts the handshake only when it has it: the listener upgrades the stre
 that it can log why it refuses a peer), and any byte the dialler sent earlier would be read by
 the plain stream and lost to the handshake. After the handshake and etcd's certificate checks
 the listener sends TLS_OK, since TLS 1.3 tells a client that its certificate was refused only
-after the client considers the handshake done. A member that talks plain TCP to a TLS listener,
+after the client considers the handshake done. As in Go's handshake, the dialler's verdict on the
+listener's certificate comes first (TLS_CERT_OK, or TLS_BAD_CERT and close); a listener that
+refuses the dialler's certificate sends TLS_BAD_CERT. The refused side reports Go's words,
+``remote error: tls: bad certificate``. A member that talks plain TCP to a TLS listener,
 or TLS to a plain one, is told apart from a broken peer. Such failures are retried with backoff
 like any lost connection, and logged at most once per ``TLS_LOG_INTERVAL`` per peer and reason.
 
