@@ -12,6 +12,7 @@ import json
 import os
 from dataclasses import dataclass
 
+from etcdpy.mvcc.kvstore import KVStore
 from etcdpy.observability.metrics import GrpcStats, ServerMetrics
 from etcdpy.server.ops_view import watcher_counts
 
@@ -57,6 +58,8 @@ def take_counts(stats: GrpcStats, reads: ReadCounts, watch_store: object = None)
     watchers = watcher_counts(watch_store)
     if watchers:
         payload["watchers"] = [watchers["watchers"], watchers["slow_watchers"]]
+    if isinstance(watch_store, KVStore):  # the replica's store operations (etcd_mvcc_*)
+        payload["mvcc"] = watch_store.counts.take()
     stats.received_bytes = stats.sent_bytes = 0
     reads.local = reads.forwarded = 0
     return json.dumps(payload).encode()
@@ -85,6 +88,8 @@ def add_counts(metrics: ServerMetrics, payload: bytes) -> None:
     local, forwarded = data["reads"]
     metrics.frontend_reads_local += local
     metrics.frontend_reads_forwarded += forwarded
+    for i, count in enumerate(data.get("mvcc", ())):
+        metrics.frontend_mvcc[i] += count
     if "watchers" in data:
         watchers, slow = data["watchers"]
         metrics.frontend_watchers[int(data["pid"])] = (watchers, slow)

@@ -23,18 +23,21 @@ ALL_FROM_KEY = b"\0"
 class TreeIndex:
     """Sorted map of keys to their generations of revisions."""
 
-    __slots__ = ("_keys", "_tree")
+    __slots__ = ("_keys", "_tree", "live_keys")
 
     def __init__(self) -> None:
         self._tree: SortedDict = SortedDict()
         # The plain dict inside SortedDict: point lookups skip a method call.
         self._keys: dict[bytes, KeyIndex] = self._tree
+        # Keys whose latest generation is open (etcd's keysGauge, etcd_debugging_mvcc_keys_total).
+        self.live_keys = 0
 
     @classmethod
     def from_key_indexes(cls, key_indexes: dict[bytes, KeyIndex]) -> TreeIndex:
         """Build an index in one sort (used when restoring from the backend)."""
         ti = cls()
         ti._tree.update(key_indexes)
+        ti.live_keys = sum(1 for ki in key_indexes.values() if ki.is_live())
         return ti
 
     def __len__(self) -> int:
@@ -51,6 +54,8 @@ class TreeIndex:
         return self._keys.get(key)
 
     def insert(self, ki: KeyIndex) -> None:
+        old = self._keys.get(ki.key)
+        self.live_keys += ki.is_live() - (old is not None and old.is_live())
         self._tree[ki.key] = ki
 
     def get(self, key: bytes, at_rev: int) -> tuple[Revision, Revision, int]:
@@ -141,7 +146,10 @@ class TreeIndex:
             ki = KeyIndex(key)
             ki.put(rev.main, rev.sub)
             self._tree[key] = ki
+            self.live_keys += 1
         else:
+            if not ki.is_live():  # a new generation: the key comes back
+                self.live_keys += 1
             ki.put(rev.main, rev.sub)
 
     def tombstone(self, key: bytes, rev: Revision) -> None:
@@ -150,6 +158,7 @@ class TreeIndex:
         if ki is None:
             raise RevisionNotFoundError(key)
         ki.tombstone(rev.main, rev.sub)
+        self.live_keys -= 1
 
     def compact(self, rev: int) -> set[Revision]:
         """Compact every key at ``rev``; returns the revisions the backend must keep."""

@@ -140,6 +140,11 @@ class KeyIndex:
             return None
         return revs[i], g.created, g.ver - (len(revs) - 1 - i)
 
+    def is_live(self) -> bool:
+        """The key exists at the latest revision (its last generation is open)."""
+        gens = self.generations
+        return bool(gens) and bool(gens[-1].revs)
+
     def live_at(self, at_rev: int) -> bool:
         """find(at_rev) is not None, without building its answer (for counting)."""
         revs = self.generations[-1].revs

@@ -34,6 +34,7 @@ from typing import Protocol, cast
 
 from etcdpy.mvcc import backend as bk
 from etcdpy.mvcc.backend import Backend, Tx
+from etcdpy.mvcc.counts import MvccCounts
 from etcdpy.mvcc.errors import (
     CompactedError,
     FutureRevError,
@@ -133,6 +134,11 @@ class KVStore:
         self._compaction: _Compaction | None = None
         self._broken = False
         self.change_sink: ChangeSink | None = None
+        self.counts = MvccCounts()
+        # The operations of the transaction being counted (ranges, puts, deletes, bytes put),
+        # and how deep in counted_as_one() we are.
+        self._tally = [0, 0, 0, 0]
+        self._grouped = 0
         self._restore()
 
     def replace_backend(self, backend: Backend) -> None:
@@ -247,7 +253,28 @@ class KVStore:
 
         ``raw``: ``kvs`` holds each KeyValue as stored (serialized), not parsed."""
         self._check_usable()
+        self._tally[0] += 1
+        if not self._grouped:
+            self._count()
         return self._range(key, end, rev, self._current_rev, limit, count_only, keys_only, raw)
+
+    @contextmanager
+    def counted_as_one(self) -> Iterator[None]:
+        """The store operations inside count as one transaction (a Txn request's compares and
+        operations, as etcd counts them in one mvcc transaction)."""
+        self._grouped += 1
+        try:
+            yield
+        finally:
+            self._grouped -= 1
+            if not self._grouped:
+                self._count()
+
+    def _count(self) -> None:
+        tally = self._tally
+        if tally[0] or tally[1] or tally[2]:
+            self.counts.add(*tally)
+            tally[:] = [0, 0, 0, 0]
 
     def _range(
         self,
@@ -575,6 +602,7 @@ class TxnWrite:
         raw: bool = False,
     ) -> RangeResult:
         self._check_open()
+        self._s._tally[0] += 1
         return self._s._range(key, end, rev, self.rev, limit, count_only, keys_only, raw)
 
     def put(self, key: bytes, value: bytes, lease: int = 0) -> KeyValue | None:
@@ -584,6 +612,9 @@ class TxnWrite:
         """
         self._check_open()
         s = self._s
+        tally = s._tally
+        tally[1] += 1
+        tally[3] += len(key) + len(value)
         rev = self._begin_rev + 1
         sub = len(self._events)
         db = s._key_db
@@ -622,6 +653,7 @@ class TxnWrite:
         """Delete the live keys in the range; returns their last versions, in key order."""
         self._check_open()
         s = self._s
+        s._tally[2] += 1
         keys, revs = s._index.range(key, end, self.rev)
         if not keys:
             return []
@@ -674,6 +706,8 @@ class TxnWrite:
             raise
         self._ended = True
         s._txn = None
+        if not s._grouped:
+            s._count()
         try:
             s._b.end_batch()
         except BaseException:
@@ -687,6 +721,8 @@ class TxnWrite:
         s = self._s
         self._ended = True
         s._txn = None
+        if not s._grouped:
+            s._count()
         if self._changed:
             s._broken = True
         s._b.end_batch(ok=not self._changed)

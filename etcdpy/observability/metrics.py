@@ -220,6 +220,8 @@ class ServerState:
     watchers: int = 0
     leases_expired: int = 0  # leases this member (as leader) revoked because they expired
     slow_watchers: int = 0  # behind (unsynced) or parked (victims)
+    # The store's operations (etcdpy.mvcc.counts): ranges, puts, deletes, txns, bytes put.
+    mvcc_ops: tuple[int, int, int, int, int] = (0, 0, 0, 0, 0)
 
 
 @dataclass(slots=True)
@@ -280,6 +282,8 @@ class ServerMetrics:
         self.frontend_reads_forwarded = 0
         # (watchers, slow watchers) of each front-end process, by pid, as of the last scrape
         self.frontend_watchers: dict[int, tuple[int, int]] = {}
+        # The store operations front-ends answered from their replicas (etcdpy.mvcc.counts).
+        self.frontend_mvcc: list[int] = [0, 0, 0, 0, 0]
         self.defrag_inflight = 0
         # Bumped by the cluster code (learner promotion, snapshot install), 0 until it does.
         self.learner_promote_successes = 0
@@ -537,6 +541,22 @@ class EtcdCollector(Collector):
             s.db_size_in_use,
         )
         yield _gauge("etcd_debugging_mvcc_keys_total", "Total number of keys.", s.keys)
+        ranges, puts, deletes, txns, put_bytes = s.mvcc_ops
+        for prefix in ("etcd", "etcd_debugging"):
+            for what, value in (("range", ranges), ("put", puts), ("delete", deletes)):
+                yield _counter(
+                    f"{prefix}_mvcc_{what}_total",
+                    f"Total number of {what}s seen by this member.",
+                    value,
+                )
+            yield _counter(
+                f"{prefix}_mvcc_txn_total", "Total number of txns seen by this member.", txns
+            )
+        yield _gauge(
+            "etcd_debugging_mvcc_total_put_size_in_bytes",
+            "The total size of put kv pairs seen by this member.",
+            put_bytes,
+        )
         yield _gauge(
             "etcd_debugging_mvcc_current_revision",
             "The current revision of store.",

@@ -344,24 +344,24 @@ class Applier:
         return resp
 
     def txn(self, req: pb.TxnRequest, index: int) -> Response:
-        path = txn_path(self.kv, req)
-        self._check_txn(req, list(path))
-        resp = pb.TxnResponse(succeeded=path[0])
         if is_txn_read_only(req):
-            self._apply_txn_ops(self.kv, req, list(path), resp)
-            resp.header.revision = self.kv.current_revision
-            return resp
-        with self.kv.write(consistent_index=index) as txn:
-            self._apply_txn_ops(txn, req, list(path), resp)
+            return self.read_only_txn(req)
+        with self.kv.counted_as_one():  # compares and operations: one mvcc transaction
+            path = txn_path(self.kv, req)
+            self._check_txn(req, list(path))
+            resp = pb.TxnResponse(succeeded=path[0])
+            with self.kv.write(consistent_index=index) as txn:
+                self._apply_txn_ops(txn, req, list(path), resp)
         resp.header.revision = self.kv.current_revision
         return resp
 
     def read_only_txn(self, req: pb.TxnRequest) -> pb.TxnResponse:
         """A txn with only ranges is served from the local store, never through the log."""
-        path = txn_path(self.kv, req)
-        self._check_txn(req, list(path))
-        resp = pb.TxnResponse(succeeded=path[0])
-        self._apply_txn_ops(self.kv, req, list(path), resp)
+        with self.kv.counted_as_one():
+            path = txn_path(self.kv, req)
+            self._check_txn(req, list(path))
+            resp = pb.TxnResponse(succeeded=path[0])
+            self._apply_txn_ops(self.kv, req, list(path), resp)
         resp.header.revision = self.kv.current_revision
         return resp
 

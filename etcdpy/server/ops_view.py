@@ -40,16 +40,22 @@ class EtcdServerView:
             quota_backend_bytes=s.config.quota_bytes or 0,
             db_size=backend.size(),
             db_size_in_use=backend.size_in_use(),
-            # Keys with a history in the index (deleted ones count until compacted).
-            keys=len(kv.index),
+            keys=kv.index.live_keys,  # as etcd's keysGauge: keys that exist now
             current_revision=kv.current_revision,
             compact_revision=kv.compact_revision,
             server_version=ETCD_API_VERSION,
-            cluster_version=cluster_version(),
+            # etcd labels the metric with major.minor (version.Cluster), /version says x.y.0
+            cluster_version=cluster_version().rsplit(".", 1)[0],
             open_read_transactions=_open_readers(backend),
             leases_expired=getattr(getattr(s, "leases", None), "revoked_expired", 0),
+            mvcc_ops=_sum_ops(kv.counts.snapshot(), s.metrics.frontend_mvcc),
             **_with_frontends(watcher_counts(kv), s.metrics.frontend_watchers.values()),
         )
+
+
+def _sum_ops(core: list[int], frontends: list[int]) -> tuple[int, int, int, int, int]:
+    ranges, puts, deletes, txns, put_bytes = (a + b for a, b in zip(core, frontends, strict=True))
+    return ranges, puts, deletes, txns, put_bytes
 
 
 def _with_frontends(counts: dict[str, int], frontends: Iterable[tuple[int, int]]) -> dict[str, int]:

@@ -299,6 +299,19 @@ def test_watch_on_a_member_that_installs_a_snapshot_sees_every_event(
         assert keys == [f"w{i:03d}" for i in range(120)]
 
 
+def _member_list_json(endpoint: str) -> subprocess.CompletedProcess[str]:
+    """Debian's etcdctl, with short timeouts: a member that does not serve yet fails fast."""
+    return subprocess.run(
+        [
+            *("etcdctl", "--endpoints", endpoint, "--dial-timeout=1s", "--command-timeout=2s"),
+            *("member", "list", "-w", "json"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+
 def test_a_member_serves_clients_only_once_its_client_urls_are_published(tmp_path: Path) -> None:
     """etcd serves clients after its publish is applied: the first answer any member gives
     already lists its own client URLs (etcd's e2e harness reads ClientURLs[0] at once)."""
@@ -309,22 +322,7 @@ def test_a_member_serves_clients_only_once_its_client_urls_are_published(tmp_pat
         # Alone, it cannot publish (no quorum): it answers nobody, as etcd (it used to answer
         # a member list without its client URLs).
         for _ in range(3):
-            alone = subprocess.run(
-                [
-                    "etcdctl",
-                    "--endpoints",
-                    first.endpoint,
-                    "--dial-timeout=1s",
-                    "--command-timeout=1s",
-                    "member",
-                    "list",
-                    "-w",
-                    "json",
-                ],
-                capture_output=True,
-                text=True,
-                timeout=30,
-            )
+            alone = _member_list_json(first.endpoint)
             assert alone.returncode != 0, alone.stdout
         for m in cluster.members[1:]:
             m.start(wait=False)
@@ -332,22 +330,7 @@ def test_a_member_serves_clients_only_once_its_client_urls_are_published(tmp_pat
         deadline = time.monotonic() + 60
         while pending and time.monotonic() < deadline:
             for name, m in list(pending.items()):
-                out = subprocess.run(
-                    [
-                        "etcdctl",
-                        "--endpoints",
-                        m.endpoint,
-                        "--dial-timeout=1s",
-                        "--command-timeout=2s",
-                        "member",
-                        "list",
-                        "-w",
-                        "json",
-                    ],
-                    capture_output=True,
-                    text=True,
-                    timeout=30,
-                )
+                out = _member_list_json(m.endpoint)
                 if out.returncode != 0:
                     continue
                 members = json.loads(out.stdout)["members"]

@@ -241,6 +241,11 @@ class MVCCMachine(RuleBasedStateMachine):
         assert self.store.compact_revision == self.compacted
         assert self.store.consistent_index == self.ci
 
+    @invariant()
+    def live_keys_agree(self) -> None:
+        """etcd_debugging_mvcc_keys_total: the keys that exist now, kept incrementally."""
+        assert self.store.index.live_keys == len(self.history[self.rev])
+
 
 MVCCMachine.TestCase.settings = settings(
     max_examples=60,
