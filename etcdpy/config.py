@@ -22,7 +22,7 @@ import re
 import urllib.parse
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Final, Literal
 
 __all__ = [
     "DEFAULT_QUOTA_BACKEND_BYTES",
@@ -76,9 +76,13 @@ CompactionMode = Literal["periodic", "revision"]
 
 _UNSUPPORTED_SCHEMES = {
     "https": "client TLS is not built yet; https works for peer URLs",
-    "unixs": "unix socket listeners are not built yet",
-    "unix": "unix socket listeners are not built yet",
+    "unixs": "client unix socket listeners are not built yet; unixs works for peer URLs",
+    "unix": "client unix socket listeners are not built yet; unix works for peer URLs",
 }
+# Schemes served on peer URLs (a unix URL's socket is the file "host:port", as in etcd).
+PEER_SCHEMES: Final = ("http", "https", "unix", "unixs")
+UNIX_SCHEMES: Final = ("unix", "unixs")
+TLS_SCHEMES: Final = ("https", "unixs")
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -103,8 +107,9 @@ class URL:
 def parse_url(text: str, *, peer: bool = False) -> URL:
     """Parse one URL the way etcd's ``types.NewURLs`` checks it (same messages).
 
-    Schemes etcd accepts but etcdpy cannot serve yet raise ``UnsupportedError``: https is
-    served on peer URLs (``peer=True``) only; client TLS is still missing.
+    Schemes etcd accepts but etcdpy cannot serve yet raise ``UnsupportedError``: https, unix
+    and unixs are served on peer URLs (``peer=True``) only; client TLS and client unix
+    sockets are still missing. A unix URL's host keeps its case (it names a file).
     """
     text = text.strip()
     try:
@@ -115,7 +120,7 @@ def parse_url(text: str, *, peer: bool = False) -> URL:
     scheme = parts.scheme
     if scheme not in ("http", "https", "unix", "unixs"):
         raise ConfigError(f"URL scheme must be http, https, unix, or unixs: {text}")
-    if scheme in _UNSUPPORTED_SCHEMES and not (peer and scheme == "https"):
+    if scheme in _UNSUPPORTED_SCHEMES and not (peer and scheme in PEER_SCHEMES):
         reason = _UNSUPPORTED_SCHEMES[scheme]
         raise UnsupportedError(f"URL scheme {scheme!r} is not supported yet ({reason}): {text}")
     if port is None or parts.hostname is None or parts.username or parts.password:
@@ -124,7 +129,10 @@ def parse_url(text: str, *, peer: bool = False) -> URL:
         raise ConfigError(f"URL must not contain a path: {text}")
     if parts.query or parts.fragment:
         raise ConfigError(f"URL must not contain a query or fragment: {text}")
-    # urlsplit lower-cases the host; that is harmless for IPs and DNS names.
+    # urlsplit lower-cases the host; that is harmless for IPs and DNS names, not for the file
+    # name of a unix socket (etcd keeps the case).
+    if scheme in UNIX_SCHEMES:
+        return URL(scheme, parts.netloc.rpartition(":")[0].strip("[]"), port)
     return URL(scheme, parts.hostname, port)
 
 
@@ -388,9 +396,10 @@ def _compaction_retention(mode: str, retention: str) -> float:
 
 
 def _check_bind_urls(urls: Iterable[URL]) -> None:
-    # We bind to IPs only, as etcd does (localhost is the one name allowed).
+    # We bind to IPs only, as etcd does (localhost is the one name allowed; a unix URL names
+    # a file).
     for url in urls:
-        if url.host == "localhost":
+        if url.host == "localhost" or url.scheme in UNIX_SCHEMES:
             continue
         try:
             ipaddress.ip_address(url.host)

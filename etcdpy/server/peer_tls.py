@@ -7,7 +7,8 @@ messages:
   certificate under ``<data-dir>/fixtures/peer`` (etcdpy.server.self_cert); members using it
   do not verify the certificates of the peers they dial (etcd's InsecureSkipVerify). With
   certificate files given, auto TLS is ignored with a warning.
-- An https listen URL needs a certificate and key; an http one ignores them (a warning).
+- An https (or unixs) listen URL needs a certificate and key; an http one ignores them (a
+  warning).
 - The listener asks for and verifies client certificates when ``--peer-client-cert-auth`` is
   on or a ``--peer-trusted-ca-file`` is given; a verified client certificate must then carry
   the dialling address in its SANs (unless ``--experimental-peer-skip-client-san-verification``),
@@ -30,6 +31,7 @@ import dataclasses
 import ipaddress
 import socket
 import ssl
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -38,7 +40,7 @@ import structlog
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
-from etcdpy.config import URL, ConfigError, ServerConfig, go_quote
+from etcdpy.config import TLS_SCHEMES, UNIX_SCHEMES, URL, ConfigError, ServerConfig, go_quote
 from etcdpy.server.self_cert import self_cert
 
 __all__ = [
@@ -201,7 +203,11 @@ def _alt_names(cert: x509.Certificate) -> tuple[list[_IP], list[str]]:
 
 
 def _common_name(cert: x509.Certificate) -> str:
-    names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    # cryptography warns (a UserWarning on stderr) about attributes longer than X.509 allows,
+    # such as C=USA in etcd's own test certificates; Go reads them without a word.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Attribute's length must be", UserWarning)
+        names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
     return str(names[-1].value) if names else ""  # Go keeps the last one
 
 
@@ -251,6 +257,8 @@ async def check_client_san(cert: x509.Certificate, host: str) -> None:
     ips, dns_names = _alt_names(cert)
     if not ips and not dns_names:
         return
+    if not host:  # a unix socket's dialler has no address: Go's net.SplitHostPort("") fails
+        raise PeerCertRejected("missing port in address")
     if ips:
         with contextlib.suppress(ValueError):
             if ipaddress.ip_address(host) in ips:
@@ -340,6 +348,8 @@ class PeerTLS:
 
 
 def _bound_address(url: URL) -> str:
+    if url.scheme in UNIX_SCHEMES:
+        return url.netloc  # the socket's path
     host = "127.0.0.1" if url.host == "localhost" else url.host
     return f"[{host}]:{url.port}" if ":" in host else f"{host}:{url.port}"
 
@@ -367,7 +377,7 @@ def load_peer_tls(cfg: ServerConfig, quiet: bool = False) -> PeerTLS:
         log.info("starting with peer TLS", tls_info=info.describe())
     server: ssl.SSLContext | None = None
     for url in cfg.listen_peer_urls:
-        if url.scheme != "https":
+        if url.scheme not in TLS_SCHEMES:
             if not quiet and not info.empty:
                 log.warning(
                     "scheme is HTTP while key and cert files are present; ignoring key and "

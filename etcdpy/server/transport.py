@@ -1,5 +1,8 @@
 """The peer transport: raft messages between members over TCP on the peer URLs.
 
+A unix:// (unixs://) peer URL is a unix socket, the file ``host:port`` relative to the working
+directory, as in etcd; everything else is the same as over TCP (http, https).
+
 Each member keeps one outgoing connection per peer and receives on its listeners; a reply
 travels back on the replier's own outgoing connection, so every connection carries traffic in
 one direction only. A connection carries frames::
@@ -35,7 +38,10 @@ dialler starts the handshake only when it has it: the listener upgrades the stre
 that it can log why it refuses a peer), and any byte the dialler sent earlier would be read by
 the plain stream and lost to the handshake. After the handshake and etcd's certificate checks
 the listener sends TLS_OK, since TLS 1.3 tells a client that its certificate was refused only
-after the client considers the handshake done. A member that talks plain TCP to a TLS listener,
+after the client considers the handshake done. As in Go's handshake, the dialler's verdict on the
+listener's certificate comes first (TLS_CERT_OK, or TLS_BAD_CERT and close); a listener that
+refuses the dialler's certificate sends TLS_BAD_CERT. The refused side reports Go's words,
+``remote error: tls: bad certificate``. A member that talks plain TCP to a TLS listener,
 or TLS to a plain one, is told apart from a broken peer. Such failures are retried with backoff
 like any lost connection, and logged at most once per ``TLS_LOG_INTERVAL`` per peer and reason.
 
@@ -86,6 +92,8 @@ TLS_OK: Final = 10  # the listener accepted our certificate (TLS 1.3 tells the c
 TLS_OFFER: Final = 11  # plain, first on a TLS listener's connection: start the handshake now
 PING: Final = 12
 PONG: Final = 13
+TLS_CERT_OK: Final = 14  # the dialler accepted the listener's certificate
+TLS_BAD_CERT: Final = 15  # the sender refused the other side's certificate (then closes)
 
 MAX_FRAME: Final = 256 * 1024 * 1024
 SNAP_CHUNK_BYTES: Final = 1024 * 1024
@@ -106,6 +114,22 @@ TLS_LOG_INTERVAL: Final = 30.0
 SNAPSHOT_TIMEOUT: Final = 120.0
 REJECT_REMOVED: Final = "removed member"
 REJECT_CLUSTER: Final = "cluster ID mismatch"
+# What Go's crypto/tls reports on the side whose certificate the other refused (etcd's CN,
+# host name, SAN and CRL checks run inside the handshake and send a bad_certificate alert).
+BAD_CERTIFICATE: Final = "remote error: tls: bad certificate"
+# OpenSSL's names of the TLS alerts a peer sends (ssl.SSLError.reason) -> Go's words for them.
+_GO_ALERTS: Final = {
+    "SSLV3_ALERT_BAD_CERTIFICATE": "bad certificate",
+    "SSLV3_ALERT_CERTIFICATE_EXPIRED": "expired certificate",
+    "SSLV3_ALERT_CERTIFICATE_REVOKED": "revoked certificate",
+    "SSLV3_ALERT_CERTIFICATE_UNKNOWN": "unknown certificate",
+    "SSLV3_ALERT_HANDSHAKE_FAILURE": "handshake failure",
+    "SSLV3_ALERT_UNSUPPORTED_CERTIFICATE": "unsupported certificate",
+    "TLSV1_ALERT_UNKNOWN_CA": "unknown certificate authority",
+    "TLSV1_ALERT_PROTOCOL_VERSION": "protocol version not supported",
+    "TLSV1_ALERT_DECRYPT_ERROR": "error decrypting message",
+    "TLSV13_ALERT_CERTIFICATE_REQUIRED": "certificate required",
+}
 
 
 class PeerRejected(Exception):
@@ -173,7 +197,22 @@ def _host_port(url: str) -> tuple[str, int]:
 
 
 def _is_tls(url: str) -> bool:
-    return url.startswith("https://")
+    return url.startswith(("https://", "unixs://"))
+
+
+def unix_socket_path(url: str) -> str | None:
+    """The socket file of a unix:// or unixs:// URL, None for http(s). As in etcd, the URL's
+    ``host:port`` is the path itself, relative to the working directory."""
+    scheme, sep, rest = url.partition("://")
+    return rest if sep and scheme in ("unix", "unixs") else None
+
+
+def describe_tls_error(exc: BaseException) -> str:
+    """An ssl error as a log line says it; an alert from the peer starts with Go's words
+    (``remote error: tls: ...``), which harnesses written for etcd look for."""
+    text = str(exc)
+    go = _GO_ALERTS.get(getattr(exc, "reason", None) or "")
+    return f"remote error: tls: {go} ({text})" if go is not None else text
 
 
 def _set_user_timeout(writer: asyncio.StreamWriter, seconds: float) -> None:
@@ -196,7 +235,10 @@ async def _dial(
 async def _open(
     url: str, dead_after: float | None = None
 ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    """The TCP connection of a dial (``dead_after``: its TCP_USER_TIMEOUT)."""
+    """The TCP (or unix socket) connection of a dial (``dead_after``: its TCP_USER_TIMEOUT)."""
+    path = unix_socket_path(url)
+    if path is not None:
+        return await asyncio.wait_for(asyncio.open_unix_connection(path), DIAL_TIMEOUT)
     host, port = _host_port(url)
     reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), DIAL_TIMEOUT)
     if dead_after is not None:
@@ -207,10 +249,14 @@ async def _open(
 async def _secure(
     url: str, tls: PeerTLS, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
 ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    """For an https URL, TLS on a connection ``_open`` made (closed if that fails)."""
+    """For an https (unixs) URL, TLS on a connection ``_open`` made (closed if that fails).
+
+    As in Go's handshake, the dialler checks the listener's certificate first and tells it the
+    outcome (TLS_CERT_OK, or TLS_BAD_CERT before closing); only then does the listener check
+    ours and answer TLS_OK or TLS_BAD_CERT."""
     if not _is_tls(url):
         return reader, writer
-    host, _port = _host_port(url)
+    host, _port = _host_port(url)  # a unixs URL's host names the server, as in Go
     try:
         await _expect(
             reader,
@@ -218,7 +264,13 @@ async def _secure(
             "the peer did not offer TLS: is its peer URL http, or is it stopping?",
         )
         await _start_tls(writer, tls.client, server_hostname=host)
-        tls.check_dialed(writer.get_extra_info("ssl_object"))
+        try:
+            tls.check_dialed(writer.get_extra_info("ssl_object"))
+        except PeerCertRejected:
+            with contextlib.suppress(OSError):
+                writer.write(_frame(TLS_BAD_CERT, b""))
+            raise
+        writer.write(_frame(TLS_CERT_OK, b""))
         await _expect(
             reader,
             TLS_OK,
@@ -260,6 +312,11 @@ async def _expect(reader: asyncio.StreamReader, kind: int, failure: str) -> None
         raise
     except (ConnectionError, asyncio.IncompleteReadError, TimeoutError):
         raise TLSRefused(failure) from None
+    if got == TLS_BAD_CERT:
+        raise TLSRefused(
+            f"{BAD_CERTIFICATE} (the peer refused our certificate after the TLS handshake; its "
+            "log says why)"
+        )
     if got != kind:
         raise ConnectionError(f"unexpected peer frame {got} while starting TLS")
 
@@ -307,7 +364,7 @@ async def peer_rpc(
             return await asyncio.wait_for(_rpc_once(url, request, tls), timeout)
         except (OSError, TimeoutError, asyncio.IncompleteReadError, ValueError) as exc:
             if isinstance(exc, _TLS_FAILURES):
-                log.warning("peer request failed", url=url, error=str(exc))
+                log.warning("peer request failed", url=url, error=describe_tls_error(exc))
             last = exc
     raise ConnectionError(f"no peer answered {request.get('op')}: {last!r}")
 
@@ -439,12 +496,13 @@ class _Peer:
         """TLS failures are configuration errors worth a line; a peer that is down is not."""
         if isinstance(exc, _TLS_FAILURES):
             peer = f"{self.member_id:x}"
+            error = describe_tls_error(exc)
             self.transport.tls_log.warning(
-                f"dial:{peer}:{exc}",
+                f"dial:{peer}:{error}",
                 "cannot connect to peer over TLS",
                 remote_peer_id=peer,
                 url=url,
-                error=str(exc),
+                error=error,
             )
 
     def _lost(self) -> None:
@@ -562,6 +620,7 @@ class PeerTransport:
         self._faults_task: asyncio.Task[None] | None = None
         self._peers: dict[int, _Peer] = {}
         self._servers: list[asyncio.Server] = []
+        self._unix_sockets: list[tuple[str, int]] = []  # (path, inode): removed on stop
         self._snap_tasks: set[asyncio.Task[None]] = set()
         self._inbound: set[asyncio.StreamWriter] = set()
         # ops: rafthttp's series for /metrics (etcdpy.observability.metrics.PeerStats)
@@ -574,11 +633,19 @@ class PeerTransport:
             self.faults.read()
             self._faults_task = asyncio.create_task(self.faults.watch())
         for url in urls:
-            host, port = _host_port(url)
             serve = self._serve_tls_connection if _is_tls(url) else self._serve_connection
             if _is_tls(url) and self.tls.server is None:
                 raise ValueError(f"no peer TLS certificate to serve {url}")
-            server = await asyncio.start_server(serve, host, port, reuse_address=True)
+            path = unix_socket_path(url)
+            if path is None:
+                host, port = _host_port(url)
+                server = await asyncio.start_server(serve, host, port, reuse_address=True)
+            else:
+                # etcd removes whatever the path holds first, and the socket when it stops.
+                with contextlib.suppress(FileNotFoundError):
+                    os.remove(path)
+                server = await asyncio.start_unix_server(serve, path)
+                self._unix_sockets.append((path, os.stat(path).st_ino))
             self._servers.append(server)
 
     async def stop(self) -> None:
@@ -596,6 +663,11 @@ class PeerTransport:
         for server in self._servers:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(server.wait_closed(), 1.0)
+        for path, inode in self._unix_sockets:
+            with contextlib.suppress(OSError):
+                if os.stat(path).st_ino == inode:  # still ours, not a successor's
+                    os.remove(path)
+        self._unix_sockets.clear()
 
     # -- peers ------------------------------------------------------------------------------
 
@@ -695,18 +767,31 @@ class PeerTransport:
     ) -> None:
         """The handshake and etcd's certificate checks, then the same frames as plain TCP."""
         peername = writer.get_extra_info("peername")
-        remote = str(peername[0]) if peername else ""
+        # A unix socket's dialler has no address (""); etcd's SAN check then fails, as here.
+        remote = str(peername[0]) if isinstance(peername, tuple) and peername else ""
         assert self.tls.server is not None
         self._inbound.add(writer)  # stop() closes connections still in their handshake
         try:
             # Nothing is read before this offer: the dialler waits for it to begin the handshake.
             writer.write(_frame(TLS_OFFER, b""))
             await _start_tls(writer, self.tls.server)
-            await self.tls.check_accepted(writer.get_extra_info("ssl_object"), remote)
+            # The dialler's verdict on our certificate comes first, as in Go's handshake.
+            verdict, _ = await asyncio.wait_for(_read_frame(reader), TLS_HANDSHAKE_TIMEOUT)
+            if verdict == TLS_BAD_CERT:
+                raise PeerCertRejected(
+                    f"{BAD_CERTIFICATE} (the peer refused our certificate; its log says why)"
+                )
+            if verdict != TLS_CERT_OK:
+                raise ConnectionError(f"unexpected peer frame {verdict} while starting TLS")
+            try:
+                await self.tls.check_accepted(writer.get_extra_info("ssl_object"), remote)
+            except PeerCertRejected:
+                writer.write(_frame(TLS_BAD_CERT, b""))
+                raise
             writer.write(_frame(TLS_OK, b""))
         except (OSError, TimeoutError, asyncio.IncompleteReadError) as exc:
             if isinstance(exc, ssl.SSLError | PeerCertRejected):
-                error = str(exc)
+                error = describe_tls_error(exc)
                 if getattr(exc, "reason", None) == "WRONG_VERSION_NUMBER":
                     error += " (the peer does not speak TLS: is its peer URL http?)"
                 self.tls_log.warning(

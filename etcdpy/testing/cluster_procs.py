@@ -97,12 +97,11 @@ class ProcessCluster:
         peer_scheme: str = "http",
     ) -> ProcessCluster:
         """Members m0, m1 ... (not started). With ``peer_scheme="https"``, add each member's TLS
-        flags to ``extra_args`` (the same for all) or to its own ``extra_args`` before start."""
+        flags to ``extra_args`` (the same for all) or to its own ``extra_args`` before start.
+        With ``unix`` (or ``unixs``), the peer URLs name sockets ``m0.sock:PORT`` ... in ``tmp``,
+        the members' working directory."""
         names = [f"m{i}" for i in range(size)]
         ports = [(free_port(), free_port()) for _ in names]
-        initial = ",".join(
-            f"{n}={peer_scheme}://127.0.0.1:{p[1]}" for n, p in zip(names, ports, strict=True)
-        )
         members = [
             ClusterMember(
                 name=name,
@@ -111,11 +110,14 @@ class ProcessCluster:
                 peer_port=peer,
                 binary=binary,
                 extra_args=list(extra_args or []),
-                initial_cluster=initial,
                 peer_scheme=peer_scheme,
+                cwd=tmp if peer_scheme in ("unix", "unixs") else None,
             )
             for name, (client, peer) in zip(names, ports, strict=True)
         ]
+        initial = ",".join(f"{m.name}={m.peer_url}" for m in members)
+        for m in members:
+            m.initial_cluster = initial
         return cls(members)
 
     @classmethod
@@ -201,22 +203,18 @@ class ProcessCluster:
         self, tmp: Path, name: str, extra_args: list[str] | None = None
     ) -> ClusterMember:
         """A member process to start with --initial-cluster-state existing (not started)."""
-        peer = free_port()
-        scheme = self.members[0].peer_scheme
-        initial = ",".join(
-            [f"{m.name}={m.peer_url}" for m in self.members]
-            + [f"{name}={scheme}://127.0.0.1:{peer}"]
-        )
+        first = self.members[0]
         member = ClusterMember(
             name=name,
             data_dir=tmp / f"{name}.etcdpy",
             client_port=free_port(),
-            peer_port=peer,
-            binary=self.members[0].binary,
+            peer_port=free_port(),
+            binary=first.binary,
             extra_args=list(extra_args or []),
-            initial_cluster=initial,
             cluster_state="existing",
-            peer_scheme=scheme,
+            peer_scheme=first.peer_scheme,
+            cwd=first.cwd,
         )
+        member.initial_cluster = ",".join(f"{m.name}={m.peer_url}" for m in [*self.members, member])
         self.members.append(member)
         return member

@@ -75,6 +75,8 @@ class MemberProcess:
     proc: subprocess.Popen[bytes] | None = None
     env: dict[str, str] = field(default_factory=dict)  # added to the child's environment
     peer_scheme: str = "http"  # https: give the TLS flags in extra_args (--peer-auto-tls ...)
+    # The working directory; unix(s) peer URLs name a socket file relative to it.
+    cwd: Path | None = None
 
     @property
     def endpoint(self) -> str:
@@ -86,6 +88,8 @@ class MemberProcess:
 
     @property
     def peer_url(self) -> str:
+        if self.peer_scheme in ("unix", "unixs"):  # the socket file "<name>.sock:<port>"
+            return f"{self.peer_scheme}://{self.name}.sock:{self.peer_port}"
         return f"{self.peer_scheme}://127.0.0.1:{self.peer_port}"
 
     def args(self) -> list[str]:
@@ -121,7 +125,12 @@ class MemberProcess:
         if not self.is_etcdpy:  # etcdpy's own flag (the suite runs with N=1 and N=2)
             env.pop(FRONTEND_PROCESSES_ENV, None)
         self.proc = subprocess.Popen(
-            self.args(), stdout=log_file, stderr=subprocess.STDOUT, env=env, start_new_session=True
+            self.args(),
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+            cwd=self.cwd,
         )
         log_file.close()
         if wait:

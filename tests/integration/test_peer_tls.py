@@ -16,7 +16,7 @@ import trustme
 from etcdpy.testing.cluster_procs import ClusterMember, ProcessCluster
 from etcdpy.testing.processes import etcdpy_command, free_port
 from tests.tls_certs import write_member_certs
-from tests.tools import Etcdctl, eventually, require_tool
+from tests.tools import Etcdctl, eventually, require_etcd_source, require_tool
 
 pytestmark = pytest.mark.integration
 
@@ -103,6 +103,38 @@ def test_a_member_with_a_certificate_from_another_ca_never_joins(tmp_path: Path)
         assert '"cannot connect to peer over TLS"' in _log(bad)
     finally:
         cluster.stop()
+
+
+def test_peer_cert_allowed_cn_as_in_etcds_e2e_test(tmp_path: Path) -> None:
+    """etcd's e2e TestEtcdPeerCNAuth, with its certificates: two members whose certificates
+    carry the allowed CN form the cluster; the third (another CN, and allowing only its own) is
+    refused and prints Go's words for it, which the e2e test waits for. The certificates say
+    C=USA, which the cryptography package warns about: nothing but JSON log lines is printed."""
+    fixtures = require_etcd_source("integration/fixtures/ca.crt").parent
+    cluster = ProcessCluster.etcdpy(tmp_path, peer_scheme="https")
+    for i, m in enumerate(cluster.members):
+        cert, cn = ("server", "example.com") if i < 2 else ("server2", "example2.com")
+        m.extra_args += [
+            f"--peer-cert-file={fixtures / f'{cert}.crt'}",
+            f"--peer-key-file={fixtures / f'{cert}.key.insecure'}",
+            f"--peer-trusted-ca-file={fixtures / 'ca.crt'}",
+            "--peer-client-cert-auth",
+            f"--peer-cert-allowed-cn={cn}",
+        ]
+    good, bad = cluster.members[:2], cluster.members[2]
+    cluster.start(wait_for=2)
+    try:
+        _agree_on_leader(good)
+        _write_here_read_there(good[0], good[1], "allowed-cn")
+        _eventually(lambda: "remote error: tls: bad certificate" in _log(bad))
+        assert '"ready to serve client requests"' not in _log(bad)
+        # the refusing side says why (the dialler checks the listener's certificate first)
+        assert "client certificate authentication failed" in _log(good[0])
+    finally:
+        cluster.stop()
+    for m in cluster.members:
+        for line in _log(m).splitlines():
+            assert line.startswith("{"), f"{m.name} printed a line that is not JSON: {line}"
 
 
 def test_three_members_with_peer_auto_tls(tmp_path: Path) -> None:

@@ -59,6 +59,18 @@ def test_schemes_not_built_yet(text: str) -> None:
         parse_url(text)
 
 
+def test_unix_peer_urls_keep_their_host_as_a_file_name() -> None:
+    # etcd keeps the case (the host:port is a socket's path) and member IDs hash the text
+    url = parse_url("unix://Etcd.Unix:1", peer=True)
+    assert (url.scheme, url.host, url.port, str(url)) == (
+        "unix",
+        "Etcd.Unix",
+        1,
+        "unix://Etcd.Unix:1",
+    )
+    assert str(parse_url("unixs://sock:2", peer=True)) == "unixs://sock:2"
+
+
 def test_url_lists_are_sorted_and_unique_like_etcd() -> None:
     urls = parse_urls("http://b:1,http://a:2, http://b:1")
     assert [str(u) for u in urls] == ["http://a:2", "http://b:1"]

@@ -8,6 +8,7 @@ import datetime
 import ipaddress
 import os
 import ssl
+import warnings
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -23,11 +24,12 @@ from structlog.testing import capture_logs
 from etcdpy.config import ServerConfig, parse_urls
 from etcdpy.raft.types import Message, MessageType, Snapshot, SnapshotMetadata, SnapshotStatus
 from etcdpy.server import transport
-from etcdpy.server.peer_tls import PeerTLS, PeerTLSError, load_peer_tls
+from etcdpy.server.peer_tls import PeerTLS, PeerTLSError, _common_name, load_peer_tls
 from etcdpy.server.self_cert import self_cert
 from etcdpy.server.transport import PeerTransport, peer_rpc
 from etcdpy.testing.processes import free_port
 from tests.tls_certs import MemberCerts, write_member_certs
+from tests.tools import require_etcd_source
 from tests.unit.test_transport import CLUSTER, Recorder, _app, _until
 
 A, B = 0xA, 0xB
@@ -170,14 +172,16 @@ async def _tls_pair(
     tmp: Path, tls_a: PeerTLS | None, tls_b: PeerTLS | None, scheme_b: str, dial_scheme: str
 ) -> tuple[PeerTransport, Recorder, PeerTransport, Recorder, str]:
     port = free_port()
-    url_b = f"{scheme_b}://127.0.0.1:{port}"
+    # a unix(s) URL names the socket file "b.sock:PORT" in the working directory
+    host = "b.sock" if scheme_b.startswith("unix") else "127.0.0.1"
+    url_b = f"{scheme_b}://{host}:{port}"
     (tmp / "ra").mkdir(exist_ok=True)
     (tmp / "rb").mkdir(exist_ok=True)
     rec_a, rec_b = Recorder(tmp / "ra"), Recorder(tmp / "rb")
     ta = PeerTransport(A, CLUSTER, rec_a, tls_a)
     tb = PeerTransport(B, CLUSTER, rec_b, tls_b)
     await tb.listen([url_b])
-    ta.set_peer(B, [f"{dial_scheme}://127.0.0.1:{port}"])
+    ta.set_peer(B, [f"{dial_scheme}://{host}:{port}"])
     return ta, rec_a, tb, rec_b, url_b
 
 
@@ -331,6 +335,74 @@ def test_allowed_cn_is_checked(tmp_path: Path) -> None:
         _run_pair(tmp_path, _tls(bad, tmp_path), tls_b, refused)
     rejected = [e for e in logs if e["event"] == "rejected peer connection"]
     assert rejected[0]["error"] == "client certificate authentication failed"
+    # the refused dialler hears it in Go's words (etcd's e2e tests wait for them)
+    dialled = [e for e in logs if e["event"] == "cannot connect to peer over TLS"]
+    assert dialled[0]["error"].startswith("remote error: tls: bad certificate (")
+
+
+def test_a_dialler_refusing_the_listeners_cn_goes_first_as_in_go(tmp_path: Path) -> None:
+    """Go's client checks the server's certificate inside the handshake, before the server
+    sees the client's: the listener logs the dialler's bad_certificate alert, not its own
+    verdict on the dialler's certificate (etcd's e2e TestEtcdPeerCNAuth waits for that)."""
+    ca = trustme.CA()
+    a = write_member_certs(ca, tmp_path, "a", common_name="example.com")
+    b = write_member_certs(ca, tmp_path, "b", common_name="example2.com")
+    tls_a = _tls(a, tmp_path, peer_cert_allowed_cn="example.com")
+    tls_b = _tls(b, tmp_path, peer_cert_allowed_cn="example2.com")
+
+    async def refused(ta: PeerTransport, _ra: Recorder, _tb: PeerTransport, rb: Recorder,
+                      _url: str) -> None:  # fmt: skip
+        await _refused(ta, rb)
+
+    with capture_logs() as logs:
+        _run_pair(tmp_path, tls_a, tls_b, refused)
+    dialled = [e for e in logs if e["event"] == "cannot connect to peer over TLS"]
+    assert dialled[0]["error"] == "client certificate authentication failed"
+    rejected = [e for e in logs if e["event"] == "rejected peer connection"]
+    assert [e["error"] for e in rejected] == [
+        "remote error: tls: bad certificate (the peer refused our certificate; its log says why)"
+    ]
+
+
+def test_etcds_test_certificates_are_read_without_warnings() -> None:
+    """They say C=USA (X.509 wants two letters): cryptography warns, Go does not."""
+    fixture = require_etcd_source("integration/fixtures/server2.crt")
+    cert = x509.load_pem_x509_certificate(fixture.read_bytes())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert _common_name(cert) == "example2.com"
+
+
+def test_unixs_peer_urls_carry_tls_on_unix_sockets(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    ca = trustme.CA()
+    # the dialler checks the listener's certificate against the URL's host, as Go does
+    certs_a = write_member_certs(ca, tmp_path, "a", hosts=("a.sock",))
+    certs_b = write_member_certs(ca, tmp_path, "b", hosts=("b.sock",))
+    skip = {"experimental_peer_skip_client_san_verification": True}
+    tls_a, tls_b = _tls(certs_a, tmp_path, **skip), _tls(certs_b, tmp_path, **skip)
+
+    async def delivered(ta: PeerTransport, _ra: Recorder, _tb: PeerTransport, rb: Recorder,
+                        url: str) -> None:  # fmt: skip
+        assert url.startswith("unixs://b.sock:") and os.path.exists(url[len("unixs://") :])
+        await _delivered(ta, rb)
+        assert await peer_rpc([url], {"op": "x"}, tls=tls_a) == {"echo": {"op": "x"}}
+
+    _run_pair(tmp_path, tls_a, tls_b, delivered, scheme_b="unixs")
+    assert not list(tmp_path.glob("b.sock:*"))  # removed on stop
+
+    async def refused(ta: PeerTransport, _ra: Recorder, _tb: PeerTransport, rb: Recorder,
+                      _url: str) -> None:  # fmt: skip
+        await _refused(ta, rb)
+
+    # A unix socket's dialler has no address to match a client certificate's SANs: etcd's
+    # check fails on it (net.SplitHostPort), and so does etcdpy's.
+    with capture_logs() as logs:
+        _run_pair(tmp_path, tls_a, _tls(certs_b, tmp_path), refused, scheme_b="unixs")
+    rejected = [e for e in logs if e["event"] == "rejected peer connection"]
+    assert rejected[0]["error"] == "missing port in address"
 
 
 def test_client_certificate_must_name_the_dialling_address(tmp_path: Path) -> None:

@@ -86,10 +86,9 @@ def _app(to: int, index: int) -> Message:
 
 
 async def _pair(
-    tmp: Path, removed: set[int] | None = None
+    tmp: Path, removed: set[int] | None = None, url_b: str = ""
 ) -> tuple[PeerTransport, Recorder, PeerTransport, Recorder, str]:
-    port_b = free_port()
-    url_b = f"http://127.0.0.1:{port_b}"
+    url_b = url_b or f"http://127.0.0.1:{free_port()}"
     rec_a = Recorder(tmp / "a")
     rec_b = Recorder(tmp / "b", removed)
     (tmp / "a").mkdir()
@@ -115,6 +114,30 @@ def test_messages_arrive_in_order_in_batches(tmp_path: Path) -> None:
         finally:
             await ta.stop()
             await tb.stop()
+
+    asyncio.run(run())
+
+
+def test_unix_peer_urls_use_the_socket_file_host_port(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """etcd's unix://host:port: the socket is the file "host:port" in the working directory;
+    anything already there is replaced, and the socket is removed on stop."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "Peer.sock:7").write_text("stale")
+
+    async def run() -> None:
+        ta, _ra, tb, rb, url = await _pair(tmp_path, url_b="unix://Peer.sock:7")
+        try:
+            assert (tmp_path / "Peer.sock:7").is_socket()
+            for i in range(10):
+                ta.send([_app(B, i)])
+            await _until(lambda: len(rb.messages) == 10, rb.arrived)
+            assert await peer_rpc([url], {"op": "x"}) == {"echo": {"op": "x"}}
+        finally:
+            await ta.stop()
+            await tb.stop()
+        assert not (tmp_path / "Peer.sock:7").exists()
 
     asyncio.run(run())
 
