@@ -21,15 +21,16 @@ install: $(STAMP)
 # them by hand (tests fail in CI when they are missing).
 # etcd's Go source (golang-etcd-server-dev) is read by tests for facts: protos, error strings, flags.
 # curl drives the JSON gateway's watch as a user would. Patroni with PostgreSQL 15 runs a
-# two-node HA cluster on the etcd3 DCS (tests/integration/test_patroni.py).
-SYSTEM_PACKAGES := etcd-client etcd-server prometheus golang-etcd-server-dev curl patroni postgresql
+# two-node HA cluster on the etcd3 DCS (tests/integration/test_patroni.py). iproute2's ip makes
+# the network namespaces of the rejoin tests (tests/integration/test_rejoin.py).
+SYSTEM_PACKAGES := etcd-client etcd-server prometheus golang-etcd-server-dev curl patroni postgresql iproute2
 PG_BIN := /usr/lib/postgresql/15/bin
 # Node and npm run the npm etcd3 client (tests/node); only installed when there is no node.
 NODE_PACKAGES := nodejs npm
 NODE_CLIENT := tests/node/node_modules/etcd3/package.json
 ETCD_GO_SOURCE := /usr/share/gocode/src/go.etcd.io/etcd
 system-deps:
-	@if [ "$$(id -u)" = "0" ] && { ! command -v etcdctl >/dev/null || ! command -v etcd >/dev/null || ! command -v promtool >/dev/null || ! command -v curl >/dev/null || [ ! -d $(ETCD_GO_SOURCE) ] || ! command -v patroni >/dev/null || [ ! -x $(PG_BIN)/postgres ]; }; then \
+	@if [ "$$(id -u)" = "0" ] && { ! command -v etcdctl >/dev/null || ! command -v etcd >/dev/null || ! command -v promtool >/dev/null || ! command -v curl >/dev/null || [ ! -d $(ETCD_GO_SOURCE) ] || ! command -v patroni >/dev/null || [ ! -x $(PG_BIN)/postgres ] || ! command -v ip >/dev/null; }; then \
 		echo "installing $(SYSTEM_PACKAGES) with apt"; \
 		(apt-get install -y --no-install-recommends $(SYSTEM_PACKAGES) >/dev/null 2>&1 || \
 		 (apt-get update >/dev/null 2>&1 && apt-get install -y --no-install-recommends $(SYSTEM_PACKAGES) >/dev/null)); \
