@@ -21,9 +21,9 @@ and refuses to start when a peer with the same compact revision has another hash
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import grpc
 import structlog
@@ -31,11 +31,7 @@ import structlog
 from etcdpy import errors
 from etcdpy.pb.etcdserverpb import rpc_pb2 as pb
 from etcdpy.pb.etcdserverpb import rpc_pb2_grpc
-from etcdpy.raft.types import StateType
 from etcdpy.server.alarms import ACTIVATE, CORRUPT
-
-if TYPE_CHECKING:
-    from etcdpy.server.etcd_server import EtcdServer
 
 log = structlog.get_logger(__name__)
 
@@ -97,9 +93,22 @@ def _target(url: str) -> str:
     return url
 
 
+@dataclass(frozen=True, slots=True)
+class CheckedMember:
+    """What the periodic check needs of its member (the wiring in run.py fills it from the
+    EtcdServer), so that this module does not import the server."""
+
+    member_id: int
+    is_leader: Callable[[], bool]
+    hash_kv: HashKV
+    peer_client_urls: Callable[[], list[tuple[int, list[str]]]]  # (member id, URLs) of others
+    confirm_leader: Callable[[], Awaitable[None]]  # a linearizable read
+    alarm: Callable[[pb.AlarmRequest], Awaitable[object]]
+
+
 class CorruptionChecker:
-    def __init__(self, server: EtcdServer, period: float) -> None:
-        self._server = server
+    def __init__(self, member: CheckedMember, period: float) -> None:
+        self._member = member
         self._period = period
         self._task: asyncio.Task[None] | None = None
 
@@ -121,23 +130,23 @@ class CorruptionChecker:
                 log.warning("corruption check failed", error=exc.message)
 
     def _local(self) -> HashAt:
-        h, rev, crev = self._server.maintenance.hash_kv(0)
+        h, rev, crev = self._member.hash_kv(0)
         return HashAt(h, rev, crev)
 
     async def check_once(self) -> list[str]:
         """One round; returns the reasons found (and raises the alarm for them)."""
-        server = self._server
-        if server.role != StateType.LEADER:
+        member = self._member
+        if not member.is_leader():
             return []
         first = self._local()
         peers = await self._ask_peers(first.revision)
-        await server.linearizable_read()
+        await member.confirm_leader()
         second = self._local()
         reasons = judge(first, second, peers)
         for reason in reasons:
             log.warning("found data inconsistency", reason=reason)
         if reasons:
-            await server.maintenance.alarm(
+            await member.alarm(
                 pb.AlarmRequest(action=ACTIVATE, memberID=0, alarm=CORRUPT)  # type: ignore[arg-type]
             )
         else:
@@ -145,11 +154,10 @@ class CorruptionChecker:
         return reasons
 
     async def _ask_peers(self, revision: int) -> list[tuple[int, HashAt]]:
-        server = self._server
         asks = [
-            self._ask(member.id, list(member.client_urls), revision)
-            for member in server.cluster.sorted_members()
-            if member.id != server.member_id and member.client_urls
+            self._ask(member_id, urls, revision)
+            for member_id, urls in self._member.peer_client_urls()
+            if urls
         ]
         answers = await asyncio.gather(*asks)
         return [a for a in answers if a is not None]

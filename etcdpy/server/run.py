@@ -75,9 +75,22 @@ async def _serve(config: ServerConfig) -> int:
         await listeners.stop(0)
         await server.stop()
         return exit_code if stop.is_set() else 1
-    from etcdpy.server.corrupt_check import CorruptionChecker
+    from etcdpy.raft.types import StateType
+    from etcdpy.server.corrupt_check import CheckedMember, CorruptionChecker
 
-    checker = CorruptionChecker(server, config.experimental_corrupt_check_time)
+    checked = CheckedMember(
+        member_id=server.member_id,
+        is_leader=lambda: server.role == StateType.LEADER,
+        hash_kv=server.maintenance.hash_kv,
+        peer_client_urls=lambda: [
+            (m.id, list(m.client_urls))
+            for m in server.cluster.sorted_members()
+            if m.id != server.member_id
+        ],
+        confirm_leader=server.linearizable_read,
+        alarm=server.maintenance.alarm,
+    )
+    checker = CorruptionChecker(checked, config.experimental_corrupt_check_time)
     checker.start()
     log.info(
         "ready to serve client requests",
