@@ -434,7 +434,11 @@ class _Peer:
                 await self._stream(reader, writer)
             except PeerRejected:
                 return
-            except (OSError, ConnectionError, asyncio.IncompleteReadError) as exc:
+            except (OSError, ConnectionError, asyncio.IncompleteReadError, RuntimeError) as exc:
+                # (uvloop raises RuntimeError for a write to a transport the peer already
+                # closed, e.g. a dial that connected to a member as it died: a lost connection
+                # like any other. Escaping here ended this peer's task, and the member was never
+                # dialled again: a restarted member that never heard from its new leader.)
                 self._log_failure(url, exc)
                 log.warning(
                     "lost TCP streaming connection with remote peer",
