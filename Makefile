@@ -72,7 +72,7 @@ test: install system-deps node-client
 	$(BIN)/python -m etcdpy.testing.sim --seeds $(SIM_SEEDS)
 
 unit: install
-	$(BIN)/pytest -q tests/unit tests/raft
+	$(BIN)/pytest -q tests --ignore=tests/integration
 
 integration: install system-deps node-client
 	ETCD_FRONTEND_PROCESSES=1 $(BIN)/pytest -q tests/integration

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from etcdpy.mvcc.backend import Backend
 from etcdpy.mvcc.kvstore import KVStore
-from etcdpy.server.defrag import catch_up, copy_and_sync
+from etcdpy.server.ops.defrag import catch_up, copy_and_sync
 
 VALUE = b"v" * 64 * 1024
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from etcdpy.raft import codec
 from etcdpy.raft.types import Entry, EntryType, HardState, Message, MessageType
-from etcdpy.server.wal import WAL
+from etcdpy.wal.log import WAL
 
 ENTRY_BYTES = 100
 

@@ -282,7 +282,7 @@ class ServerConfig:
     auto_compaction_retention: str = "0"  # "0" disables; see auto_compaction_retention_value
     auto_compaction_mode: CompactionMode = "periodic"
 
-    # peer TLS (etcd's PeerTLSInfo and PeerAutoTLS; etcdpy.server.peer_tls)
+    # peer TLS (etcd's PeerTLSInfo and PeerAutoTLS; etcdpy.peer.tls)
     peer_cert_file: str = ""
     peer_key_file: str = ""
     peer_client_cert_auth: bool = False

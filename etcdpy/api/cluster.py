@@ -10,10 +10,10 @@ from collections.abc import Iterable
 from typing import Any
 
 from etcdpy.api.status import Ctx
+from etcdpy.membership import changes as cluster_ops
+from etcdpy.membership.members import Member
 from etcdpy.pb.etcdserverpb import rpc_pb2 as pb
-from etcdpy.server import cluster_ops
 from etcdpy.server.etcd_server import EtcdServer
-from etcdpy.server.membership import Member
 
 
 def _fill_member(target: Any, member: Member) -> None:

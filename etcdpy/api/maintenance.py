@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from etcdpy.api.maintenance_ops import MaintenanceOps
 from etcdpy.api.status import Ctx
+from etcdpy.membership import changes as cluster_ops
 from etcdpy.pb.etcdserverpb import rpc_pb2 as pb
-from etcdpy.server import cluster_ops
 from etcdpy.server.etcd_server import EtcdServer
 
 

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from etcdpy import errors
 from etcdpy.api.status import Ctx
-from etcdpy.server.alarms import LEASE_OVERHEAD, put_cost, txn_cost
+from etcdpy.server.ops.alarms import LEASE_OVERHEAD, put_cost, txn_cost
 
 if TYPE_CHECKING:
     from etcdpy.server.etcd_server import EtcdServer

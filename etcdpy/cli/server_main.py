@@ -1,4 +1,4 @@
-"""The ``etcdpy`` command: etcd's command line in front of ``etcdpy.server.run``.
+"""The ``etcdpy`` command: etcd's command line in front of ``etcdpy.cli.run``.
 
 ``etcdpy [flags]`` starts a member; ``etcdpy benchmark ...`` runs the benchmark tool;
 ``etcdpy gateway start ...`` runs etcd's L4 gateway (etcdpy.cli.gateway, whose bad flags exit
@@ -119,17 +119,17 @@ def _start(config: ServerConfig) -> int:
         data_dir=config.data_dir,
     )
     # etcd sets up peer TLS before anything else and refuses to start when it cannot work.
-    from etcdpy.server.peer_tls import PeerTLSError, load_peer_tls
+    from etcdpy.peer.tls import PeerTLSError, load_peer_tls
 
     try:
         load_peer_tls(config, quiet=True)
     except PeerTLSError as err:
         log.error("cannot start member", error=str(err))
         return EXIT_CONFIG
-    run = _lazy("etcdpy.server.run", "run")
+    run = _lazy("etcdpy.cli.run", "run")
     if run is None:
         print(
-            "etcdpy: the server (etcdpy.server.run) is not built yet; the configuration was "
+            "etcdpy: the server (etcdpy.cli.run) is not built yet; the configuration was "
             "parsed and is valid",
             file=sys.stderr,
         )

@@ -41,7 +41,7 @@ from etcdpy.h2grpc.context import CallAborted, CallContext
 from etcdpy.outbox import Outbox
 
 if TYPE_CHECKING:
-    from etcdpy.server.replica_feed import ReplicaFeed
+    from etcdpy.corelink.replica_feed import ReplicaFeed
 
 log = structlog.get_logger(__name__)
 

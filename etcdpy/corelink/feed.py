@@ -1,6 +1,6 @@
 """The change feed: what the core tells every front-end after each commit (pure; no I/O).
 
-A front-end keeps a read replica (etcdpy.mvcc.replica_store): the core's LMDB file opened read
+A front-end keeps a read replica (etcdpy.frontend.replica_store): the core's LMDB file opened read
 only, plus its own key index. LMDB already holds the values; the index needs to know which keys
 changed at which revision, which is what a feed record carries, once per committed batch:
 
@@ -14,7 +14,7 @@ REPLACED says the backend file was swapped (a snapshot from the leader, a defrag
 replica must reopen the file and rebuild its index before it serves again.
 
 A feed record goes out on the core link before the responses of the requests its batch applied
-(etcdpy.server.replica_feed), so a front-end has seen a write before its client has.
+(etcdpy.corelink.replica_feed), so a front-end has seen a write before its client has.
 """
 
 from __future__ import annotations

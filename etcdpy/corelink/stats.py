@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from etcdpy.mvcc.kvstore import KVStore
 from etcdpy.observability.metrics import GrpcStats, ServerMetrics
-from etcdpy.server.ops_view import watcher_counts
+from etcdpy.server.ops.view import watcher_counts
 
 
 @dataclass(slots=True)

@@ -29,8 +29,8 @@ from etcdpy.corelink.stats import ReadCounts
 from etcdpy.corelink.wire import METHOD_NUMBER, PACKAGE, READ_INDEX, UNCOUNTED
 from etcdpy.frontend.handlers import CORE_UNREACHABLE, link_error
 from etcdpy.frontend.replica import FrontendReplica
+from etcdpy.frontend.replica_store import ReplicaStore
 from etcdpy.mvcc.errors import CompactedError, FutureRevError
-from etcdpy.mvcc.replica_store import ReplicaStore
 from etcdpy.pb.etcdserverpb import rpc_pb2 as pb
 from etcdpy.server.applier import (
     Applier,

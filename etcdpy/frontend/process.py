@@ -20,6 +20,7 @@ from collections.abc import Sequence
 
 import structlog
 
+from etcdpy.clientport.sniffer import ClientFront
 from etcdpy.corelink.client import CoreLinkClient
 from etcdpy.corelink.stats import ReadCounts, take_counts
 from etcdpy.corelink.wire import SUBSCRIBE
@@ -28,14 +29,13 @@ from etcdpy.frontend.replica import FrontendReplica
 from etcdpy.h2grpc.server import GrpcServer, KeepalivePolicy
 from etcdpy.observability.logging import configure_logging
 from etcdpy.observability.metrics import GrpcStats
-from etcdpy.server.client_front import ClientFront
 from etcdpy.server.watch_sync import WatchSync
 
 log = structlog.get_logger(__name__)
 
 PR_SET_PDEATHSIG = 1
 SHUTDOWN_GRACE_SECONDS = 5.0
-# Sockets in the core's private directory (etcdpy.server.frontends makes them).
+# Sockets in the core's private directory (etcdpy.frontend.supervisor makes them).
 CORE_HTTP_SOCKET = "front.sock"
 CORE_LINK_SOCKET = "link.sock"
 LINK_DELAY_ENV = "ETCDPY_CORE_LINK_DELAY_MS"

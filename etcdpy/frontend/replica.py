@@ -2,7 +2,7 @@
 
 Started after the core has subscribed this front-end to its feed, so every change committed
 after the replica's restore arrives as a feed record (changes the restore saw already are
-skipped, etcdpy.mvcc.replica_store). When the core swaps its backend file, or when a feed record
+skipped, etcdpy.frontend.replica_store). When the core swaps its backend file, or when a feed record
 does not fit the index (a bug, but never a reason to serve wrong data), the replica reopens the
 file and restores again.
 """
@@ -14,9 +14,9 @@ from collections.abc import Callable
 import structlog
 
 from etcdpy.corelink.feed import FeedUpdate, decode_feed
+from etcdpy.frontend.replica_store import ReplicaOutOfStep
 from etcdpy.frontend.watch_store import ReplicaWatchableStore
 from etcdpy.mvcc.backend import Backend
-from etcdpy.mvcc.replica_store import ReplicaOutOfStep
 from etcdpy.pb.etcdserverpb import rpc_pb2 as pb
 
 log = structlog.get_logger(__name__)

@@ -15,8 +15,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from etcdpy.corelink.feed import DELETE, FeedOp
+from etcdpy.frontend.replica_store import ReplicaStore
 from etcdpy.mvcc.backend import Backend
-from etcdpy.mvcc.replica_store import ReplicaStore
 from etcdpy.mvcc.watchable_store import WatchableStore
 from etcdpy.mvcc.watcher import Watcher
 from etcdpy.pb.mvccpb.kv_pb2 import Event

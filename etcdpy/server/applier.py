@@ -13,15 +13,15 @@ from typing import TYPE_CHECKING, Any, Protocol, cast
 import structlog
 
 from etcdpy import errors
+from etcdpy.lease import apply as lease_apply
 from etcdpy.lease.lessor import Lessor
 from etcdpy.mvcc.errors import CompactedError, FutureRevError
 from etcdpy.mvcc.kvstore import KVStore, RangeResult
 from etcdpy.pb.etcdserverpb import rpc_pb2 as pb
 from etcdpy.pb.mvccpb import kv_pb2 as mvccpb
-from etcdpy.server import lease_apply
 
 if TYPE_CHECKING:
-    from etcdpy.server.alarms import AlarmStore
+    from etcdpy.server.ops.alarms import AlarmStore
 
 log = structlog.get_logger(__name__)
 
@@ -285,7 +285,7 @@ def _request_kind(req: Any) -> str:
 class Applier:
     """Runs InternalRaftRequests against the store; returns responses or EtcdError values."""
 
-    alarms: AlarmStore | None = None  # ops: set by the server (etcdpy.server.alarms)
+    alarms: AlarmStore | None = None  # ops: set by the server (etcdpy.server.ops.alarms)
 
     def __init__(self, kv: KVStore, lessor: Lessor | None = None) -> None:
         self.kv = kv

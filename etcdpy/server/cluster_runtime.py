@@ -1,7 +1,7 @@
 """What a member of a multi-member cluster does beyond the one-member server.
 
 ``ClusterRuntime`` is owned by ``EtcdServer`` and is its peer side: it bootstraps or joins the
-membership, runs the peer transport (etcdpy.server.transport), steps what peers send into raft,
+membership, runs the peer transport (etcdpy.peer.transport), steps what peers send into raft,
 applies membership changes (ConfChange entries whose context carries the member record, as
 etcd's), publishes this member's name and client URLs through the log (etcd's publish), takes
 raft snapshots every ``--snapshot-count`` applied entries, ships and restores backend files
@@ -23,8 +23,19 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from etcdpy import ETCD_API_VERSION, errors
+from etcdpy.membership import store as member_store
+from etcdpy.membership.members import (
+    Cluster,
+    Member,
+    bootstrap_members,
+    compute_cluster_id,
+    validate_conf_change,
+)
 from etcdpy.pb.etcdserverpb import raft_internal_pb2 as internalpb
 from etcdpy.pb.membershippb import membership_pb2 as memberpb
+from etcdpy.peer.probe import PeerProber
+from etcdpy.peer.tls import PeerTLS, load_peer_tls
+from etcdpy.peer.transport import PeerTransport, peer_rpc
 from etcdpy.raft.errors import RaftError
 from etcdpy.raft.types import (
     ConfChange,
@@ -38,17 +49,6 @@ from etcdpy.raft.types import (
     SnapshotStatus,
     StateType,
 )
-from etcdpy.server import member_store
-from etcdpy.server.membership import (
-    Cluster,
-    Member,
-    bootstrap_members,
-    compute_cluster_id,
-    validate_conf_change,
-)
-from etcdpy.server.peer_probe import PeerProber
-from etcdpy.server.peer_tls import PeerTLS, load_peer_tls
-from etcdpy.server.transport import PeerTransport, peer_rpc
 
 if TYPE_CHECKING:
     from etcdpy.server.etcd_server import EtcdServer
@@ -93,7 +93,7 @@ class ClusterRuntime:
 
     @property
     def peer_tls(self) -> PeerTLS:
-        """The TLS of connections to peers (loaded once; etcdpy.server.peer_tls)."""
+        """The TLS of connections to peers (loaded once; etcdpy.peer.tls)."""
         if self._peer_tls is None:
             self._peer_tls = load_peer_tls(self.server.config)
         return self._peer_tls
@@ -553,11 +553,11 @@ class ClusterRuntime:
                 "index": s.applied_index,
             }
         if op == "hashkv":  # a restarted member's initial corruption check
-            from etcdpy.server.corrupt_check import answer_peer_hash_kv
+            from etcdpy.server.ops.corrupt_check import answer_peer_hash_kv
 
             return answer_peer_hash_kv(s.maintenance.hash_kv, s.member_id, int(request["revision"]))
         if op == "learner_ready":
-            from etcdpy.server.cluster_ops import learner_ready_error
+            from etcdpy.membership.changes import learner_ready_error
 
             err = learner_ready_error(s, int(request["id"]))
             return {"error": None if err is None else type(err).__name__}

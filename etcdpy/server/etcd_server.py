@@ -21,7 +21,10 @@ import structlog
 
 from etcdpy import ETCD_API_VERSION, errors
 from etcdpy.config import ServerConfig
+from etcdpy.corelink.replica_feed import ReplicaFeed
+from etcdpy.lease.driver import DEFAULT_CHECKPOINT_INTERVAL, LeaseDriver
 from etcdpy.lease.lessor import Lessor, min_lease_ttl
+from etcdpy.membership.members import Cluster
 from etcdpy.mvcc.backend import Backend, replace_data_file
 from etcdpy.mvcc.errors import CompactedError, FutureRevError
 from etcdpy.mvcc.watchable_store import WatchableStore
@@ -41,7 +44,6 @@ from etcdpy.raft.types import (
     SoftState,
     StateType,
 )
-from etcdpy.server.alarms import alarm_text
 from etcdpy.server.applier import (
     Applier,
     EncodedRange,
@@ -50,16 +52,14 @@ from etcdpy.server.applier import (
     mvcc_error,
 )
 from etcdpy.server.cluster_runtime import ClusterRuntime
-from etcdpy.server.compactor import PeriodicCompactor, RevisionCompactor
 from etcdpy.server.idgen import RequestIdGenerator
-from etcdpy.server.lease_driver import DEFAULT_CHECKPOINT_INTERVAL, LeaseDriver
-from etcdpy.server.membership import Cluster
+from etcdpy.server.ops.alarms import alarm_text
+from etcdpy.server.ops.compactor import PeriodicCompactor, RevisionCompactor
 from etcdpy.server.raft_node import RaftNode
-from etcdpy.server.raft_storage import DurableRaftStorage
 from etcdpy.server.read_index import LinearizableReads
-from etcdpy.server.replica_feed import ReplicaFeed
 from etcdpy.server.wait import AppliedIndexWaiters, Deadlines, Wait
 from etcdpy.server.watch_sync import WatchSync
+from etcdpy.wal.raft_storage import DurableRaftStorage
 
 log = structlog.get_logger(__name__)
 
@@ -116,7 +116,7 @@ class EtcdServer:
         )
         self.lessor.restore(self.kv.lease_keys())
         self.applier = Applier(self.kv, self.lessor)
-        from etcdpy.server.maintenance import Maintenance  # ops: alarms, hashes, snapshots
+        from etcdpy.server.ops.maintenance import Maintenance  # ops: alarms, hashes, snapshots
 
         self.maintenance = Maintenance(self)
 
@@ -185,8 +185,8 @@ class EtcdServer:
         )
 
     async def _check_initial_hash_kv(self) -> None:
-        from etcdpy.server.corrupt_check import HashAt, check_initial_hash_kv
-        from etcdpy.server.transport import peer_rpc
+        from etcdpy.peer.transport import peer_rpc
+        from etcdpy.server.ops.corrupt_check import HashAt, check_initial_hash_kv
 
         tls = self.cluster_runtime.peer_tls
         timeout = self._request_timeout

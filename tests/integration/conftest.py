@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from etcdpy.testing.processes import MemberProcess, etcdpy_member
-from tests.tools import Etcdctl
+from tests.external_tools import Etcdctl
 
 
 @pytest.fixture

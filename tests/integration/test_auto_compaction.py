@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from etcdpy.testing.processes import etcdpy_member
-from tests.tools import Etcdctl
+from tests.external_tools import Etcdctl
 
 pytestmark = pytest.mark.integration
 

@@ -18,7 +18,7 @@ import grpc
 import pytest
 
 from etcdpy.pb.etcdserverpb import rpc_pb2, rpc_pb2_grpc
-from tests.tools import require_tool
+from tests.external_tools import require_tool
 
 pytestmark = pytest.mark.integration
 

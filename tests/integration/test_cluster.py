@@ -17,7 +17,7 @@ from etcdpy.pb.etcdserverpb import rpc_pb2 as pb
 from etcdpy.pb.etcdserverpb import rpc_pb2_grpc
 from etcdpy.testing.cluster_procs import ClusterMember, ProcessCluster
 from etcdpy.testing.processes import free_port
-from tests.tools import Etcdctl, eventually, require_tool
+from tests.external_tools import Etcdctl, eventually, require_tool
 
 pytestmark = pytest.mark.integration
 

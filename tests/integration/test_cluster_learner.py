@@ -15,7 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from etcdpy.pb.etcdserverpb import rpc_pb2 as pb
 from etcdpy.pb.etcdserverpb import rpc_pb2_grpc
 from etcdpy.testing.cluster_procs import ClusterMember, ProcessCluster
-from tests.tools import Etcdctl, eventually, require_tool
+from tests.external_tools import Etcdctl, eventually, require_tool
 
 pytestmark = pytest.mark.integration
 

@@ -27,7 +27,7 @@ from etcdpy.pb.v3electionpb import v3election_pb2_grpc
 from etcdpy.pb.v3lockpb import v3lock_pb2 as lpb
 from etcdpy.pb.v3lockpb import v3lock_pb2_grpc
 from etcdpy.testing.processes import MemberProcess, etcd_member
-from tests.tools import eventually, require_tool
+from tests.external_tools import eventually, require_tool
 
 pytestmark = pytest.mark.integration
 

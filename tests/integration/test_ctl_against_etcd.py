@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.tools import require_tool
+from tests.external_tools import require_tool
 
 pytestmark = pytest.mark.integration
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from etcdpy.testing.processes import MemberProcess, etcdpy_member, free_port
-from tests.tools import require_tool
+from tests.external_tools import require_tool
 
 pytestmark = pytest.mark.integration
 

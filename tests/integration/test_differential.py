@@ -18,7 +18,7 @@ from google.protobuf import json_format
 from etcdpy.pb.etcdserverpb import rpc_pb2 as pb
 from etcdpy.pb.etcdserverpb import rpc_pb2_grpc
 from etcdpy.testing.processes import MemberProcess, etcd_member, etcdpy_member
-from tests.tools import require_tool
+from tests.external_tools import require_tool
 
 pytestmark = pytest.mark.integration
 

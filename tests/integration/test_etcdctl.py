@@ -7,7 +7,7 @@ import base64
 import pytest
 
 from etcdpy.testing.processes import MemberProcess
-from tests.tools import Etcdctl
+from tests.external_tools import Etcdctl
 
 pytestmark = pytest.mark.integration
 

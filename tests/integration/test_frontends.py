@@ -32,7 +32,7 @@ from etcdpy.testing.processes import (
     descendants,
     etcdpy_member,
 )
-from tests.tools import Etcdctl, eventually
+from tests.external_tools import Etcdctl, eventually
 
 pytestmark = pytest.mark.integration
 

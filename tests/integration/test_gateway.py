@@ -19,7 +19,7 @@ from google.protobuf import json_format
 
 from etcdpy.pb.etcdserverpb import rpc_pb2, rpc_pb2_grpc
 from etcdpy.testing.processes import MemberProcess
-from tests.tools import require_tool
+from tests.external_tools import require_tool
 
 pytestmark = pytest.mark.integration
 

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from etcdpy.testing.processes import MemberProcess, etcd_member, etcdpy_member
-from tests.tools import require_tool
+from tests.external_tools import require_tool
 
 pytestmark = pytest.mark.integration
 

@@ -17,7 +17,7 @@ import pytest
 from etcdpy.pb.etcdserverpb import rpc_pb2, rpc_pb2_grpc
 from etcdpy.pb.mvccpb import kv_pb2
 from etcdpy.testing.cluster_procs import ProcessCluster
-from tests.tools import eventually
+from tests.external_tools import eventually
 
 pytestmark = pytest.mark.integration
 

@@ -20,11 +20,11 @@ import pytest
 
 from bench.lease_expiry import measure
 from etcdpy import errors
+from etcdpy.lease.driver import LeaseDriver
 from etcdpy.pb.etcdserverpb import rpc_pb2 as pb
 from etcdpy.pb.etcdserverpb import rpc_pb2_grpc
-from etcdpy.server.lease_driver import LeaseDriver
 from etcdpy.testing.processes import MemberProcess
-from tests.tools import Etcdctl
+from tests.external_tools import Etcdctl
 
 pytestmark = pytest.mark.integration
 

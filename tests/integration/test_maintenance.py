@@ -18,7 +18,7 @@ import pytest
 from etcdpy.gofmt import humanize_bytes
 from etcdpy.pb.etcdserverpb import rpc_pb2, rpc_pb2_grpc
 from etcdpy.testing.processes import MemberProcess, etcdpy_command, etcdpy_member
-from tests.tools import Etcdctl
+from tests.external_tools import Etcdctl
 
 pytestmark = pytest.mark.integration
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from etcdpy.testing.processes import MemberProcess
-from tests.tools import missing, require_tool
+from tests.external_tools import missing, require_tool
 
 pytestmark = pytest.mark.integration
 

@@ -16,7 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from etcdpy.pb.etcdserverpb import rpc_pb2, rpc_pb2_grpc
 from etcdpy.testing.cluster_procs import ProcessCluster
 from etcdpy.testing.processes import MemberProcess
-from tests.tools import Etcdctl, eventually
+from tests.external_tools import Etcdctl, eventually
 
 pytestmark = pytest.mark.integration
 

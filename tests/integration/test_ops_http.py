@@ -17,7 +17,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from etcdpy.testing.processes import MemberProcess, etcdpy_member, free_port
-from tests.tools import Etcdctl, require_tool
+from tests.external_tools import Etcdctl, require_tool
 
 pytestmark = pytest.mark.integration
 

@@ -29,7 +29,7 @@ from typing import Any, TypeVar
 import pytest
 
 from etcdpy.testing.processes import MemberProcess, etcd_member, etcdpy_member, free_port
-from tests.tools import missing, require_tool
+from tests.external_tools import missing, require_tool
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -24,7 +24,7 @@ from etcdpy.testing.rejoin import (
     time_to_serve,
     writing,
 )
-from tests.tools import missing
+from tests.external_tools import missing
 
 pytestmark = pytest.mark.integration
 

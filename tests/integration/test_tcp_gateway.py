@@ -24,7 +24,7 @@ import pytest
 from etcdpy.pb.etcdserverpb import rpc_pb2, rpc_pb2_grpc
 from etcdpy.testing.cluster_procs import ProcessCluster
 from etcdpy.testing.processes import etcdpy_command, free_port
-from tests.tools import Etcdctl, eventually, require_tool
+from tests.external_tools import Etcdctl, eventually, require_tool
 
 pytestmark = pytest.mark.integration
 

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 import pytest
 
 from etcdpy.testing.processes import MemberProcess
-from tests.tools import Etcdctl
+from tests.external_tools import Etcdctl
 
 pytestmark = pytest.mark.integration
 

@@ -1,0 +1,233 @@
+"""The client port's HTTP/1.1 protocol, driven with a fake transport."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+
+from etcdpy.clientport.http1 import (
+    BadRequest,
+    Handler,
+    Http1Protocol,
+    HttpRequest,
+    HttpResponse,
+    Response,
+    StreamingResponse,
+    parse_head,
+)
+
+
+class FakeTransport:
+    def __init__(self) -> None:
+        self.data = bytearray()
+        self.closed = False
+        self.paused = False
+
+    def write(self, data: bytes) -> None:
+        self.data += data
+
+    def close(self) -> None:
+        self.closed = True
+
+    def pause_reading(self) -> None:
+        self.paused = True
+
+    def resume_reading(self) -> None:
+        self.paused = False
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+
+async def echo(request: HttpRequest) -> Response:
+    body = f"{request.method} {request.path} {request.body.decode()}".encode()
+    return HttpResponse(200, body)
+
+
+async def _drive(chunks: list[bytes], handler: Handler) -> FakeTransport:
+    transport = FakeTransport()
+    proto = Http1Protocol(handler, max_body_bytes=1024)
+    proto.connection_made(transport)  # type: ignore[arg-type]
+    for chunk in chunks:
+        proto.data_received(chunk)
+        for _ in range(5):
+            await asyncio.sleep(0)
+    for _ in range(10):
+        await asyncio.sleep(0)
+    return transport
+
+
+def drive(chunks: list[bytes], handler: Handler = echo) -> FakeTransport:
+    return asyncio.run(_drive(chunks, handler))
+
+
+def test_parse_head_lowercases_headers_and_splits_query() -> None:
+    req = parse_head(b"GET /health?exclude=NOSPACE&exclude=CORRUPT HTTP/1.1\r\nHost: x\r\nX-A: 1")
+    assert req.method == "GET"
+    assert req.path == "/health"
+    assert req.query == {"exclude": ["NOSPACE", "CORRUPT"]}
+    assert req.headers == {"host": "x", "x-a": "1"}
+
+
+@pytest.mark.parametrize(
+    "head",
+    [b"GET /\r\nHost: x", b"GET / HTTP/2.0", b"GET / HTTP/1.1\r\nno colon here", b"G@T / HTTP/1.1"],
+)
+def test_parse_head_rejects_malformed(head: bytes) -> None:
+    with pytest.raises(BadRequest):
+        parse_head(head)
+
+
+def test_request_with_body_split_across_reads() -> None:
+    t = drive([b"POST /v3/kv/put HTTP/1.1\r\nContent-Le", b"ngth: 5\r\n\r\nab", b"cde"])
+    text = bytes(t.data).decode()
+    assert text.startswith("HTTP/1.1 200 OK\r\n")
+    assert "Content-Length: 21\r\n" in text
+    assert text.endswith("\r\n\r\nPOST /v3/kv/put abcde")
+    assert not t.closed
+
+
+def test_pipelined_requests_answered_in_order() -> None:
+    t = drive([b"GET /a HTTP/1.1\r\n\r\nGET /b HTTP/1.1\r\n\r\n"])
+    text = bytes(t.data).decode()
+    assert text.index("GET /a") < text.index("GET /b")
+    assert text.count("HTTP/1.1 200 OK") == 2
+
+
+def test_chunked_request_body() -> None:
+    t = drive(
+        [b"POST /x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n"]
+    )
+    assert bytes(t.data).endswith(b"POST /x abcde")
+
+
+def test_malformed_request_gets_400_and_close() -> None:
+    t = drive([b"this is not http\r\n\r\n"])
+    assert bytes(t.data).startswith(b"HTTP/1.1 400 Bad Request\r\n")
+    assert b"Connection: close" in t.data
+    assert t.closed
+
+
+def test_body_over_limit_gets_413() -> None:
+    t = drive([b"POST /x HTTP/1.1\r\nContent-Length: 5000\r\n\r\n"])
+    assert bytes(t.data).startswith(b"HTTP/1.1 413 ")
+    assert t.closed
+
+
+def test_connection_close_header_closes_after_answer() -> None:
+    t = drive([b"GET /a HTTP/1.1\r\nConnection: close\r\n\r\n"])
+    assert b"GET /a" in t.data
+    assert t.closed
+
+
+def test_handler_exception_is_a_500_not_a_crash() -> None:
+    async def broken(request: HttpRequest) -> Response:
+        raise RuntimeError("boom")
+
+    t = drive([b"GET /a HTTP/1.1\r\n\r\nGET /b HTTP/1.1\r\n\r\n"], broken)
+    assert bytes(t.data).count(b"HTTP/1.1 500 Internal Server Error") == 2
+
+
+def test_streaming_response_is_chunked() -> None:
+    async def chunks() -> AsyncIterator[bytes]:
+        yield b'{"a":1}'
+        yield b'{"b":2}'
+
+    async def stream(request: HttpRequest) -> Response:
+        return StreamingResponse(200, chunks())
+
+    t = drive([b"POST /v3/watch HTTP/1.1\r\n\r\n"], stream)
+    text = bytes(t.data)
+    assert b"Transfer-Encoding: chunked" in text
+    assert text.endswith(b'7\r\n{"a":1}\r\n7\r\n{"b":2}\r\n0\r\n\r\n')
+
+
+def test_stream_head_waits_for_the_first_chunk() -> None:
+    """As Go's server: nothing is written before the stream's first chunk, so the stream may
+    still set its status (grpc-gateway's error before any message); a stream with no chunks
+    answers its head and the last chunk when it ends."""
+    gate = asyncio.Event()
+
+    async def late() -> AsyncIterator[bytes]:
+        await gate.wait()
+        response.status = 503
+        yield b'{"error":{}}'
+
+    response = StreamingResponse(200, late())
+
+    async def stream(request: HttpRequest) -> Response:
+        return response
+
+    async def run() -> tuple[bytes, bytes]:
+        transport = FakeTransport()
+        proto = Http1Protocol(stream)
+        proto.connection_made(transport)  # type: ignore[arg-type]
+        proto.data_received(b"POST /v3/watch HTTP/1.1\r\n\r\n")
+        for _ in range(10):
+            await asyncio.sleep(0)
+        before = bytes(transport.data)
+        gate.set()
+        for _ in range(10):
+            await asyncio.sleep(0)
+        return before, bytes(transport.data)
+
+    before, after = asyncio.run(run())
+    assert before == b""
+    assert after.startswith(b"HTTP/1.1 503 Service Unavailable\r\n")
+    assert after.endswith(b'\r\n\r\nc\r\n{"error":{}}\r\n0\r\n\r\n')
+
+    async def nothing() -> AsyncIterator[bytes]:
+        return
+        yield b""
+
+    async def empty(request: HttpRequest) -> Response:
+        return StreamingResponse(200, nothing())
+
+    text = bytes(drive([b"POST /v3/lease/keepalive HTTP/1.1\r\n\r\n"], empty).data)
+    assert text.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert text.endswith(b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n")
+
+
+async def _stream_until_eof(eof_before_stream: bool) -> tuple[FakeTransport, list[str]]:
+    """A stream that never ends by itself (a watch with no events), and a client that sends
+    its request and then closes its side."""
+    seen: list[str] = []
+
+    async def endless() -> AsyncIterator[bytes]:
+        seen.append("stream started")
+        try:
+            yield b'{"created":true}'
+            await asyncio.Event().wait()
+        finally:
+            seen.append("stream closed")
+
+    async def stream(request: HttpRequest) -> Response:
+        if eof_before_stream:
+            await asyncio.sleep(0.01)  # EOF arrives while the handler still works
+        return StreamingResponse(200, endless())
+
+    transport = FakeTransport()
+    proto = Http1Protocol(stream)
+    proto.connection_made(transport)  # type: ignore[arg-type]
+    proto.data_received(b"POST /v3/watch HTTP/1.1\r\n\r\n")
+    if not eof_before_stream:
+        for _ in range(10):
+            await asyncio.sleep(0)
+        assert b'{"created":true}' in transport.data
+    proto.eof_received()
+    for _ in range(100):
+        if len(seen) != 1 and transport.closed:
+            break
+        await asyncio.sleep(0.01)
+    return transport, seen
+
+
+@pytest.mark.parametrize("eof_before_stream", [False, True])
+def test_stream_ends_and_connection_closes_when_the_client_leaves(eof_before_stream: bool) -> None:
+    transport, seen = asyncio.run(_stream_until_eof(eof_before_stream))
+    # Not left running: closed, or (when the client left first) never started.
+    expected = [] if eof_before_stream else ["stream started", "stream closed"]
+    assert seen == expected
+    assert transport.closed
