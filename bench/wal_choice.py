@@ -125,9 +125,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=3.0)
     args = parser.parse_args()
     print(f"durable saves in {args.dir} ({ENTRY_BYTES}-byte entries, hard state in every save)")
-    print(
-        f"{'store':8s} {'entries/save':>12s} {'saves/s':>10s} {'entries/s':>11s} {'CPU us/save':>12s}"
-    )
+    header = ("store", "entries/save", "saves/s", "entries/s", "CPU us/save")
+    print(f"{header[0]:8s} {header[1]:>12s} {header[2]:>10s} {header[3]:>11s} {header[4]:>12s}")
     for per_save in (1, 64):
         for store in STORES:
             rate, cpu = measure(store, args.dir, per_save, args.seconds)
