@@ -35,8 +35,6 @@ _DEADLINE_EXCEEDED = grpc.StatusCode.DEADLINE_EXCEEDED.value[0]
 _RESOURCE_EXHAUSTED = grpc.StatusCode.RESOURCE_EXHAUSTED.value[0]
 _UNIMPLEMENTED = grpc.StatusCode.UNIMPLEMENTED.value[0]
 _INTERNAL = grpc.StatusCode.INTERNAL.value[0]
-_STATUS_415 = b"\x08\x03415"  # :status 415, a literal with the static table's name
-_MAX_STATUS_MESSAGE = 8192
 
 
 class CallSink(Protocol):
@@ -47,9 +45,11 @@ class CallSink(Protocol):
     limits: Limits
     closed: bool
 
-    def send_headers(self, stream_id: int, block: bytes, end_stream: bool = False) -> None: ...
-    def send_data(self, stream_id: int, payload: bytes) -> None: ...
-    def send_trailers(self, stream_id: int, block: bytes) -> None: ...
+    def send_message(self, stream_id: int, message: bytes) -> None: ...
+    def send_status(self, stream_id: int, code: int, message: str) -> None:
+        """The call's status; the stream is closed and the call forgotten."""
+
+    def refuse_content_type(self, stream_id: int) -> None: ...
     def acknowledge_received(self, stream_id: int, size: int) -> None: ...
     def is_blocked(self, stream_id: int) -> bool: ...
     async def wait_writable(self) -> None: ...
@@ -75,7 +75,7 @@ class Stream:
     (windows, what waits for them) is the connection's."""
 
     __slots__ = (
-        "body", "conn", "deadline", "head", "headers_sent", "local_closed", "messages",
+        "body", "conn", "deadline", "head", "local_closed", "messages",
         "method", "remote_closed", "stream_id", "task", "timer", "waiter",
     )  # fmt: skip
 
@@ -91,7 +91,6 @@ class Stream:
         self.messages: collections.deque[bytes] = collections.deque()
         self.remote_closed = False
         self.local_closed = False
-        self.headers_sent = False
         self.task: asyncio.Task[None] | None = None
         self.timer: asyncio.TimerHandle | None = None
         self.waiter: asyncio.Future[None] | None = None
@@ -211,13 +210,8 @@ class Stream:
     # Responses out
 
     def send_message(self, data: bytes) -> None:
-        if self.local_closed:
-            return
-        conn = self.conn
-        if not self.headers_sent:
-            self.headers_sent = True
-            conn.send_headers(self.stream_id, f.RESPONSE_HEADERS)
-        conn.send_data(self.stream_id, f.message_prefix(len(data)) + data)
+        if not self.local_closed:
+            self.conn.send_message(self.stream_id, data)
 
     async def write(self, data: bytes) -> None:
         """A streaming response: sent, then wait while the client's window or socket is full."""
@@ -233,23 +227,18 @@ class Stream:
         if self.local_closed:
             return
         self.local_closed = True
-        if code == _OK and self.headers_sent:
-            block = f.OK_TRAILERS
-        else:
-            block = f.status_block(code, message[:_MAX_STATUS_MESSAGE], not self.headers_sent)
-        self.conn.send_trailers(self.stream_id, block)
+        self.conn.send_status(self.stream_id, code, message)
         self._closed()
 
     def refuse_content_type(self) -> None:
         self.local_closed = True
-        self.conn.send_headers(self.stream_id, _STATUS_415, end_stream=True)
+        self.conn.refuse_content_type(self.stream_id)
         self._closed()
 
     def _closed(self) -> None:
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
-        self.conn.stream_closed(self.stream_id)
         self._wake_reader()
 
     def reset_by_peer(self) -> None:

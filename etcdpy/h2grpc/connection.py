@@ -32,6 +32,7 @@ from etcdpy.h2grpc.limits import Limits
 from etcdpy.h2grpc.protocol import ServerConnection
 
 log = structlog.get_logger(__name__)
+_STATUS_415 = b"\x08\x03415"  # :status 415, a literal with the static table's name
 
 
 class Served(Router, Protocol):
@@ -144,16 +145,22 @@ class Http2Connection(asyncio.Protocol):
 
     # What a call sends (calls.CallSink): into the core, out at the end of this turn
 
-    def send_headers(self, stream_id: int, block: bytes, end_stream: bool = False) -> None:
-        self.core.send_headers(stream_id, block, end_stream)
-        self._flush_soon()
+    def send_message(self, stream_id: int, message: bytes) -> None:
+        self.core.send_message(stream_id, message)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self.loop.call_soon(self._flush)
 
-    def send_data(self, stream_id: int, payload: bytes) -> None:
-        self.core.send_data(stream_id, payload)
-        self._flush_soon()
+    def send_status(self, stream_id: int, code: int, message: str) -> None:
+        self.core.send_status(stream_id, code, message)
+        self.stream_closed(stream_id)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self.loop.call_soon(self._flush)
 
-    def send_trailers(self, stream_id: int, block: bytes) -> None:
-        self.core.send_trailers(stream_id, block)
+    def refuse_content_type(self, stream_id: int) -> None:
+        self.core.send_headers(stream_id, _STATUS_415, end_stream=True)
+        self.stream_closed(stream_id)
         self._flush_soon()
 
     def acknowledge_received(self, stream_id: int, size: int) -> None:

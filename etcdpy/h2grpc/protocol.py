@@ -53,6 +53,7 @@ KEEPALIVE_PING = b"etcdpyka"
 # The connection window granted on top of the default, and when to top it up again.
 CONNECTION_WINDOW = 64 << 20
 _HEADER_CACHE_SIZE = 64
+MAX_STATUS_MESSAGE = 8192
 MAX_HEADER_LIST_SIZE = 1 << 16
 
 
@@ -86,12 +87,16 @@ def parse_head(headers: list[tuple[bytes, bytes]]) -> RequestHead:
 class _StreamState:
     """One open stream as the core sees it: windows and what waits for them."""
 
-    __slots__ = ("pending", "remote_closed", "send_window", "stream_id", "trailers", "unacked")
+    __slots__ = (
+        "headers_sent", "pending", "remote_closed", "send_window", "stream_id", "trailers",
+        "unacked",
+    )  # fmt: skip
 
     def __init__(self, stream_id: int, send_window: int, remote_closed: bool) -> None:
         self.stream_id = stream_id
         self.send_window = send_window
         self.remote_closed = remote_closed
+        self.headers_sent = False
         self.pending: bytes | memoryview = b""  # data waiting for the client's windows
         self.trailers: bytes | None = None  # the closing frame, sent after ``pending``
         self.unacked = 0  # request bytes taken by the call but not granted back
@@ -340,8 +345,9 @@ class ServerConnection:
             self.send_window += increment
             if self.send_window > f.MAX_WINDOW:
                 raise ProtocolError(f.FLOW_CONTROL_ERROR, "connection window overflow")
-            self._unblock()
-            events.append(WindowUpdated(0))
+            if self._blocked:
+                self._unblock()
+                events.append(WindowUpdated(0))
             return
         state = self.streams.get(stream_id)
         if state is not None:
@@ -371,29 +377,23 @@ class ServerConnection:
                     raise ProtocolError(f.PROTOCOL_ERROR, "bad max frame size")
                 self.peer_max_frame = value
         self._out.append(f.frame(f.SETTINGS, f.ACK, 0))
-        self._unblock()
-        events.append(WindowUpdated(0))
+        if self._blocked:
+            self._unblock()
+            events.append(WindowUpdated(0))
 
     # Frames out
 
-    def send_headers(self, stream_id: int, block: bytes, end_stream: bool = False) -> None:
-        """The response's header block; with ``end_stream`` the call is over (Trailers-Only)."""
+    def send_message(self, stream_id: int, message: bytes) -> None:
+        """One gRPC message (the response headers first, once). What the client's windows do
+        not take now waits, in order, for WINDOW_UPDATE."""
         state = self.streams.get(stream_id)
         if state is None:
             return
         self.reset_ping_strikes = True
-        if end_stream:
-            self._out.append(f.frame(f.HEADERS, _TRAILERS_FLAGS, stream_id, block))
-            self._close_stream(state)
-        else:
-            self._out.append(f.frame(f.HEADERS, f.END_HEADERS, stream_id, block))
-
-    def send_data(self, stream_id: int, payload: bytes) -> None:
-        """Sends what the windows allow; the rest waits, in order, for WINDOW_UPDATE."""
-        state = self.streams.get(stream_id)
-        if state is None:
-            return
-        self.reset_ping_strikes = True
+        if not state.headers_sent:
+            state.headers_sent = True
+            self._out.append(f.frame(f.HEADERS, f.END_HEADERS, stream_id, f.RESPONSE_HEADERS))
+        payload = f.message_prefix(len(message)) + message
         if state.pending:
             state.pending = bytes(state.pending) + payload
             return
@@ -401,18 +401,35 @@ class ServerConnection:
             state, memoryview(payload) if len(payload) > self.peer_max_frame else payload
         )
 
-    def send_trailers(self, stream_id: int, block: bytes) -> None:
-        """The call's status; the stream closes once the data before it went out."""
+    def send_status(self, stream_id: int, code: int, message: str) -> None:
+        """The call's status, after what waits for window; then the stream is closed. With no
+        message sent before, the response is "Trailers-Only" (headers and status in one)."""
         state = self.streams.get(stream_id)
         if state is None:
             return
         self.reset_ping_strikes = True
+        if code == 0 and state.headers_sent:
+            block = f.OK_TRAILERS
+        else:
+            block = f.status_block(code, message[:MAX_STATUS_MESSAGE], not state.headers_sent)
         trailers = f.frame(f.HEADERS, _TRAILERS_FLAGS, stream_id, block)
         if state.pending:
             state.trailers = trailers
             return
         self._out.append(trailers)
         self._close_stream(state)
+
+    def send_headers(self, stream_id: int, block: bytes, end_stream: bool = False) -> None:
+        """A header block of this side's own making (a non-gRPC answer such as 415)."""
+        state = self.streams.get(stream_id)
+        if state is None:
+            return
+        self.reset_ping_strikes = True
+        state.headers_sent = True
+        flags = _TRAILERS_FLAGS if end_stream else f.END_HEADERS
+        self._out.append(f.frame(f.HEADERS, flags, stream_id, block))
+        if end_stream:
+            self._close_stream(state)
 
     def is_blocked(self, stream_id: int) -> bool:
         """True while data of the stream waits for the client's windows."""
