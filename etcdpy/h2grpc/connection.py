@@ -110,7 +110,8 @@ class Http2Connection(asyncio.Protocol):
             self.close_with(f.INTERNAL_ERROR, "internal error")
             return
         if not self.closed:
-            self._flush_soon()
+            if self.core.wants_write:
+                self._flush_soon()
             if not self.core.streams and not self.idle.is_set():
                 self._all_streams_closed()
 
@@ -165,7 +166,8 @@ class Http2Connection(asyncio.Protocol):
 
     def acknowledge_received(self, stream_id: int, size: int) -> None:
         self.core.acknowledge_received(stream_id, size)
-        self._flush_soon()
+        if self.core.wants_write:
+            self._flush_soon()
 
     def is_blocked(self, stream_id: int) -> bool:
         return self.write_paused or self.core.is_blocked(stream_id)

@@ -146,6 +146,11 @@ class ServerConnection:
             + f.window_update(0, CONNECTION_WINDOW)
         )
 
+    @property
+    def wants_write(self) -> bool:
+        """True when frames wait in the outbox."""
+        return bool(self._out)
+
     def data_to_send(self) -> bytes:
         out = self._out
         if not out:
