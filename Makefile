@@ -90,7 +90,7 @@ chaos: install
 lint: install
 	$(BIN)/ruff check etcdpy tests bench
 	$(BIN)/ruff format --check etcdpy tests bench
-	$(BIN)/mypy etcdpy
+	$(BIN)/mypy etcdpy tests bench
 
 # Regenerates etcdpy/pb/ (never edit it by hand) from proto/.
 proto: install

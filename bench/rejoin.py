@@ -177,8 +177,8 @@ def main(argv: list[str] | None = None) -> int:
                 for name in order:
                     on_loopback = needs_netns and not is_cut
                     cluster = loop_clusters[name] if on_loopback else clusters[name]
-                    net = nets.get(name) if is_cut else None
-                    took = run_fault(cluster, net, scenario, args.cut, args.down)
+                    cut_net = nets.get(name) if is_cut else None
+                    took = run_fault(cluster, cut_net, scenario, args.cut, args.down)
                     results[name].setdefault(scenario, []).append(round(took, 3))
                     print(f"{scenario} #{rep} {name}: {took:.2f} s", file=sys.stderr, flush=True)
     finally:

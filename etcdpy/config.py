@@ -28,6 +28,7 @@ __all__ = [
     "DEFAULT_QUOTA_BACKEND_BYTES",
     "LOG_LEVELS",
     "ConfigError",
+    "EnvKnobs",
     "ServerConfig",
     "UnsupportedError",
     "check_bootstrap",
@@ -543,3 +544,82 @@ def check_join_existing(cfg: ServerConfig) -> None:
         raise ConfigError(
             f"initial cluster {format_initial_cluster(cfg.cluster)} has duplicate url"
         )
+
+
+# -- environment knobs ------------------------------------------------------------------------
+# Settings etcd has no flag for: debugging aids and test-only fault injection. This is the one
+# place that reads them; the entry points (etcdpy.cli.run, etcdpy.frontend.process) call
+# ``EnvKnobs.from_environ(os.environ)`` once and pass the values on. A member's front-end
+# processes inherit its environment, so both see the same knobs.
+
+CLIENT_FRONT_ENV: Final = "ETCDPY_CLIENT_FRONT"
+RAFT_TRACE_ENV: Final = "ETCDPY_RAFT_TRACE"
+SNAPSHOT_CATCHUP_ENTRIES_ENV: Final = "ETCDPY_SNAPSHOT_CATCHUP_ENTRIES"
+PEER_FAULTS_FILE_ENV: Final = "ETCDPY_PEER_FAULTS_FILE"
+CORE_LINK_DELAY_ENV: Final = "ETCDPY_CORE_LINK_DELAY_MS"
+DEFAULT_SNAPSHOT_CATCHUP_ENTRIES: Final = 5000  # etcd's SnapshotCatchUpEntries
+
+
+@dataclass(frozen=True, slots=True)
+class EnvKnobs:
+    """The ``ETCDPY_*`` environment variables, read once. The defaults are production's.
+
+    ``ETCDPY_CLIENT_FRONT`` (``client_front``, default on): ``off`` serves the client URLs with
+    grpc.aio's server and no HTTP, a reference to measure h2grpc against and an escape hatch
+    (read by etcdpy.clientport.listeners).
+    ``ETCDPY_RAFT_TRACE`` (``raft_trace``, default off): any non-empty value logs the raft core's
+    trace (elections, votes) for debugging (etcdpy.server.etcd_server).
+    ``ETCDPY_SNAPSHOT_CATCHUP_ENTRIES`` (``snapshot_catchup_entries``, default 5000, as etcd):
+    raft entries kept after a snapshot for slow followers; tests lower it to force snapshot
+    transfers (etcdpy.server.cluster_runtime).
+    ``ETCDPY_PEER_FAULTS_FILE`` (``peer_faults_file``, tests only): a file listing, one per line
+    in hex, the members this one cannot talk to: a network partition the test edits while the
+    member runs (etcdpy.testing.faults.PeerFaultFile, given to etcdpy.peer.transport).
+    ``ETCDPY_CORE_LINK_DELAY_MS`` (``core_link_delay_ms``/``core_link_delay_slot``, tests only):
+    ``MS`` or ``MS@SLOT``: (that slot's) front-end handles the core's records MS milliseconds
+    late, in order, as if the link were slow (etcdpy.testing.faults.LinkDelay, given to
+    etcdpy.corelink.client).
+    """
+
+    client_front: bool = True
+    raft_trace: bool = False
+    snapshot_catchup_entries: int = DEFAULT_SNAPSHOT_CATCHUP_ENTRIES
+    peer_faults_file: str | None = None
+    core_link_delay_ms: float = 0.0
+    core_link_delay_slot: int | None = None  # None: every front-end
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str]) -> EnvKnobs:
+        """The knobs ``environ`` sets (pass ``os.environ``); ``ConfigError`` names a bad one."""
+        delay_ms, slot = _link_delay(environ.get(CORE_LINK_DELAY_ENV, ""))
+        return cls(
+            client_front=environ.get(CLIENT_FRONT_ENV, "on") != "off",
+            raft_trace=bool(environ.get(RAFT_TRACE_ENV)),
+            snapshot_catchup_entries=_env_int(
+                environ, SNAPSHOT_CATCHUP_ENTRIES_ENV, DEFAULT_SNAPSHOT_CATCHUP_ENTRIES
+            ),
+            peer_faults_file=environ.get(PEER_FAULTS_FILE_ENV) or None,
+            core_link_delay_ms=delay_ms,
+            core_link_delay_slot=slot,
+        )
+
+
+def _env_int(environ: Mapping[str, str], name: str, default: int) -> int:
+    text = environ.get(name)
+    if text is None:
+        return default
+    try:
+        return int(text)
+    except ValueError:
+        raise ConfigError(f"{name}={go_quote(text)} is not an integer") from None
+
+
+def _link_delay(text: str) -> tuple[float, int | None]:
+    """``MS`` or ``MS@SLOT`` -> (milliseconds, slot or None); "" is no delay."""
+    if not text:
+        return 0.0, None
+    millis, _, only = text.partition("@")
+    try:
+        return float(millis), int(only) if only else None
+    except ValueError:
+        raise ConfigError(f"{CORE_LINK_DELAY_ENV}={go_quote(text)} is not MS or MS@SLOT") from None

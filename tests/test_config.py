@@ -12,6 +12,7 @@ from etcdpy.cli.flags import parse_server_args
 from etcdpy.config import (
     URL,
     ConfigError,
+    EnvKnobs,
     ServerConfig,
     UnsupportedError,
     check_bootstrap,
@@ -257,3 +258,45 @@ def test_bootstrap_refusals_have_etcd_messages() -> None:
     )
     with pytest.raises(ConfigError, match="has duplicate url"):
         check_bootstrap(c)
+
+
+def test_env_knobs_default_to_production() -> None:
+    assert EnvKnobs.from_environ({}) == EnvKnobs()
+    knobs = EnvKnobs()
+    assert knobs.client_front and not knobs.raft_trace
+    assert knobs.snapshot_catchup_entries == 5000  # etcd's SnapshotCatchUpEntries
+    assert knobs.peer_faults_file is None and knobs.core_link_delay_ms == 0.0
+
+
+def test_env_knobs_read_every_etcdpy_variable() -> None:
+    knobs = EnvKnobs.from_environ(
+        {
+            "ETCDPY_CLIENT_FRONT": "off",
+            "ETCDPY_RAFT_TRACE": "1",
+            "ETCDPY_SNAPSHOT_CATCHUP_ENTRIES": "5",
+            "ETCDPY_PEER_FAULTS_FILE": "/tmp/a.faults",
+            "ETCDPY_CORE_LINK_DELAY_MS": "40@1",
+            "UNRELATED": "x",
+        }
+    )
+    assert knobs == EnvKnobs(
+        client_front=False,
+        raft_trace=True,
+        snapshot_catchup_entries=5,
+        peer_faults_file="/tmp/a.faults",
+        core_link_delay_ms=40.0,
+        core_link_delay_slot=1,
+    )
+    assert EnvKnobs.from_environ({"ETCDPY_CORE_LINK_DELAY_MS": "2.5"}).core_link_delay_slot is None
+    # As before the knobs moved here: only "off" turns the front off, empty is "no file".
+    assert EnvKnobs.from_environ({"ETCDPY_CLIENT_FRONT": "no"}).client_front
+    assert EnvKnobs.from_environ({"ETCDPY_PEER_FAULTS_FILE": ""}).peer_faults_file is None
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("ETCDPY_SNAPSHOT_CATCHUP_ENTRIES", "many"), ("ETCDPY_CORE_LINK_DELAY_MS", "40@x")],
+)
+def test_bad_env_knobs_name_the_variable(name: str, value: str) -> None:
+    with pytest.raises(ConfigError, match=name):
+        EnvKnobs.from_environ({name: value})

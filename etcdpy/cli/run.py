@@ -5,11 +5,15 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+from typing import TYPE_CHECKING
 
 import structlog
 
-from etcdpy.config import ServerConfig
+from etcdpy.config import EnvKnobs, ServerConfig
 from etcdpy.observability.startup import config_fields
+
+if TYPE_CHECKING:
+    from etcdpy.peer.transport import PeerFaults
 
 log = structlog.get_logger(__name__)
 
@@ -21,14 +25,15 @@ def run(config: ServerConfig) -> int:
     # The member forks only to exec front-end processes: gRPC's fork handlers are not needed,
     # and with them gRPC writes non-JSON lines into the log at each fork. Read when gRPC loads.
     os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "0")
+    knobs = EnvKnobs.from_environ(os.environ)
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency on POSIX
-        return asyncio.run(_serve(config))
-    return uvloop.run(_serve(config))
+        return asyncio.run(_serve(config, knobs))
+    return uvloop.run(_serve(config, knobs))
 
 
-async def _serve(config: ServerConfig) -> int:
+async def _serve(config: ServerConfig, knobs: EnvKnobs) -> int:
     from etcdpy.api.grpc_server import build_method_handlers
     from etcdpy.clientport.listeners import ClientListeners
     from etcdpy.errors import EtcdError
@@ -37,7 +42,7 @@ async def _serve(config: ServerConfig) -> int:
     from etcdpy.server.ops.corrupt_check import InitialCorruption
 
     log.info("starting an etcd server", **config_fields(config))
-    server = EtcdServer(config)
+    server = EtcdServer(config, knobs, _peer_faults(knobs))
     try:
         await server.start()
     except (JoinError, EtcdError, OSError) as exc:  # joining a cluster failed, a port in use
@@ -51,7 +56,7 @@ async def _serve(config: ServerConfig) -> int:
     handlers = build_method_handlers(server)
     # gRPC and HTTP share each client URL (etcdpy.clientport.sniffer), served by this process
     # or by front-end processes (--frontend-processes, etcdpy.frontend).
-    listeners = ClientListeners(server, handlers)
+    listeners = ClientListeners(server, handlers, knobs.client_front)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -104,6 +109,15 @@ async def _serve(config: ServerConfig) -> int:
     await server.stop()
     log.info("stopped")
     return exit_code
+
+
+def _peer_faults(knobs: EnvKnobs) -> PeerFaults | None:
+    """A test's network partition (``ETCDPY_PEER_FAULTS_FILE``), if it asks for one."""
+    if not knobs.peer_faults_file:
+        return None
+    from etcdpy.testing.faults import peer_faults  # test-only: never loaded in production
+
+    return peer_faults(knobs)
 
 
 async def _first(wanted: asyncio.Event, stop: asyncio.Event) -> bool:

@@ -47,9 +47,14 @@ STATS_TIMEOUT_SECONDS = 1.0
 
 class ClientListeners:
     def __init__(
-        self, server: EtcdServer, handlers: dict[str, grpc.RpcMethodHandler[Any, Any]]
+        self,
+        server: EtcdServer,
+        handlers: dict[str, grpc.RpcMethodHandler[Any, Any]],
+        client_front: bool = True,
     ) -> None:
         self._server = server
+        # False (ETCDPY_CLIENT_FRONT=off): grpc.aio serves the client URLs, without HTTP
+        self._client_front = client_front
         config = server.config
         self._grpc = GrpcServer(
             handlers,
@@ -75,7 +80,7 @@ class ClientListeners:
         config = self._server.config
         if config.frontend_count > 1:
             return await self._bind_with_frontends(config.frontend_count)
-        if os.environ.get("ETCDPY_CLIENT_FRONT", "on") == "off":
+        if not self._client_front:
             self._direct = build_grpc_server(self._server, self._handlers)
             for url in config.listen_client_urls:
                 if self._direct.add_insecure_port(url.netloc) == 0:

@@ -8,7 +8,7 @@ import asyncio
 import fcntl
 import termios
 from collections.abc import Callable
-from typing import cast
+from typing import Protocol, cast
 
 from etcdpy.corelink.wire import (
     CANCEL,
@@ -61,8 +61,18 @@ class LinkStream:
             self._link.send(self.call_id, CANCEL, b"")
 
 
+class InboundDelay(Protocol):
+    """A slow link a test imposes (etcdpy.testing.faults.LinkDelay); None in production."""
+
+    def defer(self, handle: Callable[[bytes], None], data: bytes) -> None:
+        """Calls ``handle(data)`` later, keeping the order of the data."""
+        ...
+
+
 class CoreLinkClient(asyncio.Protocol):
-    def __init__(self, on_lost: Callable[[], None], delay: float = 0.0) -> None:
+    def __init__(
+        self, on_lost: Callable[[], None], inbound_delay: InboundDelay | None = None
+    ) -> None:
         self._on_lost = on_lost
         self._reader = RecordReader(RESPONSE_HEADER)
         self._transport: asyncio.Transport | None = None
@@ -71,9 +81,7 @@ class CoreLinkClient(asyncio.Protocol):
         self._next_id = 1
         self._loop = asyncio.get_running_loop()
         self._outbox = Outbox(self._loop)
-        # Fault injection for tests: records from the core are handled this many seconds late,
-        # in order, as if the link were slow (etcdpy.frontend.process: ETCDPY_CORE_LINK_DELAY_MS).
-        self._delay = delay
+        self._inbound_delay = inbound_delay
         # FEED records (etcdpy.corelink.feed), in order with the responses around them
         self.on_feed: Callable[[bytes], None] | None = None
         # The counts the core asks for with STATS records (etcdpy.corelink.stats)
@@ -81,10 +89,10 @@ class CoreLinkClient(asyncio.Protocol):
 
     @classmethod
     async def connect(
-        cls, path: str, on_lost: Callable[[], None], delay: float = 0.0
+        cls, path: str, on_lost: Callable[[], None], inbound_delay: InboundDelay | None = None
     ) -> CoreLinkClient:
         loop = asyncio.get_running_loop()
-        _, protocol = await loop.create_unix_connection(lambda: cls(on_lost, delay), path)
+        _, protocol = await loop.create_unix_connection(lambda: cls(on_lost, inbound_delay), path)
         return protocol
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -103,8 +111,8 @@ class CoreLinkClient(asyncio.Protocol):
         self._on_lost()
 
     def data_received(self, data: bytes) -> None:
-        if self._delay:
-            self._loop.call_later(self._delay, self._handle, data)
+        if self._inbound_delay is not None:
+            self._inbound_delay.defer(self._handle, data)
         else:
             self._handle(data)
 

@@ -21,7 +21,8 @@ from collections.abc import Sequence
 import structlog
 
 from etcdpy.clientport.sniffer import ClientFront
-from etcdpy.corelink.client import CoreLinkClient
+from etcdpy.config import EnvKnobs
+from etcdpy.corelink.client import CoreLinkClient, InboundDelay
 from etcdpy.corelink.stats import ReadCounts, take_counts
 from etcdpy.corelink.wire import SUBSCRIBE
 from etcdpy.frontend.handlers import build_handlers, local_handlers
@@ -38,7 +39,6 @@ SHUTDOWN_GRACE_SECONDS = 5.0
 # Sockets in the core's private directory (etcdpy.frontend.supervisor makes them).
 CORE_HTTP_SOCKET = "front.sock"
 CORE_LINK_SOCKET = "link.sock"
-LINK_DELAY_ENV = "ETCDPY_CORE_LINK_DELAY_MS"
 
 
 def _die_with_parent(parent_pid: int) -> None:
@@ -69,7 +69,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-async def serve(args: argparse.Namespace) -> int:
+async def serve(args: argparse.Namespace, knobs: EnvKnobs) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -83,7 +83,7 @@ async def serve(args: argparse.Namespace) -> int:
 
     core_dir = args.core_dir
     link = await CoreLinkClient.connect(
-        os.path.join(core_dir, CORE_LINK_SOCKET), on_core_lost, _link_delay(args.slot)
+        os.path.join(core_dir, CORE_LINK_SOCKET), on_core_lost, _link_delay(knobs, args.slot)
     )
     handlers = build_handlers(link)
     watch_sync = WatchSync()
@@ -125,16 +125,13 @@ async def serve(args: argparse.Namespace) -> int:
     return 1 if core_lost else 0
 
 
-def _link_delay(slot: int) -> float:
-    """Fault injection for tests: ``ETCDPY_CORE_LINK_DELAY_MS`` = ``MS`` or ``MS@SLOT`` makes
-    (that slot's) front-end handle the core's records MS milliseconds late, in order."""
-    value = os.environ.get(LINK_DELAY_ENV, "")
-    if not value:
-        return 0.0
-    millis, _, only = value.partition("@")
-    if only and int(only) != slot:
-        return 0.0
-    return float(millis) / 1000.0
+def _link_delay(knobs: EnvKnobs, slot: int) -> InboundDelay | None:
+    """A slow core link when a test asks for one (``ETCDPY_CORE_LINK_DELAY_MS``)."""
+    if not knobs.core_link_delay_ms:
+        return None
+    from etcdpy.testing.faults import link_delay  # test-only: never loaded in production
+
+    return link_delay(knobs, slot)
 
 
 async def _start_replica(
@@ -155,8 +152,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     _die_with_parent(args.core_pid)
     configure_logging(args.log_level, tuple(args.log_outputs.split(",")))
+    knobs = EnvKnobs.from_environ(os.environ)  # inherited from the core process
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency on POSIX
-        return asyncio.run(serve(args))
-    return uvloop.run(serve(args))
+        return asyncio.run(serve(args, knobs))
+    return uvloop.run(serve(args, knobs))

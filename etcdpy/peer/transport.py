@@ -579,28 +579,17 @@ def _close_dialled(
         task.result()[1].close()
 
 
-class FaultFile:
-    """Fault injection for tests: the file named by ``ETCDPY_PEER_FAULTS_FILE`` lists, one per
-    line in hex, the members this one cannot talk to (a network partition). Re-read often."""
+class PeerFaults(Protocol):
+    """A partition a test imposes (etcdpy.testing.faults.PeerFaultFile); None in production."""
 
-    POLL_SECONDS: Final = 0.05
+    @property
+    def blocked(self) -> frozenset[int]:
+        """The members this one cannot talk to, now."""
+        ...
 
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self.blocked: frozenset[int] = frozenset()
+    def start(self) -> None: ...
 
-    def read(self) -> None:
-        try:
-            with open(self.path) as f:
-                text = f.read()
-        except OSError:
-            text = ""
-        self.blocked = frozenset(int(line, 16) for line in text.split() if line)
-
-    async def watch(self) -> None:
-        while True:
-            self.read()
-            await asyncio.sleep(self.POLL_SECONDS)
+    def stop(self) -> None: ...
 
 
 class PeerTransport:
@@ -611,6 +600,7 @@ class PeerTransport:
         handler: PeerHandler,
         tls: PeerTLS | None = None,
         dead_after: float = DEAD_AFTER_MIN,
+        faults: PeerFaults | None = None,
     ) -> None:
         self.member_id = member_id
         self.cluster_id = cluster_id
@@ -619,9 +609,7 @@ class PeerTransport:
         # TCP_USER_TIMEOUT of peer connections (seconds): a silent (cut) link ends them.
         self.dead_after = max(DEAD_AFTER_MIN, dead_after)
         self.tls_log = _Throttle()
-        faults_path = os.environ.get("ETCDPY_PEER_FAULTS_FILE")
-        self.faults = FaultFile(faults_path) if faults_path else None
-        self._faults_task: asyncio.Task[None] | None = None
+        self.faults = faults
         self._peers: dict[int, _Peer] = {}
         self._servers: list[asyncio.Server] = []
         self._unix_sockets: list[tuple[str, int]] = []  # (path, inode): removed on stop
@@ -634,8 +622,7 @@ class PeerTransport:
 
     async def listen(self, urls: Sequence[str]) -> None:
         if self.faults is not None:
-            self.faults.read()
-            self._faults_task = asyncio.create_task(self.faults.watch())
+            self.faults.start()
         for url in urls:
             serve = self._serve_tls_connection if _is_tls(url) else self._serve_connection
             if _is_tls(url) and self.tls.server is None:
@@ -653,8 +640,8 @@ class PeerTransport:
             self._servers.append(server)
 
     async def stop(self) -> None:
-        if self._faults_task is not None:
-            self._faults_task.cancel()
+        if self.faults is not None:
+            self.faults.stop()
         for server in self._servers:
             server.close()
         for writer in list(self._inbound):

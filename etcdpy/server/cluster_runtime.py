@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -183,6 +182,7 @@ class ClusterRuntime:
             self,
             self.peer_tls,
             dead_after=s.config.election_timeout / 1000.0,
+            faults=s.peer_faults,
         )
         transport.stats = s.metrics.peers  # ops: peer series on /metrics
         await transport.listen([str(u) for u in s.config.listen_peer_urls])
@@ -348,7 +348,9 @@ class ClusterRuntime:
             return
         s.backend.sync()  # the WAL before the snapshot goes away: the backend must hold it
         conf_state = self.conf_state or s.raft.node.status().conf_state
-        s.storage.create_snapshot(applied, conf_state, b"", catch_up_entries=_catch_up_entries())
+        s.storage.create_snapshot(
+            applied, conf_state, b"", catch_up_entries=s.knobs.snapshot_catchup_entries
+        )
         self.snapshot_index = applied
         s.storage.purge(s.config.max_wals or 1 << 30, s.config.max_snapshots or 1 << 30)
         log.info("saved snapshot", index=applied)
@@ -562,8 +564,3 @@ class ClusterRuntime:
             err = learner_ready_error(s, int(request["id"]))
             return {"error": None if err is None else type(err).__name__}
         return {"error": f"unknown op {op!r}"}
-
-
-def _catch_up_entries() -> int:
-    """Entries kept after a snapshot for slow followers (etcd: 5000); tests may lower it."""
-    return int(os.environ.get("ETCDPY_SNAPSHOT_CATCHUP_ENTRIES", "5000"))

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import os
 import random
 import time
 from collections.abc import Callable, Sequence
@@ -20,7 +19,7 @@ from typing import Any
 import structlog
 
 from etcdpy import ETCD_API_VERSION, errors
-from etcdpy.config import ServerConfig
+from etcdpy.config import EnvKnobs, ServerConfig
 from etcdpy.corelink.replica_feed import ReplicaFeed
 from etcdpy.lease.driver import DEFAULT_CHECKPOINT_INTERVAL, LeaseDriver
 from etcdpy.lease.lessor import Lessor, min_lease_ttl
@@ -32,6 +31,7 @@ from etcdpy.mvcc.watcher import WatchStream
 from etcdpy.observability.request_ids import RAFT_REQUEST_ID
 from etcdpy.pb.etcdserverpb import raft_internal_pb2 as internalpb
 from etcdpy.pb.etcdserverpb import rpc_pb2 as pb
+from etcdpy.peer.transport import PeerFaults
 from etcdpy.raft.config import Config as RaftConfig
 from etcdpy.raft.errors import ProposalDroppedError
 from etcdpy.raft.rawnode import RawNode
@@ -76,8 +76,17 @@ def _raft_trace(text: str) -> None:
 
 
 class EtcdServer:
-    def __init__(self, config: ServerConfig) -> None:
+    def __init__(
+        self,
+        config: ServerConfig,
+        knobs: EnvKnobs | None = None,
+        peer_faults: PeerFaults | None = None,
+    ) -> None:
         self.config = config
+        # ETCDPY_* settings (etcdpy.config.EnvKnobs); production's defaults unless run.py says
+        self.knobs = knobs or EnvKnobs()
+        # A test's network partition for the peer transport; None in production
+        self.peer_faults = peer_faults
         self.data_dir = Path(config.data_dir)
         self.member_id = 0
         self.cluster = Cluster(cluster_id=0)
@@ -148,7 +157,7 @@ class EtcdServer:
             check_quorum=True,
             pre_vote=self.config.pre_vote,
             # ETCDPY_RAFT_TRACE=1 logs the raft core's trace (elections, votes) for debugging.
-            logger=_raft_trace if os.environ.get("ETCDPY_RAFT_TRACE") else None,
+            logger=_raft_trace if self.knobs.raft_trace else None,
         )
         node = RawNode(raft_config)
         if not existed and self.config.initial_cluster_state == "new":

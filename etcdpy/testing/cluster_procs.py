@@ -17,6 +17,7 @@ from types import TracebackType
 
 import grpc
 
+from etcdpy.config import PEER_FAULTS_FILE_ENV
 from etcdpy.testing.processes import (
     MemberProcess,
     etcdpy_command,
@@ -24,7 +25,6 @@ from etcdpy.testing.processes import (
 )
 
 LEADER_TIMEOUT_SECONDS = 20.0
-FAULTS_ENV = "ETCDPY_PEER_FAULTS_FILE"
 
 
 @dataclass
@@ -39,7 +39,7 @@ class ClusterMember(MemberProcess):
 
     def start(self, wait: bool = True) -> None:
         if self.faults_file is not None:
-            self.env[FAULTS_ENV] = str(self.faults_file)
+            self.env[PEER_FAULTS_FILE_ENV] = str(self.faults_file)
         super().start(wait)
 
     def args(self) -> list[str]:

@@ -141,8 +141,14 @@ def channel(server: ServerThread) -> Iterator[grpc.Channel]:
         yield ch
 
 
-def _unary(channel: grpc.Channel, name: str) -> Any:
-    return channel.unary_unary(f"/{SERVICE}/{name}")
+# grpc-stubs wrongly require the serializers (they default to None: raw bytes), and type a
+# streaming call as a bare iterator (it is also a grpc.Future: cancel(), done()).
+def _unary(channel: grpc.Channel, name: str, service: str = SERVICE) -> Any:
+    return channel.unary_unary(f"/{service}/{name}")  # type: ignore[call-arg]
+
+
+def _stream(channel: grpc.Channel, name: str) -> Any:
+    return channel.stream_stream(f"/{SERVICE}/{name}")  # type: ignore[call-arg]
 
 
 def _error(fn: Any, *args: Any, **kwargs: Any) -> grpc.RpcError:
@@ -171,7 +177,7 @@ def test_unknown_methods_get_grpc_gos_words(channel: grpc.Channel) -> None:
     err = _error(_unary(channel, "Nope"), b"x", timeout=5)
     assert err.code() == grpc.StatusCode.UNIMPLEMENTED
     assert err.details() == f"unknown method Nope for service {SERVICE}"
-    err = _error(channel.unary_unary("/other.Svc/Call"), b"x", timeout=5)
+    err = _error(_unary(channel, "Call", "other.Svc"), b"x", timeout=5)
     assert err.details() == "unknown service other.Svc"
 
 
@@ -222,14 +228,14 @@ def test_client_cancel_cancels_the_handler(server: ServerThread, channel: grpc.C
 
 
 def test_streams_echo_in_order_and_end(channel: grpc.Channel) -> None:
-    call = channel.stream_stream(f"/{SERVICE}/Stream")
+    call = _stream(channel, "Stream")
     messages = [b"m%d" % i for i in range(300)]
     assert list(call(iter(messages), timeout=10)) == [m.upper() for m in messages]
 
 
 def test_context_write_streams_wait_for_a_slow_reader(channel: grpc.Channel) -> None:
     """2 MB through the client's flow-control window: nothing lost, all in order."""
-    call = channel.stream_stream(f"/{SERVICE}/Writer")
+    call = _stream(channel, "Writer")
     responses = call(iter([b"2000"]), timeout=20)
     got = 0
     for response in responses:
@@ -242,7 +248,7 @@ def test_context_write_streams_wait_for_a_slow_reader(channel: grpc.Channel) -> 
 
 def test_stream_cancel_cancels_the_handler(server: ServerThread, channel: grpc.Channel) -> None:
     requests: list[bytes] = [b"a"]
-    call = channel.stream_stream(f"/{SERVICE}/Stream")(iter(requests + [b""] * 0), timeout=20)
+    call = _stream(channel, "Stream")(iter(requests + [b""] * 0), timeout=20)
     assert next(call) == b"A"
     call.cancel()
     _wait_for(lambda: "stream" in server.handlers.cancelled or call.done())

@@ -114,7 +114,8 @@ def test_malformed_protobuf_bytes(channel: grpc.Channel, kv: rpc_pb2_grpc.KVStub
         result = call(raw, garbage)
         assert isinstance(result, grpc.RpcError)
         assert result.code() == grpc.StatusCode.INTERNAL  # as grpc-go answers for etcd
-        assert result.details().startswith("grpc: error unmarshalling request:")
+        details = result.details()
+        assert details is not None and details.startswith("grpc: error unmarshalling request:")
     assert_still_serving(kv, rev)
 
 

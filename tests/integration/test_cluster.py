@@ -54,11 +54,11 @@ def test_serializable_read_on_a_follower_catches_up(cluster: ProcessCluster) -> 
     leader = cluster.leader()
     _ctl(leader).out("put", "ser", "x")
     for member in cluster.members:
-        _eventually(
-            lambda m=member: (
-                _ctl(m).out("get", "ser", "--consistency=s", "--print-value-only") == "x\n"
-            )
-        )
+
+        def caught_up(m: ClusterMember = member) -> bool:
+            return _ctl(m).out("get", "ser", "--consistency=s", "--print-value-only") == "x\n"
+
+        _eventually(caught_up)
 
 
 def test_member_list_shows_every_member_with_its_client_urls(cluster: ProcessCluster) -> None:
@@ -69,7 +69,7 @@ def test_member_list_shows_every_member_with_its_client_urls(cluster: ProcessClu
 
     # every member applies the others' publish entries in its own time
     for viewer in cluster.members:
-        _eventually(lambda v=viewer: published(v))
+        _eventually(functools.partial(published, viewer))
 
     def status_lists_everyone() -> str:
         # a loaded machine can time one endpoint out: ask again rather than fail
@@ -221,7 +221,11 @@ def test_member_update_changes_peer_urls_everywhere(cluster: ProcessCluster) -> 
         out = ctl.out("member", "update", member_id, f"--peer-urls={moved}")
         assert "updated in cluster" in out
         for other in cluster.members:
-            _eventually(lambda o=other: moved in _ctl(o).out("member", "list"))
+
+            def sees_the_move(o: ClusterMember = other) -> bool:
+                return moved in _ctl(o).out("member", "list")
+
+            _eventually(sees_the_move)
         out2 = ctl.run("member", "update", "1234", f"--peer-urls={moved}", check=False)
         assert "etcdserver: member not found" in out2.stderr
     finally:
@@ -341,7 +345,11 @@ def test_a_member_serves_clients_only_once_its_client_urls_are_published(tmp_pat
         for m in cluster.members:
             assert m.log_path is not None
             # (front-end processes may answer a moment before the core logs this line)
-            eventually(lambda m=m: "ready to serve client requests" in m.log_tail(400), 10, "")
+
+            def logged_ready(m: ClusterMember = m) -> bool:
+                return "ready to serve client requests" in m.log_tail(400)
+
+            eventually(logged_ready, 10, "")
             msgs = [
                 json.loads(line).get("msg")
                 for line in m.log_path.read_text().splitlines()

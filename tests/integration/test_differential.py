@@ -14,6 +14,7 @@ from typing import Any
 import grpc
 import pytest
 from google.protobuf import json_format
+from google.protobuf.message import Message
 
 from etcdpy.pb.etcdserverpb import rpc_pb2 as pb
 from etcdpy.pb.etcdserverpb import rpc_pb2_grpc
@@ -25,6 +26,23 @@ pytestmark = pytest.mark.integration
 KEYS = [b"a", b"b", b"b/1", b"b/2", b"c", b"d/x", b"d/y", b"e"]
 SEEDS = [1, 2, 3]
 OPS_PER_SEED = 250
+# Each enum's values in number order (0, 1, ...): the draws below are the same as from numbers.
+SORT_ORDERS = [pb.RangeRequest.NONE, pb.RangeRequest.ASCEND, pb.RangeRequest.DESCEND]
+SORT_TARGETS = [
+    pb.RangeRequest.KEY,
+    pb.RangeRequest.VERSION,
+    pb.RangeRequest.CREATE,
+    pb.RangeRequest.MOD,
+    pb.RangeRequest.VALUE,
+]
+COMPARE_RESULTS = [pb.Compare.EQUAL, pb.Compare.GREATER, pb.Compare.LESS, pb.Compare.NOT_EQUAL]
+COMPARE_TARGETS = [
+    pb.Compare.VERSION,
+    pb.Compare.CREATE,
+    pb.Compare.MOD,
+    pb.Compare.VALUE,
+    pb.Compare.LEASE,
+]
 
 
 @pytest.fixture(scope="module")
@@ -69,8 +87,8 @@ def _rand_range(rng: random.Random, rev_hint: int) -> pb.RangeRequest:
     if rng.random() < 0.3:
         req.limit = rng.randint(1, 4)
     if rng.random() < 0.3:
-        req.sort_order = rng.choice([0, 1, 2])
-        req.sort_target = rng.choice([0, 1, 2, 3, 4])
+        req.sort_order = rng.choice(SORT_ORDERS)
+        req.sort_target = rng.choice(SORT_TARGETS)
     if rng.random() < 0.15:
         req.revision = rng.randint(1, rev_hint + 2)  # sometimes compacted or future
     if rng.random() < 0.1:
@@ -102,8 +120,8 @@ def _rand_delete(rng: random.Random) -> pb.DeleteRangeRequest:
 
 
 def _rand_compare(rng: random.Random, rev_hint: int) -> pb.Compare:
-    cmp = pb.Compare(key=_rand_key(rng), result=rng.randint(0, 3))
-    target = rng.randint(0, 4)
+    cmp = pb.Compare(key=_rand_key(rng), result=COMPARE_RESULTS[rng.randint(0, 3)])
+    target = COMPARE_TARGETS[rng.randint(0, 4)]
     cmp.target = target
     if target == pb.Compare.VERSION:
         cmp.version = rng.randint(0, 3)
@@ -161,6 +179,7 @@ def test_same_requests_same_responses(pair: tuple[MemberProcess, MemberProcess],
         outcomes: dict[tuple[str, str], int] = {}
         for step in range(OPS_PER_SEED):
             kind = rng.random()
+            req: Message
             if kind < 0.35:
                 method, req = "Put", _rand_put(rng)
             elif kind < 0.6:

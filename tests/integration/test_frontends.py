@@ -23,7 +23,7 @@ from pathlib import Path
 import grpc
 import pytest
 
-from etcdpy.frontend.process import LINK_DELAY_ENV
+from etcdpy.config import CORE_LINK_DELAY_ENV
 from etcdpy.pb.etcdserverpb import rpc_pb2 as pb
 from etcdpy.pb.etcdserverpb import rpc_pb2_grpc
 from etcdpy.testing.processes import (
@@ -257,7 +257,7 @@ def test_linearizable_reads_wait_for_the_feed_of_a_slow_frontend(tmp_path: Path)
     because the READ_INDEX answer comes after the feed records on the same ordered link."""
     m = etcdpy_member(tmp_path)
     m.env[FRONTEND_PROCESSES_ENV] = str(FRONTENDS)
-    m.env[LINK_DELAY_ENV] = "40@1"
+    m.env[CORE_LINK_DELAY_ENV] = "40@1"
     m.start()
     try:
         _wait_until(lambda: "front-end processes serving" in m.log_tail(200), "front-ends", m)

@@ -16,7 +16,7 @@ import pytest
 
 from etcdpy.pb.etcdserverpb import rpc_pb2, rpc_pb2_grpc
 from etcdpy.pb.mvccpb import kv_pb2
-from etcdpy.testing.cluster_procs import ProcessCluster
+from etcdpy.testing.cluster_procs import ClusterMember, ProcessCluster
 from tests.external_tools import eventually
 
 pytestmark = pytest.mark.integration
@@ -56,7 +56,7 @@ def put_keys(endpoint: str, count: int) -> int:
 
 def revision(endpoint: str) -> int:
     with grpc.insecure_channel(endpoint) as channel:
-        resp = rpc_pb2_grpc.KVStub(channel).Range(
+        resp: rpc_pb2.RangeResponse = rpc_pb2_grpc.KVStub(channel).Range(
             rpc_pb2.RangeRequest(key=b"x", serializable=True), timeout=2
         )
         return resp.header.revision
@@ -80,7 +80,11 @@ def test_a_restarted_member_checks_its_hash_and_refuses_to_start_when_corrupted(
         first = cluster.members[0]
         rev = put_keys(cluster.members[1].endpoint, 10)
         for m in cluster.members:
-            eventually(lambda m=m: revision(m.endpoint) >= rev, 30, f"{m.name} at {rev}")
+
+            def caught_up(m: ClusterMember = m) -> bool:
+                return revision(m.endpoint) >= rev
+
+            eventually(caught_up, 30, f"{m.name} at {rev}")
         assert first.log_path is not None
 
         # An intact member restarts: the check passes and it serves.

@@ -53,7 +53,11 @@ def test_hashkv_agrees_and_the_corruption_check_runs(tmp_path: Path) -> None:
         expected = hash_kv(leader, rev)
         assert expected is not None
         for m in c.members:
-            eventually(lambda m=m: hash_kv(m, rev) == expected, 30, f"{m.name} agrees at {rev}")
+
+            def agrees(m: MemberProcess = m) -> bool:
+                return hash_kv(m, rev) == expected
+
+            eventually(agrees, 30, f"{m.name} agrees at {rev}")
         eventually(
             lambda: '"number_of_peers_checked":2' in leader.log_tail(400),
             30,

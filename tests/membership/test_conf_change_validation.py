@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -104,7 +104,7 @@ async def _stop(server: EtcdServer) -> None:
     await asyncio.wait_for(server.stop(), 10)
 
 
-def _run(body: Callable[[], Awaitable[None]]) -> None:
+def _run(body: Callable[[], Coroutine[Any, Any, None]]) -> None:
     asyncio.run(body())
 
 

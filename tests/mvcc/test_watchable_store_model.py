@@ -130,8 +130,8 @@ class WatchModel(RuleBasedStateMachine):
             assert len(self.history) == rev
             self.history.append([_ev(e) for e in events])
             for e in events:
-                value = e.kv.value if e.type == PUT else None
-                self.values.setdefault(e.kv.key, []).append((rev, value))
+                written = e.kv.value if e.type == PUT else None
+                self.values.setdefault(e.kv.key, []).append((rev, written))
 
     @precondition(lambda self: self.store.current_revision > self.store.compact_revision + 1)
     @rule(data=st.data())

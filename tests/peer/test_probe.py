@@ -12,6 +12,7 @@ import pytest
 from etcdpy.observability.metrics import PEER_RTT_BUCKETS, PeerStats
 from etcdpy.peer.probe import PeerProber, ProbeStatus, ProbeTimings
 from etcdpy.peer.transport import PeerTransport
+from etcdpy.testing.faults import PeerFaultFile
 from etcdpy.testing.processes import free_port
 from tests.peer.test_transport import B, _pair
 
@@ -80,16 +81,14 @@ def test_a_silent_peer_is_unhealthy_and_a_removed_one_is_no_longer_probed(
     asyncio.run(run())
 
 
-def test_a_partition_blocks_probes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_partition_blocks_probes(tmp_path: Path) -> None:
     faults = tmp_path / "faults"
     faults.write_text("a\n")  # B cannot hear from A (id 0xA)
-    monkeypatch.setenv("ETCDPY_PEER_FAULTS_FILE", str(faults))
 
     async def run() -> None:
-        tb = PeerTransport(B, 0xC1, _Null())
+        tb = PeerTransport(B, 0xC1, _Null(), faults=PeerFaultFile(str(faults)))
         url_b = f"http://127.0.0.1:{free_port()}"
         await tb.listen([url_b])
-        monkeypatch.delenv("ETCDPY_PEER_FAULTS_FILE")
         ta = PeerTransport(0xA, 0xC1, _Null())
         await ta.listen([f"http://127.0.0.1:{free_port()}"])
         ta.set_peer(B, [url_b])

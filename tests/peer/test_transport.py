@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from etcdpy.peer.transport import FaultFile, PeerTransport, peer_rpc
+from etcdpy.peer.transport import PeerTransport, peer_rpc
 from etcdpy.raft.types import (
     Entry,
     Message,
@@ -220,13 +220,3 @@ def test_peer_rpc_gets_an_answer(tmp_path: Path) -> None:
             await tb.stop()
 
     asyncio.run(run())
-
-
-def test_fault_file_blocks_listed_members(tmp_path: Path) -> None:
-    path = tmp_path / "faults"
-    faults = FaultFile(str(path))
-    faults.read()
-    assert faults.blocked == frozenset()
-    path.write_text("a\nff\n")
-    faults.read()
-    assert faults.blocked == frozenset({0xA, 0xFF})

@@ -11,6 +11,7 @@ import random
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
+from typing import TypedDict, Unpack
 
 from etcdpy.raft.config import Config
 from etcdpy.raft.errors import StepPeerNotFoundError
@@ -25,6 +26,7 @@ from etcdpy.raft.types import (
     HardState,
     Message,
     MessageType,
+    ReadOnlyOption,
     ReadState,
     Snapshot,
     SnapshotMetadata,
@@ -50,13 +52,28 @@ def memory_storage(
     return ms
 
 
+class RaftOptions(TypedDict, total=False):
+    """The fields of etcdpy.raft.config.Config a test may set; the harness fills the rest."""
+
+    applied: int
+    max_size_per_msg: int
+    max_committed_size_per_ready: int
+    max_uncommitted_entries_size: int
+    max_inflight_msgs: int
+    check_quorum: bool
+    pre_vote: bool
+    read_only_option: ReadOnlyOption
+    disable_proposal_forwarding: bool
+    logger: Callable[[str], None] | None
+
+
 def make_config(
     node_id: int,
     storage: MemoryStorage,
     election: int = 10,
     heartbeat: int = 1,
     seed: int | None = None,
-    **kwargs: object,
+    **kwargs: Unpack[RaftOptions],
 ) -> Config:
     kwargs.setdefault("check_quorum", False)
     kwargs.setdefault("pre_vote", False)
@@ -66,7 +83,7 @@ def make_config(
         rand=random.Random(node_id if seed is None else seed),
         election_tick=election,
         heartbeat_tick=heartbeat,
-        **kwargs,  # type: ignore[arg-type]
+        **kwargs,
     )
 
 
@@ -77,12 +94,13 @@ def new_raft(
     heartbeat: int = 1,
     storage: MemoryStorage | None = None,
     learners: Sequence[int] = (),
-    **kwargs: object,
+    seed: int | None = None,
+    **kwargs: Unpack[RaftOptions],
 ) -> Raft:
     """A raft state machine (no RawNode) whose configuration comes from its storage."""
     if storage is None:
         storage = memory_storage(voters, learners)
-    return Raft(make_config(node_id, storage, election, heartbeat, **kwargs))
+    return Raft(make_config(node_id, storage, election, heartbeat, seed, **kwargs))
 
 
 def read_messages(r: Raft) -> list[Message]:
@@ -91,6 +109,12 @@ def read_messages(r: Raft) -> list[Message]:
     msgs = r.msgs
     r.msgs = []
     return msgs
+
+
+def state_of(r: Raft) -> StateType:
+    """``r.state`` read afresh: mypy keeps what an earlier ``assert r.state == ...`` narrowed it
+    to across the ``r.step()`` that changes it."""
+    return r.state
 
 
 def become_leader(r: Raft) -> None:
@@ -130,7 +154,7 @@ class Network:
         election: int = 10,
         heartbeat: int = 1,
         bootstrap: bool = False,
-        **kwargs: object,
+        **kwargs: Unpack[RaftOptions],
     ) -> None:
         """``bootstrap``: start from one ADD_NODE entry per member (RawNode.bootstrap) instead
         of a configuration in the storage's snapshot, so that late joiners can replay it."""
@@ -163,9 +187,8 @@ class Network:
     def add_node(self, node_id: int, storage: MemoryStorage, applied: int = 0) -> RawNode:
         """Start (or restart) a node on ``storage``."""
         self.storages[node_id] = storage
-        cfg = make_config(
-            node_id, storage, self._election, self._heartbeat, applied=applied, **self._kwargs
-        )
+        options: RaftOptions = {**self._kwargs, "applied": applied}
+        cfg = make_config(node_id, storage, self._election, self._heartbeat, **options)
         node = RawNode(cfg)
         self.nodes[node_id] = node
         self.applied.setdefault(node_id, [])

@@ -21,7 +21,14 @@ from etcdpy.raft.types import (
     MessageType,
     StateType,
 )
-from tests.raft.harness import Network, become_leader, memory_storage, new_raft, read_messages
+from tests.raft.harness import (
+    Network,
+    become_leader,
+    memory_storage,
+    new_raft,
+    read_messages,
+    state_of,
+)
 
 MT = MessageType
 CT = ConfChangeType
@@ -90,7 +97,7 @@ def test_learner_vote_not_counted() -> None:
     r.step(Message(type=MT.VOTE_RESP, from_=4, to=1, term=r.term))
     assert r.state == StateType.CANDIDATE
     r.step(Message(type=MT.VOTE_RESP, from_=2, to=1, term=r.term))
-    assert r.state == StateType.LEADER
+    assert state_of(r) == StateType.LEADER
 
 
 def test_vote_requests_not_sent_to_learners() -> None:
@@ -387,4 +394,4 @@ def test_removed_leader_waits_for_transferee_and_retries() -> None:
     read_messages(r)
     r.step(Message(type=MT.APP_RESP, from_=2, to=1, term=r.term, index=2))
     assert [m.type for m in read_messages(r) if m.to == 2][-1] == MT.TIMEOUT_NOW
-    assert r.state == StateType.FOLLOWER
+    assert state_of(r) == StateType.FOLLOWER

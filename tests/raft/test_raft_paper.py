@@ -17,6 +17,7 @@ from tests.raft.harness import (
     memory_storage,
     new_raft,
     read_messages,
+    state_of,
 )
 
 MT = MessageType
@@ -159,7 +160,7 @@ def test_candidate_fallback(term: int) -> None:
     r.step(Message(type=MT.HUP, from_=1))
     assert r.state == StateType.CANDIDATE
     r.step(Message(type=MT.APP, from_=2, to=1, term=term))
-    assert r.state == StateType.FOLLOWER
+    assert state_of(r) == StateType.FOLLOWER
     assert r.term == term
     assert r.lead == 2
 

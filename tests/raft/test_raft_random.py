@@ -10,7 +10,7 @@ import pytest
 
 from etcdpy.raft.errors import ProposalDroppedError
 from etcdpy.raft.types import EntryType, StateType
-from tests.raft.harness import Network
+from tests.raft.harness import Network, RaftOptions
 
 
 def _check_safety(net: Network, leaders_by_term: dict[int, int]) -> None:
@@ -41,7 +41,7 @@ def _stable_leader(net: Network) -> int | None:
 
 @pytest.mark.parametrize("seed", range(12))
 @pytest.mark.parametrize("options", [{}, {"pre_vote": True, "check_quorum": True}])
-def test_random_faults_keep_safety(seed: int, options: dict[str, bool]) -> None:
+def test_random_faults_keep_safety(seed: int, options: RaftOptions) -> None:
     """Figure 3: Election Safety ("at most one leader can be elected in a given term") and State
     Machine Safety ("if a server has applied a log entry at a given index to its state machine,
     no other server will ever apply a different log entry for the same index"), under random

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import random
+from typing import Unpack
 
 import pytest
 
@@ -18,7 +19,7 @@ from etcdpy.raft.types import (
     ConfChangeType,
     StateType,
 )
-from tests.raft.harness import Network
+from tests.raft.harness import Network, RaftOptions
 
 CT = ConfChangeType
 
@@ -115,7 +116,7 @@ def _stable_leader(net: Network) -> int | None:
     return None
 
 
-def run_membership_chaos(seed: int, steps: int = 300, **options: bool) -> None:
+def run_membership_chaos(seed: int, steps: int = 300, **options: Unpack[RaftOptions]) -> None:
     rng = random.Random(seed)
     net = Network([1, 2, 3], bootstrap=True, **options)
     net.etcd_snapshots = True
@@ -188,7 +189,7 @@ def run_membership_chaos(seed: int, steps: int = 300, **options: bool) -> None:
 
 @pytest.mark.parametrize("seed", range(10))
 @pytest.mark.parametrize("options", [{}, {"pre_vote": True, "check_quorum": True}])
-def test_membership_changes_and_compaction_keep_safety(seed: int, options: dict[str, bool]) -> None:
+def test_membership_changes_and_compaction_keep_safety(seed: int, options: RaftOptions) -> None:
     """Thesis §4.1: membership changes must not allow "two different leaders to be elected for
     the same term" (Election Safety), and §7: snapshots must not change what servers apply (State
     Machine Safety: "if a server has applied a log entry at a given index to its state machine,
