@@ -119,6 +119,7 @@ class EtcdServer:
         from etcdpy.server.ops.maintenance import Maintenance  # ops: alarms, hashes, snapshots
 
         self.maintenance = Maintenance(self)
+        self.applier.alarms = self.maintenance.alarms  # alarm requests, refusals while one is on
 
         # -- cluster: membership, ids, snapshot backend (etcdpy.server.cluster_runtime) --
         self.cluster_runtime = ClusterRuntime(self)
@@ -358,6 +359,11 @@ class EtcdServer:
 
     def quiet(self) -> bool:
         return len(self._wait) <= 1
+
+    @property
+    def pending_proposals(self) -> int:
+        """Client requests waiting for their entry to be applied (etcd_server_proposals_pending)."""
+        return len(self._wait)
 
     def stage(self, rd: Ready) -> None:
         self.storage.stage(rd)
