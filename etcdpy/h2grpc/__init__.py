@@ -8,4 +8,6 @@ gRPC and HTTP/1.1 share the client port without a relay. Header blocks are decod
 
 The handlers it runs are grpc's own ``RpcMethodHandler`` objects, with a context that has the
 part of grpc.aio's ``ServicerContext`` that etcdpy's services use (``h2grpc.context``).
+
+May import: the base.
 """
