@@ -442,7 +442,7 @@ class EtcdServer:
         self.raft.node.read_index(ctx)
         self.raft.kick()
 
-    # -- helpers for the cluster side (etcdpy.server.cluster_runtime / cluster_ops) -------
+    # -- for the cluster side (cluster_runtime.ClusterHost, membership.changes.MembershipHost)
 
     @property
     def request_timeout(self) -> float:
@@ -499,7 +499,7 @@ class EtcdServer:
         self.lessor.recover(self.backend, self.kv.lease_keys())
         self.maintenance.backend_replaced()  # ops: alarms and the commit timer on the new file
 
-    # -- leases (the work is in lease_driver.py and lease_apply.py) ----------------------
+    # -- leases (the work is in etcdpy.lease: driver.py and apply.py) ---------------------
 
     async def lease_grant(self, req: pb.LeaseGrantRequest) -> pb.LeaseGrantResponse:
         while req.ID == 0:
