@@ -9,5 +9,10 @@ gRPC and HTTP/1.1 share the client port without a relay. Header blocks are decod
 The handlers it runs are grpc's own ``RpcMethodHandler`` objects, with a context that has the
 part of grpc.aio's ``ServicerContext`` that etcdpy's services use (``h2grpc.context``).
 
+Layers, each importing only those below it: ``server`` (handlers by path, the connections,
+graceful stop) -> ``connection`` (the asyncio transport: socket, timers, tasks) -> ``calls``
+(one call per stream; its connection is a ``CallSink``) and ``protocol`` (the sans-IO HTTP/2
+core: bytes in, ``events`` out, frames in ``data_to_send``) -> ``limits``, ``frames``.
+
 May import: the base.
 """

@@ -4,6 +4,9 @@ Unary-request methods run once the whole request is in (END_STREAM); streaming-r
 run from the HEADERS frame, reading messages as they arrive. A call ends with one status
 ("Trailers-Only" when it sent no message); a stream the client resets, or a connection that goes
 away, cancels the handler's task.
+
+A call knows its connection only as a ``CallSink`` (the frames it may send, the waits it may
+make), and the server only as a ``Router``: it never imports either (h2's stream.py).
 """
 
 from __future__ import annotations
@@ -13,16 +16,15 @@ import collections
 import inspect
 import zlib
 from collections.abc import AsyncIterator, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import grpc
 import structlog
 
 from etcdpy.h2grpc import frames as f
 from etcdpy.h2grpc.context import CallAborted, CallContext
-
-if TYPE_CHECKING:
-    from etcdpy.h2grpc.connection import Http2Connection, RequestHead
+from etcdpy.h2grpc.events import RequestHead
+from etcdpy.h2grpc.limits import Limits
 
 log = structlog.get_logger(__name__)
 
@@ -33,9 +35,33 @@ _DEADLINE_EXCEEDED = grpc.StatusCode.DEADLINE_EXCEEDED.value[0]
 _RESOURCE_EXHAUSTED = grpc.StatusCode.RESOURCE_EXHAUSTED.value[0]
 _UNIMPLEMENTED = grpc.StatusCode.UNIMPLEMENTED.value[0]
 _INTERNAL = grpc.StatusCode.INTERNAL.value[0]
-_HEADERS_END = f.END_HEADERS | f.END_STREAM
-_STATUS_415 = b"\x08\x03415"  # :status 415, a literal with the static table's name
-_MAX_STATUS_MESSAGE = 8192
+
+
+class CallSink(Protocol):
+    """What a call needs from its connection (``connection.Http2Connection``)."""
+
+    loop: asyncio.AbstractEventLoop
+    peer: str
+    limits: Limits
+    closed: bool
+
+    def send_message(self, stream_id: int, message: bytes) -> None: ...
+    def send_status(self, stream_id: int, code: int, message: str) -> None:
+        """The call's status; the stream is closed and the call forgotten."""
+
+    def refuse_content_type(self, stream_id: int) -> None: ...
+    def acknowledge_received(self, stream_id: int, size: int) -> None: ...
+    def is_blocked(self, stream_id: int) -> bool: ...
+    async def wait_writable(self) -> None: ...
+    def stream_closed(self, stream_id: int) -> None: ...
+
+
+class Router(Protocol):
+    """What a call needs from its server (``server.GrpcServer``): the handlers by path."""
+
+    methods: dict[bytes, grpc.RpcMethodHandler[Any, Any]]
+
+    def unknown_method_message(self, path: bytes) -> str: ...
 
 
 class _Rejected(Exception):
@@ -45,34 +71,29 @@ class _Rejected(Exception):
 
 
 class Stream:
-    """A call's stream: what was received, what waits for the client's window, its end."""
+    """A call's stream: what was received, the handler's task, its end. The HTTP/2 side of it
+    (windows, what waits for them) is the connection's."""
 
     __slots__ = (
-        "body", "conn", "deadline", "head", "headers_sent", "local_closed", "messages",
-        "method", "pending", "pending_trailers", "remote_closed", "send_window", "stream_id",
-        "task", "timer", "unacked", "waiter",
+        "body", "conn", "deadline", "head", "local_closed", "messages",
+        "method", "remote_closed", "stream_id", "task", "timer", "waiter",
     )  # fmt: skip
 
     def __init__(
-        self, conn: Http2Connection, stream_id: int, head: RequestHead, deadline: float | None
+        self, conn: CallSink, stream_id: int, head: RequestHead, deadline: float | None
     ) -> None:
         self.conn = conn
         self.stream_id = stream_id
         self.head = head
         self.deadline = deadline
-        self.send_window = conn.peer_initial_window
         self.method: grpc.RpcMethodHandler[Any, Any] | None = None
         self.body = bytearray()
         self.messages: collections.deque[bytes] = collections.deque()
         self.remote_closed = False
         self.local_closed = False
-        self.headers_sent = False
-        self.pending: bytes | memoryview = b""
-        self.pending_trailers: bytes | None = None
         self.task: asyncio.Task[None] | None = None
         self.timer: asyncio.TimerHandle | None = None
         self.waiter: asyncio.Future[None] | None = None
-        self.unacked = 0
 
     # Requests in
 
@@ -98,7 +119,7 @@ class Stream:
             self._wake_reader()
 
     def _check_size(self, size: int) -> None:
-        limit = self.conn.server.max_receive_bytes
+        limit = self.conn.limits.max_receive_bytes
         if size > limit:
             raise _Rejected(
                 _RESOURCE_EXHAUSTED,
@@ -130,7 +151,7 @@ class Stream:
                 _UNIMPLEMENTED,
                 f'grpc: Decompressor is not installed for grpc-encoding "{encoding.decode()}"',
             )
-        limit = self.conn.server.max_receive_bytes
+        limit = self.conn.limits.max_receive_bytes
         inflater = zlib.decompressobj(wbits=31)
         try:
             plain = inflater.decompress(data, limit + 1)
@@ -184,28 +205,13 @@ class Stream:
                 self.waiter = None
 
     def _grant(self, size: int) -> None:
-        self.unacked += size
-        if self.unacked >= self.conn.server.stream_window // 2 and not self.remote_closed:
-            self.conn.write(f.window_update(self.stream_id, self.unacked))
-            self.unacked = 0
+        self.conn.acknowledge_received(self.stream_id, size)
 
     # Responses out
 
     def send_message(self, data: bytes) -> None:
-        if self.local_closed:
-            return
-        conn = self.conn
-        conn.reset_ping_strikes = True
-        if not self.headers_sent:
-            self.headers_sent = True
-            conn.write(f.frame(f.HEADERS, f.END_HEADERS, self.stream_id, f.RESPONSE_HEADERS))
-        payload: bytes | memoryview = f.message_prefix(len(data)) + data
-        if self.pending:
-            self.pending = bytes(self.pending) + bytes(payload)
-            return
-        if len(payload) > conn.peer_max_frame:
-            payload = memoryview(payload)
-        self.pending = conn.send_data(self, payload)
+        if not self.local_closed:
+            self.conn.send_message(self.stream_id, data)
 
     async def write(self, data: bytes) -> None:
         """A streaming response: sent, then wait while the client's window or socket is full."""
@@ -213,58 +219,35 @@ class Stream:
             raise asyncio.CancelledError  # the client reset the stream, or went away
         self.send_message(data)
         conn = self.conn
-        while not self.local_closed and not conn.closed and conn.is_blocked(self):
+        while not self.local_closed and not conn.closed and conn.is_blocked(self.stream_id):
             await conn.wait_writable()
 
-    def resume_sending(self) -> None:
-        if self.local_closed and self.pending_trailers is None:
-            return
-        self.pending = self.conn.send_data(self, self.pending)
-        if not self.pending and self.pending_trailers is not None:
-            trailers, self.pending_trailers = self.pending_trailers, None
-            self.conn.write(trailers)
-            self._closed()
-
     def finish(self, code: int, message: str) -> None:
-        """The call's status; sent after any message still waiting for window."""
+        """The call's status; the connection sends it after any message still waiting."""
         if self.local_closed:
             return
         self.local_closed = True
-        self.conn.reset_ping_strikes = True
-        if code == _OK and self.headers_sent:
-            block = f.OK_TRAILERS
-        else:
-            block = f.status_block(code, message[:_MAX_STATUS_MESSAGE], not self.headers_sent)
-        trailers = f.frame(f.HEADERS, _HEADERS_END, self.stream_id, block)
-        if self.pending:
-            self.pending_trailers = trailers
-            return
-        self.conn.write(trailers)
+        self.conn.send_status(self.stream_id, code, message)
         self._closed()
 
     def refuse_content_type(self) -> None:
         self.local_closed = True
-        self.conn.write(f.frame(f.HEADERS, _HEADERS_END, self.stream_id, _STATUS_415))
+        self.conn.refuse_content_type(self.stream_id)
         self._closed()
 
     def _closed(self) -> None:
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
-        if not self.remote_closed:  # the client may stop sending: this call is over
-            self.conn.write(f.rst_stream(self.stream_id, f.NO_ERROR))
-        self.conn.stream_closed(self)
         self._wake_reader()
 
     def reset_by_peer(self) -> None:
         self.remote_closed = self.local_closed = True
-        self.pending = b""
-        self.pending_trailers = None
         if self.timer is not None:
             self.timer.cancel()
         if self.task is not None:
             self.task.cancel()
-        self.conn.stream_closed(self)
+        self.conn.stream_closed(self.stream_id)
         self._wake_reader()
 
     def abandon(self) -> None:
@@ -284,18 +267,17 @@ class Stream:
                 self.task.cancel()
 
 
-def run_call(stream: Stream, ended: bool) -> None:
+def run_call(stream: Stream, router: Router, ended: bool) -> None:
     """Called on the HEADERS frame that opens ``stream``."""
-    server = stream.conn.server
     head = stream.head
     if not head.content_type.startswith(b"application/grpc"):
         stream.remote_closed = stream.remote_closed or ended
         stream.refuse_content_type()
         return
-    method = server.methods.get(head.path)
+    method = router.methods.get(head.path)
     if method is None:
         stream.remote_closed = ended
-        stream.finish(_UNIMPLEMENTED, server.unknown_method_message(head.path))
+        stream.finish(_UNIMPLEMENTED, router.unknown_method_message(head.path))
         return
     stream.method = method
     if head.timeout is not None:

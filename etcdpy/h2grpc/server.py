@@ -4,27 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from dataclasses import dataclass
 from typing import Any
 
 import grpc
 
 from etcdpy.h2grpc import frames as f
 from etcdpy.h2grpc.connection import Http2Connection
+from etcdpy.h2grpc.limits import KeepalivePolicy, Limits
 
-
-@dataclass(frozen=True)
-class KeepalivePolicy:
-    """etcd's --grpc-keepalive-* flags, as grpc-go applies them (0 turns one off).
-
-    ``interval``: the server pings a connection this often and closes it when an answer takes
-    longer than ``timeout``. ``min_time``: a client that pings more often than this, more than
-    twice between two responses of the server, gets GOAWAY ENHANCE_YOUR_CALM "too_many_pings".
-    """
-
-    interval: float = 0.0
-    timeout: float = 0.0
-    min_time: float = 0.0
+__all__ = ["GrpcServer", "KeepalivePolicy", "Limits"]
 
 
 class GrpcServer:
@@ -32,19 +20,30 @@ class GrpcServer:
         self,
         handlers: dict[str, grpc.RpcMethodHandler[Any, Any]],
         max_receive_bytes: int,
-        max_concurrent_streams: int = 2**31 - 1,
+        max_concurrent_streams: int = f.MAX_WINDOW,
         keepalive: KeepalivePolicy | None = None,
     ) -> None:
         self.methods = {path.encode(): handler for path, handler in handlers.items()}
         self.services = {path[1:].split("/", 1)[0] for path in handlers}
-        self.max_receive_bytes = max_receive_bytes
-        self.max_concurrent_streams = min(max_concurrent_streams, 2**31 - 1)
-        # A stream's window holds a whole request, so a unary call never waits for a grant.
-        self.stream_window = min(max(f.DEFAULT_WINDOW, 2 * (max_receive_bytes + 5)), f.MAX_WINDOW)
-        self.max_frame_size = f.DEFAULT_MAX_FRAME
-        self.keepalive = keepalive or KeepalivePolicy()
+        self.limits = Limits(
+            max_receive_bytes, max_concurrent_streams, keepalive or KeepalivePolicy()
+        )
         self.connections: set[Http2Connection] = set()
         self.stopping = False
+
+    # The limits by name, for the front-end supervisor that passes them to its processes.
+
+    @property
+    def max_receive_bytes(self) -> int:
+        return self.limits.max_receive_bytes
+
+    @property
+    def max_concurrent_streams(self) -> int:
+        return self.limits.max_concurrent_streams
+
+    @property
+    def keepalive(self) -> KeepalivePolicy:
+        return self.limits.keepalive
 
     def adopt(self, transport: asyncio.Transport, received: bytes) -> None:
         """Serves a connection accepted elsewhere whose first bytes were already read."""

@@ -15,8 +15,8 @@ import trustme
 
 from etcdpy.testing.cluster_procs import ClusterMember, ProcessCluster
 from etcdpy.testing.processes import MemberProcess, etcdpy_command, free_port
-from tests.tls_certs import write_member_certs
 from tests.external_tools import Etcdctl, eventually, require_tool
+from tests.tls_certs import write_member_certs
 
 pytestmark = pytest.mark.integration
 

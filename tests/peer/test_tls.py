@@ -28,9 +28,9 @@ from etcdpy.peer.tls import PeerTLS, PeerTLSError, _common_name, load_peer_tls
 from etcdpy.peer.transport import PeerTransport, peer_rpc
 from etcdpy.raft.types import Message, MessageType, Snapshot, SnapshotMetadata, SnapshotStatus
 from etcdpy.testing.processes import free_port
+from tests.external_tools import require_etcd_source
 from tests.peer.test_transport import CLUSTER, Recorder, _app, _until
 from tests.tls_certs import MemberCerts, write_member_certs
-from tests.external_tools import require_etcd_source
 
 A, B = 0xA, 0xB
 
