@@ -1,0 +1,8 @@
+"""The commands: ``etcdpy`` (etcd's flags, config file and environment -> ServerConfig;
+``run`` wires a member, its client port and its front-end processes together), etcdpyctl
+(etcdctl's commands and output), ``etcdpy gateway``, ``etcdpy benchmark``, ``etcdpy snapshot``.
+The top of the import graph: nothing imports cli.
+
+May import: tools, testing, clientport, frontend, corelink, api, server, server.ops, membership,
+lease, wal, peer, mvcc, raft, h2grpc and the base.
+"""

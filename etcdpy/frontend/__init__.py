@@ -8,4 +8,9 @@ to the core over the core link (etcdpy.corelink), many per write, and the Snapsh
 tunnelled over it with credit; HTTP/1.1 connections (/metrics, /health, the /v3 gateway) are
 relayed byte for byte to the core's private listener. Behaviour comes from the core's own
 handler code either way.
+
+May import: corelink, api, server, server.ops, membership, lease, wal, peer, mvcc, raft,
+h2grpc and the base.
+
+One arrow up, argued in tests/test_layers.py: process -> clientport.
 """

@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 
-from etcdpy import errors
 from etcdpy.api.services import SERVICES
 from etcdpy.corelink.client import CoreLinkClient, CoreLinkLost, LinkStream
+from etcdpy.corelink.errors import CORE_UNREACHABLE, status_code
 from etcdpy.corelink.wire import METHOD_NUMBER, PACKAGE, STREAM_MESSAGE
 
 if TYPE_CHECKING:
@@ -28,17 +28,9 @@ if TYPE_CHECKING:
 Handlers = dict[str, "grpc.RpcMethodHandler[Any, Any]"]
 Ctx = grpc.aio.ServicerContext[Any, Any]
 
-_STATUS = {code.value[0]: code for code in grpc.StatusCode}
-CORE_UNREACHABLE = "etcdpy: the core process is not reachable"
-
-
-def link_error(code: int, message: str) -> errors.EtcdError:
-    """The error a status from the core stands for (etcd's own, when the message is one)."""
-    return errors.from_grpc_status(_STATUS.get(code, grpc.StatusCode.UNKNOWN), message)
-
 
 async def _abort(context: Ctx, code: int, details: bytes) -> None:
-    await context.abort(_STATUS.get(code, grpc.StatusCode.UNKNOWN), details.decode())
+    await context.abort(status_code(code), details.decode())
 
 
 def _unary(link: CoreLinkClient, number: int) -> Any:

@@ -12,13 +12,13 @@ import asyncio
 
 from etcdpy import errors
 from etcdpy.corelink.client import CoreLinkClient
+from etcdpy.corelink.errors import link_error
 from etcdpy.corelink.wire import (
     LEASE_NOT_FOUND_TTL,
     RENEW,
     decode_renewals,
     encode_lease_ids,
 )
-from etcdpy.frontend.handlers import link_error
 
 
 class RenewBatcher:

@@ -25,9 +25,9 @@ from etcdpy import errors
 from etcdpy.api import txn_checks
 from etcdpy.api.status import Ctx
 from etcdpy.corelink.client import CoreLinkClient, CoreLinkLost
+from etcdpy.corelink.errors import CORE_UNREACHABLE, link_error
 from etcdpy.corelink.stats import ReadCounts
 from etcdpy.corelink.wire import METHOD_NUMBER, PACKAGE, READ_INDEX, UNCOUNTED
-from etcdpy.frontend.handlers import CORE_UNREACHABLE, link_error
 from etcdpy.frontend.replica import FrontendReplica
 from etcdpy.frontend.replica_store import ReplicaStore
 from etcdpy.mvcc.errors import CompactedError, FutureRevError

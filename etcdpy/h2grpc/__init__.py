@@ -13,4 +13,6 @@ Layers, each importing only those below it: ``server`` (handlers by path, the co
 graceful stop) -> ``connection`` (the asyncio transport: socket, timers, tasks) -> ``calls``
 (one call per stream; its connection is a ``CallSink``) and ``protocol`` (the sans-IO HTTP/2
 core: bytes in, ``events`` out, frames in ``data_to_send``) -> ``limits``, ``frames``.
+
+May import: the base.
 """

@@ -19,23 +19,80 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from etcdpy import errors
-from etcdpy.config import ConfigError, parse_urls
-from etcdpy.membership.members import Member, compute_member_id, validate_conf_change
+from etcdpy.config import ConfigError, ServerConfig, parse_urls
+from etcdpy.membership.members import Cluster, Member, compute_member_id, validate_conf_change
+from etcdpy.observability.metrics import ServerMetrics
 from etcdpy.observability.request_ids import RAFT_REQUEST_ID
-from etcdpy.peer.transport import peer_rpc
+from etcdpy.peer.tls import PeerTLS
+from etcdpy.peer.transport import PeerTransport, peer_rpc
 from etcdpy.raft.errors import ProposalDroppedError
+from etcdpy.raft.rawnode import RawNode
 from etcdpy.raft.types import ConfChange, ConfChangeSingle, ConfChangeType
-
-if TYPE_CHECKING:
-    from etcdpy.server.etcd_server import EtcdServer
 
 # A peer counts as healthy for a reconfiguration once connected this long (etcd's HealthInterval).
 HEALTH_INTERVAL_SECONDS = 5.0
 # A learner may be promoted once its log has 90% of the leader's (etcd's readyPercent).
 LEARNER_READY_PERCENT = 0.9
+
+
+class RaftHandle(Protocol):
+    """The member's raft node and the nudge that makes its Ready loop run (a RaftNode)."""
+
+    @property
+    def node(self) -> RawNode: ...
+
+    def kick(self) -> None: ...
+
+
+class PeerSide(Protocol):
+    """The member's peer side (a ClusterRuntime): who is connected, who was removed."""
+
+    @property
+    def transport(self) -> PeerTransport | None: ...
+
+    @property
+    def removed(self) -> set[int]: ...
+
+    @property
+    def peer_tls(self) -> PeerTLS: ...
+
+
+class MembershipHost(Protocol):
+    """What a membership change or a leader transfer needs of the member (an EtcdServer): the
+    membership it knows, its raft node, and a waiter for the change's apply."""
+
+    @property
+    def config(self) -> ServerConfig: ...
+
+    @property
+    def cluster(self) -> Cluster: ...
+
+    @property
+    def member_id(self) -> int: ...
+
+    @property
+    def leader_id(self) -> int: ...
+
+    @property
+    def raft(self) -> RaftHandle: ...
+
+    @property
+    def cluster_runtime(self) -> PeerSide: ...
+
+    @property
+    def metrics(self) -> ServerMetrics: ...
+
+    @property
+    def request_timeout(self) -> float: ...
+
+    def next_request_id(self) -> int: ...
+
+    def register_waiter(self, request_id: int) -> asyncio.Future[Any]: ...
+
+    def cancel_waiter(self, request_id: int) -> None: ...
 
 
 class TimeoutLeaderTransfer(errors.EtcdError):
@@ -50,11 +107,11 @@ def _parse_peer_urls(urls: list[str]) -> tuple[str, ...]:
         raise errors.MemberBadURLs() from None
 
 
-def _voters(server: EtcdServer) -> list[Member]:
+def _voters(server: MembershipHost) -> list[Member]:
     return [m for m in server.cluster.sorted_members() if not m.is_learner]
 
 
-def _connected_since(server: EtcdServer, member_id: int, since: float) -> bool:
+def _connected_since(server: MembershipHost, member_id: int, since: float) -> bool:
     if member_id == server.member_id:
         return True
     transport = server.cluster_runtime.transport
@@ -64,13 +121,13 @@ def _connected_since(server: EtcdServer, member_id: int, since: float) -> bool:
     return up is not None and up <= since
 
 
-def _check_urls_free(server: EtcdServer, urls: tuple[str, ...], except_id: int = 0) -> None:
+def _check_urls_free(server: MembershipHost, urls: tuple[str, ...], except_id: int = 0) -> None:
     for member in server.cluster.members.values():
         if member.id != except_id and set(member.peer_urls) & set(urls):
             raise errors.PeerURLExist()
 
 
-async def add_member(server: EtcdServer, peer_urls: list[str], is_learner: bool) -> Member:
+async def add_member(server: MembershipHost, peer_urls: list[str], is_learner: bool) -> Member:
     urls = _parse_peer_urls(peer_urls)
     member = Member(compute_member_id(urls, "", int(time.time())), "", urls, (), is_learner)
     if server.config.strict_reconfig_check:
@@ -97,7 +154,7 @@ async def add_member(server: EtcdServer, peer_urls: list[str], is_learner: bool)
     return member
 
 
-async def remove_member(server: EtcdServer, member_id: int) -> None:
+async def remove_member(server: MembershipHost, member_id: int) -> None:
     member = server.cluster.members.get(member_id)
     if member is None:
         raise errors.MemberNotFound()
@@ -121,7 +178,7 @@ async def remove_member(server: EtcdServer, member_id: int) -> None:
     await _configure(server, ConfChangeType.REMOVE_NODE, member_id, {})
 
 
-async def update_member(server: EtcdServer, member_id: int, peer_urls: list[str]) -> None:
+async def update_member(server: MembershipHost, member_id: int, peer_urls: list[str]) -> None:
     urls = _parse_peer_urls(peer_urls)
     member = server.cluster.members.get(member_id)
     if member is None:
@@ -131,7 +188,7 @@ async def update_member(server: EtcdServer, member_id: int, peer_urls: list[str]
     await _configure(server, ConfChangeType.UPDATE_NODE, member_id, {"member": record})
 
 
-def learner_ready_error(server: EtcdServer, member_id: int) -> errors.EtcdError | None:
+def learner_ready_error(server: MembershipHost, member_id: int) -> errors.EtcdError | None:
     """On the leader: None when the learner may be promoted; NotLeader elsewhere."""
     status = server.raft.node.status()
     if not status.progress:
@@ -144,7 +201,7 @@ def learner_ready_error(server: EtcdServer, member_id: int) -> errors.EtcdError 
     return None
 
 
-async def promote_member(server: EtcdServer, member_id: int) -> None:
+async def promote_member(server: MembershipHost, member_id: int) -> None:
     member = server.cluster.members.get(member_id)
     if member is None:
         raise errors.MemberNotFound()
@@ -164,7 +221,9 @@ async def promote_member(server: EtcdServer, member_id: int) -> None:
     server.metrics.learner_promote_successes += 1  # etcd_server_learner_promote_successes
 
 
-async def _ask_leader_learner_ready(server: EtcdServer, member_id: int) -> errors.EtcdError | None:
+async def _ask_leader_learner_ready(
+    server: MembershipHost, member_id: int
+) -> errors.EtcdError | None:
     leader = server.cluster.members.get(server.leader_id)
     if leader is None:
         return errors.NoLeader()
@@ -186,7 +245,7 @@ async def _ask_leader_learner_ready(server: EtcdServer, member_id: int) -> error
 
 
 async def _configure(
-    server: EtcdServer, kind: ConfChangeType, member_id: int, context: dict[str, Any]
+    server: MembershipHost, kind: ConfChangeType, member_id: int, context: dict[str, Any]
 ) -> None:
     request_id = server.next_request_id()
     context["req"] = request_id
@@ -211,7 +270,7 @@ async def _configure(
         raise result
 
 
-async def move_leader(server: EtcdServer, target: int) -> None:
+async def move_leader(server: MembershipHost, target: int) -> None:
     if server.member_id != server.leader_id:
         raise errors.NotLeader()
     member = server.cluster.members.get(target)

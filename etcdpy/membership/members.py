@@ -108,7 +108,7 @@ def validate_conf_change(
     Run when the change is applied, on every member against the same membership, so a change
     that was valid when proposed but lost a race (two adds of one peer URL, a second remove
     of one member, a promote of a member already promoted) is refused identically everywhere.
-    ``context`` is the change's context (see cluster_ops._configure); bootstrap entries carry
+    ``context`` is the change's context (see changes._configure); bootstrap entries carry
     none and are always valid. Returns the error the proposer gets, or None.
     """
     if node_id in removed:

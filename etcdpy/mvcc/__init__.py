@@ -1,4 +1,7 @@
-"""etcd's multi-version key-value store (mvcc), as a pure library over LMDB."""
+"""etcd's multi-version key-value store (mvcc), as a pure library over LMDB.
+
+May import: pb, etcdpy (nothing else: a pure library).
+"""
 
 from etcdpy.mvcc.backend import Backend
 from etcdpy.mvcc.errors import (

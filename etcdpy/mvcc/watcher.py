@@ -15,12 +15,9 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from etcdpy.pb.mvccpb.kv_pb2 import Event
-
-if TYPE_CHECKING:
-    from etcdpy.mvcc.watchable_store import WatchableStore
 
 # etcd's texts for a create request it refuses (the response's cancel_reason).
 ERR_EMPTY_RANGE = "mvcc: watcher range is empty"
@@ -206,6 +203,27 @@ class Watcher:
         return f"Watcher(id={self.id}, key={self.key!r}, end={self.end!r}, min={self.min_rev})"
 
 
+class StreamHost(Protocol):
+    """What a WatchStream needs of the store its watchers watch: the core's WatchableStore
+    and a front-end's replica store (etcdpy.frontend.watch_store) both are one. A protocol,
+    so that this module does not import the store that imports it."""
+
+    @property
+    def current_revision(self) -> int: ...
+
+    def add_watcher(self, w: Watcher) -> None: ...
+
+    def remove_watcher(self, w: Watcher) -> None: ...
+
+    def want_progress(self, stream: WatchStream) -> None:
+        """Answer the stream with a progress response once no watcher of it is behind."""
+
+    def forget_stream(self, stream: WatchStream) -> None: ...
+
+    def wake(self) -> None:
+        """Parked watchers may be retried now (the stream's queue drained)."""
+
+
 class WatchStream:
     """The watchers of one client stream and the queue of responses for its sender.
 
@@ -214,7 +232,7 @@ class WatchStream:
 
     def __init__(
         self,
-        store: WatchableStore,
+        store: StreamHost,
         on_ready: Callable[[], None] | None = None,
         capacity: int = DEFAULT_STREAM_CAPACITY,
         max_events: int = DEFAULT_STREAM_MAX_EVENTS,

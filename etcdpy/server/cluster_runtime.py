@@ -6,7 +6,7 @@ applies membership changes (ConfChange entries whose context carries the member 
 etcd's), publishes this member's name and client URLs through the log (etcd's publish), takes
 raft snapshots every ``--snapshot-count`` applied entries, ships and restores backend files
 with snapshots, and fails waiting requests with ``etcdserver: no leader`` when no leader has
-been known for an election timeout.
+been known for an election timeout. What it needs of the member is ``ClusterHost``.
 """
 
 from __future__ import annotations
@@ -17,12 +17,13 @@ import json
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import structlog
 
 from etcdpy import ETCD_API_VERSION, errors
 from etcdpy.membership import store as member_store
+from etcdpy.membership.changes import MembershipHost, learner_ready_error
 from etcdpy.membership.members import (
     Cluster,
     Member,
@@ -30,6 +31,7 @@ from etcdpy.membership.members import (
     compute_cluster_id,
     validate_conf_change,
 )
+from etcdpy.mvcc.backend import Backend
 from etcdpy.pb.etcdserverpb import raft_internal_pb2 as internalpb
 from etcdpy.pb.membershippb import membership_pb2 as memberpb
 from etcdpy.peer.probe import PeerProber
@@ -48,9 +50,9 @@ from etcdpy.raft.types import (
     SnapshotStatus,
     StateType,
 )
-
-if TYPE_CHECKING:
-    from etcdpy.server.etcd_server import EtcdServer
+from etcdpy.server.ops.maintenance import Maintenance
+from etcdpy.server.read_index import LinearizableReads
+from etcdpy.wal.raft_storage import DurableRaftStorage
 
 log = structlog.get_logger(__name__)
 
@@ -64,8 +66,48 @@ class JoinError(Exception):
     """A member started with --initial-cluster-state existing cannot join."""
 
 
+class ClusterHost(MembershipHost, Protocol):
+    """What the peer side needs of the member (an EtcdServer), beyond what a membership change
+    needs: the ids and membership it sets at start and on a snapshot, the stores it snapshots
+    and swaps, the applied index, the waiters it resolves or fails, the log (publish)."""
+
+    member_id: int
+    cluster: Cluster
+
+    @property
+    def role(self) -> StateType: ...
+
+    @property
+    def data_dir(self) -> Path: ...
+
+    @property
+    def backend(self) -> Backend: ...
+
+    @property
+    def storage(self) -> DurableRaftStorage: ...
+
+    @property
+    def maintenance(self) -> Maintenance: ...
+
+    @property
+    def reads(self) -> LinearizableReads: ...
+
+    @property
+    def applied_index(self) -> int: ...
+
+    def refresh_learner(self) -> None: ...
+
+    def replace_backend(self, db_path: Path) -> None: ...
+
+    def resolve_waiter(self, request_id: int, result: Any) -> None: ...
+
+    def fail_waiters(self, exc: errors.EtcdError) -> None: ...
+
+    async def propose(self, req: internalpb.InternalRaftRequest) -> Any: ...
+
+
 class ClusterRuntime:
-    def __init__(self, server: EtcdServer) -> None:
+    def __init__(self, server: ClusterHost) -> None:
         self.server = server
         self.removed: set[int] = set()
         # Conf changes refused at apply (entry indexes) and, on a member that joined, the index
@@ -559,8 +601,6 @@ class ClusterRuntime:
 
             return answer_peer_hash_kv(s.maintenance.hash_kv, s.member_id, int(request["revision"]))
         if op == "learner_ready":
-            from etcdpy.membership.changes import learner_ready_error
-
             err = learner_ready_error(s, int(request["id"]))
             return {"error": None if err is None else type(err).__name__}
         return {"error": f"unknown op {op!r}"}

@@ -128,6 +128,7 @@ class EtcdServer:
         from etcdpy.server.ops.maintenance import Maintenance  # ops: alarms, hashes, snapshots
 
         self.maintenance = Maintenance(self)
+        self.applier.alarms = self.maintenance.alarms  # alarm requests, refusals while one is on
 
         # -- cluster: membership, ids, snapshot backend (etcdpy.server.cluster_runtime) --
         self.cluster_runtime = ClusterRuntime(self)
@@ -368,6 +369,11 @@ class EtcdServer:
     def quiet(self) -> bool:
         return len(self._wait) <= 1
 
+    @property
+    def pending_proposals(self) -> int:
+        """Client requests waiting for their entry to be applied (etcd_server_proposals_pending)."""
+        return len(self._wait)
+
     def stage(self, rd: Ready) -> None:
         self.storage.stage(rd)
         if rd.snapshot is not None and not rd.snapshot.is_empty():
@@ -445,7 +451,7 @@ class EtcdServer:
         self.raft.node.read_index(ctx)
         self.raft.kick()
 
-    # -- helpers for the cluster side (etcdpy.server.cluster_runtime / cluster_ops) -------
+    # -- for the cluster side (cluster_runtime.ClusterHost, membership.changes.MembershipHost)
 
     @property
     def request_timeout(self) -> float:
@@ -502,7 +508,7 @@ class EtcdServer:
         self.lessor.recover(self.backend, self.kv.lease_keys())
         self.maintenance.backend_replaced()  # ops: alarms and the commit timer on the new file
 
-    # -- leases (the work is in lease_driver.py and lease_apply.py) ----------------------
+    # -- leases (the work is in etcdpy.lease: driver.py and apply.py) ---------------------
 
     async def lease_grant(self, req: pb.LeaseGrantRequest) -> pb.LeaseGrantResponse:
         while req.ID == 0:

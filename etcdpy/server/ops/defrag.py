@@ -21,20 +21,33 @@ import asyncio
 import os
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import structlog
 
 from etcdpy.mvcc import backend as bk
 from etcdpy.mvcc.backend import Backend
+from etcdpy.mvcc.watchable_store import WatchableStore
+from etcdpy.observability.metrics import ServerMetrics
 from etcdpy.wal.fsync_dir import fsync_dir
-
-if TYPE_CHECKING:
-    from etcdpy.server.etcd_server import EtcdServer
 
 log = structlog.get_logger(__name__)
 
 COPY_ATTEMPTS = 2
+
+
+class DefragHost(Protocol):
+    """What a defragmentation needs of the member (an EtcdServer): its backend, the store
+    on it (told of the swap), and the counters."""
+
+    @property
+    def backend(self) -> Backend: ...
+
+    @property
+    def kv(self) -> WatchableStore: ...
+
+    @property
+    def metrics(self) -> ServerMetrics: ...
 
 
 def copy_and_sync(backend: Backend, path: Path) -> None:
@@ -47,7 +60,7 @@ def copy_and_sync(backend: Backend, path: Path) -> None:
         os.close(fd)
 
 
-def _compaction_state(server: EtcdServer) -> tuple[int, bool]:
+def _compaction_state(server: DefragHost) -> tuple[int, bool]:
     return server.kv.compact_revision, server.kv.compaction_pending
 
 
@@ -79,7 +92,7 @@ def catch_up(source: Backend, copy_path: Path) -> int:
     return added
 
 
-async def defragment(server: EtcdServer, lock: asyncio.Lock) -> tuple[float, float]:
+async def defragment(server: DefragHost, lock: asyncio.Lock) -> tuple[float, float]:
     """Defragments the backend; returns (seconds in all, seconds writes were held)."""
     backend = server.backend
     metrics = server.metrics

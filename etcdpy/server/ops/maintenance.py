@@ -1,6 +1,7 @@
 """The server side of the Maintenance service: hashes, alarms and the quota, snapshots.
 
-Attached to EtcdServer as ``server.maintenance``; the API layer calls only this object.
+Attached to EtcdServer as ``server.maintenance``; the API layer calls only this object. What it
+needs of the member is ``MaintenanceHost``.
 """
 
 from __future__ import annotations
@@ -12,18 +13,17 @@ import tempfile
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 import structlog
 
 from etcdpy import errors
+from etcdpy.config import ServerConfig
+from etcdpy.mvcc.errors import CompactedError, FutureRevError
 from etcdpy.pb.etcdserverpb import raft_internal_pb2 as internalpb
 from etcdpy.pb.etcdserverpb import rpc_pb2 as pb
 from etcdpy.server.ops.alarms import ACTIVATE, NOSPACE, AlarmStore
-from etcdpy.server.ops.defrag import defragment
-
-if TYPE_CHECKING:
-    from etcdpy.server.etcd_server import EtcdServer
+from etcdpy.server.ops.defrag import DefragHost, defragment
 
 log = structlog.get_logger(__name__)
 
@@ -34,11 +34,26 @@ SNAPSHOT_CHUNK_BYTES = 32 * 1024
 DISK_SLACK = 1.5
 
 
+class MaintenanceHost(DefragHost, Protocol):
+    """What maintenance needs of the member (an EtcdServer), beyond a defragmentation's: its
+    identity and limits, its data directory (snapshot files), and the log (alarms)."""
+
+    @property
+    def config(self) -> ServerConfig: ...
+
+    @property
+    def member_id(self) -> int: ...
+
+    @property
+    def data_dir(self) -> Path: ...
+
+    async def propose(self, req: internalpb.InternalRaftRequest) -> Any: ...
+
+
 class Maintenance:
-    def __init__(self, server: EtcdServer) -> None:
+    def __init__(self, server: MaintenanceHost) -> None:
         self._server = server
         self.alarms = AlarmStore(server.backend)
-        server.applier.alarms = self.alarms
         server.backend.commit_hook = server.metrics.timed_commit
         self._raising_nospace: asyncio.Future[None] | None = None
         # Copies of the backend file (snapshot, defrag) one at a time: a defrag swaps the file.
@@ -66,16 +81,14 @@ class Maintenance:
 
         Members at the same revision and compaction agree; a differing hash means divergence.
         """
-        from etcdpy.server.applier import mvcc_error
-
         kv = self._server.kv
         started = time.perf_counter()
         try:
             h, compact_rev = kv.hash_kv(revision)
-        except errors.EtcdError:
-            raise
-        except Exception as exc:  # compacted / future revision
-            raise mvcc_error(exc) from None
+        except CompactedError:  # etcdpy.server.applier.mvcc_error's mapping
+            raise errors.Compacted() from None
+        except FutureRevError:
+            raise errors.FutureRev() from None
         finally:
             self._server.metrics.hash_rev.observe(time.perf_counter() - started)
         return h, revision if revision > 0 else kv.current_revision, compact_rev

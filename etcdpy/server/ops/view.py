@@ -1,17 +1,57 @@
-"""What /metrics and /health read from a running EtcdServer (no hooks: plain attribute reads)."""
+"""What /metrics and /health read from a running EtcdServer (no hooks: plain attribute reads).
+
+``ViewedMember`` is what is read; the server is one."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from etcdpy import ETCD_API_VERSION
+from etcdpy.config import ServerConfig
+from etcdpy.membership.members import Cluster
 from etcdpy.mvcc.backend import Backend
-from etcdpy.observability.metrics import ServerState
+from etcdpy.mvcc.watchable_store import WatchableStore
+from etcdpy.observability.metrics import ServerMetrics, ServerState
 from etcdpy.raft.types import StateType
 
-if TYPE_CHECKING:
-    from etcdpy.server.etcd_server import EtcdServer
+
+class ViewedMember(Protocol):
+    """The member's state the metrics and health endpoints read (an EtcdServer's). Its lease
+    driver, which exists only once the member has started, is read if it is there."""
+
+    @property
+    def config(self) -> ServerConfig: ...
+
+    @property
+    def cluster(self) -> Cluster: ...
+
+    @property
+    def member_id(self) -> int: ...
+
+    @property
+    def leader_id(self) -> int: ...
+
+    @property
+    def role(self) -> StateType: ...
+
+    @property
+    def commit_index(self) -> int: ...
+
+    @property
+    def applied_index(self) -> int: ...
+
+    @property
+    def pending_proposals(self) -> int: ...
+
+    @property
+    def backend(self) -> Backend: ...
+
+    @property
+    def kv(self) -> WatchableStore: ...
+
+    @property
+    def metrics(self) -> ServerMetrics: ...
 
 
 def cluster_version() -> str:
@@ -21,7 +61,7 @@ def cluster_version() -> str:
 
 
 class EtcdServerView:
-    def __init__(self, server: EtcdServer) -> None:
+    def __init__(self, server: ViewedMember) -> None:
         self._server = server
 
     def metrics_snapshot(self) -> ServerState:
@@ -36,7 +76,7 @@ class EtcdServerView:
             is_learner=me is not None and me.is_learner,
             committed_index=s.commit_index,
             applied_index=s.applied_index,
-            pending_proposals=len(s._wait),
+            pending_proposals=s.pending_proposals,
             quota_backend_bytes=s.config.quota_bytes or 0,
             db_size=backend.size(),
             db_size_in_use=backend.size_in_use(),
