@@ -28,7 +28,7 @@ ROOT = Path(etcdpy.__file__).parent
 REPO = ROOT.parent
 
 # What everything may import. ("etcdpy" is the package itself: ETCD_API_VERSION.)
-BASE = frozenset({"etcdpy", "config", "errors", "gofmt", "outbox", "pb", "observability"})
+BASE = frozenset({"etcdpy", "call", "config", "errors", "gofmt", "outbox", "pb", "observability"})
 LIBRARIES = frozenset({"mvcc", "raft", "h2grpc"})
 MEMBER_PARTS = frozenset({"server.ops", "membership", "lease", "wal", "peer"})
 _BELOW_API = frozenset({"server"}) | MEMBER_PARTS | LIBRARIES | BASE
@@ -53,11 +53,12 @@ MAY_IMPORT: dict[str, frozenset[str]] = {
     "mvcc": frozenset({"etcdpy", "pb"}),
     "raft": frozenset({"etcdpy"}),
     "h2grpc": BASE,
-    "observability": BASE - {"observability"},
+    "observability": BASE - {"observability", "call"},
     "config": frozenset({"etcdpy"}),
     "errors": frozenset({"etcdpy"}),
     "gofmt": frozenset({"etcdpy"}),
     "outbox": frozenset({"etcdpy"}),
+    "call": frozenset(),
     "etcdpy": frozenset(),
 }
 

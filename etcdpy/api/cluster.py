@@ -1,7 +1,8 @@
 """The Cluster service: member list and membership changes (etcd's v3rpc/member.go).
 
 Its response headers carry cluster id, member id and raft term but no revision (etcd's
-ClusterServer.header leaves it 0): membership is not part of the key space.
+ClusterServer.header leaves it 0): membership is not part of the key space. The pipeline fills
+them (``fill_cluster_header``, etcdpy.api.interceptors.Header).
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from etcdpy.api.status import Ctx
+from etcdpy.call import CallContext
 from etcdpy.membership import changes as cluster_ops
 from etcdpy.membership.members import Member
 from etcdpy.pb.etcdserverpb import rpc_pb2 as pb
@@ -29,7 +30,8 @@ def _fill_members(target: Any, members: Iterable[Member]) -> None:
         _fill_member(target.add(), member)
 
 
-def _fill_header(header: pb.ResponseHeader, server: EtcdServer) -> None:
+def fill_cluster_header(header: pb.ResponseHeader, server: EtcdServer) -> None:
+    """Cluster's rule (etcdpy.api.interceptors.HEADER_RULES): no revision."""
     header.cluster_id = server.cluster.cluster_id
     header.member_id = server.member_id
     header.raft_term = server.raft_term
@@ -40,48 +42,45 @@ class ClusterService:
         self._server = server
 
     async def MemberList(
-        self, request: pb.MemberListRequest, context: Ctx
+        self, request: pb.MemberListRequest, context: CallContext
     ) -> pb.MemberListResponse:
         if request.linearizable:
             await self._server.linearizable_read()
         resp = pb.MemberListResponse()
         _fill_members(resp.members, self._server.cluster.sorted_members())
-        _fill_header(resp.header, self._server)
         return resp
 
-    async def MemberAdd(self, request: pb.MemberAddRequest, context: Ctx) -> pb.MemberAddResponse:
+    async def MemberAdd(
+        self, request: pb.MemberAddRequest, context: CallContext
+    ) -> pb.MemberAddResponse:
         member = await cluster_ops.add_member(
             self._server, list(request.peerURLs), request.isLearner
         )
         resp = pb.MemberAddResponse()
         _fill_member(resp.member, member)
         _fill_members(resp.members, self._server.cluster.sorted_members())
-        _fill_header(resp.header, self._server)
         return resp
 
     async def MemberRemove(
-        self, request: pb.MemberRemoveRequest, context: Ctx
+        self, request: pb.MemberRemoveRequest, context: CallContext
     ) -> pb.MemberRemoveResponse:
         await cluster_ops.remove_member(self._server, request.ID)
         resp = pb.MemberRemoveResponse()
         _fill_members(resp.members, self._server.cluster.sorted_members())
-        _fill_header(resp.header, self._server)
         return resp
 
     async def MemberUpdate(
-        self, request: pb.MemberUpdateRequest, context: Ctx
+        self, request: pb.MemberUpdateRequest, context: CallContext
     ) -> pb.MemberUpdateResponse:
         await cluster_ops.update_member(self._server, request.ID, list(request.peerURLs))
         resp = pb.MemberUpdateResponse()
         _fill_members(resp.members, self._server.cluster.sorted_members())
-        _fill_header(resp.header, self._server)
         return resp
 
     async def MemberPromote(
-        self, request: pb.MemberPromoteRequest, context: Ctx
+        self, request: pb.MemberPromoteRequest, context: CallContext
     ) -> pb.MemberPromoteResponse:
         await cluster_ops.promote_member(self._server, request.ID)
         resp = pb.MemberPromoteResponse()
         _fill_members(resp.members, self._server.cluster.sorted_members())
-        _fill_header(resp.header, self._server)
         return resp

@@ -32,7 +32,7 @@ from google.protobuf.message import DecodeError, Message
 
 from etcdpy import errors
 from etcdpy.api.local_client import LocalClient
-from etcdpy.api.status import Ctx
+from etcdpy.call import CallContext
 from etcdpy.pb.etcdserverpb import rpc_pb2 as pb
 from etcdpy.pb.mvccpb.kv_pb2 import Event, KeyValue
 from etcdpy.pb.v3electionpb import v3election_pb2 as epb
@@ -258,13 +258,13 @@ class Recipes:
 
 
 def _client_errors(
-    handler: Callable[[Any, Any, Ctx], Awaitable[R]],
-) -> Callable[[Any, Any, Ctx], Awaitable[R]]:
+    handler: Callable[[Any, Any, CallContext], Awaitable[R]],
+) -> Callable[[Any, Any, CallContext], Awaitable[R]]:
     """An error the recipes meet reaches the client as UNKNOWN with its text (the module's
     docstring)."""
 
     @functools.wraps(handler)
-    async def call(self: Any, request: Any, context: Ctx) -> R:
+    async def call(self: Any, request: Any, context: CallContext) -> R:
         try:
             return await handler(self, request, context)
         except errors.EtcdError as exc:
@@ -280,12 +280,12 @@ class LockService:
         self._recipes = recipes
 
     @_client_errors
-    async def Lock(self, request: lpb.LockRequest, context: Ctx) -> lpb.LockResponse:
+    async def Lock(self, request: lpb.LockRequest, context: CallContext) -> lpb.LockResponse:
         header, key = await self._recipes.lock(request.name, request.lease)
         return lpb.LockResponse(header=header, key=key)
 
     @_client_errors
-    async def Unlock(self, request: lpb.UnlockRequest, context: Ctx) -> lpb.UnlockResponse:
+    async def Unlock(self, request: lpb.UnlockRequest, context: CallContext) -> lpb.UnlockResponse:
         resp = await self._recipes.client.delete(request.key)
         return lpb.UnlockResponse(header=resp.header)
 
@@ -295,11 +295,15 @@ class ElectionService:
         self._recipes = recipes
 
     @_client_errors
-    async def Campaign(self, request: epb.CampaignRequest, context: Ctx) -> epb.CampaignResponse:
+    async def Campaign(
+        self, request: epb.CampaignRequest, context: CallContext
+    ) -> epb.CampaignResponse:
         return await self._recipes.campaign(request.name, request.lease, request.value)
 
     @_client_errors
-    async def Proclaim(self, request: epb.ProclaimRequest, context: Ctx) -> epb.ProclaimResponse:
+    async def Proclaim(
+        self, request: epb.ProclaimRequest, context: CallContext
+    ) -> epb.ProclaimResponse:
         if not request.HasField("leader"):
             raise errors.MissingLeaderKey()
         leader = request.leader
@@ -309,7 +313,7 @@ class ElectionService:
         return epb.ProclaimResponse(header=header)
 
     @_client_errors
-    async def Resign(self, request: epb.ResignRequest, context: Ctx) -> epb.ResignResponse:
+    async def Resign(self, request: epb.ResignRequest, context: CallContext) -> epb.ResignResponse:
         if not request.HasField("leader"):
             raise errors.MissingLeaderKey()
         leader = request.leader
@@ -318,7 +322,7 @@ class ElectionService:
         return epb.ResignResponse(header=header)
 
     @_client_errors
-    async def Leader(self, request: epb.LeaderRequest, context: Ctx) -> epb.LeaderResponse:
+    async def Leader(self, request: epb.LeaderRequest, context: CallContext) -> epb.LeaderResponse:
         header, kv = await self._recipes.leader(request.name)
         return epb.LeaderResponse(header=header, kv=kv)
 
@@ -329,7 +333,7 @@ class ElectionService:
             raise ValueError(method.name)
         return grpc.unary_stream_rpc_method_handler(self.Observe, response_serializer=serialize)
 
-    async def Observe(self, data: bytes, context: Ctx) -> AsyncIterator[epb.LeaderResponse]:
+    async def Observe(self, data: bytes, context: CallContext) -> AsyncIterator[epb.LeaderResponse]:
         try:
             request = epb.LeaderRequest.FromString(data)
         except DecodeError as exc:

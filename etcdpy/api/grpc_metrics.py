@@ -1,8 +1,9 @@
-"""go-grpc-prometheus's server counters, kept by wrapping each method handler once.
+"""go-grpc-prometheus's server counters: the outermost layer of the pipeline (``Metrics``).
 
 Per call this costs a few integer additions and two perf_counter reads; prometheus_client is
-only involved at scrape time (etcdpy.observability.metrics). Message and byte counts come from
-the (de)serializers, so they are the protobuf sizes etcd counts, not HTTP/2 framing.
+only involved at scrape time (etcdpy.observability.metrics). Message and byte counts are the
+protobuf sizes etcd counts, not HTTP/2 framing: a unary call's request and response bytes as
+they cross this layer (the codec is inside it), a stream's from its (de)serializers.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from typing import Any
 import grpc
 import structlog
 
+from etcdpy.api.pipeline import Interceptor, Method, Unary
+from etcdpy.call import CallContext, Handler
 from etcdpy.observability.metrics import GrpcStats, MethodStats
 from etcdpy.observability.request_ids import RAFT_REQUEST_ID
 
@@ -53,17 +56,54 @@ def _code_of(context: Any, exc: BaseException) -> int:
     return _UNKNOWN
 
 
-def instrument(
-    handler: grpc.RpcMethodHandler[Any, Any], stats: MethodStats, totals: GrpcStats
-) -> grpc.RpcMethodHandler[Any, Any]:
+class Metrics(Interceptor):
+    def __init__(self, totals: GrpcStats) -> None:
+        self._totals = totals
+
+    def _stats(self, method: Method) -> MethodStats:
+        descriptor = method.descriptor
+        kind = rpc_type(descriptor.client_streaming, descriptor.server_streaming)
+        return self._totals.method(method.service.full_name, method.name, kind)
+
+    def unary(self, method: Method, call: Unary) -> Unary:
+        return _count_unary(call, self._stats(method), self._totals)
+
+    def stream(self, method: Method, handler: Handler) -> Handler:
+        return instrument_stream(handler, self._stats(method), self._totals)
+
+
+def _count_unary(behavior: Unary, stats: MethodStats, totals: GrpcStats) -> Unary:
+    perf = time.perf_counter
+    handled = stats.handled
+    observe = stats.handling.observe
+
+    async def call(request: bytes, context: CallContext) -> bytes:
+        stats.msg_received += 1
+        totals.received_bytes += len(request)
+        stats.started += 1
+        started = perf()
+        code = 0
+        try:
+            response: bytes = await behavior(request, context)
+            stats.msg_sent += 1
+            totals.sent_bytes += len(response)
+            return response
+        except BaseException as exc:
+            code = _code_of(context, exc)
+            raise
+        finally:
+            handled[code] += 1
+            took = perf() - started
+            observe(took)
+            if took > SLOW_REQUEST_SECONDS:
+                _log_slow(stats, request, took, code)
+
+    return call
+
+
+def instrument_stream(handler: Handler, stats: MethodStats, totals: GrpcStats) -> Handler:
     deserialize = _counting_deserializer(handler.request_deserializer, stats, totals)
     serialize = _counting_serializer(handler.response_serializer, stats, totals)
-    if handler.unary_unary is not None:
-        return grpc.unary_unary_rpc_method_handler(
-            _wrap_coroutine(handler.unary_unary, stats, warn_slow=True),
-            request_deserializer=deserialize,
-            response_serializer=serialize,
-        )
     if handler.unary_stream is not None:
         return grpc.unary_stream_rpc_method_handler(
             _wrap(handler.unary_stream, stats),
@@ -113,13 +153,8 @@ def _wrap(behavior: Callable[..., Any], stats: MethodStats) -> Callable[..., Any
     return _wrap_coroutine(behavior, stats)
 
 
-def _wrap_coroutine(
-    behavior: Callable[..., Any], stats: MethodStats, warn_slow: bool = False
-) -> Callable[..., Any]:
+def _wrap_coroutine(behavior: Callable[..., Any], stats: MethodStats) -> Callable[..., Any]:
     perf = time.perf_counter
-    handled = stats.handled
-    observe = stats.handling.observe
-    slow = SLOW_REQUEST_SECONDS if warn_slow else float("inf")
 
     async def call(request: Any, context: Any) -> Any:
         stats.started += 1
@@ -131,11 +166,8 @@ def _wrap_coroutine(
             code = _code_of(context, exc)
             raise
         finally:
-            handled[code] += 1
-            took = perf() - started
-            observe(took)
-            if took > slow:
-                _log_slow(stats, request, took, code)
+            stats.handled[code] += 1
+            stats.handling.observe(perf() - started)
 
     return call
 

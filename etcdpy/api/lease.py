@@ -15,7 +15,7 @@ from google.protobuf.descriptor import MethodDescriptor
 from google.protobuf.message import DecodeError, Message
 
 from etcdpy import errors
-from etcdpy.api.status import Ctx, grpc_errors
+from etcdpy.call import CallContext
 from etcdpy.pb.etcdserverpb import rpc_pb2 as pb
 from etcdpy.server.etcd_server import EtcdServer
 
@@ -34,7 +34,7 @@ class KeepAliveService:
         self._request_type: type[Message] = pb.LeaseKeepAliveRequest
 
     async def LeaseKeepAlive(
-        self, requests: AsyncIterator[bytes], context: Ctx
+        self, requests: AsyncIterator[bytes], context: CallContext
     ) -> AsyncIterator[pb.LeaseKeepAliveResponse]:
         request_type = self._request_type
         async for data in requests:
@@ -47,7 +47,7 @@ class KeepAliveService:
             yield await self.keep_alive_once(req, context)
 
     async def keep_alive_once(
-        self, req: pb.LeaseKeepAliveRequest, context: Ctx
+        self, req: pb.LeaseKeepAliveRequest, context: CallContext
     ) -> pb.LeaseKeepAliveResponse:
         """Answers one message of a keep-alive stream."""
         # The header is taken before the renew, so its revision is never past the
@@ -80,34 +80,22 @@ class LeaseService(KeepAliveService):
         super().__init__(server.fill_header, server.lease_renew)
         self._server = server
 
-    @grpc_errors
     async def LeaseGrant(
-        self, request: pb.LeaseGrantRequest, context: Ctx
+        self, request: pb.LeaseGrantRequest, context: CallContext
     ) -> pb.LeaseGrantResponse:
-        resp = await self._server.lease_grant(request)
-        self._server.fill_header(resp.header)
-        return resp
+        return await self._server.lease_grant(request)
 
-    @grpc_errors
     async def LeaseRevoke(
-        self, request: pb.LeaseRevokeRequest, context: Ctx
+        self, request: pb.LeaseRevokeRequest, context: CallContext
     ) -> pb.LeaseRevokeResponse:
-        resp = await self._server.lease_revoke(request)
-        self._server.fill_header(resp.header)
-        return resp
+        return await self._server.lease_revoke(request)
 
-    @grpc_errors
     async def LeaseTimeToLive(
-        self, request: pb.LeaseTimeToLiveRequest, context: Ctx
+        self, request: pb.LeaseTimeToLiveRequest, context: CallContext
     ) -> pb.LeaseTimeToLiveResponse:
-        resp = await self._server.lease_time_to_live(request)
-        self._server.fill_header(resp.header)
-        return resp
+        return await self._server.lease_time_to_live(request)
 
-    @grpc_errors
     async def LeaseLeases(
-        self, request: pb.LeaseLeasesRequest, context: Ctx
+        self, request: pb.LeaseLeasesRequest, context: CallContext
     ) -> pb.LeaseLeasesResponse:
-        resp = self._server.lease_leases()
-        self._server.fill_header(resp.header)
-        return resp
+        return self._server.lease_leases()

@@ -1,46 +1,60 @@
 """The member's own KV, lease and watch operations, called as a client calls them (etcd's
 v3client, which etcd's Lock and Election services are built on).
 
-Reads and writes go through a KV service of their own: the same validation, linearizable reads
-and --quota-backend-bytes check a gRPC client meets, without a connection. A watch is a watcher
-on the member's store, read as it arrives.
+Reads and writes go through a KV service of their own inside the pipeline's quota and header
+layers: the same validation, linearizable reads, --quota-backend-bytes check and response
+header a gRPC client meets, without a connection and with errors left as EtcdErrors for the
+recipes. A watch is a watcher on the member's store, read as it arrives.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any, cast
 
 from etcdpy import errors
+from etcdpy.api.cluster import fill_cluster_header
+from etcdpy.api.interceptors import Header
 from etcdpy.api.kv import KVService
-from etcdpy.api.quota import guard_services
-from etcdpy.api.status import Ctx
+from etcdpy.api.pipeline import Interceptor, Method, Unary
+from etcdpy.api.quota import Quota
+from etcdpy.api.services import SERVICES
+from etcdpy.call import CallContext
 from etcdpy.pb.etcdserverpb import rpc_pb2 as pb
 from etcdpy.pb.mvccpb.kv_pb2 import Event
+from etcdpy.server.applier import EncodedRange
 from etcdpy.server.etcd_server import EtcdServer
 
 # KVService does not read its context; a local call has none.
-_NO_CONTEXT = cast(Ctx, None)
+_NO_CONTEXT = cast(CallContext, None)
 
 
 class LocalClient:
     def __init__(self, server: EtcdServer) -> None:
         self._server = server
-        self._kv = KVService(server)
-        guard_services({"KV": self._kv}, server)  # etcd's v3client calls its quotaKVServer
+        kv = KVService(server)
+        # etcd's v3client calls its quotaKVServer: quota, then the handler, then the header.
+        interceptors: tuple[Interceptor, ...] = (
+            Quota(server, server.config.quota_bytes is not None),
+            Header(server.fill_header, lambda header: fill_cluster_header(header, server)),
+        )
+        self._range = _local(kv, "Range", interceptors)
+        self._txn = _local(kv, "Txn", interceptors)
+        self._delete = _local(kv, "DeleteRange", interceptors)
 
     async def range(self, request: pb.RangeRequest) -> pb.RangeResponse:
-        resp: Any = await self._kv.Range(request, _NO_CONTEXT)
-        if isinstance(resp, bytes):  # a large answer comes encoded already
-            return pb.RangeResponse.FromString(resp)
+        resp: Any = await self._range(request, _NO_CONTEXT)
+        if isinstance(resp, EncodedRange):  # a large answer comes encoded already
+            return pb.RangeResponse.FromString(resp.encode())
         return cast(pb.RangeResponse, resp)
 
     async def txn(self, request: pb.TxnRequest) -> pb.TxnResponse:
-        return await self._kv.Txn(request, _NO_CONTEXT)
+        return cast(pb.TxnResponse, await self._txn(request, _NO_CONTEXT))
 
     async def delete(self, key: bytes) -> pb.DeleteRangeResponse:
-        return await self._kv.DeleteRange(pb.DeleteRangeRequest(key=key), _NO_CONTEXT)
+        resp = await self._delete(pb.DeleteRangeRequest(key=key), _NO_CONTEXT)
+        return cast(pb.DeleteRangeResponse, resp)
 
     async def grant(self, ttl: int) -> int:
         """A new lease of ``ttl`` seconds; its id."""
@@ -54,6 +68,15 @@ class LocalClient:
     def watch(self, key: bytes, end: bytes | None, start_revision: int) -> LocalWatch:
         """A watcher of ``key`` (``end``: None for the key alone, else the range's end)."""
         return LocalWatch(self._server, key, end, start_revision)
+
+
+def _local(kv: KVService, name: str, interceptors: Sequence[Interceptor]) -> Unary:
+    service = SERVICES["KV"]
+    method = Method(service, service.descriptor.methods_by_name[name], implemented=True)
+    call: Unary = getattr(kv, name)
+    for interceptor in reversed(interceptors):
+        call = interceptor.unary(method, call)
+    return call
 
 
 class LocalWatch:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from etcdpy.api.maintenance_ops import MaintenanceOps
-from etcdpy.api.status import Ctx
+from etcdpy.call import CallContext
 from etcdpy.membership import changes as cluster_ops
 from etcdpy.pb.etcdserverpb import rpc_pb2 as pb
 from etcdpy.server.etcd_server import EtcdServer
@@ -13,13 +13,11 @@ class MaintenanceService(MaintenanceOps):  # ops: Hash, HashKV, Alarm, Defragmen
     def __init__(self, server: EtcdServer) -> None:
         self._server = server
 
-    async def Status(self, request: pb.StatusRequest, context: Ctx) -> pb.StatusResponse:
+    async def Status(self, request: pb.StatusRequest, context: CallContext) -> pb.StatusResponse:
         return self._server.status()
 
     async def MoveLeader(
-        self, request: pb.MoveLeaderRequest, context: Ctx
+        self, request: pb.MoveLeaderRequest, context: CallContext
     ) -> pb.MoveLeaderResponse:
         await cluster_ops.move_leader(self._server, request.targetID)
-        resp = pb.MoveLeaderResponse()
-        self._server.fill_header(resp.header)
-        return resp
+        return pb.MoveLeaderResponse()

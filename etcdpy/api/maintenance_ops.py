@@ -13,7 +13,7 @@ from google.protobuf.descriptor import MethodDescriptor
 from google.protobuf.message import DecodeError, Message
 
 from etcdpy import errors
-from etcdpy.api.status import Ctx, grpc_errors
+from etcdpy.call import CallContext
 from etcdpy.pb.etcdserverpb import rpc_pb2 as pb
 
 if TYPE_CHECKING:
@@ -23,35 +23,27 @@ if TYPE_CHECKING:
 class MaintenanceOps:
     _server: EtcdServer
 
-    @grpc_errors
-    async def Hash(self, request: pb.HashRequest, context: Ctx) -> pb.HashResponse:
+    async def Hash(self, request: pb.HashRequest, context: CallContext) -> pb.HashResponse:
         h, rev = self._server.maintenance.hash()
         resp = pb.HashResponse(hash=h)
-        resp.header.revision = rev
-        self._server.fill_header(resp.header)
+        resp.header.revision = rev  # the pipeline fills the rest of the header
         return resp
 
-    @grpc_errors
-    async def HashKV(self, request: pb.HashKVRequest, context: Ctx) -> pb.HashKVResponse:
+    async def HashKV(self, request: pb.HashKVRequest, context: CallContext) -> pb.HashKVResponse:
         h, rev, compact_rev = self._server.maintenance.hash_kv(request.revision)
         resp = pb.HashKVResponse(hash=h, compact_revision=compact_rev)
-        resp.header.revision = rev
-        self._server.fill_header(resp.header)
+        resp.header.revision = rev  # the pipeline fills the rest of the header
         return resp
 
-    @grpc_errors
-    async def Alarm(self, request: pb.AlarmRequest, context: Ctx) -> pb.AlarmResponse:
+    async def Alarm(self, request: pb.AlarmRequest, context: CallContext) -> pb.AlarmResponse:
         # etcd leaves the header of an alarm response empty.
         return await self._server.maintenance.alarm(request)
 
-    @grpc_errors
     async def Defragment(
-        self, request: pb.DefragmentRequest, context: Ctx
+        self, request: pb.DefragmentRequest, context: CallContext
     ) -> pb.DefragmentResponse:
         await self._server.maintenance.defragment()
-        resp = pb.DefragmentResponse()
-        self._server.fill_header(resp.header)
-        return resp
+        return pb.DefragmentResponse()
 
     def stream_handler(
         self, method: MethodDescriptor, request_type: type[Message], serialize: Any
@@ -60,7 +52,9 @@ class MaintenanceOps:
             raise ValueError(method.name)
         return grpc.unary_stream_rpc_method_handler(self.Snapshot, response_serializer=serialize)
 
-    async def Snapshot(self, data: bytes, context: Ctx) -> AsyncIterator[pb.SnapshotResponse]:
+    async def Snapshot(
+        self, data: bytes, context: CallContext
+    ) -> AsyncIterator[pb.SnapshotResponse]:
         try:
             pb.SnapshotRequest.FromString(data)
         except DecodeError as exc:

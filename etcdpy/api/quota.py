@@ -1,4 +1,5 @@
-"""etcd's quota check in front of writes (quotaKVServer, quotaLeaseServer).
+"""etcd's quota check in front of writes (quotaKVServer, quotaLeaseServer), a layer of the
+pipeline.
 
 A Put, a Txn that puts, or a LeaseGrant that would take the database file to
 --quota-backend-bytes raises the NOSPACE alarm (through the log) and is refused with
@@ -7,47 +8,52 @@ A Put, a Txn that puts, or a LeaseGrant that would take the database file to
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any, Protocol
 
 from etcdpy import errors
-from etcdpy.api.status import Ctx
+from etcdpy.api.pipeline import Interceptor, Method, Unary
+from etcdpy.call import CallContext
 from etcdpy.server.ops.alarms import LEASE_OVERHEAD, put_cost, txn_cost
-
-if TYPE_CHECKING:
-    from etcdpy.server.etcd_server import EtcdServer
 
 Cost = Callable[[Any], int]
 
-GUARDED: dict[str, dict[str, Cost]] = {
-    "KV": {"Put": put_cost, "Txn": txn_cost},
-    "Lease": {"LeaseGrant": lambda _req: LEASE_OVERHEAD},
+GUARDED: dict[tuple[str, str], Cost] = {
+    ("KV", "Put"): put_cost,
+    ("KV", "Txn"): txn_cost,
+    ("Lease", "LeaseGrant"): lambda _req: LEASE_OVERHEAD,
 }
 
 
-def guard_services(services: dict[str, object], server: EtcdServer) -> dict[str, object]:
-    """Wraps the quota-checked methods of the services in place (no quota: unchanged)."""
-    if server.config.quota_bytes is None:
-        return services
-    for service, methods in GUARDED.items():
-        impl = services.get(service)
-        if impl is None:
-            continue
-        for name, cost in methods.items():
-            inner = getattr(impl, name, None)
-            if inner is not None:
-                setattr(impl, name, _guarded(inner, cost, server))
-    return services
+class QuotaGate(Protocol):
+    def over_quota(self, cost: int) -> bool: ...
+
+    async def raise_nospace(self) -> None: ...
 
 
-def _guarded(
-    inner: Callable[[Any, Ctx], Awaitable[Any]], cost: Cost, server: EtcdServer
-) -> Callable[[Any, Ctx], Awaitable[Any]]:
-    async def call(request: Any, context: Ctx) -> Any:
-        maintenance = server.maintenance
-        if maintenance.over_quota(cost(request)):
-            await maintenance.raise_nospace()
-            raise errors.NoSpace()
-        return await inner(request, context)
+class QuotaMember(Protocol):
+    @property
+    def maintenance(self) -> QuotaGate: ...
 
-    return call
+
+class Quota(Interceptor):
+    """``enabled`` False (no --quota-backend-bytes): every call is handed back unchanged."""
+
+    def __init__(self, member: QuotaMember, enabled: bool) -> None:
+        self._member = member
+        self._enabled = enabled
+
+    def unary(self, method: Method, call: Unary) -> Unary:
+        cost = GUARDED.get(method.key)
+        if cost is None or not self._enabled or not method.implemented:
+            return call
+        member = self._member
+
+        async def guarded(request: Any, context: CallContext) -> Any:
+            maintenance = member.maintenance
+            if maintenance.over_quota(cost(request)):
+                await maintenance.raise_nospace()
+                raise errors.NoSpace()
+            return await call(request, context)
+
+        return guarded

@@ -18,8 +18,8 @@ from google.protobuf.descriptor import MethodDescriptor
 from google.protobuf.message import DecodeError, Message
 
 from etcdpy.api.grpc_options import GRPC_OVERHEAD_BYTES
-from etcdpy.api.status import Ctx
 from etcdpy.api.watch_encode import ResponseEncoder
+from etcdpy.call import CallContext
 from etcdpy.mvcc.watcher import WatchStream
 from etcdpy.pb.etcdserverpb import rpc_pb2 as pb
 from etcdpy.server.etcd_server import EtcdServer
@@ -68,7 +68,7 @@ class WatchService:
             config.max_request_bytes,
         )
 
-    async def Watch(self, request_iterator: AsyncIterator[bytes], context: Ctx) -> None:
+    async def Watch(self, request_iterator: AsyncIterator[bytes], context: CallContext) -> None:
         await self._serve(request_iterator, context)
 
     def stream_handler(
@@ -77,7 +77,7 @@ class WatchService:
         # Requests come in as bytes (parsed here); responses go out already encoded.
         return grpc.stream_stream_rpc_method_handler(self._serve)
 
-    async def _serve(self, request_iterator: AsyncIterator[bytes], context: Ctx) -> None:
+    async def _serve(self, request_iterator: AsyncIterator[bytes], context: CallContext) -> None:
         wake = asyncio.Event()
         stream = self._watch_stream(wake.set)
         encoder = ResponseEncoder(self._header, self._max_bytes)
@@ -129,7 +129,11 @@ class WatchService:
                 await asyncio.sleep(0.01)
 
     async def _send_loop(
-        self, stream: WatchStream, context: Ctx, wake: asyncio.Event, encoder: ResponseEncoder
+        self,
+        stream: WatchStream,
+        context: CallContext,
+        wake: asyncio.Event,
+        encoder: ResponseEncoder,
     ) -> None:
         write = context.write
         while True:

@@ -1,7 +1,10 @@
 """The JSON gateway under /v3/ (etcd's grpc-gateway), for curl, Patroni and other HTTP clients.
 
-Like etcd's, it is a gRPC client of this member's own gRPC server (over the private unix
-socket), so every answer is the gRPC answer: the same validation, quota, errors and metrics.
+It calls the member's handlers in process, through ``invoke`` and the same built handlers
+its gRPC server runs (etcdpy.api.pipeline), so every answer is the gRPC answer: the same
+validation, quota, learner guard, errors and metrics, without the gRPC client and connection
+etcd's gateway goes through. (In front-end mode the gateway runs in the core: front-ends relay
+HTTP to it.)
 The JSON mapping is protobuf's own (json_format): bytes as base64, 64-bit integers as strings,
 proto field names, zero values left out, unknown fields ignored. Errors are grpc-gateway's: an
 HTTP status derived from the gRPC code and {"error": ..., "message": ..., "code": ...}.
@@ -13,8 +16,9 @@ keep-alive ends once its requests are answered, a watch goes on until the client
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +27,7 @@ from google.protobuf import json_format
 from google.protobuf.message import Message
 
 from etcdpy.api.services import SERVICES
+from etcdpy.call import Handler, invoke
 from etcdpy.clientport.http1 import (
     HttpRequest,
     HttpResponse,
@@ -30,8 +35,16 @@ from etcdpy.clientport.http1 import (
     StreamingResponse,
     text_error,
 )
+from etcdpy.h2grpc.context import CallContext
 
 JSON = "application/json"
+# The peer a handler sees for a gateway call.
+GATEWAY_PEER = "unix:gateway"
+# grpc-go's status messages stop there (etcdpy.h2grpc.calls), as they did on the way back
+# through a gRPC connection.
+_MAX_STATUS_MESSAGE = 8192
+# Responses of a stream waiting for the HTTP client: the handler waits beyond that.
+_STREAM_BUFFER = 16
 
 # etcd's google.api.http annotations: path -> (service, method) (etcdpy.api.services).
 ROUTES: dict[str, tuple[str, str]] = {
@@ -196,28 +209,26 @@ def parse_stream(
 
 
 class Gateway:
-    def __init__(self, grpc_target: str) -> None:
-        self._target = grpc_target
-        self._routes = _routes()
-        self._channel: grpc.aio.Channel | None = None
+    """``handlers``: the member's built handlers by gRPC path (those its gRPC server serves);
+    ``max_receive_bytes``: the gRPC server's message limit, which a request meets here too."""
 
-    def _get_channel(self) -> grpc.aio.Channel:
-        if self._channel is None:
-            self._channel = grpc.aio.insecure_channel(
-                self._target,
-                options=[
-                    ("grpc.max_receive_message_length", -1),
-                    # Oversized requests go through, so the server answers them as it answers
-                    # any client ("etcdserver: request is too large").
-                    ("grpc.max_send_message_length", -1),
-                ],
-            )
-        return self._channel
+    def __init__(self, handlers: Mapping[str, Handler], max_receive_bytes: int) -> None:
+        self._handlers = handlers
+        self._max_receive = max_receive_bytes
+        self._routes = _routes()
 
     async def close(self) -> None:
-        if self._channel is not None:
-            await self._channel.close(None)
-            self._channel = None
+        """Nothing to close: the calls are in process."""
+
+    def _too_large(self, data: bytes) -> tuple[int, str] | None:
+        # Oversized requests reach the server, which answers them as it answers any client.
+        if len(data) > self._max_receive:
+            code = grpc.StatusCode.RESOURCE_EXHAUSTED.value[0]
+            return (
+                code,
+                f"grpc: received message larger than max ({len(data)} vs. {self._max_receive})",
+            )
+        return None
 
     async def __call__(self, request: HttpRequest) -> Response:
         route = self._routes.get(request.path)
@@ -242,15 +253,15 @@ class Gateway:
             messages = [route.request_type()]
         if route.server_streaming:
             return self._streaming(route, messages)
-        call = self._get_channel().unary_unary(
-            route.path,
-            request_serializer=_serialize,
-            response_deserializer=route.response_type.FromString,
-        )
-        try:
-            response = await call(messages[0])
-        except grpc.aio.AioRpcError as err:
-            return error_response(err.code().value[0], err.details() or "")
+        data = messages[0].SerializeToString()
+        refused = self._too_large(data)
+        if refused is not None:
+            return error_response(*refused)
+        context = _gateway_context(None)
+        code, details, payload = await invoke(self._handlers[route.path], data, context)
+        if code:
+            return error_response(code, details[:_MAX_STATUS_MESSAGE])
+        response = route.response_type.FromString(payload)
         return HttpResponse(200, to_json(response).encode(), JSON)
 
     def _streaming(self, route: Route, messages: list[Message]) -> StreamingResponse:
@@ -261,31 +272,49 @@ class Gateway:
     async def _stream(
         self, route: Route, messages: list[Message], response: StreamingResponse
     ) -> AsyncIterator[bytes]:
-        channel = self._get_channel()
-        deserialize = route.response_type.FromString
-        call: Any
-        if route.client_streaming:
-            stub = channel.stream_stream(
-                route.path, request_serializer=_serialize, response_deserializer=deserialize
+        handler = self._handlers[route.path]
+        encoded = [message.SerializeToString() for message in messages]
+        outcome: tuple[int, str, Any] | None = None
+        for data in encoded:
+            refused = self._too_large(data)
+            if refused is not None:
+                outcome = (*refused, None)
+                break
+        # The handler's messages wait here for the HTTP client (a few at most: a slow reader
+        # slows its stream's handler, as a full HTTP/2 window does).
+        queue: asyncio.Queue[bytes | tuple[int, str, Any]] = asyncio.Queue(_STREAM_BUFFER)
+        serialize = handler.response_serializer
+
+        async def write(message: Any) -> None:
+            await queue.put(serialize(message) if serialize is not None else message)
+
+        async def run() -> None:
+            request: Any = (
+                _requests(encoded, handler.request_deserializer)
+                if route.client_streaming
+                else encoded[0]
             )
-            call = stub(_requests(messages))
-        else:
-            stub_us = channel.unary_stream(
-                route.path, request_serializer=_serialize, response_deserializer=deserialize
-            )
-            call = stub_us(messages[0])
+            await queue.put(await invoke(handler, request, _gateway_context(write), route.path))
+
+        task = asyncio.get_running_loop().create_task(run()) if outcome is None else None
+        parse = route.response_type.FromString
         sent = False
         try:
-            async for answer in call:
-                yield b'{"result":' + to_json(answer).encode() + b"}\n"
+            while outcome is None:
+                item = await queue.get()
+                if isinstance(item, tuple):
+                    outcome = item
+                    break
+                yield b'{"result":' + to_json(parse(item)).encode() + b"}\n"
                 sent = True
-        except grpc.aio.AioRpcError as err:
-            code = err.code().value[0]
-            if not sent:  # the head is not out yet: grpc-gateway's status for the code
-                response.status = HTTP_STATUS.get(code, 500)
-            yield _stream_error(code, err.details() or "")
+            code, details, _ = outcome
+            if code:
+                if not sent:  # the head is not out yet: grpc-gateway's status for the code
+                    response.status = HTTP_STATUS.get(code, 500)
+                yield _stream_error(code, details[:_MAX_STATUS_MESSAGE])
         finally:
-            call.cancel()
+            if task is not None:
+                task.cancel()  # nothing when it ended; else the HTTP client went away
 
 
 async def _no_chunks() -> AsyncIterator[bytes]:
@@ -293,11 +322,11 @@ async def _no_chunks() -> AsyncIterator[bytes]:
     yield b""  # an async generator with nothing in it
 
 
-async def _requests(messages: list[Message]) -> AsyncIterator[Message]:
-    """The body's requests; the end of the iterator half-closes the call."""
-    for message in messages:
-        yield message
+async def _requests(encoded: list[bytes], deserialize: Any) -> AsyncIterator[Any]:
+    """The body's requests, as a stream's handler reads them; their end half-closes the call."""
+    for data in encoded:
+        yield deserialize(data) if deserialize is not None else data
 
 
-def _serialize(message: Message) -> bytes:
-    return message.SerializeToString()
+def _gateway_context(write: Any) -> CallContext:
+    return CallContext([], GATEWAY_PEER, None, write)

@@ -7,8 +7,8 @@ and an escape hatch.
 
 With ``--frontend-processes`` N >= 2 the client URLs are served by N front-end processes
 (etcdpy.frontend); this process then listens only on private unix sockets: HTTP (connections
-relayed by the front-ends, and the gateway's own gRPC connection) and the core link (their
-calls).
+relayed by the front-ends) and the core link (their calls). The JSON gateway calls the
+handlers in process.
 """
 
 from __future__ import annotations
@@ -89,12 +89,10 @@ class ClientListeners:
         max_body = HTTP_BODY_OVERHEAD * config.max_request_bytes + 64 * 1024
         try:
             if self._direct is None:
-                self._socket = private = PrivateSocket()
-                self._gateway = Gateway(private.grpc_address)
+                self._gateway = self._new_gateway()
                 api = HttpApi(self._server, self.registry, self._gateway)
                 front = ClientFront(api, self._grpc, max_body)
                 self._fronts.append(front)
-                await front.listen_unix(private.path)  # the gateway's gRPC connection
                 # Listening sockets of our own: connections queue in their backlog until
                 # serve() (asyncio would only call listen() when it starts serving).
                 [sockets] = bind_client_sockets(config.listen_client_urls, 1)
@@ -144,14 +142,13 @@ class ClientListeners:
             log.error("cannot listen", error=str(exc))
             return False
         self._socket = private = PrivateSocket()
-        self._gateway = Gateway(private.grpc_address)
+        self._gateway = self._new_gateway()
         api = HttpApi(
             self._server, self.registry, self._gateway, before_scrape=self._collect_frontend_stats
         )
         front = ClientFront(api, self._grpc, max_body)
         self._fronts.append(front)
         try:
-            await front.listen_unix(private.path)  # the gateway's gRPC connection
             await front.listen_unix(private.sibling(CORE_HTTP_SOCKET))
         except OSError as exc:
             log.error("cannot listen", error=str(exc))
@@ -181,6 +178,11 @@ class ClientListeners:
             log.error("cannot listen", error=str(exc))
             return False
         return True
+
+    def _new_gateway(self) -> Gateway:
+        # The gRPC server's handlers and message limit: a gateway call is a gRPC call.
+        limit = self._server.config.max_request_bytes + GRPC_OVERHEAD_BYTES
+        return Gateway(self._handlers, limit)
 
     def _replica_args(self) -> list[str]:
         """What a front-end needs to serve reads and watches from the backend file."""

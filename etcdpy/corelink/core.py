@@ -1,11 +1,11 @@
-"""The core's end of the core link: each call is run by the same method handler (metrics, quota
-guard, parsing, errors) that the core's own gRPC server would run for it."""
+"""The core's end of the core link: each call is run by ``invoke`` with the same built handler
+(the pipeline's metrics, codec, errors, learner guard, quota, header: etcdpy.api.pipeline) that
+the core's own gRPC server would run for it."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
@@ -13,6 +13,7 @@ import grpc
 import structlog
 
 from etcdpy import errors
+from etcdpy.call import invoke
 from etcdpy.corelink.wire import (
     CANCEL,
     CREDIT,
@@ -37,7 +38,7 @@ from etcdpy.corelink.wire import (
     encode_renewals,
     encode_response,
 )
-from etcdpy.h2grpc.context import CallAborted, CallContext
+from etcdpy.h2grpc.context import CallContext
 from etcdpy.outbox import Outbox
 
 if TYPE_CHECKING:
@@ -71,7 +72,7 @@ class _Method:
         self.handler = handler
         self.unary = handler.unary_unary is not None
         self.streaming_requests = handler.request_streaming
-        self.deserialize = handler.request_deserializer or _identity
+        self.deserialize = handler.request_deserializer or _identity  # a stream's messages
         self.serialize = handler.response_serializer or _identity
 
 
@@ -104,44 +105,25 @@ class _CoreStream:
             yield deserialize(data)
 
     async def send(self, message: Any) -> None:
+        await self._send_encoded(self._method.serialize(message))
+
+    async def _send_encoded(self, data: bytes) -> None:
         while self._credit <= 0:
             self._credit_event.clear()
             await self._credit_event.wait()
         self._credit -= 1
-        self._link.reply(self._call_id, STREAM_MESSAGE, self._method.serialize(message))
+        self._link.reply(self._call_id, STREAM_MESSAGE, data)
 
     async def run(self, first: bytes) -> None:
         method = self._method
-        context = _link_context(self)
-        handler = method.handler
-        code, details = _OK, b""
+        request: Any = self.requests() if method.streaming_requests else first
+        code, details = _CANCELLED, "call cancelled"
         try:
-            if method.streaming_requests:
-                behavior = handler.stream_stream or handler.stream_unary
-                argument: Any = self.requests()
-            else:
-                behavior = handler.unary_stream
-                argument = method.deserialize(first)
-            assert behavior is not None
-            result: Any = behavior(argument, cast(Any, context))
-            if inspect.isasyncgen(result):
-                async for message in result:
-                    await self.send(message)
-            else:
-                response = await result
-                if response is not None:  # stream-unary (none in etcd's API) or a handler's end
-                    await self.send(response)
-        except CallAborted:
-            status = context.code()
-            code = status.value[0] if status is not None else _UNKNOWN
-            details = context.details().encode()
-        except asyncio.CancelledError:
-            code, details = _CANCELLED, b"call cancelled"
-        except Exception as exc:
-            log.exception("core link: unexpected error in stream handler")
-            code, details = _UNKNOWN, f"Unexpected {type(exc)}: {exc}".encode()
+            code, details, response = await invoke(method.handler, request, _link_context(self))
+            if response is not None:  # stream-unary (none in etcd's API): its one message
+                await self._send_encoded(response)
         finally:
-            self._link.end_stream(self._call_id, code, details)
+            self._link.end_stream(self._call_id, code, details.encode())
 
 
 class _LinkProtocol(asyncio.Protocol):
@@ -248,24 +230,17 @@ class _LinkProtocol(asyncio.Protocol):
         return task
 
     async def _call(self, call_id: int, method: _Method, payload: bytes) -> None:
-        context = _link_context()
-        behavior = method.handler.unary_unary
-        assert behavior is not None
         try:
-            response = await behavior(method.deserialize(payload), cast(Any, context))
-            self.reply(call_id, _OK, method.serialize(response))
-        except CallAborted:
-            code = context.code()
-            number = code.value[0] if code is not None else _UNKNOWN
-            self.reply(call_id, number, context.details().encode())
+            code, details, response = await invoke(method.handler, payload, _link_context())
         except asyncio.CancelledError:
             self.reply(call_id, _CANCELLED, b"call cancelled")
             raise
-        except Exception as exc:  # what grpc.aio answers for an exception a handler lets out
-            log.exception("core link: unexpected error in handler")
-            self.reply(call_id, _UNKNOWN, f"Unexpected {type(exc)}: {exc}".encode())
         finally:
             self._calls.pop(call_id, None)
+        if code:
+            self.reply(call_id, code, details.encode())
+        else:
+            self.reply(call_id, _OK, response)
 
     def _subscribe(self, call_id: int) -> None:
         feed = self._server.feed

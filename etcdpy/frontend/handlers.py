@@ -17,7 +17,7 @@ import grpc
 from etcdpy.api.services import SERVICES
 from etcdpy.corelink.client import CoreLinkClient, CoreLinkLost, LinkStream
 from etcdpy.corelink.errors import CORE_UNREACHABLE, status_code
-from etcdpy.corelink.wire import METHOD_NUMBER, PACKAGE, STREAM_MESSAGE
+from etcdpy.corelink.wire import METHOD_NUMBER, STREAM_MESSAGE
 
 if TYPE_CHECKING:
     from etcdpy.corelink.stats import ReadCounts
@@ -127,11 +127,15 @@ def local_handlers(
     max_txn_ops: int,
 ) -> Handlers:
     """KV.Range, read-only KV.Txn and Watch.Watch from the front-end's replica, and
-    LeaseKeepAlive with batched renewals, through the same parsing, error mapping, learner
-    guard and counters as the core's handlers (etcdpy.api.grpc_server)."""
-    from etcdpy.api.grpc_server import service_handlers
-    from etcdpy.api.learner_guard import guard_learner_services
+    LeaseKeepAlive with batched renewals, through the same pipeline as the core's handlers
+    (etcdpy.api.pipeline) but for quota and header: a front-end proposes nothing itself, and
+    LocalKV fills the header of what it answers (what it hands to the core comes back with the
+    core's header)."""
+    from etcdpy.api.grpc_metrics import Metrics
+    from etcdpy.api.interceptors import Auth, Codec, MapErrors
+    from etcdpy.api.learner_guard import LearnerGuard
     from etcdpy.api.lease import KeepAliveService
+    from etcdpy.api.pipeline import build_handlers as build_pipeline
     from etcdpy.api.watch import WatchService
     from etcdpy.frontend.keepalive import RenewBatcher
     from etcdpy.frontend.local_reads import LocalKV, ReadIndexBatcher
@@ -148,10 +152,6 @@ def local_handlers(
         "Watch": WatchService(watch_stream, header, *watch_settings),
         "Lease": KeepAliveService(replica.fill_header, RenewBatcher(link).renew),
     }
-    guard_learner_services(services, replica)
-    handlers: Handlers = {}
+    interceptors = (Metrics(stats), Codec(), MapErrors(), Auth(), LearnerGuard(replica))
     local = (("KV", "Range"), ("KV", "Txn"), ("Watch", "Watch"), ("Lease", "LeaseKeepAlive"))
-    for service, method in local:
-        path = f"/{PACKAGE}.{service}/{method}"
-        handlers[path] = service_handlers(service, services[service], stats)[path]
-    return handlers
+    return build_pipeline(services, interceptors, only=local)

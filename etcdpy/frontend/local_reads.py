@@ -23,7 +23,7 @@ import structlog
 
 from etcdpy import errors
 from etcdpy.api import txn_checks
-from etcdpy.api.status import Ctx
+from etcdpy.call import CallContext
 from etcdpy.corelink.client import CoreLinkClient, CoreLinkLost
 from etcdpy.corelink.errors import CORE_UNREACHABLE, link_error
 from etcdpy.corelink.stats import ReadCounts
@@ -110,7 +110,9 @@ class LocalKV:
         self._counts = counts
         self._max_txn_ops = max_txn_ops
 
-    async def Range(self, request: pb.RangeRequest, context: Ctx) -> pb.RangeResponse | bytes:
+    async def Range(
+        self, request: pb.RangeRequest, context: CallContext
+    ) -> pb.RangeResponse | bytes:
         txn_checks.check_range(request)
         resp = await self._read(request, request.serializable, _range_on, RANGE_METHOD, context)
         if isinstance(resp, EncodedRange):
@@ -118,7 +120,7 @@ class LocalKV:
         assert isinstance(resp, pb.RangeResponse)
         return resp
 
-    async def Txn(self, request: pb.TxnRequest, context: Ctx) -> pb.TxnResponse:
+    async def Txn(self, request: pb.TxnRequest, context: CallContext) -> pb.TxnResponse:
         txn_checks.check_txn(request, self._max_txn_ops)
         if not is_txn_read_only(request):
             resp = await self._call_core(TXN_METHOD, request, context)
@@ -136,7 +138,7 @@ class LocalKV:
         serializable: bool,
         evaluate: Callable[[ReplicaStore, Any], pb.RangeResponse | pb.TxnResponse | EncodedRange],
         method: int,
-        context: Ctx,
+        context: CallContext,
     ) -> pb.RangeResponse | pb.TxnResponse | EncodedRange:
         try:
             if not serializable:
@@ -178,7 +180,7 @@ class LocalKV:
         self._counts.forwarded += 1
         return await self._call(method, request)
 
-    async def _call_core(self, method: int, request: pb.TxnRequest, context: Ctx) -> Any:
+    async def _call_core(self, method: int, request: pb.TxnRequest, context: CallContext) -> Any:
         try:
             return await self._call(method, request)
         except CoreLinkLost:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import inspect
 import zlib
 from collections.abc import AsyncIterator, Callable
 from typing import Any, Protocol
@@ -21,8 +20,9 @@ from typing import Any, Protocol
 import grpc
 import structlog
 
+from etcdpy.call import invoke
 from etcdpy.h2grpc import frames as f
-from etcdpy.h2grpc.context import CallAborted, CallContext
+from etcdpy.h2grpc.context import CallContext
 from etcdpy.h2grpc.events import RequestHead
 from etcdpy.h2grpc.limits import Limits
 
@@ -302,34 +302,15 @@ async def _run(stream: Stream, method: grpc.RpcMethodHandler[Any, Any], data: by
             await raw_write(serialize(message) if serialize is not None else message)
 
     context = CallContext(stream.head.headers, stream.conn.peer, stream.deadline, write)
+    request: Any = stream.requests(deserialize) if method.request_streaming else data
     try:
-        if method.request_streaming:
-            request: Any = stream.requests(deserialize)
-        else:
-            assert data is not None
-            request = deserialize(data) if deserialize is not None else data
-        behavior: Any = (
-            method.unary_unary or method.unary_stream or method.stream_unary or method.stream_stream
-        )
-        result = behavior(request, context)  # grpc.aio's handler signature
-        if inspect.isasyncgen(result):
-            async for message in result:
-                await context.write(message)
-            response = None
-        else:
-            response = await result
-        code = context.code()
-        if code is not None and code != grpc.StatusCode.OK:
-            stream.finish(code.value[0], context.details())
-            return
-        if response is not None and not streaming_out:
-            stream.send_message(serialize(response) if serialize is not None else response)
-        stream.finish(_OK, "")
-    except CallAborted:
-        code = context.code()
-        stream.finish(_UNKNOWN if code is None else code.value[0], context.details())
+        code, details, response = await invoke(method, request, context, stream.head.path)
     except asyncio.CancelledError:
         stream.finish(_CANCELLED, "context canceled")  # no-op when the stream is gone
-    except Exception as exc:
-        log.exception("gRPC handler failed", method=stream.head.path.decode(errors="replace"))
-        stream.finish(_UNKNOWN, f"Unexpected {type(exc)}: {exc}")
+        return
+    if code:
+        stream.finish(code, details)
+        return
+    if response is not None and not streaming_out:
+        stream.send_message(response)  # invoke serialized it
+    stream.finish(_OK, "")

@@ -1,4 +1,5 @@
-"""The context a handler gets: the part of grpc.aio's ``ServicerContext`` etcdpy's services use."""
+"""The context a handler gets: etcdpy's CallContext (etcdpy.api.context), the part of grpc.aio's
+``ServicerContext`` etcdpy's services use."""
 
 from __future__ import annotations
 
@@ -9,15 +10,14 @@ from typing import Any, NoReturn
 
 import grpc
 
-Metadata = tuple[tuple[str, str | bytes], ...]
+from etcdpy.call import CallAborted, Metadata
+
+__all__ = ["CallAborted", "CallContext", "metadata_of"]
+
 # Headers of the protocol itself, not the caller's metadata.
 _TRANSPORT_HEADERS = frozenset(
     {"te", "content-type", "grpc-timeout", "grpc-encoding", "grpc-accept-encoding"}
 )
-
-
-class CallAborted(Exception):
-    """Raised by ``abort``, as grpc.aio raises its AbortError: the call ends with the status."""
 
 
 def metadata_of(headers: list[tuple[bytes, bytes]]) -> Metadata:

@@ -22,6 +22,7 @@ from typing import Any, Protocol
 import structlog
 
 from etcdpy import ETCD_API_VERSION, errors
+from etcdpy.config import EnvKnobs
 from etcdpy.membership import store as member_store
 from etcdpy.membership.changes import MembershipHost, learner_ready_error
 from etcdpy.membership.members import (
@@ -36,7 +37,7 @@ from etcdpy.pb.etcdserverpb import raft_internal_pb2 as internalpb
 from etcdpy.pb.membershippb import membership_pb2 as memberpb
 from etcdpy.peer.probe import PeerProber
 from etcdpy.peer.tls import PeerTLS, load_peer_tls
-from etcdpy.peer.transport import PeerTransport, peer_rpc
+from etcdpy.peer.transport import PeerFaults, PeerTransport, peer_rpc
 from etcdpy.raft.errors import RaftError
 from etcdpy.raft.types import (
     ConfChange,
@@ -76,6 +77,12 @@ class ClusterHost(MembershipHost, Protocol):
 
     @property
     def role(self) -> StateType: ...
+
+    @property
+    def knobs(self) -> EnvKnobs: ...
+
+    @property
+    def peer_faults(self) -> PeerFaults | None: ...
 
     @property
     def data_dir(self) -> Path: ...

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from structlog.testing import capture_logs
@@ -24,19 +24,24 @@ def test_slow_request_warning_names_the_raft_request_id_of_its_own_call(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(grpc_metrics, "SLOW_REQUEST_SECONDS", 0.0)  # every call is "slow"
-    stats = GrpcStats().method("etcdserverpb.KV", "Put", "unary")
+    totals = GrpcStats()
+    stats = totals.method("etcdserverpb.KV", "Put", "unary")
 
-    async def behavior(request: int, context: Any) -> str:
-        if request:
-            RAFT_REQUEST_ID.set(request)  # what EtcdServer.propose does
-        return "ok"
+    async def behavior(request: bytes, context: Any) -> bytes:
+        request_id = int.from_bytes(request)
+        if request_id:
+            RAFT_REQUEST_ID.set(request_id)  # what EtcdServer.propose does
+        return b"ok"
 
-    call = grpc_metrics._wrap_coroutine(behavior, stats, warn_slow=True)
+    call = grpc_metrics._count_unary(behavior, stats, totals)  # the Metrics interceptor's layer
+
+    async def one(request: bytes) -> None:
+        await call(request, cast(Any, None))
 
     async def calls() -> None:
         # every gRPC call is a task of its own: one call's id never reaches the next call
         for request_id in (0x1F2E, 0, 0x3D):
-            await asyncio.create_task(call(request_id, None))
+            await asyncio.create_task(one(request_id.to_bytes(2)))
 
     with capture_logs() as logs:
         asyncio.run(calls())
