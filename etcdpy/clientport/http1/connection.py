@@ -2,10 +2,14 @@
 
 h11 parses every request and keeps the connection's state (framing of bodies, keep-alive,
 pipelining: a request that arrives during a response waits in h11's buffer). Requests h11 or Go
-refuse get Go's raw answer (``go_answers``). Response heads are written here rather than by
-h11's writer, in the order and with the headers etcd's Go server sends, and because h11's writer
-validates every header twice (~20 us a response, measured); h11 is told the same status and
-framing, so its state machine stays the one that decides what comes next.
+refuse get Go's raw answer (``go_answers``).
+
+Response heads and bodies are written here rather than by h11's writer, in the order and with
+the headers etcd's Go server sends. h11 is told each response as one of a few cached events
+(status; length or chunked; close or not): its state machine still decides what comes next, but
+it neither validates our headers again nor copies a body it would not write (~20 us a response,
+measured). A whole body is announced to it as Content-Length 0: its bytes are discarded and none
+of its state depends on the length.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from email.utils import formatdate
+from functools import lru_cache
 from http import HTTPStatus
 from urllib.parse import parse_qs, urlsplit
 
@@ -60,14 +65,19 @@ class _Date:
 date = _Date()
 
 
-def _head_bytes(
-    status: int, content_type: str, headers: list[tuple[str, str]], framing: str, close: bool
-) -> bytes:
+@lru_cache(maxsize=128)
+def _status_line(status: int) -> str:
     try:
         reason = HTTPStatus(status).phrase
     except ValueError:
         reason = "Status"
-    lines = [f"HTTP/1.1 {status} {reason}", *_CORS, f"Content-Type: {content_type}"]
+    return f"HTTP/1.1 {status} {reason}"
+
+
+def _head_bytes(
+    status: int, content_type: str, headers: list[tuple[str, str]], framing: str, close: bool
+) -> bytes:
+    lines = [_status_line(status), *_CORS, f"Content-Type: {content_type}"]
     lines.extend(f"{k}: {v}" for k, v in headers)
     lines.append(f"Date: {date.get()}")
     if framing:
@@ -79,6 +89,18 @@ def _head_bytes(
 
 def _new_h11() -> h11.Connection:
     return h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEADER_BYTES)
+
+
+_END = h11.EndOfMessage()
+
+
+@lru_cache(maxsize=256)
+def _h11_response(status: int, chunked: bool, close: bool) -> h11.Response:
+    """What h11 is told of a response: events are immutable, so one per kind is built (and
+    validated) once."""
+    framing = (b"transfer-encoding", b"chunked") if chunked else (b"content-length", b"0")
+    headers = [framing, (b"connection", b"close")] if close else [framing]
+    return h11.Response(status_code=status, headers=headers)
 
 
 class Http1Connection:
@@ -97,6 +119,7 @@ class Http1Connection:
         self.wants_close = False  # the request asked to close after its answer
         self._keep_alive_10 = False  # HTTP/1.0 with keep-alive: Go serves it, h11 closes
         self._is_head = False
+        self._unread = False  # bytes h11 has not parsed yet (else next_event needs more)
 
     # -- input ----------------------------------------------------------------------------
 
@@ -104,8 +127,11 @@ class Http1Connection:
         if self._h11.their_state is h11.IDLE and len(self._head) <= MAX_HEADER_BYTES:
             self._head += data
         self._h11.receive_data(data)
+        self._unread = True
 
     def next_event(self) -> HttpRequest | Send | None:
+        if not self._unread:
+            return None  # h11 would say NEED_DATA: its buffer is empty
         conn = self._h11
         while True:
             try:
@@ -137,15 +163,17 @@ class Http1Connection:
                 conn.send(h11.InformationalResponse(status_code=100, headers=[]))
                 return Send(_CONTINUE)
             else:  # NEED_DATA, PAUSED (our answer is due first), ConnectionClosed
+                self._unread = event is not h11.NEED_DATA
                 return None
 
     def _begin(self, event: h11.Request) -> Send | None:
-        refusal = go_answers.go_refusal(event.http_version, event.headers)
+        raw_headers = event.headers.raw_items()  # a plain list: h11's Headers iterate slowly
+        refusal = go_answers.go_refusal(event.http_version, raw_headers)
         if refusal is not None:
             return Send(refusal, close=True)
         headers: dict[str, str] = {}
-        for raw_name, raw_value in event.headers:
-            name = raw_name.decode("latin-1")
+        for raw_name, raw_value in raw_headers:
+            name = raw_name.decode("latin-1").lower()
             value = raw_value.decode("latin-1")
             headers[name] = f"{headers[name]}, {value}" if name in headers else value
         expect = headers.get("expect")
@@ -184,18 +212,15 @@ class Http1Connection:
     def whole(self, response: HttpResponse, close: bool = False) -> bytes:
         """A response with a Content-Length (no body for HEAD, as Go)."""
         close = close or self.wants_close
-        body = response.body
-        length = str(len(body))
-        self._tell_h11(response.status, [(b"content-length", length.encode())], close)
         conn = self._h11
-        if body and not self._is_head:
-            conn.send(h11.Data(data=body))
-        conn.send(h11.EndOfMessage())
+        conn.send(_h11_response(response.status, False, close))
+        conn.send(_END)
+        body = response.body
         head = _head_bytes(
             response.status,
             response.content_type,
             response.headers,
-            f"Content-Length: {length}",
+            f"Content-Length: {len(body)}",
             close,
         )
         return head if self._is_head else head + body
@@ -207,7 +232,7 @@ class Http1Connection:
         close, as from Go and h11)."""
         old_client = self._h11.their_http_version != b"1.1"
         close = close or self.wants_close or old_client
-        self._tell_h11(status, [(b"transfer-encoding", b"chunked")], close)
+        self._h11.send(_h11_response(status, True, close))
         framing = "" if old_client else "Transfer-Encoding: chunked"
         return _head_bytes(status, content_type, headers, framing, close)
 
@@ -215,12 +240,7 @@ class Http1Connection:
         return self._h11.send(h11.Data(data=data))
 
     def stream_end(self) -> bytes:
-        return self._h11.send(h11.EndOfMessage())
-
-    def _tell_h11(self, status: int, framing: list[tuple[bytes, bytes]], close: bool) -> None:
-        if close:
-            framing.append((b"connection", b"close"))
-        self._h11.send(h11.Response(status_code=status, headers=framing))
+        return self._h11.send(_END)
 
     # -- between requests -------------------------------------------------------------------
 
@@ -235,6 +255,8 @@ class Http1Connection:
             conn.receive_data(leftover)
         else:
             return False
-        self._head = bytearray(conn.trailing_data[0])
+        leftover = conn.trailing_data[0]
+        self._head = bytearray(leftover)
+        self._unread = bool(leftover)
         self._is_head = False
         return True

@@ -78,11 +78,11 @@ def classify_bad_head(head: bytes, status_hint: int) -> bytes:
 
 def go_refusal(version: bytes, headers: Iterable[tuple[bytes, bytes]]) -> bytes | None:
     """What Go refuses in a head h11 accepted: a major version other than 1, a malformed Host,
-    control characters in a value. None when Go would serve it."""
+    control characters in a value. None when Go would serve it. Names in any case."""
     if not version.startswith(b"1."):
         return VERSION_NOT_SUPPORTED
     for name, value in headers:
-        if name == b"host" and _HOST.fullmatch(value) is None:
+        if len(name) == 4 and name.lower() == b"host" and _HOST.fullmatch(value) is None:
             return MALFORMED_HOST
         if _CTL.search(value) is not None:
             return INVALID_HEADER_VALUE
