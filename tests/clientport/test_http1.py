@@ -270,6 +270,10 @@ def go_refusal(public: bytes, body: bytes | None = None) -> bytes:
             b"GET / HTTP/1.1\r\nHost: a b\r\n\r\n",
             go_refusal(b"400 Bad Request: malformed Host header"),
         ),
+        (  # Go checks the Host before the values, wherever they are
+            b"GET / HTTP/1.1\r\nX-A: a\x01b\r\nHost: a b\r\n\r\n",
+            go_refusal(b"400 Bad Request: malformed Host header"),
+        ),
         (
             b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n",
             go_refusal(b"400 Bad Request"),
