@@ -60,9 +60,9 @@ class PeerSide(Protocol):
     def peer_tls(self) -> PeerTLS: ...
 
 
-class MembershipHost(Protocol):
-    """What a membership change or a leader transfer needs of the member (an EtcdServer): the
-    membership it knows, its raft node, and a waiter for the change's apply."""
+class MemberIdentity(Protocol):
+    """Who the member is and which cluster it knows (an EtcdServer's), as most of its parts
+    read it."""
 
     @property
     def config(self) -> ServerConfig: ...
@@ -75,6 +75,11 @@ class MembershipHost(Protocol):
 
     @property
     def leader_id(self) -> int: ...
+
+
+class MembershipHost(MemberIdentity, Protocol):
+    """What a membership change or a leader transfer needs of the member (an EtcdServer): the
+    membership it knows, its raft node, and a waiter for the change's apply."""
 
     @property
     def raft(self) -> RaftHandle: ...

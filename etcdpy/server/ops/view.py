@@ -8,29 +8,16 @@ from collections.abc import Iterable
 from typing import Protocol
 
 from etcdpy import ETCD_API_VERSION
-from etcdpy.config import ServerConfig
-from etcdpy.membership.members import Cluster
+from etcdpy.membership.changes import MemberIdentity
 from etcdpy.mvcc.backend import Backend
-from etcdpy.mvcc.watchable_store import WatchableStore
-from etcdpy.observability.metrics import ServerMetrics, ServerState
+from etcdpy.observability.metrics import ServerState
 from etcdpy.raft.types import StateType
+from etcdpy.server.ops.defrag import DefragHost
 
 
-class ViewedMember(Protocol):
+class ViewedMember(MemberIdentity, DefragHost, Protocol):
     """The member's state the metrics and health endpoints read (an EtcdServer's). Its lease
     driver, which exists only once the member has started, is read if it is there."""
-
-    @property
-    def config(self) -> ServerConfig: ...
-
-    @property
-    def cluster(self) -> Cluster: ...
-
-    @property
-    def member_id(self) -> int: ...
-
-    @property
-    def leader_id(self) -> int: ...
 
     @property
     def role(self) -> StateType: ...
@@ -43,15 +30,6 @@ class ViewedMember(Protocol):
 
     @property
     def pending_proposals(self) -> int: ...
-
-    @property
-    def backend(self) -> Backend: ...
-
-    @property
-    def kv(self) -> WatchableStore: ...
-
-    @property
-    def metrics(self) -> ServerMetrics: ...
 
 
 def cluster_version() -> str:
