@@ -548,7 +548,7 @@ def check_join_existing(cfg: ServerConfig) -> None:
 
 # -- environment knobs ------------------------------------------------------------------------
 # Settings etcd has no flag for: debugging aids and test-only fault injection. This is the one
-# place that reads them; the entry points (etcdpy.cli.run, etcdpy.frontend.process) call
+# place that reads them; the entry points (etcdpy.cli.run, etcdpy.cli.frontend_run) call
 # ``EnvKnobs.from_environ(os.environ)`` once and pass the values on. A member's front-end
 # processes inherit its environment, so both see the same knobs.
 

@@ -65,16 +65,6 @@ MAY_IMPORT: dict[str, frozenset[str]] = {
 # Arrows against the layers that are left on purpose: (module, package it imports) -> why.
 EXCEPTIONS: dict[tuple[str, str], str] = {
     (
-        "etcdpy.frontend.process",
-        "clientport",
-    ): "a front-end process's main: it serves the client port with the core's port sniffer "
-    "(clientport.sniffer.ClientFront); it is wiring, as cli/run.py is, and could move to cli/",
-    (
-        "etcdpy.frontend.process",
-        "testing",
-    ): "a front-end process's main builds the test-only core-link delay (testing.faults) when "
-    "ETCDPY_CORE_LINK_DELAY_MS is set, lazily, as cli/run.py builds the peer faults",
-    (
         "etcdpy.server.etcd_server",
         "corelink",
     ): "the core's end of the replica feed (corelink.replica_feed): the server creates it and "

@@ -28,7 +28,7 @@ from etcdpy.clientport.routes import HttpApi
 from etcdpy.clientport.sniffer import ClientFront, PrivateSocket
 from etcdpy.corelink.core import CoreLinkServer
 from etcdpy.corelink.stats import add_counts
-from etcdpy.frontend.process import CORE_HTTP_SOCKET, CORE_LINK_SOCKET
+from etcdpy.corelink.wire import CORE_HTTP_SOCKET, CORE_LINK_SOCKET
 from etcdpy.frontend.supervisor import FrontendSupervisor, bind_client_sockets
 from etcdpy.h2grpc.server import GrpcServer
 from etcdpy.observability.metrics import build_registry

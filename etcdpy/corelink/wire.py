@@ -38,6 +38,11 @@ from collections.abc import Iterator
 
 from etcdpy.api.services import SERVICES
 
+# The core's private unix sockets, in its data directory: the core link, and the HTTP/1.1
+# listener front-ends relay their HTTP connections to.
+CORE_LINK_SOCKET = "link.sock"
+CORE_HTTP_SOCKET = "front.sock"
+
 REQUEST_HEADER = struct.Struct("<IHI")
 RESPONSE_HEADER = struct.Struct("<IBI")
 MAX_PAYLOAD = 2**31 - 1

@@ -9,8 +9,10 @@ tunnelled over it with credit; HTTP/1.1 connections (/metrics, /health, the /v3 
 relayed byte for byte to the core's private listener. Behaviour comes from the core's own
 handler code either way.
 
+The supervisor (``supervisor.py``) starts each front-end as ``python -m
+etcdpy.cli.frontend_run``: a front-end's wiring (arguments, the client port, the core link) lives in
+cli/ beside the core's.
+
 May import: corelink, api, server, server.ops, membership, lease, wal, peer, mvcc, raft,
 h2grpc and the base.
-
-One arrow up, argued in tests/test_layers.py: process -> clientport.
 """

@@ -153,7 +153,7 @@ class FrontendSupervisor:
         argv = [
             sys.executable,
             "-m",
-            "etcdpy.frontend",
+            "etcdpy.cli.frontend_run",
             "--core-dir",
             self._core_dir,
             "--core-pid",

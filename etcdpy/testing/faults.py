@@ -4,7 +4,7 @@ Tests switch these on through environment knobs (etcdpy.config.EnvKnobs), becaus
 they break is another process. Production modules know them only through a seam that is None
 there: ``PeerFaultFile`` is a ``etcdpy.peer.transport.PeerFaults`` and ``LinkDelay`` an
 ``etcdpy.corelink.client.InboundDelay``. Only the entry points (etcdpy.cli.run,
-etcdpy.frontend.process) import this module, and only when a knob asks for a fault.
+etcdpy.cli.frontend_run) import this module, and only when a knob asks for a fault.
 """
 
 from __future__ import annotations

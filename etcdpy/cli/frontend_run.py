@@ -24,7 +24,7 @@ from etcdpy.clientport.sniffer import ClientFront
 from etcdpy.config import EnvKnobs
 from etcdpy.corelink.client import CoreLinkClient, InboundDelay
 from etcdpy.corelink.stats import ReadCounts, take_counts
-from etcdpy.corelink.wire import SUBSCRIBE
+from etcdpy.corelink.wire import CORE_HTTP_SOCKET, CORE_LINK_SOCKET, SUBSCRIBE
 from etcdpy.frontend.handlers import build_handlers, local_handlers
 from etcdpy.frontend.replica import FrontendReplica
 from etcdpy.h2grpc.server import GrpcServer, KeepalivePolicy
@@ -37,8 +37,6 @@ log = structlog.get_logger(__name__)
 PR_SET_PDEATHSIG = 1
 SHUTDOWN_GRACE_SECONDS = 5.0
 # Sockets in the core's private directory (etcdpy.frontend.supervisor makes them).
-CORE_HTTP_SOCKET = "front.sock"
-CORE_LINK_SOCKET = "link.sock"
 
 
 def _die_with_parent(parent_pid: int) -> None:
@@ -158,3 +156,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ImportError:  # pragma: no cover - uvloop is a dependency on POSIX
         return asyncio.run(serve(args, knobs))
     return uvloop.run(serve(args, knobs))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

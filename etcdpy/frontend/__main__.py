@@ -1,5 +1,0 @@
-import sys
-
-from etcdpy.frontend.process import main
-
-sys.exit(main())
