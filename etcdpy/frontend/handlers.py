@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import grpc
 
 from etcdpy.api.services import SERVICES
+from etcdpy.call import CallContext
 from etcdpy.corelink.client import CoreLinkClient, CoreLinkLost, LinkStream
 from etcdpy.corelink.errors import CORE_UNREACHABLE, status_code
 from etcdpy.corelink.wire import METHOD_NUMBER, STREAM_MESSAGE
@@ -26,17 +27,16 @@ if TYPE_CHECKING:
     from etcdpy.observability.metrics import GrpcStats
 
 Handlers = dict[str, "grpc.RpcMethodHandler[Any, Any]"]
-Ctx = grpc.aio.ServicerContext[Any, Any]
 
 
-async def _abort(context: Ctx, code: int, details: bytes) -> None:
+async def _abort(context: CallContext, code: int, details: bytes) -> None:
     await context.abort(status_code(code), details.decode())
 
 
 def _unary(link: CoreLinkClient, number: int) -> Any:
     call = link.call
 
-    async def handle(request: bytes, context: Ctx) -> bytes:
+    async def handle(request: bytes, context: CallContext) -> bytes:
         reply = call(number, request)
         try:
             code, payload = await reply
@@ -63,7 +63,7 @@ async def _pump(requests: AsyncIterator[bytes], stream: LinkStream) -> None:
         stream.half_close()
 
 
-async def _responses(stream: LinkStream, context: Ctx) -> AsyncIterator[bytes]:
+async def _responses(stream: LinkStream, context: CallContext) -> AsyncIterator[bytes]:
     """The core's messages until its final status (an error status aborts the call)."""
     incoming = stream.incoming
     while True:
@@ -77,7 +77,7 @@ async def _responses(stream: LinkStream, context: Ctx) -> AsyncIterator[bytes]:
 
 
 def _stream(link: CoreLinkClient, number: int, client_streaming: bool) -> Any:
-    async def handle(request: Any, context: Ctx) -> AsyncIterator[bytes]:
+    async def handle(request: Any, context: CallContext) -> AsyncIterator[bytes]:
         try:
             stream = link.open_stream(number, b"" if client_streaming else request)
         except CoreLinkLost:
