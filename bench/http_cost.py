@@ -1,7 +1,7 @@
 """Server CPU per HTTP/1.1 request on the client port: GET /metrics and the JSON gateway's
 POST /v3/kv/put and /v3/kv/range.
 
-Starts one member (``--frontend-processes 1``: the front-end relays HTTP to the core), drives
+Starts one member serving its clients alone (``--frontend-processes 1``: no front-end), drives
 it with N concurrent keep-alive clients (raw sockets in one asyncio loop, so the load generator
 stays cheap) for a fixed count per workload, and divides the CPU time of the member's processes
 (core and front-ends, from /proc) by the requests.
