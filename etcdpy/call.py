@@ -86,7 +86,7 @@ async def invoke(
             or handler.stream_stream
         )
         result = behavior(request, context)  # grpc.aio's handler signature
-        if inspect.isasyncgen(result):
+        if handler.response_streaming and inspect.isasyncgen(result):
             write = context.write
             async for message in result:
                 await write(message)
