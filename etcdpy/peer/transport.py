@@ -60,7 +60,7 @@ import socket
 import ssl
 import struct
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
@@ -73,6 +73,8 @@ from etcdpy.raft.types import Message, MessageType, SnapshotStatus
 if TYPE_CHECKING:
     from etcdpy.observability.metrics import PeerStats
 
+_Serve = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Coroutine[Any, Any, None]]
+_Accept = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Any]
 log = structlog.get_logger(__name__)
 
 _HEADER: Final = struct.Struct(">IB")
@@ -614,7 +616,10 @@ class PeerTransport:
         self._servers: list[asyncio.Server] = []
         self._unix_sockets: list[tuple[str, int]] = []  # (path, inode): removed on stop
         self._snap_tasks: set[asyncio.Task[None]] = set()
+        # Accepted connections, registered as they are accepted (before their handler task
+        # first runs), so that stop() closes every one of them; none are accepted once stopped.
         self._inbound: set[asyncio.StreamWriter] = set()
+        self._stopped = False
         # ops: rafthttp's series for /metrics (etcdpy.observability.metrics.PeerStats)
         self.stats: PeerStats | None = None
 
@@ -624,7 +629,9 @@ class PeerTransport:
         if self.faults is not None:
             self.faults.start()
         for url in urls:
-            serve = self._serve_tls_connection if _is_tls(url) else self._serve_connection
+            serve = self._accepted(
+                self._serve_tls_connection if _is_tls(url) else self._serve_connection
+            )
             if _is_tls(url) and self.tls.server is None:
                 raise ValueError(f"no peer TLS certificate to serve {url}")
             path = unix_socket_path(url)
@@ -639,7 +646,24 @@ class PeerTransport:
                 self._unix_sockets.append((path, os.stat(path).st_ino))
             self._servers.append(server)
 
+    def _accepted(
+        self, serve: _Serve
+    ) -> Callable[[asyncio.StreamReader, asyncio.StreamWriter], Any]:
+        # A plain function: asyncio calls it from connection_made, so the connection is known
+        # before its handler task starts (stop() may come in between).
+        def accepted(
+            reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+        ) -> Coroutine[Any, Any, None] | None:
+            if self._stopped:
+                writer.close()
+                return None
+            self._inbound.add(writer)
+            return serve(reader, writer)
+
+        return accepted
+
     async def stop(self) -> None:
+        self._stopped = True
         if self.faults is not None:
             self.faults.stop()
         for server in self._servers:
@@ -761,7 +785,6 @@ class PeerTransport:
         # A unix socket's dialler has no address (""); etcd's SAN check then fails, as here.
         remote = str(peername[0]) if isinstance(peername, tuple) and peername else ""
         assert self.tls.server is not None
-        self._inbound.add(writer)  # stop() closes connections still in their handshake
         try:
             # Nothing is read before this offer: the dialler waits for it to begin the handshake.
             writer.write(_frame(TLS_OFFER, b""))
@@ -799,7 +822,7 @@ class PeerTransport:
     async def _serve_connection(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
-        self._inbound.add(writer)
+        self._inbound.add(writer)  # also reached from a TLS connection after its handshake
         try:
             kind, payload = await _read_frame(reader)
             if kind != HELLO or len(payload) != _HELLO.size:
