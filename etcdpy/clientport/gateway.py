@@ -35,7 +35,7 @@ from etcdpy.clientport.http1 import (
     StreamingResponse,
     text_error,
 )
-from etcdpy.h2grpc.context import CallContext
+from etcdpy.h2grpc.context import RequestContext
 
 JSON = "application/json"
 # The peer a handler sees for a gateway call.
@@ -328,5 +328,5 @@ async def _requests(encoded: list[bytes], deserialize: Any) -> AsyncIterator[Any
         yield deserialize(data) if deserialize is not None else data
 
 
-def _gateway_context(write: Any) -> CallContext:
-    return CallContext([], GATEWAY_PEER, None, write)
+def _gateway_context(write: Any) -> RequestContext:
+    return RequestContext([], GATEWAY_PEER, None, write)

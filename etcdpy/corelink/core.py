@@ -38,7 +38,7 @@ from etcdpy.corelink.wire import (
     encode_renewals,
     encode_response,
 )
-from etcdpy.h2grpc.context import CallContext
+from etcdpy.h2grpc.context import RequestContext
 from etcdpy.outbox import Outbox
 
 if TYPE_CHECKING:
@@ -56,9 +56,9 @@ _INTERNAL = grpc.StatusCode.INTERNAL.value[0]
 _LINK_PEER = "unix:core-link"
 
 
-def _link_context(stream: _CoreStream | None = None) -> CallContext:
+def _link_context(stream: _CoreStream | None = None) -> RequestContext:
     """The context a handler run for a front-end gets (no metadata crosses the link yet)."""
-    return CallContext([], _LINK_PEER, None, stream.send if stream is not None else None)
+    return RequestContext([], _LINK_PEER, None, stream.send if stream is not None else None)
 
 
 def _identity(data: Any) -> Any:

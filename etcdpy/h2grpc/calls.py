@@ -22,7 +22,7 @@ import structlog
 
 from etcdpy.call import invoke
 from etcdpy.h2grpc import frames as f
-from etcdpy.h2grpc.context import CallContext
+from etcdpy.h2grpc.context import RequestContext
 from etcdpy.h2grpc.events import RequestHead
 from etcdpy.h2grpc.limits import Limits
 
@@ -301,7 +301,7 @@ async def _run(stream: Stream, method: grpc.RpcMethodHandler[Any, Any], data: by
         async def write(message: Any) -> None:
             await raw_write(serialize(message) if serialize is not None else message)
 
-    context = CallContext(stream.head.headers, stream.conn.peer, stream.deadline, write)
+    context = RequestContext(stream.head.headers, stream.conn.peer, stream.deadline, write)
     request: Any = stream.requests(deserialize) if method.request_streaming else data
     try:
         code, details, response = await invoke(method, request, context, stream.head.path)

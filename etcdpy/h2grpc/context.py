@@ -1,5 +1,6 @@
-"""The context a handler gets: etcdpy's CallContext (etcdpy.api.context), the part of grpc.aio's
-``ServicerContext`` etcdpy's services use."""
+"""``RequestContext``: the context a handler gets, etcdpy's one implementation of the
+``etcdpy.call.CallContext`` Protocol (the part of grpc.aio's ``ServicerContext`` etcdpy's services
+use). h2grpc's calls, the core link and the JSON gateway all hand it to ``invoke``."""
 
 from __future__ import annotations
 
@@ -11,8 +12,6 @@ from typing import Any, NoReturn
 import grpc
 
 from etcdpy.call import CallAborted, Metadata
-
-__all__ = ["CallAborted", "CallContext", "metadata_of"]
 
 # Headers of the protocol itself, not the caller's metadata.
 _TRANSPORT_HEADERS = frozenset(
@@ -35,7 +34,7 @@ def metadata_of(headers: list[tuple[bytes, bytes]]) -> Metadata:
     return tuple(items)
 
 
-class CallContext:
+class RequestContext:
     __slots__ = ("_code", "_deadline", "_details", "_headers", "_metadata", "_peer", "_write")
 
     def __init__(

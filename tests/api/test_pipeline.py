@@ -15,7 +15,7 @@ from etcdpy.api.learner_guard import LearnerGuard
 from etcdpy.api.pipeline import Interceptor, Method, Unary, build_handlers
 from etcdpy.api.quota import Quota
 from etcdpy.call import CallContext, invoke
-from etcdpy.h2grpc.context import CallContext as H2Context
+from etcdpy.h2grpc.context import RequestContext
 from etcdpy.pb.etcdserverpb import rpc_pb2 as pb
 
 _UNAVAILABLE = grpc.StatusCode.UNAVAILABLE.value[0]
@@ -30,7 +30,7 @@ def _context(written: list[Any] | None = None) -> CallContext:
         assert written is not None
         written.append(message)
 
-    return H2Context([], "test", None, write if written is not None else None)
+    return RequestContext([], "test", None, write if written is not None else None)
 
 
 def _run(coroutine: Awaitable[Any]) -> Any:
