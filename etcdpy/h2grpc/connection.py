@@ -148,16 +148,12 @@ class Http2Connection(asyncio.Protocol):
 
     def send_message(self, stream_id: int, message: bytes) -> None:
         self.core.send_message(stream_id, message)
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            self.loop.call_soon(self._flush)
+        self._flush_soon()
 
     def send_status(self, stream_id: int, code: int, message: str) -> None:
         self.core.send_status(stream_id, code, message)
         self.stream_closed(stream_id)
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            self.loop.call_soon(self._flush)
+        self._flush_soon()
 
     def refuse_content_type(self, stream_id: int) -> None:
         self.core.send_headers(stream_id, _STATUS_415, end_stream=True)
