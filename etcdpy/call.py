@@ -64,6 +64,12 @@ class CallContext(Protocol):
         """The message ``abort`` set."""
         ...
 
+    def client_cert_cn(self) -> str | None:
+        """The common name of the client's verified TLS certificate (etcd's AuthInfoFromTLS:
+        the user name under ``--client-cert-auth`` when auth is on); None: no certificate,
+        or a call that came through the JSON gateway (etcd's fix for CVE-2018-16886)."""
+        ...
+
 
 async def invoke(
     handler: Handler, request: Any, context: CallContext, path: str | bytes = ""

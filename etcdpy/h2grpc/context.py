@@ -35,7 +35,16 @@ def metadata_of(headers: list[tuple[bytes, bytes]]) -> Metadata:
 
 
 class RequestContext:
-    __slots__ = ("_code", "_deadline", "_details", "_headers", "_metadata", "_peer", "_write")
+    __slots__ = (
+        "_cert_cn",
+        "_code",
+        "_deadline",
+        "_details",
+        "_headers",
+        "_metadata",
+        "_peer",
+        "_write",
+    )
 
     def __init__(
         self,
@@ -43,8 +52,10 @@ class RequestContext:
         peer: str,
         deadline: float | None,
         write: Callable[[Any], Awaitable[None]] | None,
+        cert_cn: str | None = None,
     ) -> None:
         self._headers = headers
+        self._cert_cn = cert_cn
         self._metadata: Metadata | None = None
         self._peer = peer
         self._deadline = deadline
@@ -81,6 +92,9 @@ class RequestContext:
 
     def peer(self) -> str:
         return self._peer
+
+    def client_cert_cn(self) -> str | None:
+        return self._cert_cn
 
     def time_remaining(self) -> float | None:
         if self._deadline is None:
