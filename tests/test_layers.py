@@ -7,7 +7,7 @@ generated code (etcdpy/pb) is left out; importing it is allowed everywhere.
 The layers, top to bottom (a package may import only what is below it; see MAY_IMPORT):
 
     cli, tools, testing -> clientport -> frontend -> corelink -> api -> server
-    -> (server.ops, membership, lease, wal, peer) -> (mvcc, raft, h2grpc)
+    -> (server.ops, membership, lease, auth, wal, peer) -> (mvcc, raft, h2grpc)
     -> the base (observability, config, errors, gofmt, outbox, pb, the etcdpy package itself)
 
 Each package's ``__init__.py`` says what it owns and, on a line ``May import: ...``, what it may
@@ -30,7 +30,7 @@ REPO = ROOT.parent
 # What everything may import. ("etcdpy" is the package itself: ETCD_API_VERSION.)
 BASE = frozenset({"etcdpy", "call", "config", "errors", "gofmt", "outbox", "pb", "observability"})
 LIBRARIES = frozenset({"mvcc", "raft", "h2grpc"})
-MEMBER_PARTS = frozenset({"server.ops", "membership", "lease", "wal", "peer"})
+MEMBER_PARTS = frozenset({"server.ops", "membership", "lease", "auth", "wal", "peer"})
 _BELOW_API = frozenset({"server"}) | MEMBER_PARTS | LIBRARIES | BASE
 _BELOW_CLIENTPORT = frozenset({"frontend", "corelink", "api"}) | _BELOW_API
 
@@ -47,6 +47,7 @@ MAY_IMPORT: dict[str, frozenset[str]] = {
     "server.ops": frozenset({"membership", "lease", "wal", "peer"}) | LIBRARIES | BASE,
     "membership": frozenset({"peer"}) | LIBRARIES | BASE,
     "lease": LIBRARIES | BASE,
+    "auth": LIBRARIES | BASE,
     "wal": LIBRARIES | BASE,
     "peer": LIBRARIES | BASE,
     # The pure libraries: no metrics, no logging set-up, no config (raft, mvcc), as etcd's.

@@ -4,5 +4,5 @@
 The top of the import graph: nothing imports cli.
 
 May import: tools, testing, clientport, frontend, corelink, api, server, server.ops, membership,
-lease, wal, peer, mvcc, raft, h2grpc and the base.
+lease, auth, wal, peer, mvcc, raft, h2grpc and the base.
 """

@@ -3,6 +3,6 @@ HTTP/1.1 server and its routes (/health, /metrics, /version, the v3 JSON gateway
 and ``listeners``, which opens the client URLs and, with ``--frontend-processes``, starts the
 front-end processes and the core's end of their links.
 
-May import: frontend, corelink, api, server, server.ops, membership, lease, wal, peer, mvcc,
+May import: frontend, corelink, api, server, server.ops, membership, lease, auth, wal, peer, mvcc,
 raft, h2grpc and the base.
 """

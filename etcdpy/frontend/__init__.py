@@ -13,6 +13,6 @@ The supervisor (``supervisor.py``) starts each front-end as ``python -m
 etcdpy.cli.frontend_run``: a front-end's wiring (arguments, the client port, the core link) lives in
 cli/ beside the core's.
 
-May import: corelink, api, server, server.ops, membership, lease, wal, peer, mvcc, raft,
+May import: corelink, api, server, server.ops, membership, lease, auth, wal, peer, mvcc, raft,
 h2grpc and the base.
 """

@@ -2,6 +2,6 @@
 scenario, simnet, simdisk, simnode, simkv, checkers; see README.md here) and real-process
 helpers (processes).
 
-May import: clientport, frontend, corelink, api, server, server.ops, membership, lease,
+May import: clientport, frontend, corelink, api, server, server.ops, membership, lease, auth,
 wal, peer, mvcc, raft, h2grpc and the base.
 """

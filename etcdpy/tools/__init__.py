@@ -2,6 +2,6 @@
 the benchmark (and its workers and report), ``snapshot`` (restore and status of a snapshot
 file, as etcdutl) and the TCP gateway.
 
-May import: clientport, frontend, corelink, api, server, server.ops, membership, lease, wal,
+May import: clientport, frontend, corelink, api, server, server.ops, membership, lease, auth, wal,
 peer, mvcc, raft, h2grpc and the base.
 """
