@@ -35,7 +35,7 @@ def core_interceptors(server: EtcdServer, counted: bool = True) -> tuple[Interce
         *metrics,
         Codec(),
         MapErrors(),
-        Auth(),
+        Auth(server.auth, server.applier.lease_keys, server.config.max_txn_ops),
         LearnerGuard(server),
         Quota(server, server.config.quota_bytes is not None),
         Header(server.fill_header, lambda header: fill_cluster_header(header, server)),

@@ -1,5 +1,6 @@
-"""The pipeline's layers that need nothing of the member: codec, errors, the auth slot, and
-the response header (etcdpy.api.pipeline gives their order)."""
+"""The pipeline's layers that need nothing of the member: codec, errors and the response
+header (etcdpy.api.pipeline gives their order); ``Auth`` lives in etcdpy.api.auth_guard and is
+named here too, beside the layers it sits between."""
 
 from __future__ import annotations
 
@@ -10,9 +11,12 @@ import grpc
 from google.protobuf.message import DecodeError
 
 from etcdpy import errors
+from etcdpy.api.auth_guard import Auth
 from etcdpy.api.pipeline import Interceptor, Method, Unary, serialize
 from etcdpy.call import CallContext
 from etcdpy.pb.etcdserverpb import rpc_pb2 as pb
+
+__all__ = ["CLUSTER", "HEADER_RULES", "MEMBER", "Auth", "Codec", "Header", "MapErrors"]
 
 FillHeader = Callable[[pb.ResponseHeader], None]
 
@@ -52,12 +56,6 @@ class MapErrors(Interceptor):
                 await context.abort(code, message)
 
         return mapped
-
-
-class Auth(Interceptor):
-    """The slot of issue 17's permission check (etcd's auth interceptors: a token from the
-    call's metadata, then the user's permission for the request's keys). etcdpy has no auth
-    yet, so every call passes and the slot hands each call back unchanged: it costs nothing."""
 
 
 # Which responses get a header filled after the handler, and how (etcd's v3rpc servers):

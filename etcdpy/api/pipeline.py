@@ -7,7 +7,8 @@ Every unary call runs through the same layers, outermost first (``core_intercept
 - metrics: go-grpc-prometheus's counters and the slow-request log (etcdpy.api.grpc_metrics);
 - codec: bytes in, bytes out: a request that does not parse is grpc-go's INTERNAL answer;
 - errors: an EtcdError becomes etcd's gRPC status (etcd's togRPCError, ``errors.to_grpc_status``);
-- auth: issue 17's permission check goes here (a no-op today, etcdpy.api.interceptors.Auth);
+- auth: the caller (token or certificate CN) and etcd's checks made before a request is
+  served: reads, admin-only RPCs (etcdpy.api.auth_guard; writes are checked when applied);
 - learner guard: what a learner refuses (etcdpy.api.learner_guard);
 - quota: --quota-backend-bytes in front of writes (etcdpy.api.quota);
 - header: the ResponseHeader, by each service's rule (etcdpy.api.interceptors.Header).

@@ -331,11 +331,7 @@ class WatchStream:
         elif watch_id in self.watchers:
             reason = ERR_DUPLICATE_ID
         if reason:
-            self.push(
-                WatchResponse(
-                    INVALID_WATCH_ID, rev, created=True, canceled=True, cancel_reason=reason
-                )
-            )
+            self.refuse(reason)
             return INVALID_WATCH_ID
         w = Watcher(
             self,
@@ -355,13 +351,30 @@ class WatchStream:
         self._store.add_watcher(w)
         return watch_id
 
-    def cancel(self, watch_id: int) -> bool:
-        """Cancel a watcher and queue the ``canceled`` response; False for an unknown id."""
+    def refuse(self, reason: str) -> None:
+        """Answer a create request that makes no watcher: created and canceled, with why."""
+        self.push(
+            WatchResponse(
+                INVALID_WATCH_ID,
+                self._store.current_revision,
+                created=True,
+                canceled=True,
+                cancel_reason=reason,
+            )
+        )
+
+    def cancel(self, watch_id: int, reason: str = "") -> bool:
+        """Cancel a watcher and queue the ``canceled`` response (with ``reason`` when the
+        server ends it); False for an unknown id."""
         w = self.watchers.pop(watch_id, None)
         if w is None or self.closed:
             return False
         self._store.remove_watcher(w)
-        self.push(WatchResponse(watch_id, self._store.current_revision, canceled=True))
+        self.push(
+            WatchResponse(
+                watch_id, self._store.current_revision, canceled=True, cancel_reason=reason
+            )
+        )
         return True
 
     def request_progress(self) -> None:

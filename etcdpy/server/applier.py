@@ -13,12 +13,14 @@ from typing import TYPE_CHECKING, Any, Protocol, cast
 import structlog
 
 from etcdpy import errors
+from etcdpy.auth.info import AuthChecker
 from etcdpy.lease import apply as lease_apply
 from etcdpy.lease.lessor import Lessor
 from etcdpy.mvcc.errors import CompactedError, FutureRevError
 from etcdpy.mvcc.kvstore import KVStore, RangeResult
 from etcdpy.pb.etcdserverpb import rpc_pb2 as pb
 from etcdpy.pb.mvccpb import kv_pb2 as mvccpb
+from etcdpy.server import apply_auth
 
 if TYPE_CHECKING:
     from etcdpy.server.ops.alarms import AlarmStore
@@ -286,6 +288,7 @@ class Applier:
     """Runs InternalRaftRequests against the store; returns responses or EtcdError values."""
 
     alarms: AlarmStore | None = None  # ops: set by the server (etcdpy.server.ops.alarms)
+    auth: AuthChecker | None = None  # the auth store, set by the server (etcdpy.server.apply_auth)
 
     def __init__(self, kv: KVStore, lessor: Lessor | None = None) -> None:
         self.kv = kv
@@ -305,6 +308,11 @@ class Applier:
                 if isinstance(answer, errors.EtcdError):
                     _warn_failed(req, answer)
                 return answer
+        auth = self.auth
+        if auth is not None and auth.enabled:  # etcd's authApplierV3, inside the capped applier
+            refused = apply_auth.refusal(auth, req, self.lease_keys)
+            if refused is not None:
+                return _warn_failed(req, refused)
         try:
             if req.HasField("put"):
                 return self.put(req.put, index)
@@ -325,6 +333,10 @@ class Applier:
         except errors.EtcdError as exc:
             return _warn_failed(req, exc)
         return _warn_failed(req, errors.Unimplemented())
+
+    def lease_keys(self, lease_id: int) -> list[bytes]:
+        lease = self.lessor.lookup(lease_id) if self.lessor is not None else None
+        return lease.sorted_keys() if lease is not None else []
 
     def put(self, req: pb.PutRequest, index: int) -> Response:
         if req.lease and not req.ignore_lease and not self._lease_exists(req.lease):
