@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any, Protocol, cast
 import structlog
 
 from etcdpy import errors
-from etcdpy.auth.info import AuthChecker
+from etcdpy.auth import apply as auth_apply
+from etcdpy.auth.store import AuthStore
 from etcdpy.lease import apply as lease_apply
 from etcdpy.lease.lessor import Lessor
 from etcdpy.mvcc.errors import CompactedError, FutureRevError
@@ -288,7 +289,7 @@ class Applier:
     """Runs InternalRaftRequests against the store; returns responses or EtcdError values."""
 
     alarms: AlarmStore | None = None  # ops: set by the server (etcdpy.server.ops.alarms)
-    auth: AuthChecker | None = None  # the auth store, set by the server (etcdpy.server.apply_auth)
+    auth: AuthStore | None = None  # users, roles, tokens: set by the server (etcdpy.auth)
 
     def __init__(self, kv: KVStore, lessor: Lessor | None = None) -> None:
         self.kv = kv
@@ -328,6 +329,10 @@ class Applier:
                 lease_response = lease_apply.apply(self.kv, self.lessor, req, index)
                 if lease_response is not None:
                     return lease_response
+            if self.auth is not None:
+                auth_response = auth_apply.apply(self.auth, req, index)
+                if auth_response is not None:
+                    return auth_response
         except (CompactedError, FutureRevError) as exc:
             return _warn_failed(req, mvcc_error(exc))
         except errors.EtcdError as exc:

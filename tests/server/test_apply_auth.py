@@ -50,7 +50,7 @@ def member() -> Iterator[Member]:
         auth.grant("alice", READ, b"a", b"b")
         auth.grant("alice", WRITE, b"a", b"b")
         auth.grant("bob", WRITE, b"w")  # write only
-        applier.auth = auth
+        applier.auth = auth  # type: ignore[assignment]  # the fake, as AuthChecker
         yield Member(kv, applier, auth)
         backend.close()
 
