@@ -142,9 +142,13 @@ class Auth(Interceptor):
                 if rule is not None:
                     rule(checker, info, request)
                 response = await call(request, context)
-                if serialized and info is not None and info.revision != checker.revision:
-                    if method.name == "Range" or is_txn_read_only(request):
-                        raise errors.AuthOldRevision()  # the store changed during the read
+                if (
+                    serialized
+                    and info is not None
+                    and info.revision != checker.revision
+                    and (method.name == "Range" or is_txn_read_only(request))
+                ):
+                    raise errors.AuthOldRevision()  # the store changed during the read
                 return response
             finally:
                 CALLER.reset(reset)

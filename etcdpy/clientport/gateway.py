@@ -244,7 +244,7 @@ class Gateway:
             messages, error = parse_stream(request.body, route.request_type)
             if error is not None and not messages:
                 return error_response(grpc.StatusCode.UNKNOWN.value[0], str(error))
-            return self._streaming(route, messages)
+            return self._streaming(route, messages, request)
         try:
             messages = parse_messages(request.body or b"{}", route.request_type)
         except (ValueError, json_format.ParseError, UnicodeDecodeError) as exc:
@@ -252,25 +252,31 @@ class Gateway:
         if not messages:
             messages = [route.request_type()]
         if route.server_streaming:
-            return self._streaming(route, messages)
+            return self._streaming(route, messages, request)
         data = messages[0].SerializeToString()
         refused = self._too_large(data)
         if refused is not None:
             return error_response(*refused)
-        context = _gateway_context(None)
+        context = _gateway_context(None, request)
         code, details, payload = await invoke(self._handlers[route.path], data, context)
         if code:
             return error_response(code, details[:_MAX_STATUS_MESSAGE])
         response = route.response_type.FromString(payload)
         return HttpResponse(200, to_json(response).encode(), JSON)
 
-    def _streaming(self, route: Route, messages: list[Message]) -> StreamingResponse:
+    def _streaming(
+        self, route: Route, messages: list[Message], request: HttpRequest
+    ) -> StreamingResponse:
         response = StreamingResponse(200, _no_chunks(), JSON)
-        response.chunks = self._stream(route, messages, response)
+        response.chunks = self._stream(route, messages, response, request)
         return response
 
     async def _stream(
-        self, route: Route, messages: list[Message], response: StreamingResponse
+        self,
+        route: Route,
+        messages: list[Message],
+        response: StreamingResponse,
+        http_request: HttpRequest,
     ) -> AsyncIterator[bytes]:
         handler = self._handlers[route.path]
         encoded = [message.SerializeToString() for message in messages]
@@ -294,7 +300,9 @@ class Gateway:
                 if route.client_streaming
                 else encoded[0]
             )
-            await queue.put(await invoke(handler, request, _gateway_context(write), route.path))
+            await queue.put(
+                await invoke(handler, request, _gateway_context(write, http_request), route.path)
+            )
 
         task = asyncio.get_running_loop().create_task(run()) if outcome is None else None
         parse = route.response_type.FromString
@@ -328,5 +336,14 @@ async def _requests(encoded: list[bytes], deserialize: Any) -> AsyncIterator[Any
         yield deserialize(data) if deserialize is not None else data
 
 
-def _gateway_context(write: Any) -> RequestContext:
-    return RequestContext([], GATEWAY_PEER, None, write)
+def _gateway_context(write: Any, request: HttpRequest) -> RequestContext:
+    """A call's context: its only metadata is the HTTP Authorization header, as grpc-gateway
+    forwards it (the token of etcd's /v3/auth/authenticate); never a certificate's CN (etcd's
+    fix for CVE-2018-16886: the gateway's own TLS identity is not the caller's)."""
+    authorization = request.headers.get("authorization")
+    headers = (
+        []
+        if authorization is None
+        else [(b"authorization", authorization.encode("latin-1", "replace"))]
+    )
+    return RequestContext(headers, GATEWAY_PEER, None, write)

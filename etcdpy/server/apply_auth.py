@@ -29,6 +29,7 @@ LeaseKeys = Callable[[int], Iterable[bytes]]
 # The auth requests themselves (etcd's needAdminPermission, UserGet, RoleGet) are checked
 # where they are applied (etcdpy.auth.apply).
 
+
 def header_info(req: Any) -> AuthInfo | None:
     """The caller a proposal's header names; None: proposed without one."""
     header = req.header
@@ -37,9 +38,7 @@ def header_info(req: Any) -> AuthInfo | None:
     return AuthInfo(header.username, header.auth_revision)
 
 
-def refusal(
-    checker: AuthChecker, req: Any, lease_keys: LeaseKeys
-) -> errors.EtcdError | None:
+def refusal(checker: AuthChecker, req: Any, lease_keys: LeaseKeys) -> errors.EtcdError | None:
     """Why an applied request may not run, or None (always None when auth is off)."""
     if not checker.enabled:
         return None

@@ -10,7 +10,6 @@ from typing import Any
 
 import grpc
 
-from etcdpy import errors
 from etcdpy.api.auth_guard import Auth, token_of
 from etcdpy.api.interceptors import Codec, MapErrors
 from etcdpy.api.pipeline import build_handlers
@@ -18,7 +17,7 @@ from etcdpy.api.watch import _Owners
 from etcdpy.auth.info import CALLER, AuthInfo
 from etcdpy.call import CallContext, invoke
 from etcdpy.h2grpc.context import RequestContext
-from etcdpy.mvcc.watcher import WatchStream, Watcher
+from etcdpy.mvcc.watcher import Watcher, WatchStream
 from etcdpy.pb.etcdserverpb import rpc_pb2 as pb
 from tests.server.fake_auth import READ, FakeAuth
 

@@ -66,7 +66,11 @@ def test_a_permitted_put_is_written(member: Member) -> None:
 
 @pytest.mark.parametrize(
     ("user", "error"),
-    [("alice", errors.PermissionDenied), (None, errors.UserEmpty), ("bob", errors.PermissionDenied)],
+    [
+        ("alice", errors.PermissionDenied),
+        (None, errors.UserEmpty),
+        ("bob", errors.PermissionDenied),
+    ],
 )
 def test_a_put_refused_writes_nothing(
     member: Member, user: str | None, error: type[errors.EtcdError]
