@@ -87,14 +87,23 @@ def _no_lease_keys(lease_id: int) -> list[bytes]:
     return []
 
 
-def _rules(lease_keys: apply_auth.LeaseKeys, max_txn_ops: int) -> dict[tuple[str, str], Rule]:
+def _validators(max_txn_ops: int) -> dict[tuple[str, str], Callable[[Any], None]]:
+    """etcd's v3rpc checks of a KV request, made before it reads the caller: a bad request
+    gets its own error, even with a bad token (the handler makes them again)."""
+    return {
+        ("KV", "Range"): txn_checks.check_range,
+        ("KV", "Put"): txn_checks.check_put,
+        ("KV", "DeleteRange"): txn_checks.check_delete,
+        ("KV", "Txn"): lambda request: txn_checks.check_txn(request, max_txn_ops),
+    }
+
+
+def _rules(lease_keys: apply_auth.LeaseKeys) -> dict[tuple[str, str], Rule]:
     def range_(checker: AuthChecker, info: AuthInfo | None, request: pb.RangeRequest) -> None:
-        txn_checks.check_range(request)  # a bad request gets its own error first, as in etcd
         checker.check_range(info, request.key, request.range_end)
 
     def txn(checker: AuthChecker, info: AuthInfo | None, request: pb.TxnRequest) -> None:
         if is_txn_read_only(request):  # a txn that writes is checked when applied
-            txn_checks.check_txn(request, max_txn_ops)
             apply_auth.check_txn(checker, info, request, _no_lease_keys)
 
     def time_to_live(
@@ -126,16 +135,20 @@ class Auth(Interceptor):
         max_txn_ops: int = 128,
     ) -> None:
         self._checker = checker
-        self._rules = _rules(lease_keys, max_txn_ops)
+        self._rules = _rules(lease_keys)
+        self._validators = _validators(max_txn_ops)
 
     def unary(self, method: Method, call: Unary) -> Unary:
         checker = self._checker
         if checker is None or not method.implemented or method.key in NO_CALLER:
             return call
         rule = self._rules.get(method.key)
+        validate = self._validators.get(method.key)
         serialized = method.key in SERIALIZED_READS
 
         async def checked(request: Any, context: CallContext) -> Any:
+            if validate is not None:
+                validate(request)
             info = caller_of(checker, context)
             reset = CALLER.set(info)
             try:

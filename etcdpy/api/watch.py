@@ -24,6 +24,7 @@ from etcdpy.api.watch_encode import ResponseEncoder
 from etcdpy.auth.info import AuthChecker, AuthInfo
 from etcdpy.call import CallContext
 from etcdpy.mvcc.watcher import WatchResponse, WatchStream
+from etcdpy.observability.metrics import GRPC_CODE_NAMES
 from etcdpy.pb.etcdserverpb import rpc_pb2 as pb
 from etcdpy.server.etcd_server import EtcdServer
 
@@ -200,7 +201,11 @@ def _create(stream: WatchStream, c: pb.WatchCreateRequest) -> int:
 
 
 def _cancel_reason(exc: errors.EtcdError) -> str:
-    return exc.message if isinstance(exc, _TOLD_AS_IS) else errors.PermissionDenied.message
+    """As etcd words it: the text of its rpctypes gRPC error, e.g. "rpc error: code =
+    PermissionDenied desc = etcdserver: permission denied"."""
+    told = exc if isinstance(exc, _TOLD_AS_IS) else errors.PermissionDenied()
+    code, message = errors.to_grpc_status(told)
+    return f"rpc error: code = {GRPC_CODE_NAMES[code.value[0]]} desc = {message}"
 
 
 class _Owners:

@@ -21,6 +21,7 @@ from etcdpy.mvcc.watcher import Watcher, WatchStream
 from etcdpy.pb.etcdserverpb import rpc_pb2 as pb
 from tests.server.fake_auth import READ, FakeAuth
 
+WATCH_DENIED = "rpc error: code = PermissionDenied desc = etcdserver: permission denied"
 RANGE = "/etcdserverpb.KV/Range"
 TXN = "/etcdserverpb.KV/Txn"
 DEFRAG = "/etcdserverpb.Maintenance/Defragment"
@@ -254,7 +255,7 @@ def test_a_watcher_is_checked_when_created_and_stops_when_its_permission_goes() 
     stream = WatchStream(_Host())
     owners = _Owners(auth, _context(auth.token_for("alice")))
     refused, _ = owners.permit(pb.WatchCreateRequest(key=b"z"))
-    assert refused == "etcdserver: permission denied"
+    assert refused == WATCH_DENIED
     reason, owner = owners.permit(pb.WatchCreateRequest(key=b"a", range_end=b"a2"))
     assert (reason, owner) == ("", "alice")
     owners.add(stream.watch(b"a", b"a2"), owner)
@@ -267,4 +268,4 @@ def test_a_watcher_is_checked_when_created_and_stops_when_its_permission_goes() 
     assert stream.watchers == {}
     (canceled,) = stream.drain()
     assert (canceled.watch_id, canceled.canceled) == (0, True)
-    assert canceled.cancel_reason == "etcdserver: permission denied"
+    assert canceled.cancel_reason == WATCH_DENIED
