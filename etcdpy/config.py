@@ -215,6 +215,41 @@ def parse_duration(text: str) -> float:
     return sign * total
 
 
+AUTH_TOKEN_KINDS = ("simple", "jwt")
+INVALID_AUTH_OPTIONS = "auth: invalid auth options"
+
+
+def parse_auth_token(options: str) -> tuple[str, dict[str, str]]:
+    """``--auth-token`` as etcd splits it (auth/store.go decomposeOpts): the token kind, then
+    ``name=value`` options; a malformed or repeated option, or an unknown kind, is etcd's
+    ``auth: invalid auth options``. A jwt's sign-method and ttl are checked here too (its key
+    files are read when the member starts)."""
+    kind, *pairs = options.split(",")
+    opts: dict[str, str] = {}
+    for pair in pairs:
+        parts = pair.split("=")
+        if len(parts) != 2 or parts[0] in opts:
+            raise ConfigError(INVALID_AUTH_OPTIONS)
+        opts[parts[0]] = parts[1]
+    if kind not in AUTH_TOKEN_KINDS:
+        raise ConfigError(INVALID_AUTH_OPTIONS)
+    if kind == "jwt":
+        if opts.get("sign-method", "") not in JWT_SIGN_METHODS:
+            raise ConfigError(INVALID_AUTH_OPTIONS)  # etcd: invalid signature method -> this
+        if opts.get("ttl"):
+            try:
+                parse_duration(opts["ttl"])
+            except ConfigError:
+                raise ConfigError(INVALID_AUTH_OPTIONS) from None
+    return kind, opts
+
+
+JWT_SIGN_METHODS = (
+    *("RS256", "RS384", "RS512", "PS256", "PS384", "PS512"),
+    *("ES256", "ES384", "ES512", "HS256", "HS384", "HS512"),
+)
+
+
 # -- the configuration ------------------------------------------------------------------------
 
 
@@ -455,11 +490,7 @@ def _validate(cfg: ServerConfig) -> None:
         raise ConfigError(
             f"unknown --metrics {go_quote(cfg.metrics)} (expected 'basic' or 'extensive')"
         )
-    if cfg.auth_token.split(",", 1)[0] != "simple":
-        raise UnsupportedError(
-            f"--auth-token={go_quote(cfg.auth_token)} is not supported yet: etcdpy has only "
-            "'simple' tokens (jwt comes with the auth issue)"
-        )
+    parse_auth_token(cfg.auth_token)  # the key files are read when the member starts
     for name, value in (
         ("--snapshot-count", cfg.snapshot_count),
         ("--max-txn-ops", cfg.max_txn_ops),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import grpc
 
+from etcdpy.api.auth import AuthService
 from etcdpy.api.cluster import ClusterService, fill_cluster_header
 from etcdpy.api.concurrency import ElectionService, LockService, Recipes
 from etcdpy.api.grpc_metrics import Metrics
@@ -22,10 +23,6 @@ from etcdpy.api.pipeline import Handlers, Interceptor, build_handlers
 from etcdpy.api.quota import Quota
 from etcdpy.api.watch import WatchService
 from etcdpy.server.etcd_server import EtcdServer
-
-
-class _NotYet:
-    """A service none of whose RPCs is built yet."""
 
 
 def core_interceptors(server: EtcdServer, counted: bool = True) -> tuple[Interceptor, ...]:
@@ -53,7 +50,7 @@ def build_method_handlers(server: EtcdServer, counted: bool = True) -> Handlers:
         "Cluster": ClusterService(server),
         "Watch": WatchService.for_server(server),
         "Lease": LeaseService(server),
-        "Auth": _NotYet(),
+        "Auth": AuthService(server),
         "Lock": LockService(recipes),
         "Election": ElectionService(recipes),
     }

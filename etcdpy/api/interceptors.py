@@ -11,6 +11,7 @@ from google.protobuf.message import DecodeError
 
 from etcdpy import errors
 from etcdpy.api.pipeline import Interceptor, Method, Unary, serialize
+from etcdpy.api.services import SERVICES
 from etcdpy.call import CallContext
 from etcdpy.pb.etcdserverpb import rpc_pb2 as pb
 
@@ -74,6 +75,8 @@ HEADER_RULES: dict[tuple[str, str], str] = {
         for m in ("LeaseGrant", "LeaseRevoke", "LeaseTimeToLive", "LeaseLeases")
     },
     **{("Maintenance", m): MEMBER for m in ("Hash", "HashKV", "Defragment", "MoveLeader")},
+    # every Auth RPC: etcd's applier gives a header and its AuthServer fills it again
+    **{("Auth", m.name): MEMBER for m in SERVICES["Auth"].descriptor.methods},
     **{
         ("Cluster", m): CLUSTER
         for m in ("MemberList", "MemberAdd", "MemberRemove", "MemberUpdate", "MemberPromote")

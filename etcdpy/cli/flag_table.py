@@ -423,7 +423,12 @@ FLAGS: tuple[FlagDef, ...] = (
         SECURITY,
     ),
     # auth
-    _field("auth-token", _string, "Auth token type; etcdpy has 'simple' only.", AUTH),
+    _field(
+        "auth-token",
+        _string,
+        "simple, or jwt,pub-key=...,priv-key=...,sign-method=...,ttl=...",
+        AUTH,
+    ),
     _field("bcrypt-cost", _uint, "bcrypt cost of password hashes (4 to 31).", AUTH),
     _field("auth-token-ttl", _uint, "Lifetime of a simple token, in seconds.", AUTH),
     # profiling and monitoring

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from etcdpy.config import EnvKnobs, ServerConfig
+from etcdpy.config import ConfigError, EnvKnobs, ServerConfig
 from etcdpy.observability.startup import config_fields
 
 if TYPE_CHECKING:
@@ -45,7 +45,8 @@ async def _serve(config: ServerConfig, knobs: EnvKnobs) -> int:
     server = EtcdServer(config, knobs, _peer_faults(knobs))
     try:
         await server.start()
-    except (JoinError, EtcdError, OSError) as exc:  # joining a cluster failed, a port in use
+    except (JoinError, EtcdError, OSError, ConfigError) as exc:
+        # joining a cluster failed, a port in use, --auth-token's key files (etcd: etcdmain)
         log.error("cannot start member", error=str(exc))
         return 1
     except InitialCorruption as exc:

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any, Protocol, cast
 import structlog
 
 from etcdpy import errors
+from etcdpy.auth import apply as auth_apply
+from etcdpy.auth.store import AuthStore
 from etcdpy.lease import apply as lease_apply
 from etcdpy.lease.lessor import Lessor
 from etcdpy.mvcc.errors import CompactedError, FutureRevError
@@ -286,6 +288,7 @@ class Applier:
     """Runs InternalRaftRequests against the store; returns responses or EtcdError values."""
 
     alarms: AlarmStore | None = None  # ops: set by the server (etcdpy.server.ops.alarms)
+    auth: AuthStore | None = None  # users, roles, tokens: set by the server (etcdpy.auth)
 
     def __init__(self, kv: KVStore, lessor: Lessor | None = None) -> None:
         self.kv = kv
@@ -320,6 +323,10 @@ class Applier:
                 lease_response = lease_apply.apply(self.kv, self.lessor, req, index)
                 if lease_response is not None:
                     return lease_response
+            if self.auth is not None:
+                auth_response = auth_apply.apply(self.auth, req, index)
+                if auth_response is not None:
+                    return auth_response
         except (CompactedError, FutureRevError) as exc:
             return _warn_failed(req, mvcc_error(exc))
         except errors.EtcdError as exc:

@@ -19,6 +19,9 @@ from typing import Any
 import structlog
 
 from etcdpy import ETCD_API_VERSION, errors
+from etcdpy.auth.info import CALLER
+from etcdpy.auth.store import AuthStore
+from etcdpy.auth.tokens import SimpleTokens, provider
 from etcdpy.config import EnvKnobs, ServerConfig
 from etcdpy.corelink.replica_feed import ReplicaFeed
 from etcdpy.lease.driver import DEFAULT_CHECKPOINT_INTERVAL, LeaseDriver
@@ -108,6 +111,10 @@ class EtcdServer:
     # -- lifecycle ---------------------------------------------------------------------------
 
     async def start(self) -> None:
+        # First: bad --auth-token options or key files refuse the start before anything opens.
+        tokens = provider(
+            self.config.auth_token, self.config.auth_token_ttl, time.monotonic, time.time
+        )
         member_dir = self.data_dir / "member"
         (member_dir / "snap").mkdir(parents=True, exist_ok=True)
         quota = self.config.quota_bytes or DEFAULT_MAP_BYTES
@@ -125,6 +132,8 @@ class EtcdServer:
         )
         self.lessor.restore(self.kv.lease_keys())
         self.applier = Applier(self.kv, self.lessor)
+        self.auth = AuthStore(self.backend, tokens)  # users, roles, tokens (etcdpy.auth)
+        self.applier.auth = self.auth
         from etcdpy.server.ops.maintenance import Maintenance  # ops: alarms, hashes, snapshots
 
         self.maintenance = Maintenance(self)
@@ -170,6 +179,10 @@ class EtcdServer:
         self._loop = asyncio.get_running_loop()
         self._sweeper = asyncio.create_task(self._sweep_deadlines(), name="deadlines")
         self._background = [self._sweeper]
+        if isinstance(tokens, SimpleTokens):
+            self._background.append(
+                asyncio.create_task(self._expire_simple_tokens(tokens), name="simple-tokens")
+            )
         compactor = self._make_compactor()
         if compactor is not None:
             self._background.append(
@@ -241,6 +254,10 @@ class EtcdServer:
             raise errors.TooManyRequests()
         request_id = self._ids.next()
         req.header.ID = request_id
+        caller = CALLER.get()
+        if caller is not None:  # apply checks the request as this user (etcd's header)
+            req.header.username = caller.username
+            req.header.auth_revision = caller.revision
         RAFT_REQUEST_ID.set(request_id)  # for the slow-request log (api/grpc_metrics.py)
         data = req.SerializeToString()
         if len(data) > self.config.max_request_bytes:
@@ -306,6 +323,12 @@ class EtcdServer:
                     log.warning("failed auto compaction", revision=rev, error=exc.message)
                 compactor.finished(ok)
             compactor.record()
+
+    async def _expire_simple_tokens(self, tokens: SimpleTokens) -> None:
+        """etcd's TTL keeper: expired simple tokens are forgotten once a second."""
+        while True:
+            await asyncio.sleep(1.0)
+            tokens.sweep()
 
     async def _sweep_deadlines(self) -> None:
         while True:
@@ -506,6 +529,7 @@ class EtcdServer:
         self.backend = Backend(db_file, map_size=map_size)
         self.kv.replace_backend(self.backend)
         self.lessor.recover(self.backend, self.kv.lease_keys())
+        self.auth.recover(self.backend)  # users, roles and the enabled flag of the snapshot
         self.maintenance.backend_replaced()  # ops: alarms and the commit timer on the new file
 
     # -- leases (the work is in etcdpy.lease: driver.py and apply.py) ---------------------

@@ -21,7 +21,6 @@ from etcdpy.config import (
     URL,
     ConfigError,
     ServerConfig,
-    UnsupportedError,
     default_frontend_processes,
 )
 from tests.etcd_reference import etcd_help_flags, etcd_source_flags, parse_help_flags
@@ -282,9 +281,27 @@ def test_https_url_is_refused_naming_the_flag() -> None:
     assert "client TLS is not built yet" in text
 
 
-def test_jwt_auth_token_is_unsupported() -> None:
-    with pytest.raises(UnsupportedError, match="only 'simple' tokens"):
-        parse_server_args(["--auth-token=jwt,pub-key=a.pub"], {})
+@pytest.mark.parametrize(
+    "value",
+    [
+        "jwt,pub-key=a.pub",  # no sign-method
+        "jwt,sign-method=XX256",
+        "jwt,sign-method=RS256,ttl=5",  # a duration needs a unit
+        "jwt,sign-method=RS256,ttl",
+        "jwt,sign-method=RS256,ttl=1m,ttl=2m",
+        "simple,a=b=c",
+        "foo",
+    ],
+)
+def test_bad_auth_token_options_get_etcds_message(value: str) -> None:
+    with pytest.raises(ConfigError, match=r"^auth: invalid auth options$"):
+        parse_server_args([f"--auth-token={value}"], {})
+
+
+def test_jwt_auth_token_options_are_accepted() -> None:
+    value = "jwt,pub-key=a.pub,priv-key=a,sign-method=ES256,ttl=10m"
+    config = run_outcome([f"--auth-token={value}"]).config
+    assert config is not None and config.auth_token == value
 
 
 # -- the rules etcd applies between flags ----------------------------------------------------
