@@ -102,6 +102,7 @@ proto: install
 bench: install system-deps
 	$(BIN)/python -m bench.run
 	$(BIN)/python -m bench.cluster
+	$(BIN)/python -m bench.secure
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -327,13 +327,21 @@ class AuthStore:
         if role is None:
             raise errors.RoleNotFound()
         perm = req.perm
-        kept = [p for p in role.keyPermission if (p.key, p.range_end) != (perm.key, perm.range_end)]
-        updated = authpb.Role(name=role.name)
-        # etcd replaces only the first permission with the same key (sort.Search) and so may
-        # keep two with the same key and range_end; etcdpy replaces the exact match. Sorted by
-        # key, stable, as etcd's sort of a short list.
-        new = authpb.Permission(permType=perm.permType, key=perm.key, range_end=perm.range_end)
-        updated.keyPermission.extend(sorted([*kept, new], key=lambda p: p.key))
+        updated = authpb.Role()
+        updated.CopyFrom(role)
+        same = [
+            p for p in updated.keyPermission if (p.key, p.range_end) == (perm.key, perm.range_end)
+        ]
+        if same:
+            # etcd updates only the first permission with the key (sort.Search) and so may
+            # keep two with the same key and range_end; etcdpy updates the exact match.
+            same[0].permType = perm.permType
+        else:
+            # appended, then sorted by key, stable (as etcd's sort of a short list)
+            new = authpb.Permission(permType=perm.permType, key=perm.key, range_end=perm.range_end)
+            ordered = sorted([*updated.keyPermission, new], key=lambda p: p.key)
+            del updated.keyPermission[:]
+            updated.keyPermission.extend(ordered)
         self._put_role(updated)
         log.info(
             "granted/updated a permission to a user",

@@ -177,9 +177,15 @@ class JwtTokens:
                 token,
                 self._keys.verifying,
                 algorithms=[self.method],  # never "none", never another family
-                options={"require": ["exp", "username", "revision"]},
+                # exp is checked below against the clock given (the wall clock in a member)
+                options={"require": ["exp", "username", "revision"], "verify_exp": False},
             )
         except (jwt.PyJWTError, ValueError, TypeError):
+            return None
+        expires = claims["exp"]
+        if not isinstance(expires, int | float) or isinstance(expires, bool):
+            return None
+        if self._now() >= expires:
             return None
         username, token_revision = claims.get("username"), claims.get("revision")
         if not isinstance(username, str) or not isinstance(token_revision, int | float):
@@ -190,16 +196,21 @@ class JwtTokens:
 
 
 def provider(
-    options: str, ttl_seconds: float, now: Callable[[], float]
+    options: str,
+    ttl_seconds: float,
+    now: Callable[[], float],
+    wall_clock: Callable[[], float] | None = None,
 ) -> SimpleTokens | JwtTokens:
-    """The token provider ``--auth-token`` names (etcd's NewTokenProvider)."""
+    """The token provider ``--auth-token`` names (etcd's NewTokenProvider). Simple tokens
+    expire on ``now`` (a monotonic clock); a JWT's exp is wall-clock time (``wall_clock``,
+    ``now`` when not given), since other members and front-ends check it."""
     try:
         kind, opts = parse_auth_token(options)
     except ConfigError as exc:
         raise InvalidAuthOptions(str(exc)) from None
     if kind == "simple":
         return SimpleTokens(ttl_seconds, now)
-    return _jwt_provider(opts, now)
+    return _jwt_provider(opts, wall_clock or now)
 
 
 def _jwt_provider(opts: dict[str, str], now: Callable[[], float]) -> JwtTokens:

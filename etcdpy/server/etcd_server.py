@@ -112,7 +112,9 @@ class EtcdServer:
 
     async def start(self) -> None:
         # First: bad --auth-token options or key files refuse the start before anything opens.
-        tokens = provider(self.config.auth_token, self.config.auth_token_ttl, time.monotonic)
+        tokens = provider(
+            self.config.auth_token, self.config.auth_token_ttl, time.monotonic, time.time
+        )
         member_dir = self.data_dir / "member"
         (member_dir / "snap").mkdir(parents=True, exist_ok=True)
         quota = self.config.quota_bytes or DEFAULT_MAP_BYTES

@@ -26,6 +26,31 @@ _PROGRESS_EVERY = 32
 
 
 @dataclass(frozen=True, slots=True)
+class Security:
+    """TLS and auth as etcd's benchmark takes them: file paths ("" none), ``user[:password]``."""
+
+    cacert: str = ""
+    cert: str = ""
+    key: str = ""
+    user: str = ""
+
+    def credentials(self, endpoints: tuple[str, ...]) -> grpc.ChannelCredentials | None:
+        """TLS credentials when a CA is given or an endpoint is https; None: plain text."""
+        if not self.cacert and not any(e.startswith("https://") for e in endpoints):
+            return None
+
+        def read(path: str) -> bytes | None:
+            with open(path, "rb") as f:
+                return f.read()
+
+        return grpc.ssl_channel_credentials(
+            root_certificates=read(self.cacert) if self.cacert else None,
+            private_key=read(self.key) if self.key else None,
+            certificate_chain=read(self.cert) if self.cert else None,
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class WorkerPlan:
     """What one process does; built by the parent, pickled to the child."""
 
@@ -46,6 +71,7 @@ class WorkerPlan:
     dial_timeout_s: float
     key_offset: int  # where this process starts in the sequential key space
     seed: int
+    security: Security = Security()
 
 
 @dataclass(slots=True)
@@ -123,12 +149,16 @@ async def _run(plan: WorkerPlan, ready_queue: Any, start_event: Any, progress: A
         # be the number of connections (as it is in etcd's benchmark).
         ("grpc.use_local_subchannel_pool", 1),
     ]
+    credentials = plan.security.credentials(plan.endpoints)
+
+    def channel(endpoint: str) -> grpc.aio.Channel:
+        target = _normalize_endpoint(endpoint)
+        if credentials is None:
+            return grpc.aio.insecure_channel(target, options=options)
+        return grpc.aio.secure_channel(target, credentials, options=options)
+
     channels = [
-        grpc.aio.insecure_channel(
-            _normalize_endpoint(plan.endpoints[(plan.index + i) % len(plan.endpoints)]),
-            options=options,
-        )
-        for i in range(plan.conns)
+        channel(plan.endpoints[(plan.index + i) % len(plan.endpoints)]) for i in range(plan.conns)
     ]
     try:
         try:
@@ -137,19 +167,36 @@ async def _run(plan: WorkerPlan, ready_queue: Any, start_event: Any, progress: A
             )
         except TimeoutError:
             return _failed(plan, f"could not connect to {', '.join(plan.endpoints)}")
+        metadata = await _token_metadata(plan, channels[0])
         ready_queue.put(("ready", plan.index, None))
         # Everyone is connected: wait (briefly blocking this loop) for the common start.
         start_event.wait()
         if plan.op == "lease-keepalive":
             leases = [rpc_pb2_grpc.LeaseStub(ch) for ch in channels]
-            return await _drive_keepalives(plan, leases, progress)
-        return await _drive(plan, [rpc_pb2_grpc.KVStub(ch) for ch in channels], progress)
+            return await _drive_keepalives(plan, leases, progress, metadata)
+        return await _drive(plan, [rpc_pb2_grpc.KVStub(ch) for ch in channels], progress, metadata)
     finally:
         for ch in channels:
             await ch.close(None)
 
 
-async def _drive(plan: WorkerPlan, stubs: list[rpc_pb2_grpc.KVStub], progress: Any) -> WorkerResult:
+Metadata = tuple[tuple[str, str], ...] | None
+
+
+async def _token_metadata(plan: WorkerPlan, channel: grpc.aio.Channel) -> Metadata:
+    """With --user: one Authenticate per process, its token sent on every call (as clientv3)."""
+    if not plan.security.user:
+        return None
+    name, _, password = plan.security.user.partition(":")
+    response = await rpc_pb2_grpc.AuthStub(channel).Authenticate(
+        rpc_pb2.AuthenticateRequest(name=name, password=password), timeout=plan.dial_timeout_s
+    )
+    return (("token", response.token),)
+
+
+async def _drive(
+    plan: WorkerPlan, stubs: list[rpc_pb2_grpc.KVStub], progress: Any, metadata: Metadata = None
+) -> WorkerResult:
     latencies = array("d")
     errors: Counter[str] = Counter()
     txn_outcome = [0, 0]  # succeeded, failed
@@ -165,7 +212,11 @@ async def _drive(plan: WorkerPlan, stubs: list[rpc_pb2_grpc.KVStub], progress: A
         if plan.op == "put":
 
             async def put() -> None:
-                await stub.Put(rpc_pb2.PutRequest(key=keys.next(), value=value), timeout=timeout)
+                await stub.Put(
+                    rpc_pb2.PutRequest(key=keys.next(), value=value),
+                    timeout=timeout,
+                    metadata=metadata,
+                )
 
             return put
         if plan.op == "range":
@@ -174,14 +225,16 @@ async def _drive(plan: WorkerPlan, stubs: list[rpc_pb2_grpc.KVStub], progress: A
             )
 
             async def range_() -> None:
-                await stub.Range(request, timeout=timeout)
+                await stub.Range(request, timeout=timeout, metadata=metadata)
 
             return range_
 
         async def txn_put() -> None:
             key = keys.next()
             response = await stub.Txn(
-                _k8s_update(key, value, last_mod_rev.get(key, 0)), timeout=timeout
+                _k8s_update(key, value, last_mod_rev.get(key, 0)),
+                timeout=timeout,
+                metadata=metadata,
             )
             if response.succeeded:
                 txn_outcome[0] += 1
@@ -247,7 +300,7 @@ def _k8s_update(key: bytes, value: bytes, expected_mod_rev: int) -> rpc_pb2.TxnR
 
 
 async def _drive_keepalives(
-    plan: WorkerPlan, stubs: list[rpc_pb2_grpc.LeaseStub], progress: Any
+    plan: WorkerPlan, stubs: list[rpc_pb2_grpc.LeaseStub], progress: Any, metadata: Metadata = None
 ) -> WorkerResult:
     """Each client grants its own lease, then renews it on its own keep-alive stream, one
     keep-alive in flight at a time (the latency is the round trip of one renewal)."""
@@ -261,13 +314,13 @@ async def _drive_keepalives(
         stub = stubs[number % len(stubs)]
         try:
             grant = await stub.LeaseGrant(
-                rpc_pb2.LeaseGrantRequest(TTL=60), timeout=plan.request_timeout_s
+                rpc_pb2.LeaseGrantRequest(TTL=60), timeout=plan.request_timeout_s, metadata=metadata
             )
         except grpc.aio.AioRpcError as exc:
             errors[exc.code().name] += 1
             return
         request = rpc_pb2.LeaseKeepAliveRequest(ID=grant.ID)
-        stream = stub.LeaseKeepAlive()
+        stream = stub.LeaseKeepAlive(metadata=metadata)
         since_report = 0
         try:
             while remaining[0] > 0:

@@ -5,6 +5,7 @@
     etcdpy benchmark --clients 64 txn-put --key-space-size 100000
     etcdpy benchmark --clients 64 lease-keepalive --total 100000
     etcdpy benchmark watch --watchers 1000 --put-rate 1000 --total 3000
+    etcdpy benchmark --endpoints https://127.0.0.1:2379 --cacert ca.pem --user bench:pw put
 
 The clients are spread over several processes (`--procs`, default one per core, at most one
 per client) so that one Python interpreter is not what limits the measured rate. Progress
@@ -27,7 +28,7 @@ from typing import Any
 
 from etcdpy.tools import bench_watch
 from etcdpy.tools.bench_report import ProgressBar, Summary, format_table, summarize
-from etcdpy.tools.bench_worker import WorkerPlan, WorkerResult, run_worker
+from etcdpy.tools.bench_worker import Security, WorkerPlan, WorkerResult, run_worker
 
 OPS = ("put", "range", "txn-put", "lease-keepalive", "watch")
 
@@ -48,6 +49,10 @@ COMMON_DEFAULTS: dict[str, Any] = {
     "request_timeout": 30.0,
     "dial_timeout": 10.0,
     "progress": None,
+    "cacert": "",
+    "cert": "",
+    "key_file": "",
+    "user": "",
 }
 
 
@@ -67,6 +72,11 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--request-timeout", type=float, default=s, help="seconds per request")
     parser.add_argument("--dial-timeout", type=float, default=s, help="seconds to connect")
+    # etcd's benchmark: TLS to https endpoints, and auth as user[:password]
+    parser.add_argument("--cacert", default=s, help="CA bundle of the server's certificate")
+    parser.add_argument("--cert", default=s, help="client certificate (mutual TLS)")
+    parser.add_argument("--key", dest="key_file", default=s, help="client certificate's key")
+    parser.add_argument("--user", default=s, help="user[:password]: authenticate, send its token")
     parser.add_argument(
         "--progress",
         action=argparse.BooleanOptionalAction,
@@ -139,6 +149,7 @@ def make_plans(args: argparse.Namespace) -> list[WorkerPlan]:
                 dial_timeout_s=args.dial_timeout,
                 key_offset=offset,
                 seed=seed + i,
+                security=Security(args.cacert, args.cert, args.key_file, args.user),
             )
         )
         offset += totals[i]

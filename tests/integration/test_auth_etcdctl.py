@@ -4,6 +4,7 @@ and a snapshot restore."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -18,6 +19,13 @@ from etcdpy.testing.processes import MemberProcess, etcd_member, etcdpy_member
 from tests.external_tools import Etcdctl
 
 pytestmark = pytest.mark.integration
+
+# Logging in (etcdctl --user) needs the pipeline's Auth layer, built on the authz branch;
+# until it is merged, the tests that log in are skipped.
+needs_auth_layer = pytest.mark.skipif(
+    importlib.util.find_spec("etcdpy.api.auth_guard") is None,
+    reason="the pipeline's Auth layer (etcdpy/api/auth_guard.py, branch authz) is not merged",
+)
 
 ROOT = "--user=root:rootpw"
 
@@ -150,6 +158,7 @@ def member(tmp_path: Path) -> Iterator[AuthAwareMember]:
         process.stop()
 
 
+@needs_auth_layer
 def test_etcdctl_prints_what_it_prints_against_etcd(
     tmp_path: Path, member: AuthAwareMember
 ) -> None:
@@ -168,6 +177,7 @@ def test_etcdctl_prints_what_it_prints_against_etcd(
     assert not differences, "\n".join(differences)
 
 
+@needs_auth_layer
 def test_auth_survives_a_restart_and_a_snapshot_restore(
     tmp_path: Path, member: AuthAwareMember
 ) -> None:
