@@ -12,6 +12,7 @@ from typing import Protocol, cast
 
 from etcdpy.call import CallContext
 from etcdpy.corelink.wire import (
+    AUTH_METADATA,
     CANCEL,
     CREDIT,
     CREDIT_COUNT,
@@ -27,16 +28,27 @@ from etcdpy.corelink.wire import (
     encode_identity,
     encode_request,
 )
+from etcdpy.h2grpc.context import RequestContext
 from etcdpy.outbox import Outbox
 
 CALL_ID_LIMIT = 2**32
 _CANCELLED = 1
 
 
+_AUTH_HEADERS = frozenset(name.encode() for name in AUTH_METADATA)
+
+
 def caller_identity(context: CallContext) -> bytes:
     """What the core must know of a call's caller to check its auth: its ``token`` and
     ``authorization`` metadata and its certificate's CN (wire.encode_identity; b"": none)."""
-    return encode_identity(context.invocation_metadata(), context.client_cert_cn())
+    cert_cn = context.client_cert_cn()
+    if (
+        cert_cn is None
+        and isinstance(context, RequestContext)
+        and not context.sent_any_of(_AUTH_HEADERS)
+    ):
+        return b""  # the common case, without parsing the metadata (1 us of 15 per call)
+    return encode_identity(context.invocation_metadata(), cert_cn)
 
 
 class CoreLinkLost(ConnectionError):

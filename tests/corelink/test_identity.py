@@ -150,6 +150,12 @@ def test_caller_identity_reads_a_front_ends_request_context() -> None:
     context = RequestContext(headers, "ipv4:127.0.0.1:1", None, None, cert_cn="cn")
     identity, _ = split_identity(caller_identity(context))
     assert identity == Identity((("token", "tok"), ("authorization", "jwt")), "cn")
+    swagger = RequestContext([*_CLIENT_HEADERS, (b"authorization", b"jwt")], "ipv4:1", None, None)
+    assert split_identity(caller_identity(swagger))[0] == Identity(
+        (("authorization", "jwt"),), None
+    )
+    cn_only = RequestContext(_CLIENT_HEADERS, "ipv4:1", None, None, cert_cn="cn")
+    assert split_identity(caller_identity(cn_only))[0] == Identity((), "cn")
 
 
 # -- the core's handlers see the caller ---------------------------------------------------------
