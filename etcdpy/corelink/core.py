@@ -13,7 +13,7 @@ import grpc
 import structlog
 
 from etcdpy import errors
-from etcdpy.call import invoke
+from etcdpy.call import Metadata, invoke
 from etcdpy.corelink.wire import (
     CANCEL,
     CREDIT,
@@ -21,10 +21,12 @@ from etcdpy.corelink.wire import (
     FEED,
     HALF_CLOSE,
     HELLO,
+    IDENTIFIED,
     INITIAL_CREDIT,
     LEASE_NOT_FOUND_TTL,
     LINK_METHODS,
     MESSAGE,
+    METHOD_MASK,
     READ_INDEX,
     RENEW,
     REQUEST_HEADER,
@@ -33,10 +35,12 @@ from etcdpy.corelink.wire import (
     STREAM_MESSAGE,
     SUBSCRIBE,
     UNCOUNTED,
+    Identity,
     RecordReader,
     decode_lease_ids,
     encode_renewals,
     encode_response,
+    split_identity,
 )
 from etcdpy.h2grpc.context import RequestContext
 from etcdpy.outbox import Outbox
@@ -54,11 +58,31 @@ _INTERNAL = grpc.StatusCode.INTERNAL.value[0]
 
 
 _LINK_PEER = "unix:core-link"
+# Kinds below this open a call (a method's number with the wire's flags); above: control records.
+_CALL_KINDS_END = (UNCOUNTED | IDENTIFIED | METHOD_MASK) + 1
 
 
-def _link_context(stream: _CoreStream | None = None) -> RequestContext:
-    """The context a handler run for a front-end gets (no metadata crosses the link yet)."""
-    return RequestContext([], _LINK_PEER, None, stream.send if stream is not None else None)
+class _IdentifiedContext(RequestContext):
+    """The context of a call that crossed with its caller's identity (wire.Identity): the
+    metadata is the auth metadata the front-end's client sent, nothing else."""
+
+    __slots__ = ("_carried",)
+
+    def __init__(self, identity: Identity, write: Callable[[Any], Awaitable[None]] | None) -> None:
+        super().__init__([], _LINK_PEER, None, write, identity.cert_cn)
+        self._carried = identity.metadata
+
+    def invocation_metadata(self) -> Metadata:
+        return self._carried
+
+
+def _link_context(identity: Identity | None, stream: _CoreStream | None = None) -> RequestContext:
+    """The context a handler run for a front-end gets: its caller's auth metadata and
+    certificate name, when the call crossed with them."""
+    write = stream.send if stream is not None else None
+    if identity is None:
+        return RequestContext([], _LINK_PEER, None, write)
+    return _IdentifiedContext(identity, write)
 
 
 def _identity(data: Any) -> Any:
@@ -80,10 +104,13 @@ class _CoreStream:
     """One tunnelled stream: client messages in through a queue, responses out as records,
     never more than the front-end's credit allows."""
 
-    def __init__(self, link: _LinkProtocol, call_id: int, method: _Method) -> None:
+    def __init__(
+        self, link: _LinkProtocol, call_id: int, method: _Method, identity: Identity | None
+    ) -> None:
         self._link = link
         self._call_id = call_id
         self._method = method
+        self._identity = identity
         self._incoming: asyncio.Queue[bytes | None] = asyncio.Queue()
         self._credit = INITIAL_CREDIT
         self._credit_event = asyncio.Event()
@@ -119,7 +146,9 @@ class _CoreStream:
         request: Any = self.requests() if method.streaming_requests else first
         code, details = _CANCELLED, "call cancelled"
         try:
-            code, details, response = await invoke(method.handler, request, _link_context(self))
+            code, details, response = await invoke(
+                method.handler, request, _link_context(self._identity, self)
+            )
             if response is not None:  # stream-unary (none in etcd's API): its one message
                 await self._send_encoded(response)
         finally:
@@ -168,23 +197,11 @@ class _LinkProtocol(asyncio.Protocol):
 
     def _on_record(self, call_id: int, kind: int, payload: bytes) -> None:
         methods = self._server.methods
-        if kind < len(methods):
-            method = methods[kind]
-            if method is None:
-                self.reply(call_id, _UNIMPLEMENTED, b"unknown method")
-            elif method.unary:
-                self._calls[call_id] = self._spawn(self._call(call_id, method, payload))
-            else:
-                stream = _CoreStream(self, call_id, method)
-                self._streams[call_id] = stream
-                stream.task = self._spawn(stream.run(payload))
+        if kind < len(methods):  # the common case: a counted call without identity
+            self._open(call_id, methods[kind], payload, None)
             return
-        if UNCOUNTED <= kind < UNCOUNTED + len(methods):
-            uncounted = self._server.uncounted[kind - UNCOUNTED]
-            if uncounted is None or not uncounted.unary:
-                self.reply(call_id, _UNIMPLEMENTED, b"unknown method")
-            else:
-                self._calls[call_id] = self._spawn(self._call(call_id, uncounted, payload))
+        if kind < _CALL_KINDS_END:
+            self._open_flagged(call_id, kind, payload)
             return
         if kind == STATS_REPLY:
             question = self._questions.pop(call_id, None)
@@ -223,15 +240,48 @@ class _LinkProtocol(asyncio.Protocol):
         else:
             raise ValueError(f"unknown record kind {kind}")
 
+    def _open(
+        self, call_id: int, method: _Method | None, payload: bytes, identity: Identity | None
+    ) -> None:
+        """Starts a unary call or a stream."""
+        if method is None:
+            self.reply(call_id, _UNIMPLEMENTED, b"unknown method")
+        elif method.unary:
+            self._calls[call_id] = self._spawn(self._call(call_id, method, payload, identity))
+        else:
+            stream = _CoreStream(self, call_id, method, identity)
+            self._streams[call_id] = stream
+            stream.task = self._spawn(stream.run(payload))
+
+    def _open_flagged(self, call_id: int, kind: int, payload: bytes) -> None:
+        """A call's opening record with UNCOUNTED or IDENTIFIED in its kind."""
+        number = kind & METHOD_MASK
+        uncounted = bool(kind & UNCOUNTED)
+        table = self._server.uncounted if uncounted else self._server.methods
+        method = table[number] if number < len(table) else None
+        if uncounted and method is not None and not method.unary:
+            method = None  # only a read a front-end tried first comes uncounted
+        identity = None
+        if kind & IDENTIFIED:
+            try:
+                identity, payload = split_identity(payload)
+            except ValueError as exc:  # that call fails; the link goes on
+                log.error("core link: bad identity block", error=str(exc))
+                self.reply(call_id, _INTERNAL, f"core link: {exc}".encode())
+                return
+        self._open(call_id, method, payload, identity)
+
     def _spawn(self, coroutine: Any) -> asyncio.Task[None]:
         task = self._loop.create_task(coroutine)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
 
-    async def _call(self, call_id: int, method: _Method, payload: bytes) -> None:
+    async def _call(
+        self, call_id: int, method: _Method, payload: bytes, identity: Identity | None
+    ) -> None:
         try:
-            code, details, response = await invoke(method.handler, payload, _link_context())
+            code, details, response = await invoke(method.handler, payload, _link_context(identity))
         except asyncio.CancelledError:
             self.reply(call_id, _CANCELLED, b"call cancelled")
             raise

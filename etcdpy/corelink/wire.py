@@ -18,6 +18,20 @@ read holds up only its own stream, in the core, where the watch code parks slow 
 core answers with ``STREAM_MESSAGE`` records, then one record whose kind is the final status code.
 ``HELLO`` (call id 0, payload the slot number) says a front-end's listeners are up.
 
+Who calls (issue 17: the core checks auth, so the caller's identity crosses with its call): a
+unary call or a stream opening whose client sent a ``token`` or an ``authorization`` metadata
+value, or came with a verified client certificate, has the ``IDENTIFIED`` bit set in its kind,
+and its payload starts with an identity block before the request's bytes::
+
+    identity length (u32), then entries back to back: field (u8), value length (u32), value
+
+Fields: ``TOKEN_FIELD`` and ``AUTHORIZATION_FIELD`` (a metadata value of that name, UTF-8, in
+the client's order; no other metadata crosses), ``CERT_CN_FIELD`` (the certificate's common
+name, UTF-8, at most once). A call without any of them (auth off: the common case) has no bit
+and no block: its record is the same as before. A block that does not parse (cut short, an
+unknown field, a length past the payload, bad UTF-8) fails that call with INTERNAL, and the link
+goes on serving.
+
 The read replica (etcdpy.corelink.feed): ``SUBSCRIBE`` is a call, answered with a feed record
 without changes (where the store stands), after which the core sends ``FEED`` records (call
 id 0) after every commit; ``READ_INDEX`` is a call answered once the core has confirmed its
@@ -34,7 +48,8 @@ from __future__ import annotations
 
 import json
 import struct
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from typing import NamedTuple
 
 from etcdpy.api.services import SERVICES
 
@@ -62,6 +77,11 @@ METHOD_NUMBER: dict[str, int] = {path: i for i, path in enumerate(LINK_METHODS)}
 # A method's number plus this: the same call, not counted again in the core's gRPC metrics
 # (the front-end counted it: a read it first tried to answer itself).
 UNCOUNTED = 0x4000
+# A method's number (plus UNCOUNTED or not) plus this: the payload starts with the caller's
+# identity block (encode_identity).
+IDENTIFIED = 0x2000
+METHOD_MASK = IDENTIFIED - 1
+assert len(LINK_METHODS) <= METHOD_MASK
 # Front-end to core kinds beyond the method numbers.
 HELLO = 0xFFFF
 MESSAGE = 0xFFFE
@@ -113,8 +133,91 @@ def decode_renewals(payload: bytes, count: int) -> list[tuple[int, int, str]]:
     return [(ttl, code, next(messages) if code else "") for ttl, code in pairs]
 
 
-def encode_request(call_id: int, method: int, payload: bytes) -> bytes:
-    return REQUEST_HEADER.pack(call_id, method, len(payload)) + payload
+def encode_request(call_id: int, method: int, payload: bytes, identity: bytes = b"") -> bytes:
+    """One front-end record; ``identity`` (encode_identity, for a call's opening record) goes
+    before the payload, with the IDENTIFIED bit in the kind."""
+    if not identity:
+        return REQUEST_HEADER.pack(call_id, method, len(payload)) + payload
+    header = REQUEST_HEADER.pack(call_id, method | IDENTIFIED, len(identity) + len(payload))
+    return b"".join((header, identity, payload))
+
+
+# The identity block's fields (see the module's docstring).
+TOKEN_FIELD = 1
+AUTHORIZATION_FIELD = 2
+CERT_CN_FIELD = 3
+# The metadata names whose values cross the link: etcd's rpctypes TokenFieldNameGRPC and
+# TokenFieldNameSwagger, the only ones etcd's auth reads (AuthInfoFromCtx).
+AUTH_METADATA: dict[str, int] = {"token": TOKEN_FIELD, "authorization": AUTHORIZATION_FIELD}
+_METADATA_NAMES: dict[int, str] = {field: name for name, field in AUTH_METADATA.items()}
+IDENTITY_LENGTH = struct.Struct("<I")
+IDENTITY_ENTRY = struct.Struct("<BI")
+
+
+class Identity(NamedTuple):
+    """A caller as the core sees it: its auth metadata and its certificate's common name."""
+
+    metadata: tuple[tuple[str, str], ...]
+    cert_cn: str | None
+
+
+def _text(value: str) -> bytes:
+    return value.encode("utf-8", "surrogatepass")  # any str, whatever a context hands out
+
+
+def encode_identity(metadata: Iterable[tuple[str, str | bytes]], cert_cn: str | None) -> bytes:
+    """The identity block of a call: the values of ``metadata`` named in AUTH_METADATA, and the
+    certificate's CN; b"" when there is neither (the call then crosses as it did before)."""
+    pack = IDENTITY_ENTRY.pack
+    parts: list[bytes] = []
+    for name, value in metadata:
+        field = AUTH_METADATA.get(name)
+        if field is not None:
+            data = value if isinstance(value, bytes) else _text(value)
+            parts += (pack(field, len(data)), data)
+    if cert_cn is not None:
+        data = _text(cert_cn)
+        parts += (pack(CERT_CN_FIELD, len(data)), data)
+    if not parts:
+        return b""
+    body = b"".join(parts)
+    return IDENTITY_LENGTH.pack(len(body)) + body
+
+
+def split_identity(payload: bytes) -> tuple[Identity, bytes]:
+    """(the caller, the request's bytes) of an IDENTIFIED record's payload; raises ValueError
+    for a block that does not parse."""
+    if len(payload) < IDENTITY_LENGTH.size:
+        raise ValueError("identity block cut short")
+    (length,) = IDENTITY_LENGTH.unpack_from(payload)
+    end = IDENTITY_LENGTH.size + length
+    if end > len(payload):
+        raise ValueError("identity block longer than its record")
+    metadata: list[tuple[str, str]] = []
+    cert_cn: str | None = None
+    pos = IDENTITY_LENGTH.size
+    entry = IDENTITY_ENTRY.size
+    while pos < end:
+        if end - pos < entry:
+            raise ValueError("identity entry cut short")
+        field, size = IDENTITY_ENTRY.unpack_from(payload, pos)
+        pos += entry
+        if size > end - pos:
+            raise ValueError("identity value longer than its block")
+        try:
+            value = payload[pos : pos + size].decode("utf-8", "surrogatepass")
+        except UnicodeDecodeError:
+            raise ValueError("identity value is not UTF-8") from None
+        pos += size
+        if field == CERT_CN_FIELD:
+            if cert_cn is not None:
+                raise ValueError("two certificate names in one identity")
+            cert_cn = value
+        elif field in _METADATA_NAMES:
+            metadata.append((_METADATA_NAMES[field], value))
+        else:
+            raise ValueError(f"unknown identity field {field}")
+    return Identity(tuple(metadata), cert_cn), payload[end:]
 
 
 def encode_response(call_id: int, code: int, payload: bytes) -> bytes:

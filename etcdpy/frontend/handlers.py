@@ -16,7 +16,7 @@ import grpc
 
 from etcdpy.api.services import SERVICES
 from etcdpy.call import CallContext
-from etcdpy.corelink.client import CoreLinkClient, CoreLinkLost, LinkStream
+from etcdpy.corelink.client import CoreLinkClient, CoreLinkLost, LinkStream, caller_identity
 from etcdpy.corelink.errors import CORE_UNREACHABLE, status_code
 from etcdpy.corelink.wire import METHOD_NUMBER, STREAM_MESSAGE
 
@@ -37,7 +37,7 @@ def _unary(link: CoreLinkClient, number: int) -> Any:
     call = link.call
 
     async def handle(request: bytes, context: CallContext) -> bytes:
-        reply = call(number, request)
+        reply = call(number, request, caller_identity(context))
         try:
             code, payload = await reply
         except CoreLinkLost:
@@ -79,7 +79,9 @@ async def _responses(stream: LinkStream, context: CallContext) -> AsyncIterator[
 def _stream(link: CoreLinkClient, number: int, client_streaming: bool) -> Any:
     async def handle(request: Any, context: CallContext) -> AsyncIterator[bytes]:
         try:
-            stream = link.open_stream(number, b"" if client_streaming else request)
+            stream = link.open_stream(
+                number, b"" if client_streaming else request, caller_identity(context)
+            )
         except CoreLinkLost:
             await context.abort(grpc.StatusCode.UNAVAILABLE, CORE_UNREACHABLE)
         pump = (

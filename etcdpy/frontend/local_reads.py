@@ -24,7 +24,7 @@ import structlog
 from etcdpy import errors
 from etcdpy.api import txn_checks
 from etcdpy.call import CallContext
-from etcdpy.corelink.client import CoreLinkClient, CoreLinkLost
+from etcdpy.corelink.client import CoreLinkClient, CoreLinkLost, caller_identity
 from etcdpy.corelink.errors import CORE_UNREACHABLE, link_error
 from etcdpy.corelink.stats import ReadCounts
 from etcdpy.corelink.wire import METHOD_NUMBER, PACKAGE, READ_INDEX, UNCOUNTED
@@ -147,18 +147,18 @@ class LocalKV:
                 await self._catch_up()
             store = self._replica.store
             if store is None:
-                return await self._forward(method, request)
+                return await self._forward(method, request, context)
             try:
                 resp = evaluate(store, request)
             except CompactedError as exc:
                 raise mvcc_error(exc) from None
-            except FutureRevError:
-                return await self._forward(method, request)  # the core may be further on
+            except FutureRevError:  # the core may be further on
+                return await self._forward(method, request, context)
             except errors.EtcdError:
                 raise
             except Exception as exc:  # e.g. a value compacted away under this read
                 log.debug("front-end read handed to the core", error=repr(exc))
-                return await self._forward(method, request)
+                return await self._forward(method, request, context)
         except CoreLinkLost:
             await context.abort(grpc.StatusCode.UNAVAILABLE, CORE_UNREACHABLE)
         self._replica.fill_header(resp.header)
@@ -175,22 +175,25 @@ class LocalKV:
             await asyncio.sleep(0)
 
     async def _forward(
-        self, method: int, request: pb.RangeRequest | pb.TxnRequest
+        self, method: int, request: pb.RangeRequest | pb.TxnRequest, context: CallContext
     ) -> pb.RangeResponse | pb.TxnResponse:
         self._counts.forwarded += 1
-        return await self._call(method, request)
+        return await self._call(method, request, context)
 
     async def _call_core(self, method: int, request: pb.TxnRequest, context: CallContext) -> Any:
         try:
-            return await self._call(method, request)
+            return await self._call(method, request, context)
         except CoreLinkLost:
             await context.abort(grpc.StatusCode.UNAVAILABLE, CORE_UNREACHABLE)
 
     async def _call(
-        self, method: int, request: pb.RangeRequest | pb.TxnRequest
+        self, method: int, request: pb.RangeRequest | pb.TxnRequest, context: CallContext
     ) -> pb.RangeResponse | pb.TxnResponse:
-        # Uncounted in the core: this front-end's counters have the call already.
-        code, payload = await self._link.call(UNCOUNTED + method, request.SerializeToString())
+        # Uncounted in the core: this front-end's counters have the call already. The caller's
+        # identity goes with it: the core checks its auth as for any call.
+        code, payload = await self._link.call(
+            UNCOUNTED + method, request.SerializeToString(), caller_identity(context)
+        )
         if code:
             raise link_error(code, payload.decode())
         if method == RANGE_METHOD:

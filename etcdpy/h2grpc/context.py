@@ -90,6 +90,15 @@ class RequestContext:
             self._metadata = metadata_of(self._headers)
         return self._metadata
 
+    def sent_any_of(self, names: frozenset[bytes]) -> bool:
+        """Whether the caller sent metadata under any of these names: a look at the raw headers,
+        cheaper than ``invocation_metadata()`` when the answer is no (the core link's common
+        case: no auth token)."""
+        for name, _ in self._headers:  # noqa: SIM110 - a loop takes half the time of any()
+            if name in names:
+                return True
+        return False
+
     def peer(self) -> str:
         return self._peer
 
