@@ -14,6 +14,10 @@ open to every user): MoveLeader, Alarm activate/deactivate, and LeaseTimeToLive 
 attached key, etcd's later fix of CVE-2023-32082).
 
 When auth is off a call pays one attribute read (``enabled``) and hands on its coroutine.
+
+A front-end process runs this layer over its auth view (etcdpy.frontend.replica). Where tokens
+are simple (they live in the core's memory), it gives a ``hand_off``: a call that carries a
+token goes there (to the core) instead of being checked here.
 """
 
 from __future__ import annotations
@@ -33,6 +37,8 @@ from etcdpy.server.applier import is_txn_read_only
 
 # A check made before the handler: raises the EtcdError etcd answers.
 Rule = Callable[[AuthChecker, AuthInfo | None, Any], None]
+# Where a method's calls go when they carry a token this layer cannot check.
+HandOff = Callable[[Method], Unary]
 
 # Methods whose caller etcd never reads: a bad token does not fail them. Authenticate is one
 # (better than etcd, which fails it for a stale token still in the call's metadata).
@@ -126,17 +132,20 @@ def _rules(lease_keys: apply_auth.LeaseKeys) -> dict[tuple[str, str], Rule]:
 
 class Auth(Interceptor):
     """``checker``: the member's auth store (None: a pipeline without auth, as the local
-    client's); ``lease_keys``: a lease's attached keys."""
+    client's); ``lease_keys``: a lease's attached keys; ``hand_off``: where calls with a token
+    go when ``checker`` cannot check tokens (a front-end with simple tokens)."""
 
     def __init__(
         self,
         checker: AuthChecker | None = None,
         lease_keys: apply_auth.LeaseKeys = _no_lease_keys,
         max_txn_ops: int = 128,
+        hand_off: HandOff | None = None,
     ) -> None:
         self._checker = checker
         self._rules = _rules(lease_keys)
         self._validators = _validators(max_txn_ops)
+        self._hand_off = hand_off
 
     def unary(self, method: Method, call: Unary) -> Unary:
         checker = self._checker
@@ -145,8 +154,11 @@ class Auth(Interceptor):
         rule = self._rules.get(method.key)
         validate = self._validators.get(method.key)
         serialized = method.key in SERIALIZED_READS
+        to_core = self._hand_off(method) if self._hand_off is not None else None
 
         async def checked(request: Any, context: CallContext) -> Any:
+            if to_core is not None and token_of(context.invocation_metadata()) is not None:
+                return await to_core(request, context)  # it checks the token, and all else
             if validate is not None:
                 validate(request)
             info = caller_of(checker, context)

@@ -54,7 +54,8 @@ class AuthStore:
         self._users: dict[str, authpb.User] = {}
         self._roles: dict[str, authpb.Role] = {}
         self._perms: dict[str, UserPerms] = {}
-        # Called after each change with the new revision (e.g. a front-end's cache); optional.
+        # Called at each change, inside its apply batch, with the revision (also by AuthEnable,
+        # which leaves the revision): the core's replica feed tells the front-ends. Optional.
         self.on_change: Callable[[int], None] | None = None
         self.recover(backend)
 
@@ -211,6 +212,8 @@ class AuthStore:
         self._enabled = True
         self.tokens.enable()
         self._perms.clear()
+        if self.on_change is not None:
+            self.on_change(self._revision)
         log.info("enabled authentication")
 
     def auth_disable(self) -> None:

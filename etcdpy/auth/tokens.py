@@ -11,7 +11,8 @@ auth/options.go).
   cannot sign (etcd's verify-only mode).
 
 ``provider(options, ttl_seconds, now)`` builds one from ``--auth-token`` as etcd parses it,
-raising ``InvalidAuthOptions`` with etcd's messages.
+raising ``InvalidAuthOptions`` with etcd's messages; ``verifier`` builds what a front-end
+process checks tokens with (a JWT verify-only; simple tokens it cannot check).
 """
 
 from __future__ import annotations
@@ -156,6 +157,10 @@ class JwtTokens:
     def verify_only(self) -> bool:
         return self._keys.signing is None
 
+    def without_signing(self) -> JwtTokens:
+        """The same tokens, verify-only (a front-end never signs)."""
+        return JwtTokens(self.method, JwtKeys(None, self._keys.verifying), self.ttl, self._now)
+
     def enable(self) -> None:
         pass
 
@@ -211,6 +216,24 @@ def provider(
     if kind == "simple":
         return SimpleTokens(ttl_seconds, now)
     return _jwt_provider(opts, wall_clock or now)
+
+
+def verifier(
+    options: str, ttl_seconds: float, now: Callable[[], float], wall_clock: Callable[[], float]
+) -> SimpleTokens | JwtTokens:
+    """What a front-end process checks tokens with. Simple tokens live in the core's memory:
+    the empty SimpleTokens returned knows none (the front-end hands such calls to the core). A
+    JWT is verified with the public key alone: with ``pub-key`` given, the private key file is
+    not even read (an HMAC secret is both, so it is)."""
+    try:
+        kind, opts = parse_auth_token(options)
+    except ConfigError as exc:
+        raise InvalidAuthOptions(str(exc)) from None
+    if kind == "simple":
+        return SimpleTokens(ttl_seconds, now)
+    if opts.get("pub-key") and opts["sign-method"] not in _HMAC:
+        opts.pop("priv-key", None)
+    return _jwt_provider(opts, wall_clock).without_signing()
 
 
 def _jwt_provider(opts: dict[str, str], now: Callable[[], float]) -> JwtTokens:

@@ -16,10 +16,12 @@ import os
 import signal
 import socket
 import sys
+import time
 from collections.abc import Sequence
 
 import structlog
 
+from etcdpy.auth.tokens import verifier
 from etcdpy.clientport.sniffer import ClientFront
 from etcdpy.config import EnvKnobs
 from etcdpy.corelink.client import CoreLinkClient, InboundDelay
@@ -64,6 +66,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--watch-progress-notify-interval", type=float, default=600.0)
     parser.add_argument("--max-request-bytes", type=int, default=1536 * 1024)
     parser.add_argument("--max-txn-ops", type=int, default=128)
+    parser.add_argument("--auth-token", default="simple", help="the member's --auth-token")
     return parser.parse_args(argv)
 
 
@@ -137,7 +140,9 @@ async def _start_replica(
 ) -> FrontendReplica:
     """Subscribe to the core's feed, then restore from the file: nothing committed between the
     two is missed (etcdpy.frontend.replica)."""
-    replica = FrontendReplica(args.db_path, args.db_map_size, watch_sync.wake)
+    # A JWT is verified here (public key only); simple tokens are the core's to check.
+    tokens = verifier(args.auth_token, 0, time.monotonic, time.time)
+    replica = FrontendReplica(args.db_path, args.db_map_size, watch_sync.wake, tokens)
     link.on_feed = replica.on_feed
     code, subscribed = await link.call(SUBSCRIBE, b"")
     if code:

@@ -198,6 +198,8 @@ class ClientListeners:
             str(config.max_request_bytes),
             "--max-txn-ops",
             str(config.max_txn_ops),
+            "--auth-token",  # front-ends verify JWTs themselves (etcdpy.frontend.auth_routes)
+            config.auth_token,
         ]
 
     async def _collect_frontend_stats(self) -> None:

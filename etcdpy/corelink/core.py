@@ -27,6 +27,8 @@ from etcdpy.corelink.wire import (
     LINK_METHODS,
     MESSAGE,
     METHOD_MASK,
+    METHOD_NUMBER,
+    PACKAGE,
     READ_INDEX,
     RENEW,
     REQUEST_HEADER,
@@ -58,6 +60,7 @@ _INTERNAL = grpc.StatusCode.INTERNAL.value[0]
 
 
 _LINK_PEER = "unix:core-link"
+_WATCH = METHOD_NUMBER[f"/{PACKAGE}.Watch/Watch"]
 # Kinds below this open a call (a method's number with the wire's flags); above: control records.
 _CALL_KINDS_END = (UNCOUNTED | IDENTIFIED | METHOD_MASK) + 1
 
@@ -259,8 +262,9 @@ class _LinkProtocol(asyncio.Protocol):
         uncounted = bool(kind & UNCOUNTED)
         table = self._server.uncounted if uncounted else self._server.methods
         method = table[number] if number < len(table) else None
-        if uncounted and method is not None and not method.unary:
-            method = None  # only a read a front-end tried first comes uncounted
+        if uncounted and method is not None and not method.unary and number != _WATCH:
+            # uncounted: a read a front-end tried first, a Watch it hands on (etcdpy.frontend)
+            method = None
         identity = None
         if kind & IDENTIFIED:
             try:

@@ -5,13 +5,16 @@ only, plus its own key index. LMDB already holds the values; the index needs to 
 changed at which revision, which is what a feed record carries, once per committed batch:
 
     header: revision (i64), raft term, cluster id, member id (u64 each), flags (u8: REPLACED,
-            LEARNER)
+            LEARNER, AUTH_CHANGED)
     then ops: kind (u8), main revision (u64), sub revision (u32), length (u32), payload
 
 PUT ops carry the new KeyValue's bytes (the watch fan-out of a front-end can use them as they
 are), DELETE ops the key, COMPACT ops nothing (the main revision is the compaction's). The flag
 REPLACED says the backend file was swapped (a snapshot from the leader, a defragmentation): the
-replica must reopen the file and rebuild its index before it serves again.
+replica must reopen the file and rebuild its index before it serves again. The flag
+AUTH_CHANGED says the batch changed the auth buckets (users, roles, the enabled flag): the
+front-end reloads its auth view from the file before it checks another call (AuthEnable moves
+no revision, so the flag, not the revision, says so).
 
 A feed record goes out on the core link before the responses of the requests its batch applied
 (etcdpy.corelink.replica_feed), so a front-end has seen a write before its client has.
@@ -34,6 +37,7 @@ COMPACT = 2
 
 REPLACED = 1
 LEARNER = 2  # this member is a learner (its front-ends refuse what a learner refuses)
+AUTH_CHANGED = 4  # the batch changed users, roles or the enabled flag
 
 _DELETE_EVENT = Event.DELETE
 
@@ -55,19 +59,21 @@ class FeedUpdate:
     replaced: bool
     ops: list[FeedOp] = field(default_factory=list)
     is_learner: bool = False
+    auth_changed: bool = False
 
 
 class FeedBuilder:
     """Collects the changes of one commit in encoded form."""
 
-    __slots__ = ("_parts", "_replaced")
+    __slots__ = ("_auth_changed", "_parts", "_replaced")
 
     def __init__(self) -> None:
         self._parts: list[bytes] = []
         self._replaced = False
+        self._auth_changed = False
 
     def __bool__(self) -> bool:
-        return bool(self._parts) or self._replaced
+        return bool(self._parts) or self._replaced or self._auth_changed
 
     def add_events(self, events: Iterable[Event]) -> None:
         """One write transaction's events, in order (an event's position is its sub revision)."""
@@ -91,6 +97,10 @@ class FeedBuilder:
         self._parts.clear()
         self._replaced = True
 
+    def mark_auth_changed(self) -> None:
+        """An auth request changed the auth buckets in this commit."""
+        self._auth_changed = True
+
     def take(
         self,
         revision: int,
@@ -99,11 +109,15 @@ class FeedBuilder:
         member_id: int,
         is_learner: bool = False,
     ) -> bytes:
-        flags = (REPLACED if self._replaced else 0) | (LEARNER if is_learner else 0)
+        flags = (
+            (REPLACED if self._replaced else 0)
+            | (LEARNER if is_learner else 0)
+            | (AUTH_CHANGED if self._auth_changed else 0)
+        )
         header = HEADER.pack(revision, raft_term, cluster_id, member_id, flags)
         record = header + b"".join(self._parts)
         self._parts.clear()
-        self._replaced = False
+        self._replaced = self._auth_changed = False
         return record
 
 
@@ -114,6 +128,7 @@ def decode_feed(payload: bytes) -> FeedUpdate:
     revision, term, cluster_id, member_id, flags = HEADER.unpack_from(payload, 0)
     update = FeedUpdate(revision, term, cluster_id, member_id, bool(flags & REPLACED))
     update.is_learner = bool(flags & LEARNER)
+    update.auth_changed = bool(flags & AUTH_CHANGED)
     pos = HEADER.size
     end = len(payload)
     unpack = OP.unpack_from

@@ -49,6 +49,13 @@ class ReplicaFeed:
             self._builder.mark_replaced()
             self._schedule()
 
+    def on_auth_changed(self) -> None:
+        """An applied auth request changed users, roles or the enabled flag (AuthStore's
+        on_change, called inside the apply batch: the flag goes out with its commit)."""
+        if self.subscribers:
+            self._builder.mark_auth_changed()
+            self._schedule()
+
     def _schedule(self) -> None:
         if not self._scheduled:
             self._scheduled = True

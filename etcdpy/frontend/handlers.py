@@ -33,7 +33,8 @@ async def _abort(context: CallContext, code: int, details: bytes) -> None:
     await context.abort(status_code(code), details.decode())
 
 
-def _unary(link: CoreLinkClient, number: int) -> Any:
+def unary_to_core(link: CoreLinkClient, number: int) -> Any:
+    """A unary call's handler (bytes in, bytes out) that has the core answer it."""
     call = link.call
 
     async def handle(request: bytes, context: CallContext) -> bytes:
@@ -76,7 +77,9 @@ async def _responses(stream: LinkStream, context: CallContext) -> AsyncIterator[
         stream.grant(1)
 
 
-def _stream(link: CoreLinkClient, number: int, client_streaming: bool) -> Any:
+def tunnelled(link: CoreLinkClient, number: int, client_streaming: bool) -> Any:
+    """A stream's handler (an async generator of the core's messages) tunnelled to the core."""
+
     async def handle(request: Any, context: CallContext) -> AsyncIterator[bytes]:
         try:
             stream = link.open_stream(
@@ -110,13 +113,13 @@ def build_handlers(link: CoreLinkClient) -> Handlers:
             path = service.path(method.name)
             number = METHOD_NUMBER[path]
             if method.client_streaming and method.server_streaming:
-                behavior = _stream(link, number, client_streaming=True)
+                behavior = tunnelled(link, number, client_streaming=True)
                 handlers[path] = grpc.stream_stream_rpc_method_handler(behavior)
             elif method.server_streaming:
-                behavior = _stream(link, number, client_streaming=False)
+                behavior = tunnelled(link, number, client_streaming=False)
                 handlers[path] = grpc.unary_stream_rpc_method_handler(behavior)
             elif not method.client_streaming:  # etcd's API has no client-streaming-only call
-                handlers[path] = grpc.unary_unary_rpc_method_handler(_unary(link, number))
+                handlers[path] = grpc.unary_unary_rpc_method_handler(unary_to_core(link, number))
     return handlers
 
 
@@ -132,13 +135,16 @@ def local_handlers(
     LeaseKeepAlive with batched renewals, through the same pipeline as the core's handlers
     (etcdpy.api.pipeline) but for quota and header: a front-end proposes nothing itself, and
     LocalKV fills the header of what it answers (what it hands to the core comes back with the
-    core's header)."""
+    core's header). Auth is checked against the replica's auth view; where tokens are simple,
+    calls that carry one go to the core (etcdpy.frontend.auth_routes)."""
     from etcdpy.api.grpc_metrics import Metrics
     from etcdpy.api.interceptors import Auth, Codec, MapErrors
     from etcdpy.api.learner_guard import LearnerGuard
     from etcdpy.api.lease import KeepAliveService
     from etcdpy.api.pipeline import build_handlers as build_pipeline
     from etcdpy.api.watch import WatchService
+    from etcdpy.auth.tokens import SimpleTokens
+    from etcdpy.frontend.auth_routes import HandingWatchService, hand_off_to_core
     from etcdpy.frontend.keepalive import RenewBatcher
     from etcdpy.frontend.local_reads import LocalKV, ReadIndexBatcher
 
@@ -149,11 +155,22 @@ def local_handlers(
     def header() -> tuple[int, int, int]:
         return replica.cluster_id, replica.member_id, replica.raft_term
 
+    view = replica.auth
+    assert view is not None  # the replica has started
+    # Simple tokens live in the core's memory: calls carrying one are checked there.
+    tokens_in_core = isinstance(view.tokens, SimpleTokens)
+    watch = (
+        HandingWatchService(link, watch_stream, header, *watch_settings, auth=view)
+        if tokens_in_core
+        else WatchService(watch_stream, header, *watch_settings, auth=view)
+    )
     services: dict[str, object] = {
         "KV": LocalKV(replica, link, ReadIndexBatcher(link), counts, max_txn_ops),
-        "Watch": WatchService(watch_stream, header, *watch_settings),
+        "Watch": watch,
         "Lease": KeepAliveService(replica.fill_header, RenewBatcher(link).renew),
     }
-    interceptors = (Metrics(stats), Codec(), MapErrors(), Auth(), LearnerGuard(replica))
+    hand_off = hand_off_to_core(link) if tokens_in_core else None
+    auth = Auth(view, max_txn_ops=max_txn_ops, hand_off=hand_off)
+    interceptors = (Metrics(stats), Codec(), MapErrors(), auth, LearnerGuard(replica))
     local = (("KV", "Range"), ("KV", "Txn"), ("Watch", "Watch"), ("Lease", "LeaseKeepAlive"))
     return build_pipeline(services, interceptors, only=local)

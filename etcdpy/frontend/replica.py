@@ -5,6 +5,12 @@ after the replica's restore arrives as a feed record (changes the restore saw al
 skipped, etcdpy.frontend.replica_store). When the core swaps its backend file, or when a feed record
 does not fit the index (a bug, but never a reason to serve wrong data), the replica reopens the
 file and restores again.
+
+It also keeps the front-end's auth view: an AuthStore over the same read-only file (the auth
+buckets are in it), reloaded when a feed record carries AUTH_CHANGED, on REPLACED and at the
+start. A feed record is sent after its batch commits and before the batch's clients hear OK, so
+once a revoke's OK is out, every front-end has reloaded (or will before the next feed record:
+the reload comes before the record's changes are handed to watchers).
 """
 
 from __future__ import annotations
@@ -13,6 +19,8 @@ from collections.abc import Callable
 
 import structlog
 
+from etcdpy.auth.store import AuthStore
+from etcdpy.auth.tokens import JwtTokens, SimpleTokens
 from etcdpy.corelink.feed import FeedUpdate, decode_feed
 from etcdpy.frontend.replica_store import ReplicaOutOfStep
 from etcdpy.frontend.watch_store import ReplicaWatchableStore
@@ -24,12 +32,19 @@ log = structlog.get_logger(__name__)
 
 class FrontendReplica:
     def __init__(
-        self, db_path: str, map_size: int, wakeup: Callable[[], None] | None = None
+        self,
+        db_path: str,
+        map_size: int,
+        wakeup: Callable[[], None] | None = None,
+        tokens: SimpleTokens | JwtTokens | None = None,
     ) -> None:
         self._db_path = db_path
         self._map_size = map_size
         self._wakeup = wakeup  # the front-end's watch sync (etcdpy.server.watch_sync)
+        self._tokens = tokens if tokens is not None else SimpleTokens(0, _no_clock)
         self.store: ReplicaWatchableStore | None = None
+        # Users, roles, the enabled flag, read from the file (None until started).
+        self.auth: AuthStore | None = None
         self.cluster_id = 0
         self.member_id = 0
         self.raft_term = 0
@@ -48,7 +63,16 @@ class FrontendReplica:
             store.backend.close()  # LMDB opens a file once per process
             store.replace_backend(self._backend())
         else:
-            self.store = ReplicaWatchableStore(self._backend(), wakeup=self._wakeup)
+            self.store = store = ReplicaWatchableStore(self._backend(), wakeup=self._wakeup)
+        self._reload_auth(store)
+
+    def _reload_auth(self, store: ReplicaWatchableStore) -> None:
+        """Read the auth buckets again, as they are committed now (one object throughout:
+        the Auth layer and the watch service hold it)."""
+        if self.auth is None:
+            self.auth = AuthStore(store.backend, self._tokens)
+        else:
+            self.auth.recover(store.backend)
 
     def _backend(self) -> Backend:
         return Backend(self._db_path, map_size=self._map_size, readonly=True)
@@ -69,6 +93,8 @@ class FrontendReplica:
             if update.replaced:
                 self._open()
                 return
+            if update.auth_changed:  # before the changes reach watchers: they look at it
+                self._reload_auth(store)
             store.apply_update(update)
         except (ReplicaOutOfStep, ValueError, KeyError) as exc:
             log.error("front-end replica out of step with the core; rebuilding", error=str(exc))
@@ -86,3 +112,7 @@ class FrontendReplica:
         if self.store is not None:
             self.store.close_reader()
             self.store = None
+
+
+def _no_clock() -> float:
+    return 0.0

@@ -133,6 +133,9 @@ class EtcdServer:
         self.lessor.restore(self.kv.lease_keys())
         self.applier = Applier(self.kv, self.lessor)
         self.auth = AuthStore(self.backend, tokens)  # users, roles, tokens (etcdpy.auth)
+        # Front-ends reload their auth view with the commit of any auth change (the feed's
+        # AUTH_CHANGED flag): a revoke reaches them before its client hears OK.
+        self.auth.on_change = self._auth_changed
         self.applier.auth = self.auth
         from etcdpy.server.ops.maintenance import Maintenance  # ops: alarms, hashes, snapshots
 
@@ -357,6 +360,9 @@ class EtcdServer:
         header.raft_term = self.raft_term
         if not header.revision:
             header.revision = self.kv.current_revision
+
+    def _auth_changed(self, revision: int) -> None:
+        self.feed.on_auth_changed()
 
     def _feed_header(self) -> tuple[int, int, int, int, bool]:
         s = self

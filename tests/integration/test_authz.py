@@ -10,7 +10,6 @@ The users: root; alice (role "a": readwrite [a, b)); wally (role "w": write only
 from __future__ import annotations
 
 import json
-import os
 import random
 import subprocess
 import time
@@ -27,7 +26,6 @@ from etcdpy.pb.authpb import auth_pb2 as authpb
 from etcdpy.pb.etcdserverpb import rpc_pb2 as pb
 from etcdpy.pb.etcdserverpb import rpc_pb2_grpc
 from etcdpy.testing.processes import (
-    FRONTEND_PROCESSES_ENV,
     MemberProcess,
     etcd_member,
     etcdpy_member,
@@ -107,10 +105,6 @@ def member(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Member]:
     kind: str = request.param
-    if kind == "etcdpy" and os.environ.get(FRONTEND_PROCESSES_ENV, "1") != "1":
-        # Known gap, left to the core-link work: a front-end does not yet hand the token to
-        # the core, nor check the reads and watches it answers itself.
-        request.applymarker(pytest.mark.xfail(reason="auth with front-end processes", strict=False))
     process = _start(kind, tmp_path_factory.mktemp(f"authz-{kind}"))
     process.start()
     try:
