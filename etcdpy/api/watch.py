@@ -166,9 +166,12 @@ class WatchService:
                 if not items:
                     if owners.checking:
                         # Revocations must reach a quiet stream too: look again now and then.
-                        with contextlib.suppress(TimeoutError):
+                        # Woken, the loop drains first: what came is checked with it (a
+                        # recheck here would queue the cancel behind an event it must drop).
+                        try:
                             await asyncio.wait_for(wake.wait(), AUTH_RECHECK_SECONDS)
-                        owners.recheck(stream)
+                        except TimeoutError:
+                            owners.recheck(stream)
                     else:
                         await wake.wait()
                     continue

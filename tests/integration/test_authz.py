@@ -2,7 +2,8 @@
 requests; same gRPC codes and messages), driven by real clients: grpc stubs, Debian's etcdctl
 3.4 with --user, curl to the JSON gateway. Each refusal writes nothing and the member keeps
 serving. What etcdpy does better than etcd (watchers that stop when their permission goes,
-nested txns) is checked on etcdpy alone.
+nested txns) is checked on etcdpy alone. etcdpy runs twice: with simple tokens (etcd's default)
+and with JWTs (RS256), which front-end processes verify themselves (ETCD_FRONTEND_PROCESSES=2).
 
 The users: root; alice (role "a": readwrite [a, b)); wally (role "w": write only on "w").
 """
@@ -31,6 +32,7 @@ from etcdpy.testing.processes import (
     etcdpy_member,
 )
 from tests.external_tools import Etcdctl, eventually, require_tool
+from tests.integration.jwt_keys import jwt_auth_token
 
 pytestmark = pytest.mark.integration
 
@@ -45,6 +47,7 @@ class Member:
     kind: str  # "etcd" or "etcdpy"
     process: MemberProcess
     channel: grpc.Channel
+    variant: str = ""  # the fixture's parameter: "etcd", "etcdpy", "etcdpy-jwt"
 
     def token(self, user: str, password: str = PASSWORD) -> str:
         auth = rpc_pb2_grpc.AuthStub(self.channel)
@@ -93,24 +96,27 @@ def set_up_auth(channel: grpc.Channel) -> None:
     auth.AuthEnable(pb.AuthEnableRequest(), timeout=t)
 
 
-def _start(kind: str, tmp: Path) -> MemberProcess:
-    if kind == "etcd":
+def _start(variant: str, tmp: Path) -> MemberProcess:
+    if variant == "etcd":
         require_tool("etcd")
-        return etcd_member(tmp, name=kind)
-    return etcdpy_member(tmp, name=kind)
+        return etcd_member(tmp, name=variant)
+    if variant == "etcdpy-jwt":
+        return etcdpy_member(tmp, name=variant, extra_args=[f"--auth-token={jwt_auth_token(tmp)}"])
+    return etcdpy_member(tmp, name=variant)
 
 
-@pytest.fixture(scope="module", params=["etcd", "etcdpy"])
+@pytest.fixture(scope="module", params=["etcd", "etcdpy", "etcdpy-jwt"])
 def member(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Member]:
-    kind: str = request.param
-    process = _start(kind, tmp_path_factory.mktemp(f"authz-{kind}"))
+    variant: str = request.param
+    kind = "etcd" if variant == "etcd" else "etcdpy"
+    process = _start(variant, tmp_path_factory.mktemp(f"authz-{variant}"))
     process.start()
     try:
         with grpc.insecure_channel(process.endpoint) as channel:
             set_up_auth(channel)
-            yield Member(kind, process, channel)
+            yield Member(kind, process, channel, variant)
     finally:
         process.stop()
 
@@ -328,9 +334,10 @@ def test_a_txn_differential_with_auth(member: Member) -> None:
                     for kv in getattr(part, "kvs", []):
                         kv.create_revision = kv.mod_revision = 0
             outcomes.append(str(outcome).replace("\n", " "))
-    _TXN_OUTCOMES[member.kind] = outcomes
-    if len(_TXN_OUTCOMES) == 2:
-        assert _TXN_OUTCOMES["etcd"] == _TXN_OUTCOMES["etcdpy"]
+    _TXN_OUTCOMES[member.variant] = outcomes
+    if "etcd" in _TXN_OUTCOMES:
+        for variant, recorded in _TXN_OUTCOMES.items():
+            assert recorded == _TXN_OUTCOMES["etcd"], variant
 
 
 _TXN_OUTCOMES: dict[str, list[str]] = {}
@@ -369,3 +376,72 @@ def test_a_revoked_watcher_stops(member: Member) -> None:
     eventually(
         lambda: member.call("KV.Range", pb.RangeRequest(key=b"a"), member.token("alice")).header
     )
+
+
+OLD_REVISION = (grpc.StatusCode.INVALID_ARGUMENT, "etcdserver: revision of auth store is old")
+READER_CHANNELS = 4  # with front-ends, connections spread over them: some reach another one
+
+
+def test_a_revoke_is_enforced_everywhere_once_it_is_acknowledged(member: Member) -> None:
+    """Reads and watchers that a front-end answers itself (ETCD_FRONTEND_PROCESSES=2) are
+    refused as soon as the revoke's OK is out, on every front-end: the core sends the feed
+    record that reloads their auth view before the OK. The serializable read needs no round
+    trip to the core; the watcher sees no event written after the revoke."""
+    root, alice = member.token("root"), member.token("alice")  # a JWT is stale after a change
+    channels = [grpc.insecure_channel(member.process.endpoint) for _ in range(READER_CHANNELS)]
+    read = pb.RangeRequest(key=b"a9", serializable=True)
+    done = False
+
+    def requests() -> Iterator[pb.WatchRequest]:
+        yield pb.WatchRequest(create_request=pb.WatchCreateRequest(key=b"a9"))
+        deadline = time.monotonic() + RPC_SECONDS
+        while not done and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+    def read_on(channel: grpc.Channel, token: str) -> Any:
+        try:
+            return rpc_pb2_grpc.KVStub(channel).Range(
+                read, metadata=[("token", token)], timeout=RPC_SECONDS
+            )
+        except grpc.RpcError as exc:
+            return exc.code(), exc.details()
+
+    watchers = [
+        rpc_pb2_grpc.WatchStub(channel).Watch(
+            requests(), metadata=[("token", alice)], timeout=RPC_SECONDS
+        )
+        for channel in channels
+    ]
+    try:
+        for channel in channels:
+            assert isinstance(read_on(channel, alice), pb.RangeResponse)
+        for watcher in watchers:
+            assert next(watcher).created
+        revoke = pb.AuthUserRevokeRoleRequest(name="alice", role="a")
+        assert isinstance(
+            member.call("Auth.UserRevokeRole", revoke, root), pb.AuthUserRevokeRoleResponse
+        )
+        # at once: no waiting, no retry
+        for channel in channels:
+            assert read_on(channel, alice) in (DENIED, OLD_REVISION)
+        fresh = member.token("alice")
+        for channel in channels:
+            assert read_on(channel, fresh) == DENIED
+        assert isinstance(
+            member.call("KV.Put", pb.PutRequest(key=b"a9", value=b"after"), member.token("root")),
+            pb.PutResponse,
+        )
+        if member.kind == "etcdpy":  # etcd 3.4 keeps a revoked watcher (and sends the event)
+            for watcher in watchers:
+                canceled = next(watcher)
+                assert not canceled.events
+                assert canceled.canceled
+                assert canceled.cancel_reason == WATCH_DENIED
+    finally:
+        done = True
+        for watcher in watchers:
+            watcher.cancel()
+        for channel in channels:
+            channel.close()
+        grant = pb.AuthUserGrantRoleRequest(user="alice", role="a")
+        member.call("Auth.UserGrantRole", grant, member.token("root"))
