@@ -24,7 +24,7 @@ from etcdpy.api.watch import WatchService
 from etcdpy.call import CallContext
 from etcdpy.corelink.client import CoreLinkClient
 from etcdpy.corelink.wire import METHOD_NUMBER, PACKAGE, UNCOUNTED
-from etcdpy.frontend.handlers import tunnelled, unary_to_core
+from etcdpy.frontend.to_core import tunnelled, unary_to_core
 
 
 def hand_off_to_core(link: CoreLinkClient) -> HandOff:

@@ -17,6 +17,7 @@ import pytest
 
 from etcdpy.testing.processes import MemberProcess, etcd_member, etcdpy_member
 from tests.external_tools import Etcdctl
+from tests.integration.jwt_keys import jwt_auth_token
 
 pytestmark = pytest.mark.integration
 
@@ -148,9 +149,11 @@ def auth_aware(member: MemberProcess) -> AuthAwareMember:
     )
 
 
-@pytest.fixture
-def member(tmp_path: Path) -> Iterator[AuthAwareMember]:
-    process = auth_aware(etcdpy_member(tmp_path))
+@pytest.fixture(params=["simple", "jwt"])
+def member(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[AuthAwareMember]:
+    # JWT: front-end processes (ETCD_FRONTEND_PROCESSES=2) verify tokens themselves
+    extra = [f"--auth-token={jwt_auth_token(tmp_path)}"] if request.param == "jwt" else []
+    process = auth_aware(etcdpy_member(tmp_path, extra_args=extra))
     process.start()
     try:
         yield process
