@@ -1,6 +1,7 @@
 """Debian's etcdctl 3.4 manages users, roles and auth on a real etcdpy process and prints what
 it prints against a real etcd 3.4 for the same commands; the auth state survives a restart
-and a snapshot restore."""
+and a snapshot restore. Each runs with simple tokens and with JWTs (RS256), which front-end
+processes (ETCD_FRONTEND_PROCESSES=2) verify themselves."""
 
 from __future__ import annotations
 
