@@ -194,7 +194,7 @@ seen["alice_watch"] = events.get(timeout=10).events[0].key.decode()
 alice.cancel_watch(watch_id)
 # etcd cancels a denied watcher at once; python-etcd3 ignores "canceled", so watch_once times out.
 threading.Timer(0.3, root.put, ("/other/secret", "s2")).start()
-step("alice_watch_denied", lambda: alice.watch_once("/other/secret", timeout=1))
+step("alice_watch_denied", lambda: alice.watch_once("/other/secret", timeout=1).key.decode())
 step("root_sees_no_denied_write", lambda: value(root.get("/other/x")))
 step("root_secret_kept", lambda: value(root.get("/other/secret")))
 
@@ -277,7 +277,7 @@ def _run_scenario(library: str, script: str, config: dict[str, Any]) -> dict[str
     return seen
 
 
-def _start(kind: str, tmp: Path, extra_args: list[str] | None = None) -> MemberProcess:
+def start_member(kind: str, tmp: Path, extra_args: list[str] | None = None) -> MemberProcess:
     if kind == "etcd":
         require_tool("etcd")
         process = etcd_member(tmp, name=kind, extra_args=extra_args)
@@ -306,7 +306,7 @@ def set_up_users(etcdctl: Etcdctl) -> None:
 
 @pytest.fixture(params=["etcd", "etcdpy"])
 def member(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[MemberProcess]:
-    process = _start(request.param, tmp_path)
+    process = start_member(request.param, tmp_path)
     try:
         set_up_users(Etcdctl(process.endpoint))
         yield process
@@ -317,7 +317,7 @@ def member(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[MemberPro
 @pytest.fixture(params=["etcd", "etcdpy"])
 def short_token_member(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[MemberProcess]:
     ttl = ["--auth-token=simple", f"--auth-token-ttl={TOKEN_TTL_SECONDS}"]
-    process = _start(request.param, tmp_path, ttl)
+    process = start_member(request.param, tmp_path, ttl)
     try:
         etcdctl = Etcdctl(process.endpoint)
         set_up_users(etcdctl)
