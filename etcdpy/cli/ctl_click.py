@@ -124,8 +124,12 @@ class _Global:
     kind: Any = None  # click type; None for boolean flags
 
     @property
+    def flag(self) -> str:
+        return self.decls[-1]
+
+    @property
     def env(self) -> str:
-        return f"{ENV_PREFIX}_{self.name.upper()}"
+        return f"{ENV_PREFIX}_{self.flag.removeprefix('--').replace('-', '_').upper()}"
 
 
 GLOBALS: tuple[_Global, ...] = (
@@ -138,11 +142,12 @@ GLOBALS: tuple[_Global, ...] = (
     _Global("command_timeout", ("--command-timeout",), 5.0,
             "Timeout for short running commands (excluding dial timeout).", Duration()),
     _Global("hex", ("--hex",), False, "Print keys and values as hex escapes (\\xNN).", None),
-    _Global("cacert", ("--cacert",), "",
+    # The TLS files' parameter names are not "key" etc.: get's KEY argument has that name.
+    _Global("cacert_file", ("--cacert",), "",
             "Verify certificates of TLS-enabled secure servers using this CA bundle.", str),
-    _Global("cert", ("--cert",), "",
+    _Global("cert_file", ("--cert",), "",
             "Identify secure client using this TLS certificate file.", str),
-    _Global("key", ("--key",), "", "Identify secure client using this TLS key file.", str),
+    _Global("key_file", ("--key",), "", "Identify secure client using this TLS key file.", str),
     _Global("insecure_transport", ("--insecure-transport",), True,
             "Disable transport security for client connections (host:port endpoints).",
             GoBool()),
@@ -160,8 +165,8 @@ GLOBALS: tuple[_Global, ...] = (
 _GLOBAL_NAMES = frozenset(g.name for g in GLOBALS)
 _DEFAULT_TEXT = {"endpoints": "127.0.0.1:2379", "write_out": "simple", "dial_timeout": "2s",
                  "command_timeout": "5s", "insecure_transport": "true"}  # fmt: skip
-_METAVARS = {"endpoints": "HOST:PORT,...", "write_out": "simple|json|table", "cacert": "FILE",
-             "cert": "FILE", "key": "FILE", "user": "NAME[:PASSWORD]", "password": "TEXT",
+_METAVARS = {"endpoints": "HOST:PORT,...", "write_out": "simple|json|table", "cacert_file": "FILE",
+             "cert_file": "FILE", "key_file": "FILE", "user": "NAME[:PASSWORD]", "password": "TEXT",
              "insecure_transport": "BOOL"}  # fmt: skip
 
 
@@ -251,12 +256,12 @@ def globals_of(ctx: click.Context) -> Globals:
         values[g.name] = g.default if value is None else value
     if values["write_out"] not in FORMATS:  # from the environment
         raise CtlUsage("unsupported output format", EXIT_BAD_FEATURE)
-    for name in ("cert", "key", "cacert"):
+    for name, flag in (("cert_file", "cert"), ("key_file", "key"), ("cacert_file", "cacert")):
         if given.get(name) == "":
-            raise CtlError(f"empty string is passed to --{name} option", EXIT_BAD_ARGS)
+            raise CtlError(f"empty string is passed to --{flag} option", EXIT_BAD_ARGS)
     endpoints = [e.strip() for item in values["endpoints"] for e in item.split(",") if e.strip()]
     set_timeout = "command_timeout" in given or bool(os.environ.get("ETCDCTL_COMMAND_TIMEOUT"))
-    tls = TlsSettings(values["cert"], values["key"], values["cacert"],
+    tls = TlsSettings(values["cert_file"], values["key_file"], values["cacert_file"],
                       values["insecure_transport"], values["insecure_skip_tls_verify"])  # fmt: skip
     return Globals(endpoints, values["write_out"], values["dial_timeout"],
                    values["command_timeout"], set_timeout, values["hex"], values["debug"], tls,
