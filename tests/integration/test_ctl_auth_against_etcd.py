@@ -130,8 +130,12 @@ def _strip_header(stdout: str) -> str:
     return "\n".join(lines)
 
 
-def _transcript(tool: str, server: SecureServer, steps: list[Step]) -> list[tuple[object, ...]]:
-    out: list[tuple[object, ...]] = []
+# (the command, exit code, stdout, the Error: lines of stderr)
+Line = tuple[str, int, str, list[str]]
+
+
+def _transcript(tool: str, server: SecureServer, steps: list[Step]) -> list[Line]:
+    out: list[Line] = []
     for step in steps:
         args = [a.format(nobody_cert=server.stranger_cert, nobody_key=server.stranger_key)
                 for a in step.args]  # fmt: skip
@@ -247,7 +251,7 @@ def test_auth_commands_print_what_etcdctl_prints(kind: str, tmp_path: Path) -> N
         assert got == expected
     # the scenario is not vacuous: it enabled auth, printed a role and met refusals
     assert ("auth enable", 0, "Authentication Enabled", []) in ours
-    assert any(str(step[2]).startswith("Role reader\nKV Read:\n\t[/a, /c)") for step in ours)
+    assert any(step[2].startswith("Role reader\nKV Read:\n\t[/a, /c)") for step in ours)
     assert sum(step[1] != 0 for step in ours) >= 20
 
 
