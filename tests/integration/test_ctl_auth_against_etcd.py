@@ -295,3 +295,46 @@ def test_tls_flags_as_etcdctl_reads_them(kind: str, tmp_path: Path) -> None:
                  "ETCDCTL_KEY": str(server.key)},
         )  # fmt: skip
         assert (env_run.returncode, env_run.stdout) == (0, "v\n"), env_run.stderr
+
+
+def test_an_expired_token_is_fetched_again_once(tmp_path: Path) -> None:
+    """etcd 3.4 with simple tokens that live 1 s: a call after that is refused with "invalid
+    auth token"; etcdpyctl's client logs in again and the call succeeds (clientv3's rule)."""
+    from etcdpy.cli.ctl_client import Client
+    from etcdpy.cli.ctl_login import UserFlags
+    from etcdpy.pb.etcdserverpb import rpc_pb2, rpc_pb2_grpc
+
+    binary = require_tool("etcd")
+    client, peer = f"http://127.0.0.1:{_free_port()}", f"http://127.0.0.1:{_free_port()}"
+    with (tmp_path / "etcd.log").open("wb") as log:
+        proc = subprocess.Popen(
+            [binary, "--name", "t1", "--data-dir", str(tmp_path / "data"),
+             "--listen-client-urls", client, "--advertise-client-urls", client,
+             "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
+             "--initial-cluster", f"t1={peer}", "--auth-token=simple", "--auth-token-ttl=1"],
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+    try:
+        server = SecureServer(client, Path(), Path(), Path(), Path(), Path())
+        deadline = time.monotonic() + 20
+        while _run(ETCDPYCTL, server, "user", "add", "root:pw", tls=False).returncode != 0:
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.2)
+        assert _run(ETCDPYCTL, server, "auth", "enable", tls=False).returncode == 0
+        ctl = Client([client], user=UserFlags("root", "pw"))
+        try:
+            stub = rpc_pb2_grpc.AuthStub(ctl.channel())
+            assert list(ctl.call(stub.UserList, rpc_pb2.AuthUserListRequest()).users) == ["root"]
+            time.sleep(2.5)  # the token expires (the server sweeps them every second)
+            assert list(ctl.call(stub.UserList, rpc_pb2.AuthUserListRequest()).users) == ["root"]
+        finally:
+            ctl.close()
+        assert "invalid auth token" in (tmp_path / "etcd.log").read_text(errors="replace")
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
