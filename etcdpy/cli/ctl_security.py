@@ -23,8 +23,6 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import grpc
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 
 from etcdpy.cli.ctl_errors import EXIT_BAD_ARGS, CtlError
 
@@ -64,6 +62,9 @@ def _read(path: str) -> bytes:
 
 def _check_key_pair(cert_pem: bytes, key_pem: bytes) -> None:
     """Go's tls.X509KeyPair checks, so a bad file is named now, not as a dial timeout."""
+    from cryptography import x509  # here: 30 ms that commands without TLS need not pay
+    from cryptography.hazmat.primitives import serialization
+
     try:
         cert = x509.load_pem_x509_certificates(cert_pem)[0]
     except ValueError:
@@ -82,6 +83,8 @@ def _check_key_pair(cert_pem: bytes, key_pem: bytes) -> None:
 
 
 def _check_ca(path: str, pem: bytes) -> None:
+    from cryptography import x509
+
     try:
         x509.load_pem_x509_certificates(pem)
     except ValueError:
@@ -173,6 +176,8 @@ def _pinned_certificate(
 
 def _name_for(der: bytes, host: str) -> str | None:
     """A name the certificate is valid for: None when ``host`` is one of them."""
+    from cryptography import x509
+
     cert = x509.load_der_x509_certificate(der)
     try:
         sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
