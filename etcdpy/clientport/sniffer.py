@@ -126,20 +126,20 @@ class _Sniff(asyncio.Protocol):
         self._decided = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._transport = cast(asyncio.Transport, transport)  # uvloop's are not subclasses
+        accepted = cast(asyncio.Transport, transport)  # uvloop's are not subclasses
         if self._tls is not None:  # the handshake is done: etcd's checks after it
             try:
-                self._tls.check_accepted(transport.get_extra_info("ssl_object"))
+                self._tls.check_accepted(accepted.get_extra_info("ssl_object"))
             except CertRejected as err:
                 log.info(
                     "rejected connection",
-                    remote_addr=str(transport.get_extra_info("peername")),
+                    remote_addr=str(accepted.get_extra_info("peername")),
                     error=str(err),
                 )
-                self._transport = None
-                transport.close()
+                accepted.abort()  # no TLS shutdown to wait for: etcd closes the socket
                 return
-        self._front.connections.add(self._transport)
+        self._transport = accepted
+        self._front.connections.add(accepted)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._transport is not None:
