@@ -2,8 +2,8 @@
 
 One scenario of commands is run twice, each time against a fresh server behind mutual TLS:
 once with Debian's etcdctl, once with etcdpyctl; the transcripts (exit code, stdout, the
-``Error:`` line) must be equal. The server is a parameter (``SERVERS``): real etcd 3.4 today;
-etcdpy's once its client TLS and auth are built (issue 17) is one more entry.
+``Error:`` line) must be equal. The server is a parameter (``SERVERS``): real etcd 3.4 and
+etcdpy; and etcdctl's transcript against etcdpy must equal its transcript against etcd 3.4.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 import trustme
 
+from etcdpy.testing.processes import etcdpy_command
 from tests.external_tools import require_tool
 from tests.tls_certs import write_member_certs
 
@@ -62,13 +63,25 @@ def _certs(tmp: Path) -> tuple[Path, Path, Path, Path, Path, Path, Path]:
 @contextlib.contextmanager
 def start_etcd(tmp: Path) -> Iterator[SecureServer]:
     """Real etcd 3.4 with https client URLs and --client-cert-auth."""
-    binary = require_tool("etcd")
+    with _start_secure([require_tool("etcd")], tmp) as server:
+        yield server
+
+
+@contextlib.contextmanager
+def start_etcdpy(tmp: Path) -> Iterator[SecureServer]:
+    """etcdpy with the same flags (its front-end processes as the suite's mode sets them)."""
+    with _start_secure(etcdpy_command(), tmp) as server:
+        yield server
+
+
+@contextlib.contextmanager
+def _start_secure(binary: list[str], tmp: Path) -> Iterator[SecureServer]:
     s_cert, s_key, ca, cert, key, n_cert, n_key = _certs(tmp / "certs")
     port = _free_port()
     client, peer = f"https://127.0.0.1:{port}", f"http://127.0.0.1:{_free_port()}"
     with (tmp / "etcd.log").open("wb") as log:
         proc = subprocess.Popen(
-            [binary, "--name", "a1", "--data-dir", str(tmp / "data"),
+            [*binary, "--name", "a1", "--data-dir", str(tmp / "data"),
              "--listen-client-urls", client, "--advertise-client-urls", client,
              "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
              "--initial-cluster", f"a1={peer}", f"--cert-file={s_cert}", f"--key-file={s_key}",
@@ -93,9 +106,10 @@ def start_etcd(tmp: Path) -> Iterator[SecureServer]:
             proc.wait()
 
 
-# name -> how to start a fresh server of that kind (the lead adds "etcdpy" here).
+# name -> how to start a fresh server of that kind.
 SERVERS: dict[str, Callable[[Path], contextlib.AbstractContextManager[SecureServer]]] = {
     "etcd": start_etcd,
+    "etcdpy": start_etcdpy,
 }
 
 ETCDCTL, ETCDPYCTL = "etcdctl", "etcdpyctl"
@@ -253,6 +267,17 @@ def test_auth_commands_print_what_etcdctl_prints(kind: str, tmp_path: Path) -> N
     assert ("auth enable", 0, "Authentication Enabled", []) in ours
     assert any(step[2].startswith("Role reader\nKV Read:\n\t[/a, /c)") for step in ours)
     assert sum(step[1] != 0 for step in ours) >= 20
+
+
+def test_etcdctl_prints_the_same_against_etcd_and_etcdpy(tmp_path: Path) -> None:
+    """The server side: Debian's etcdctl runs the scenario against etcd 3.4 and etcdpy."""
+    require_tool("etcdctl")
+    with start_etcd(tmp_path / "etcd") as server:
+        theirs = _transcript(ETCDCTL, server, SCENARIO)
+    with start_etcdpy(tmp_path / "etcdpy") as server:
+        ours = _transcript(ETCDCTL, server, SCENARIO)
+    for expected, got in zip(theirs, ours, strict=True):
+        assert got == expected
 
 
 @pytest.mark.parametrize("kind", sorted(SERVERS))
