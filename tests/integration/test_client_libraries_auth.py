@@ -8,7 +8,9 @@ again when its token expires, so users and roles are made with Debian's etcdctl 
 suites do, and the scenarios cover what the libraries do with auth: log in, permitted and
 denied reads, writes, deletes and txns (the library's exception and etcd's message), a wrong
 password and an unknown user, no credentials, watches of a permitted prefix and of a denied
-key, and an expired simple token (--auth-token-ttl) followed by a new login.
+key, and an expired simple token (--auth-token-ttl) followed by a new login. python-etcd3 runs
+the scenario over plain text (its token as metadata only: grpcio sends call credentials only
+over TLS) and unchanged over server TLS.
 
 Each library runs in its own interpreter (their protos clash with ours in one descriptor pool);
 its script prints one JSON object of what it saw, and the test compares it with what etcd 3.4's
@@ -24,10 +26,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import trustme
 
 from etcdpy.testing.processes import MemberProcess, etcd_member, etcdpy_member
 from tests.external_tools import Etcdctl, require_tool
 from tests.integration.test_client_libraries import _run_isolated
+from tests.tls_certs import write_member_certs
 
 pytestmark = pytest.mark.integration
 
@@ -146,9 +150,11 @@ import queue
 import threading
 import etcd3
 
-def client(user=None, password=None, token_as_metadata=True):
+TLS_CA = cfg.get("ca_cert")  # None: plain text
+
+def client(user=None, password=None, token_as_metadata=TLS_CA is None):
     c = etcd3.client(host="127.0.0.1", port=cfg["port"], user=user, password=password,
-                     timeout=10)
+                     ca_cert=TLS_CA, timeout=10)
     if token_as_metadata:
         # python-etcd3 hands its token to grpcio both as call credentials, which grpcio sends
         # only over TLS, and as "token" metadata: over plain text, use the metadata alone.
@@ -167,7 +173,9 @@ def ok(_response):
 def value(got):
     return None if got[0] is None else got[0].decode()
 
-step("plaintext_refused", lambda: value(client("root", "pwd", token_as_metadata=False).get("k")))
+if TLS_CA is None:
+    step("plaintext_refused",
+         lambda: value(client("root", "pwd", token_as_metadata=False).get("k")))
 root = client("root", "pwd")  # python-etcd3's own test_user_pwd_auth
 step("root_get", lambda: value(root.get("key")))
 root.put("/other/secret", "s")
@@ -287,10 +295,10 @@ def start_member(kind: str, tmp: Path, extra_args: list[str] | None = None) -> M
     return process
 
 
-def set_up_users(etcdctl: Etcdctl) -> None:
+def set_up_users(etcdctl: Etcdctl, *tls: str) -> None:
     """root:pwd as the libraries' suites make it; alice reads and writes /app/, rita reads it."""
-    etcdctl.out("user", "add", "root:pwd")
-    etcdctl.out("auth", "enable")
+    etcdctl.out(*tls, "user", "add", "root:pwd")
+    etcdctl.out(*tls, "auth", "enable")
     for args in (
         ("role", "add", "app"),
         ("role", "grant-permission", "app", "readwrite", "/app/", "--prefix"),
@@ -301,7 +309,7 @@ def set_up_users(etcdctl: Etcdctl) -> None:
         ("user", "add", "rita:ritapw"),
         ("user", "grant-role", "rita", "reader"),
     ):
-        etcdctl.out(ROOT, *args)
+        etcdctl.out(*tls, ROOT, *args)
 
 
 @pytest.fixture(params=["etcd", "etcdpy"])
@@ -322,6 +330,30 @@ def short_token_member(request: pytest.FixtureRequest, tmp_path: Path) -> Iterat
         etcdctl = Etcdctl(process.endpoint)
         set_up_users(etcdctl)
         etcdctl.out(ROOT, "put", "/app/a", "1")
+        yield process
+    finally:
+        process.stop()
+
+
+@pytest.fixture(params=["etcd", "etcdpy"])
+def tls_member(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[MemberProcess]:
+    """Server TLS (--cert-file/--key-file), no client certificates: the users log in."""
+    ca = trustme.CA()
+    certs = tmp_path / "certs"
+    server = write_member_certs(ca, certs, "server", hosts=("127.0.0.1", "localhost"))
+    probe = write_member_certs(ca, certs, "probe")
+    kind: str = request.param
+    if kind == "etcd":
+        require_tool("etcd")
+    make = etcd_member if kind == "etcd" else etcdpy_member
+    process = make(
+        tmp_path, name=kind, extra_args=[f"--cert-file={server.cert}", f"--key-file={server.key}"]
+    )
+    process.client_scheme = "https"
+    process.client_tls = (server.ca, probe.cert, probe.key)
+    process.start()
+    try:
+        set_up_users(Etcdctl(f"https://{process.endpoint}"), f"--cacert={server.ca}")
         yield process
     finally:
         process.stop()
@@ -378,6 +410,30 @@ def test_python_etcd3_auth(member: MemberProcess) -> None:
                 "rita_put_denied",
             )
         },
+        "alice_watch_denied": "WatchTimedOut: ",
+        "wrong_password": f"INVALID_ARGUMENT: {BAD_LOGIN}",
+        "unknown_user": f"INVALID_ARGUMENT: {BAD_LOGIN}",
+        "no_credentials": f"INVALID_ARGUMENT: {NO_USER}",
+    }
+
+
+def test_python_etcd3_auth_over_tls(tls_member: MemberProcess) -> None:
+    """Over TLS python-etcd3 works unchanged: grpcio sends its call credentials."""
+    assert tls_member.client_tls is not None
+    config = {"port": tls_member.client_port, "ca_cert": str(tls_member.client_tls[0])}
+    seen = _run_scenario("etcd3", ETCD3_SCENARIO, config)
+    assert seen == {
+        **COMMON,
+        **dict.fromkeys(
+            (
+                "alice_get_denied",
+                "alice_put_denied",
+                "alice_delete_denied",
+                "alice_txn_denied",
+                "rita_put_denied",
+            ),
+            DENIED_ETCD3,
+        ),
         "alice_watch_denied": "WatchTimedOut: ",
         "wrong_password": f"INVALID_ARGUMENT: {BAD_LOGIN}",
         "unknown_user": f"INVALID_ARGUMENT: {BAD_LOGIN}",
