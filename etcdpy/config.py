@@ -76,7 +76,6 @@ CompactionMode = Literal["periodic", "revision"]
 # -- URLs -------------------------------------------------------------------------------------
 
 _UNSUPPORTED_SCHEMES = {
-    "https": "client TLS is not built yet; https works for peer URLs",
     "unixs": "client unix socket listeners are not built yet; unixs works for peer URLs",
     "unix": "client unix socket listeners are not built yet; unix works for peer URLs",
 }
@@ -108,9 +107,9 @@ class URL:
 def parse_url(text: str, *, peer: bool = False) -> URL:
     """Parse one URL the way etcd's ``types.NewURLs`` checks it (same messages).
 
-    Schemes etcd accepts but etcdpy cannot serve yet raise ``UnsupportedError``: https, unix
-    and unixs are served on peer URLs (``peer=True``) only; client TLS and client unix
-    sockets are still missing. A unix URL's host keeps its case (it names a file).
+    Schemes etcd accepts but etcdpy cannot serve yet raise ``UnsupportedError``: unix and
+    unixs are served on peer URLs (``peer=True``) only; client unix sockets are still missing.
+    A unix URL's host keeps its case (it names a file).
     """
     text = text.strip()
     try:
@@ -317,6 +316,17 @@ class ServerConfig:
     pre_vote: bool = True
     auto_compaction_retention: str = "0"  # "0" disables; see auto_compaction_retention_value
     auto_compaction_mode: CompactionMode = "periodic"
+
+    # client TLS (etcd's ClientTLSInfo and ClientAutoTLS; etcdpy.clientport.tls)
+    cert_file: str = ""
+    key_file: str = ""
+    client_cert_auth: bool = False
+    trusted_ca_file: str = ""
+    client_crl_file: str = ""
+    client_cert_allowed_hostname: str = ""
+    auto_tls: bool = False
+    # Go's names; client and peer TLS both (etcd's CipherSuites; etcdpy.tls.ciphers)
+    cipher_suites: tuple[str, ...] = ()
 
     # peer TLS (etcd's PeerTLSInfo and PeerAutoTLS; etcdpy.peer.tls)
     peer_cert_file: str = ""

@@ -54,10 +54,14 @@ def test_bad_urls(text: str, message: str) -> None:
     assert not isinstance(info.value, UnsupportedError)
 
 
-@pytest.mark.parametrize("text", ["https://x:1", "unix://sock:1", "unixs://sock:1"])
+@pytest.mark.parametrize("text", ["unix://sock:1", "unixs://sock:1"])
 def test_schemes_not_built_yet(text: str) -> None:
     with pytest.raises(UnsupportedError, match="not supported yet"):
         parse_url(text)
+
+
+def test_https_client_urls_are_served() -> None:
+    assert str(parse_url("https://127.0.0.1:2379")) == "https://127.0.0.1:2379"
 
 
 def test_unix_peer_urls_keep_their_host_as_a_file_name() -> None:

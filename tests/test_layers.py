@@ -8,7 +8,7 @@ The layers, top to bottom (a package may import only what is below it; see MAY_I
 
     cli, tools, testing -> clientport -> frontend -> corelink -> api -> server
     -> (server.ops, membership, lease, auth, wal, peer) -> (mvcc, raft, h2grpc)
-    -> the base (observability, config, errors, gofmt, outbox, pb, the etcdpy package itself)
+    -> the base (observability, tls, config, errors, gofmt, outbox, pb, the etcdpy package itself)
 
 Each package's ``__init__.py`` says what it owns and, on a line ``May import: ...``, what it may
 import; that line is checked against MAY_IMPORT here, so the two stay in step.
@@ -28,7 +28,9 @@ ROOT = Path(etcdpy.__file__).parent
 REPO = ROOT.parent
 
 # What everything may import. ("etcdpy" is the package itself: ETCD_API_VERSION.)
-BASE = frozenset({"etcdpy", "call", "config", "errors", "gofmt", "outbox", "pb", "observability"})
+BASE = frozenset(
+    {"etcdpy", "call", "config", "errors", "gofmt", "outbox", "pb", "observability", "tls"}
+)
 LIBRARIES = frozenset({"mvcc", "raft", "h2grpc"})
 MEMBER_PARTS = frozenset({"server.ops", "membership", "lease", "auth", "wal", "peer"})
 _BELOW_API = frozenset({"server"}) | MEMBER_PARTS | LIBRARIES | BASE
@@ -54,7 +56,8 @@ MAY_IMPORT: dict[str, frozenset[str]] = {
     "mvcc": frozenset({"etcdpy", "pb"}),
     "raft": frozenset({"etcdpy"}),
     "h2grpc": BASE,
-    "observability": BASE - {"observability", "call"},
+    "observability": BASE - {"observability", "call", "tls"},
+    "tls": frozenset({"etcdpy", "config"}),
     "config": frozenset({"etcdpy"}),
     "errors": frozenset({"etcdpy"}),
     "gofmt": frozenset({"etcdpy"}),

@@ -26,12 +26,14 @@ import grpc
 
 from etcdpy.cli import ctl_kv
 from etcdpy.cli.ctl_admin import ADMIN_COMMANDS
+from etcdpy.cli.ctl_auth_commands import AUTH_COMMANDS
 from etcdpy.cli.ctl_click import (
     CtlCommand,
     CtlGroup,
     Int64,
     debug_wanted,
     error_of_usage,
+    go_bool_args,
     run_with,
 )
 from etcdpy.cli.ctl_client import EXIT_BAD_ARGS, EXIT_ERROR, CtlError
@@ -48,8 +50,10 @@ ROOT_HELP = """A command line client for etcdpy and etcd (the etcd v3 gRPC API).
 
 Commands, flags and output follow etcdctl 3.4. Global options may come before or after
 the command; each also reads ETCDCTL_<NAME> from the environment (ETCDCTL_ENDPOINTS,
-ETCDCTL_DIAL_TIMEOUT, ETCDCTL_COMMAND_TIMEOUT, ETCDCTL_WRITE_OUT, ETCDCTL_HEX); a flag
-given on the command line wins over the environment.
+ETCDCTL_DIAL_TIMEOUT, ETCDCTL_COMMAND_TIMEOUT, ETCDCTL_WRITE_OUT, ETCDCTL_HEX,
+ETCDCTL_CACERT, ETCDCTL_CERT, ETCDCTL_KEY, ETCDCTL_INSECURE_TRANSPORT,
+ETCDCTL_INSECURE_SKIP_TLS_VERIFY, ETCDCTL_USER, ETCDCTL_PASSWORD); a flag given on the
+command line wins over the environment.
 
 \b
 Examples:
@@ -57,6 +61,8 @@ Examples:
   etcdpyctl get --prefix /registry/ --keys-only
   etcdpyctl --endpoints 127.0.0.1:2379,127.0.0.1:22379 endpoint status -w table
   etcdpyctl snapshot save backup.db
+  etcdpyctl --endpoints https://10.0.0.1:2379 --cacert ca.pem --cert me.pem --key me-key.pem \\
+      --user root user list
 """
 
 
@@ -237,7 +243,7 @@ def version() -> None:
     click.echo(f"etcdpyctl version: {VERSION}\nAPI version: {API_VERSION}")
 
 
-for _command in ADMIN_COMMANDS:
+for _command in (*ADMIN_COMMANDS, *AUTH_COMMANDS):
     cli.add_command(_command)
 
 
@@ -262,6 +268,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     ctx: click.Context | None = None
     try:
+        args = go_bool_args(cli, args)
         with cli.make_context("etcdpyctl", args) as ctx:
             cli.invoke(ctx)
         return 0

@@ -9,24 +9,29 @@ from __future__ import annotations
 import difflib
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import click
 
 from etcdpy.cli.ctl_client import EXIT_BAD_ARGS, EXIT_BAD_FEATURE, EXIT_ERROR, Client, CtlError
+from etcdpy.cli.ctl_login import UserFlags
 from etcdpy.cli.ctl_output import FORMATS, Output
 from etcdpy.cli.ctl_parse import parse_go_int, parse_hex_id
+from etcdpy.cli.ctl_security import TlsSettings
 
 __all__ = [
     "ENV_PREFIX",
     "CtlCommand",
     "CtlGroup",
     "Globals",
+    "GoBool",
     "Int64",
+    "bool_option",
     "debug_wanted",
     "error_of_usage",
     "globals_of",
+    "go_bool_args",
     "hex_arg",
     "run_with",
 ]
@@ -65,6 +70,15 @@ class Int64(_GoValue):
 
     def parse(self, text: str) -> int:
         return parse_go_int(text)
+
+
+class GoBool(_GoValue):
+    """A Go bool flag's value (``--insecure-transport=false``)."""
+
+    name = "bool"
+
+    def parse(self, text: str) -> bool:
+        return _go_bool(text)
 
 
 class Duration(_GoValue):
@@ -110,8 +124,12 @@ class _Global:
     kind: Any = None  # click type; None for boolean flags
 
     @property
+    def flag(self) -> str:
+        return self.decls[-1]
+
+    @property
     def env(self) -> str:
-        return f"{ENV_PREFIX}_{self.name.upper()}"
+        return f"{ENV_PREFIX}_{self.flag.removeprefix('--').replace('-', '_').upper()}"
 
 
 GLOBALS: tuple[_Global, ...] = (
@@ -124,18 +142,39 @@ GLOBALS: tuple[_Global, ...] = (
     _Global("command_timeout", ("--command-timeout",), 5.0,
             "Timeout for short running commands (excluding dial timeout).", Duration()),
     _Global("hex", ("--hex",), False, "Print keys and values as hex escapes (\\xNN).", None),
+    # The TLS files' parameter names are not "key" etc.: get's KEY argument has that name.
+    _Global("cacert_file", ("--cacert",), "",
+            "Verify certificates of TLS-enabled secure servers using this CA bundle.", str),
+    _Global("cert_file", ("--cert",), "",
+            "Identify secure client using this TLS certificate file.", str),
+    _Global("key_file", ("--key",), "", "Identify secure client using this TLS key file.", str),
+    _Global("insecure_transport", ("--insecure-transport",), True,
+            "Disable transport security for client connections (host:port endpoints).",
+            GoBool()),
+    _Global("insecure_skip_tls_verify", ("--insecure-skip-tls-verify",), False,
+            "Skip server certificate verification (CAUTION: for testing only).", None),
+    _Global("user", ("--user",), "",
+            "username[:password] for authentication (prompt if password is not supplied).",
+            str),
+    _Global("password", ("--password",), "",
+            "Password for authentication (if this option is used, --user option shouldn't "
+            "include password).", str),
     _Global("debug", ("--debug",), False, "Show a Python traceback with unexpected errors.",
             None),
 )  # fmt: skip
 _GLOBAL_NAMES = frozenset(g.name for g in GLOBALS)
 _DEFAULT_TEXT = {"endpoints": "127.0.0.1:2379", "write_out": "simple", "dial_timeout": "2s",
-                 "command_timeout": "5s"}  # fmt: skip
+                 "command_timeout": "5s", "insecure_transport": "true"}  # fmt: skip
+_METAVARS = {"endpoints": "HOST:PORT,...", "write_out": "simple|json|table", "cacert_file": "FILE",
+             "cert_file": "FILE", "key_file": "FILE", "user": "NAME[:PASSWORD]", "password": "TEXT",
+             "insecure_transport": "BOOL"}  # fmt: skip
 
 
 def _remember(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
     """Records a global option given on the command line; the last one given wins, at
     whatever level of the command it came (root, group or leaf)."""
-    if value is None or value == () or value is False:
+    unset_flag = value is False and getattr(param, "is_flag", False)
+    if value is None or value == () or unset_flag:
         return value
     given: dict[str, Any] = ctx.meta.setdefault(_GIVEN, {})
     given[param.name or ""] = value
@@ -149,13 +188,14 @@ def _global_params() -> list[click.Parameter]:
         suffix = f" [env: {g.env}" + (f"; default: {default_text}]" if default_text else "]")
         common: dict[str, Any] = {"help": g.help + suffix, "expose_value": False,
                                   "callback": _remember}  # fmt: skip
+        metavar = _METAVARS.get(g.name, "DURATION")
         if g.kind is None:
             params.append(click.Option([*g.decls, g.name], is_flag=True, **common))
+        elif isinstance(g.kind, GoBool):  # default true: --flag=false turns it off
+            params.append(click.Option([*g.decls, g.name], type=g.kind, is_flag=False,
+                                       flag_value="true", metavar=metavar, **common))  # fmt: skip
         else:
             multiple = g.name == "endpoints"
-            metavar = {"endpoints": "HOST:PORT,...", "write_out": "simple|json|table"}.get(
-                g.name, "DURATION"
-            )
             params.append(click.Option([*g.decls, g.name], type=g.kind, multiple=multiple,
                                        metavar=metavar, **common))  # fmt: skip
     return params
@@ -172,10 +212,12 @@ class Globals:
     command_timeout_set: bool
     hex: bool
     debug: bool
+    tls: TlsSettings = field(default_factory=TlsSettings)
+    user: UserFlags = field(default_factory=UserFlags)
 
     def client(self) -> Client:
         return Client(self.endpoints, self.dial_timeout, self.command_timeout,
-                      self.command_timeout_set)  # fmt: skip
+                      self.command_timeout_set, self.tls, self.user)  # fmt: skip
 
     def output(self, *, value_only: bool = False) -> Output:
         return Output(self.write_out, hex_bytes=self.hex, value_only=value_only)
@@ -214,11 +256,16 @@ def globals_of(ctx: click.Context) -> Globals:
         values[g.name] = g.default if value is None else value
     if values["write_out"] not in FORMATS:  # from the environment
         raise CtlUsage("unsupported output format", EXIT_BAD_FEATURE)
+    for name, flag in (("cert_file", "cert"), ("key_file", "key"), ("cacert_file", "cacert")):
+        if given.get(name) == "":
+            raise CtlError(f"empty string is passed to --{flag} option", EXIT_BAD_ARGS)
     endpoints = [e.strip() for item in values["endpoints"] for e in item.split(",") if e.strip()]
     set_timeout = "command_timeout" in given or bool(os.environ.get("ETCDCTL_COMMAND_TIMEOUT"))
+    tls = TlsSettings(values["cert_file"], values["key_file"], values["cacert_file"],
+                      values["insecure_transport"], values["insecure_skip_tls_verify"])  # fmt: skip
     return Globals(endpoints, values["write_out"], values["dial_timeout"],
-                   values["command_timeout"], set_timeout, values["hex"],
-                   values["debug"])  # fmt: skip
+                   values["command_timeout"], set_timeout, values["hex"], values["debug"], tls,
+                   UserFlags(values["user"], values["password"]))  # fmt: skip
 
 
 def debug_wanted(ctx: click.Context | None) -> bool:
@@ -377,3 +424,60 @@ def run_with(
         operation(client, settings.output(value_only=value_only))
     finally:
         client.close()
+
+
+# -- Go's bool flags --------------------------------------------------------------------------
+
+
+def _bool_flag_names(command: click.Command) -> tuple[set[str], set[str]]:
+    """(plain flags, flags that default to true) of ``command`` and its subcommands."""
+    plain: set[str] = set()
+    default_true: set[str] = set()
+    for param in command.params:
+        if not isinstance(param, click.Option):
+            continue
+        longs = {o for o in param.opts if o.startswith("--")}
+        if param.is_flag and not param.count:
+            plain |= longs
+        elif isinstance(param.type, GoBool):
+            default_true |= longs
+    if isinstance(command, click.Group):
+        for sub in command.commands.values():
+            more_plain, more_true = _bool_flag_names(sub)
+            plain |= more_plain
+            default_true |= more_true
+    return plain, default_true
+
+
+def go_bool_args(root: click.Command, args: Sequence[str]) -> list[str]:
+    """Arguments with Go's bool flag forms made click's: ``--prefix=true`` is ``--prefix``,
+    ``--prefix=false`` is nothing, ``--insecure-transport`` alone is ``=true`` (it takes an
+    optional value, so it must not swallow the next argument)."""
+    plain, default_true = _bool_flag_names(root)
+    out: list[str] = []
+    for index, arg in enumerate(args):
+        if arg == "--":
+            out.extend(args[index:])
+            break
+        name, eq, value = arg.partition("=")
+        if name in default_true and not eq:
+            out.append(f"{name}=true")
+        elif name in plain and eq:
+            try:
+                if _go_bool(value):
+                    out.append(name)
+            except ValueError as err:
+                raise CtlUsage(f'invalid argument "{value}" for "{name}" flag: {err}',
+                               EXIT_ERROR) from None  # fmt: skip
+        else:
+            out.append(arg)
+    return out
+
+
+def bool_option(*decls: str, default: bool, help: str) -> Callable[[Any], Any]:
+    """A command's Go bool flag: a plain flag when false by default; one that also takes
+    ``=false`` when true by default (``user add --interactive=false``)."""
+    if not default:
+        return click.option(*decls, is_flag=True, help=help)
+    return click.option(*decls, type=GoBool(), is_flag=False, flag_value="true", default=True,
+                        show_default=True, metavar="BOOL", help=help)  # fmt: skip

@@ -1,7 +1,7 @@
-"""etcdpyctl's connection: one gRPC channel to the first endpoint that answers, timeouts as
-etcdctl applies them, and the error every command raises (``CtlError``).
-
-etcdctl's exit codes are kept, so scripts written for it read ours the same way.
+"""etcdpyctl's connection: one gRPC channel to the first endpoint that answers (plain or TLS,
+ctl_security), logged in when --user is given (ctl_login), timeouts as etcdctl applies them.
+The error every command raises (``CtlError``) and etcdctl's exit codes are in ctl_errors and
+re-exported here.
 """
 
 from __future__ import annotations
@@ -13,54 +13,43 @@ from typing import Any
 import grpc
 from google.protobuf.message import Message
 
+from etcdpy.cli.ctl_errors import (
+    EXIT_BAD_ARGS,
+    EXIT_BAD_CONNECTION,
+    EXIT_BAD_FEATURE,
+    EXIT_ERROR,
+    EXIT_INTERRUPTED,
+    EXIT_INVALID_INPUT,
+    CtlError,
+    rpc_message,
+)
+from etcdpy.cli.ctl_login import UserFlags, login
+from etcdpy.cli.ctl_security import TlsSettings, parse_endpoint
+
 __all__ = [
     "EXIT_BAD_ARGS",
     "EXIT_BAD_CONNECTION",
     "EXIT_BAD_FEATURE",
     "EXIT_ERROR",
     "EXIT_INTERRUPTED",
+    "EXIT_INVALID_INPUT",
     "Client",
     "CtlError",
     "dial",
     "rpc_message",
 ]
 
-# etcdctl's exit codes (ctlv3/command/error.go).
-EXIT_ERROR = 1
-EXIT_BAD_CONNECTION = 2
-EXIT_INVALID_INPUT = 3
-EXIT_BAD_FEATURE = 4  # a valid flag with a value that is not supported
-EXIT_INTERRUPTED = 5
-EXIT_BAD_ARGS = 128
 
-
-class CtlError(Exception):
-    """Printed as ``Error: <message>`` on stderr; the process exits with ``code``."""
-
-    def __init__(self, message: str, code: int = EXIT_ERROR) -> None:
-        super().__init__(message)
-        self.code = code
-
-
-def rpc_message(err: grpc.RpcError) -> str:
-    """What etcdctl prints for a failed call: the server's text (etcd's error strings)."""
-    code = err.code() if hasattr(err, "code") else None
-    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
-        return "context deadline exceeded"
-    details = err.details() if hasattr(err, "details") else None
-    return str(details or err)
-
-
-def grpc_target(endpoint: str) -> str:
-    """``http://host:port`` or ``host:port`` -> ``host:port`` (TLS is not spoken yet)."""
-    if endpoint.startswith("https://"):
-        raise CtlError("https endpoints are not supported yet by etcdpyctl", EXIT_BAD_ARGS)
-    return endpoint.removeprefix("http://")
-
-
-def dial(endpoint: str, timeout: float) -> grpc.Channel | None:
-    """A channel to ``endpoint`` once connected, or None after ``timeout`` seconds."""
-    channel = grpc.insecure_channel(grpc_target(endpoint))
+def dial(endpoint: str, timeout: float, tls: TlsSettings | None = None) -> grpc.Channel | None:
+    """A channel to ``endpoint`` once connected, or None after ``timeout`` seconds. The
+    endpoint's scheme and the TLS flags choose plain text or TLS (etcdctl's rules)."""
+    parsed = parse_endpoint(endpoint)
+    secure = (tls or TlsSettings()).credentials(parsed, timeout)
+    if secure is None:
+        channel = grpc.insecure_channel(parsed.target)
+    else:
+        credentials, options = secure
+        channel = grpc.secure_channel(parsed.target, credentials, options=options)
     try:
         grpc.channel_ready_future(channel).result(timeout=timeout)
     except grpc.FutureTimeoutError:
@@ -82,6 +71,8 @@ class Client:
     dial_timeout: float = 2.0
     command_timeout: float = 5.0
     command_timeout_set: bool = False
+    tls: TlsSettings = field(default_factory=TlsSettings)
+    user: UserFlags = field(default_factory=UserFlags)  # --user: log in after the dial
     endpoint: str = ""  # the endpoint the channel is connected to
     _channel: grpc.Channel | None = field(default=None, repr=False)
 
@@ -93,10 +84,19 @@ class Client:
     def _dial_any(self) -> tuple[grpc.Channel, str]:
         if not self.endpoints:
             raise CtlError("no endpoints given (--endpoints or ETCDCTL_ENDPOINTS)", EXIT_BAD_ARGS)
+        credentials = self.user.credentials()  # etcdctl prompts before it reads TLS files
+        self.tls.check()
         for endpoint in self.endpoints:
-            channel = dial(endpoint, self.dial_timeout)
-            if channel is not None:
-                return channel, endpoint
+            channel = dial(endpoint, self.dial_timeout, self.tls)
+            if channel is None:
+                continue
+            if credentials is not None and credentials.usable:
+                try:
+                    channel = login(channel, credentials, self.dial_timeout)
+                except BaseException:
+                    channel.close()
+                    raise
+            return channel, endpoint
         raise CtlError("context deadline exceeded")
 
     def call(self, method: Callable[..., Any], request: Message) -> Any:
@@ -112,7 +112,8 @@ class Client:
 
     def for_endpoint(self, endpoint: str) -> Client:
         """A client of this one endpoint with the same timeouts (per-endpoint commands)."""
-        return Client([endpoint], self.dial_timeout, self.command_timeout, self.command_timeout_set)
+        return Client([endpoint], self.dial_timeout, self.command_timeout, self.command_timeout_set,
+                      self.tls, self.user)  # fmt: skip
 
     def close(self) -> None:
         if self._channel is not None:

@@ -66,6 +66,11 @@ def _strings(text: str) -> tuple[str, ...]:
     return tuple(sorted({item for item in text.split(",") if item}))
 
 
+def _list(text: str) -> tuple[str, ...]:
+    # etcd's plain strings flag (--cipher-suites): comma-separated, in the order given.
+    return tuple(item for item in text.split(",") if item)
+
+
 def _choice(*valid: str) -> Callable[[str], str]:
     def parse(text: str) -> str:
         if text not in valid:
@@ -137,7 +142,6 @@ UNSAFE = "Unsafe feature"
 DEPRECATED = "TO BE DEPRECATED"
 HIDDEN = ""  # accepted like etcd, not listed in --help (etcd does not list them either)
 
-_TLS = "client TLS is not built yet"
 _PROXY = "no v2 proxy"
 _DISCOVERY = "no discovery; use --initial-cluster"
 _V2 = "no v2 API"
@@ -343,33 +347,26 @@ FLAGS: tuple[FlagDef, ...] = (
     ),
     _f("enable-v2", parse_bool, False, "Serve the v2 API.", CLUSTERING, feature=_V2),
     # security
-    _f("cert-file", _string, "", "Client TLS certificate.", SECURITY, feature=_TLS),
-    _f("key-file", _string, "", "Client TLS key.", SECURITY, feature=_TLS),
-    _f("client-cert-auth", parse_bool, False, "Check client certificates.", SECURITY, feature=_TLS),
-    _f(
-        "client-crl-file",
-        _string,
-        "",
-        "Client certificate revocation list.",
-        SECURITY,
-        feature=_TLS,
+    _field("cert-file", _string, "Path to the client server TLS cert file.", SECURITY),
+    _field("key-file", _string, "Path to the client server TLS key file.", SECURITY),
+    _field("client-cert-auth", parse_bool, "Enable client cert authentication.", SECURITY),
+    _field(
+        "client-crl-file", _string, "Path to the client certificate revocation list file.", SECURITY
     ),
-    _f(
+    _field(
         "client-cert-allowed-hostname",
         _string,
-        "",
-        "Host name client certificates must carry.",
+        "Allowed TLS hostname for client cert authentication.",
         SECURITY,
-        feature=_TLS,
     ),
-    _f("trusted-ca-file", _string, "", "CA for client certificates.", SECURITY, feature=_TLS),
-    _f(
+    _field(
+        "trusted-ca-file", _string, "Path to the client server TLS trusted CA cert file.", SECURITY
+    ),
+    _field(
         "auto-tls",
         parse_bool,
-        False,
-        "Client TLS with self-made certificates.",
+        "Client TLS using generated certificates (clients cannot verify them).",
         SECURITY,
-        feature=_TLS,
     ),
     _field("peer-cert-file", _string, "Peer TLS certificate.", SECURITY),
     _field("peer-key-file", _string, "Peer TLS key.", SECURITY),
@@ -399,13 +396,12 @@ FLAGS: tuple[FlagDef, ...] = (
         SECURITY,
     ),
     _field("peer-crl-file", _string, "Peer certificate revocation list.", SECURITY),
-    _f(
+    _field(
         "cipher-suites",
-        _strings,
-        (),
-        "TLS cipher suites, comma-separated.",
+        _list,
+        "Comma-separated list of supported TLS cipher suites between client/server and peers "
+        "(Go's names; empty: OpenSSL's defaults).",
         SECURITY,
-        feature="no choice of TLS cipher suites yet",
     ),
     _f(
         "cors",

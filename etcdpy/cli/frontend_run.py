@@ -23,6 +23,7 @@ import structlog
 
 from etcdpy.auth.tokens import verifier
 from etcdpy.clientport.sniffer import ClientFront
+from etcdpy.clientport.tls import ClientTLS
 from etcdpy.config import EnvKnobs
 from etcdpy.corelink.client import CoreLinkClient, InboundDelay
 from etcdpy.corelink.stats import ReadCounts, take_counts
@@ -55,6 +56,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--core-pid", type=int, required=True)
     parser.add_argument("--slot", type=int, required=True)
     parser.add_argument("--fd", type=int, action="append", default=[])
+    parser.add_argument("--tls-fd", type=int, action="append", default=[], help="serves TLS")
+    parser.add_argument("--client-tls", help="the client TLS settings, as JSON (clientport.tls)")
     parser.add_argument("--max-receive-bytes", type=int, required=True)
     parser.add_argument("--max-concurrent-streams", type=int, required=True)
     parser.add_argument("--grpc-keepalive", default="0,0,0", help="interval,timeout,min time")
@@ -113,6 +116,10 @@ async def serve(args: argparse.Namespace, knobs: EnvKnobs) -> int:
     )
     for fd in args.fd:
         await front.listen_socket(socket.socket(fileno=fd))
+    if args.tls_fd:
+        tls = ClientTLS.from_json(args.client_tls)
+        for fd in args.tls_fd:
+            await front.listen_socket(socket.socket(fileno=fd), tls=tls)
     link.hello(str(args.slot))
     log.debug("front-end serving", slot=args.slot, pid=os.getpid())
     await stop.wait()

@@ -119,11 +119,15 @@ def _start(config: ServerConfig) -> int:
         data_dir=config.data_dir,
     )
     # etcd sets up peer TLS before anything else and refuses to start when it cannot work.
-    from etcdpy.peer.tls import PeerTLSError, load_peer_tls
+    from etcdpy.clientport.tls import load_client_tls
+    from etcdpy.frontend.supervisor import secure_flags
+    from etcdpy.peer.tls import load_peer_tls
 
     try:
         load_peer_tls(config, quiet=True)
-    except PeerTLSError as err:
+        load_client_tls(config, quiet=True)  # then client TLS, as etcd's StartEtcd
+        secure_flags(config.listen_client_urls)
+    except ConfigError as err:  # etcdpy.tls.info.TLSSetupError among them
         log.error("cannot start member", error=str(err))
         return EXIT_CONFIG
     run = _lazy("etcdpy.cli.run", "run")

@@ -3,7 +3,10 @@
 
 gRPC is served by etcdpy.h2grpc on the same connections as HTTP. ETCDPY_CLIENT_FRONT=off serves
 the client URLs with grpc.aio's server instead (no HTTP side): a reference to measure against,
-and an escape hatch.
+and an escape hatch; it serves plain http client URLs only (https ones stop the start).
+
+https client and metrics URLs serve TLS (etcdpy.clientport.tls); the front-end processes
+serve TLS on their own sockets with the same settings.
 
 With ``--frontend-processes`` N >= 2 the client URLs are served by N front-end processes
 (etcdpy.frontend); this process then listens only on private unix sockets: HTTP (connections
@@ -26,10 +29,12 @@ from etcdpy.clientport.gateway import Gateway
 from etcdpy.clientport.http1 import Handler, HttpRequest, Response, text_error
 from etcdpy.clientport.routes import HttpApi
 from etcdpy.clientport.sniffer import ClientFront, PrivateSocket
+from etcdpy.clientport.tls import ClientTLS, load_client_tls
+from etcdpy.config import TLS_SCHEMES, URL
 from etcdpy.corelink.core import CoreLinkServer
 from etcdpy.corelink.stats import add_counts
 from etcdpy.corelink.wire import CORE_HTTP_SOCKET, CORE_LINK_SOCKET
-from etcdpy.frontend.supervisor import FrontendSupervisor, bind_client_sockets
+from etcdpy.frontend.supervisor import FrontendSupervisor, bind_client_sockets, secure_flags
 from etcdpy.h2grpc.server import GrpcServer
 from etcdpy.observability.metrics import build_registry
 from etcdpy.server.ops.view import EtcdServerView
@@ -70,6 +75,7 @@ class ClientListeners:
         self._gateway: Gateway | None = None
         self._link: CoreLinkServer | None = None
         self.frontends: FrontendSupervisor | None = None
+        self._tls: ClientTLS | None = None
         self.registry = build_registry(server.metrics, EtcdServerView(server))
 
     async def bind(self) -> bool:
@@ -78,9 +84,21 @@ class ClientListeners:
         Metrics URLs serve at once; client URLs only from ``serve()`` on: until then their
         connections wait in the backlog, as etcd's wait for the member to be published."""
         config = self._server.config
+        try:
+            self._tls = load_client_tls(config)
+            secure_flags(config.listen_client_urls)
+        except ValueError as exc:  # TLSSetupError, ConfigError: etcd's messages
+            log.error("cannot start member", error=str(exc))
+            return False
         if config.frontend_count > 1:
             return await self._bind_with_frontends(config.frontend_count)
         if not self._client_front:
+            if any(url.scheme in TLS_SCHEMES for url in config.listen_client_urls):
+                log.error(
+                    "ETCDPY_CLIENT_FRONT=off serves plain gRPC only; https client URLs need "
+                    "etcdpy's own client front (unset ETCDPY_CLIENT_FRONT)"
+                )
+                return False
             self._direct = build_grpc_server(self._server, self._handlers)
             for url in config.listen_client_urls:
                 if self._direct.add_insecure_port(url.netloc) == 0:
@@ -96,8 +114,11 @@ class ClientListeners:
                 # Listening sockets of our own: connections queue in their backlog until
                 # serve() (asyncio would only call listen() when it starts serving).
                 [sockets] = bind_client_sockets(config.listen_client_urls, 1)
-                for sock in sockets:
-                    server = await front.listen_socket(sock, start_serving=False)
+                secure = secure_flags(config.listen_client_urls)
+                for sock, is_tls in zip(sockets, secure, strict=True):
+                    server = await front.listen_socket(
+                        sock, start_serving=False, tls=self._tls_for(is_tls)
+                    )
                     self._waiting.append(server)
             await self._listen_metrics(max_body)
         except OSError as exc:
@@ -131,7 +152,7 @@ class ClientListeners:
             front = ClientFront(_metrics_only(metrics_api), None, max_body)
             self._fronts.append(front)
             for url in config.listen_metrics_urls:
-                await front.listen(url.host, url.port)
+                await front.listen(url.host, url.port, self._tls_for(_is_tls(url)))
 
     async def _bind_with_frontends(self, count: int) -> bool:
         config = self._server.config
@@ -162,6 +183,8 @@ class ClientListeners:
             config.log_outputs,
             replica_args=self._replica_args(),
             on_exit=self._frontend_exited,
+            secure=secure_flags(config.listen_client_urls),
+            client_tls_json=self._tls.to_json() if self._tls is not None else None,
         )
         self._link = CoreLinkServer(
             self._handlers,
@@ -178,6 +201,12 @@ class ClientListeners:
             log.error("cannot listen", error=str(exc))
             return False
         return True
+
+    def _tls_for(self, is_tls: bool) -> ClientTLS | None:
+        if not is_tls:
+            return None
+        assert self._tls is not None  # load_client_tls made it for every https URL
+        return self._tls
 
     def _new_gateway(self) -> Gateway:
         # The gRPC server's handlers and message limit: a gateway call is a gRPC call.
@@ -233,6 +262,10 @@ class ClientListeners:
             await self._gateway.close()
         if self._socket is not None:
             self._socket.cleanup()
+
+
+def _is_tls(url: URL) -> bool:
+    return url.scheme in TLS_SCHEMES
 
 
 def _metrics_only(api: HttpApi) -> Handler:

@@ -8,6 +8,12 @@ The port belongs to this small asyncio listener. It looks at the first bytes of 
   or, in a front-end process (``--frontend-processes``), relayed to the core process's own
   listener on a private unix socket by a byte relay that parses nothing (two transports, each
   one's data written to the other, with back-pressure both ways).
+
+On a TLS listener (an https client or metrics URL) asyncio's TLS layer does the handshake
+first (ALPN offers h2 and http/1.1) and the sniffer sees the decrypted bytes, so one TLS port
+serves both protocols as the plain one does; etcd's checks after the handshake (CRL, allowed
+host name) run before the first byte is read (etcdpy.clientport.tls). Plain text sent to a TLS
+port fails the handshake and the connection is closed, as etcd does.
 """
 
 from __future__ import annotations
@@ -24,8 +30,10 @@ from typing import TYPE_CHECKING, cast
 import structlog
 
 from etcdpy.clientport.http1 import Handler, Http1Protocol
+from etcdpy.tls.checks import CertRejected
 
 if TYPE_CHECKING:
+    from etcdpy.clientport.tls import ClientTLS
     from etcdpy.h2grpc.server import GrpcServer
 
 log = structlog.get_logger(__name__)
@@ -110,15 +118,28 @@ class _Relay(asyncio.Protocol):
 class _Sniff(asyncio.Protocol):
     """Reads until the protocol is known, then hands the connection over."""
 
-    def __init__(self, front: ClientFront) -> None:
+    def __init__(self, front: ClientFront, tls: ClientTLS | None = None) -> None:
         self._front = front
+        self._tls = tls
         self._buffer = b""
         self._transport: asyncio.Transport | None = None
         self._decided = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._transport = cast(asyncio.Transport, transport)  # uvloop's are not subclasses
-        self._front.connections.add(self._transport)
+        accepted = cast(asyncio.Transport, transport)  # uvloop's are not subclasses
+        if self._tls is not None:  # the handshake is done: etcd's checks after it
+            try:
+                self._tls.check_accepted(accepted.get_extra_info("ssl_object"))
+            except CertRejected as err:
+                log.info(
+                    "rejected connection",
+                    remote_addr=str(accepted.get_extra_info("peername")),
+                    error=str(err),
+                )
+                accepted.abort()  # no TLS shutdown to wait for: etcd closes the socket
+                return
+        self._transport = accepted
+        self._front.connections.add(accepted)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._transport is not None:
@@ -202,10 +223,15 @@ class ClientFront:
         self.connections: set[asyncio.Transport] = set()
         self._servers: list[asyncio.Server] = []
 
-    async def listen(self, host: str, port: int) -> asyncio.Server:
+    async def listen(self, host: str, port: int, tls: ClientTLS | None = None) -> asyncio.Server:
         loop = asyncio.get_running_loop()
         server = await loop.create_server(
-            lambda: _Sniff(self), host or None, port, reuse_address=True, backlog=1024
+            lambda: _Sniff(self, tls),
+            host or None,
+            port,
+            reuse_address=True,
+            backlog=1024,
+            ssl=tls.listening if tls is not None else None,
         )
         self._servers.append(server)
         return server
@@ -217,14 +243,19 @@ class ClientFront:
         return server
 
     async def listen_socket(
-        self, sock: socket.socket, start_serving: bool = True
+        self, sock: socket.socket, start_serving: bool = True, tls: ClientTLS | None = None
     ) -> asyncio.Server:
         """Serves on a listening socket made elsewhere (a front-end's, from the core). With
         ``start_serving=False`` connections wait in the socket's backlog until
-        ``start_serving()`` (a member not yet published, as etcd's ReadyNotify)."""
+        ``start_serving()`` (a member not yet published, as etcd's ReadyNotify). With ``tls``
+        every connection is TLS."""
         loop = asyncio.get_running_loop()
         server = await loop.create_server(
-            lambda: _Sniff(self), sock=sock, backlog=1024, start_serving=start_serving
+            lambda: _Sniff(self, tls),
+            sock=sock,
+            backlog=1024,
+            start_serving=start_serving,
+            ssl=tls.listening if tls is not None else None,
         )
         self._servers.append(server)
         return server

@@ -6,6 +6,9 @@ open: a front-end that dies is started again on the same sockets, and connection
 meanwhile wait in the accept queue instead of being refused. Before binding, one plain bind of
 each address checks that nobody else holds the port (a second etcdpy would otherwise share it
 silently through SO_REUSEPORT).
+
+The sockets of https URLs are marked (``secure_flags``): a front-end serves TLS on them with the
+client TLS settings the core hands it as JSON.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from etcdpy.config import URL
+from etcdpy.config import TLS_SCHEMES, URL, ConfigError
 
 if TYPE_CHECKING:
     from etcdpy.h2grpc.server import GrpcServer
@@ -68,9 +71,31 @@ def _listening_socket(family: int, address: tuple[object, ...], reuse_port: bool
     return sock
 
 
+def _url_addresses(urls: Sequence[URL]) -> list[tuple[URL, int, tuple[object, ...]]]:
+    """Every address of every URL; one address given both as http and https is refused (etcd
+    serves both on it; etcdpy would need to tell TLS from plain text before the handshake)."""
+    found: list[tuple[URL, int, tuple[object, ...]]] = []
+    for url in urls:
+        for family, address in _addresses(url):
+            for other, other_family, other_address in found:
+                same = (other_family, other_address) == (family, address)
+                if same and (other.scheme in TLS_SCHEMES) != (url.scheme in TLS_SCHEMES):
+                    raise ConfigError(
+                        f"{other} and {url} share one address: etcdpy cannot serve plain "
+                        "text and TLS on one port yet"
+                    )
+            found.append((url, family, address))
+    return found
+
+
+def secure_flags(urls: Sequence[URL]) -> list[bool]:
+    """For each socket ``bind_client_sockets`` makes (in its order): does it serve TLS?"""
+    return [url.scheme in TLS_SCHEMES for url, _, _ in _url_addresses(urls)]
+
+
 def bind_client_sockets(urls: Sequence[URL], count: int) -> list[list[socket.socket]]:
     """``count`` lists of listening sockets, one socket per address of every URL."""
-    addresses = [a for url in urls for a in _addresses(url)]
+    addresses = [(family, address) for _, family, address in _url_addresses(urls)]
     for family, address in addresses:  # is the port free? (raises OSError when it is not)
         _listening_socket(family, address, reuse_port=False).close()
     slots: list[list[socket.socket]] = []
@@ -96,8 +121,12 @@ class FrontendSupervisor:
         log_outputs: Sequence[str],
         replica_args: Sequence[str] = (),
         on_exit: Callable[[], None] | None = None,
+        secure: Sequence[bool] = (),
+        client_tls_json: str | None = None,
     ) -> None:
         self._slots = slots
+        self._secure = list(secure) or [False] * len(slots[0] if slots else ())
+        self._client_tls_json = client_tls_json  # the TLS settings of the https sockets
         self._replica_args = list(replica_args)  # where the backend is, watch settings
         self._on_exit = on_exit
         self._core_dir = core_dir
@@ -173,8 +202,10 @@ class FrontendSupervisor:
             "--log-outputs",
             ",".join(self._log_outputs),
         ]
-        for fd in fds:
-            argv += ["--fd", str(fd)]
+        for fd, is_tls in zip(fds, self._secure, strict=True):
+            argv += ["--tls-fd" if is_tls else "--fd", str(fd)]
+        if self._client_tls_json is not None:
+            argv += ["--client-tls", self._client_tls_json]
         argv += self._replica_args
         self._processes[slot] = await asyncio.create_subprocess_exec(*argv, pass_fds=fds)
 

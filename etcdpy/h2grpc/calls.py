@@ -42,6 +42,7 @@ class CallSink(Protocol):
 
     loop: asyncio.AbstractEventLoop
     peer: str
+    cert_cn: str | None  # the CN of the client certificate the TLS handshake verified
     limits: Limits
     closed: bool
 
@@ -301,7 +302,8 @@ async def _run(stream: Stream, method: grpc.RpcMethodHandler[Any, Any], data: by
         async def write(message: Any) -> None:
             await raw_write(serialize(message) if serialize is not None else message)
 
-    context = RequestContext(stream.head.headers, stream.conn.peer, stream.deadline, write)
+    conn = stream.conn
+    context = RequestContext(stream.head.headers, conn.peer, stream.deadline, write, conn.cert_cn)
     request: Any = stream.requests(deserialize) if method.request_streaming else data
     try:
         code, details, response = await invoke(method, request, context, stream.head.path)

@@ -30,6 +30,7 @@ from etcdpy.h2grpc.events import (
 )
 from etcdpy.h2grpc.limits import Limits
 from etcdpy.h2grpc.protocol import ServerConnection
+from etcdpy.tls.checks import verified_common_name
 
 log = structlog.get_logger(__name__)
 _STATUS_415 = b"\x08\x03415"  # :status 415, a literal with the static table's name
@@ -51,6 +52,7 @@ class Http2Connection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.streams: dict[int, Stream] = {}  # the calls still running, by stream id
         self.peer = ""
+        self.cert_cn: str | None = None  # the verified client certificate's CN (TLS only)
         self._flush_scheduled = False
         self.write_paused = False
         self._writable: list[asyncio.Future[None]] = []
@@ -72,6 +74,7 @@ class Http2Connection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's are not subclasses
         self.peer = _peer_name(self.transport.get_extra_info("peername"))
+        self.cert_cn = verified_common_name(self.transport.get_extra_info("ssl_object"))
         self.server.connections.add(self)
         self.core.initiate_connection()
         self._flush_soon()

@@ -1,6 +1,6 @@
 """The peer side of a member: the transport that carries raft messages and snapshots between
-members (``transport``, with its small request/answer RPC), its TLS (``tls``, ``self_cert``)
-and the prober that measures round trips to peers (``probe``).
+members (``transport``, with its small request/answer RPC), its TLS (``tls``, built on the
+shared ``etcdpy.tls``) and the prober that measures round trips to peers (``probe``).
 
 May import: mvcc, raft, h2grpc and the base.
 """

@@ -66,9 +66,10 @@ from typing import TYPE_CHECKING, Any, Final, Protocol
 
 import structlog
 
-from etcdpy.peer.tls import PeerCertRejected, PeerTLS
+from etcdpy.peer.tls import PeerTLS
 from etcdpy.raft.codec import decode_message, decode_messages, encode_message, encode_messages
 from etcdpy.raft.types import Message, MessageType, SnapshotStatus
+from etcdpy.tls.checks import CertRejected
 
 if TYPE_CHECKING:
     from etcdpy.observability.metrics import PeerStats
@@ -268,7 +269,7 @@ async def _secure(
         await _start_tls(writer, tls.client, server_hostname=host)
         try:
             tls.check_dialed(writer.get_extra_info("ssl_object"))
-        except PeerCertRejected:
+        except CertRejected:
             with contextlib.suppress(OSError):
                 writer.write(_frame(TLS_BAD_CERT, b""))
             raise
@@ -346,7 +347,7 @@ class _Throttle:
         log.warning(event, **fields)
 
 
-_TLS_FAILURES: Final = (ssl.SSLError, PeerCertRejected, TLSMismatch, TLSRefused)
+_TLS_FAILURES: Final = (ssl.SSLError, CertRejected, TLSMismatch, TLSRefused)
 
 
 async def peer_rpc(
@@ -792,19 +793,19 @@ class PeerTransport:
             # The dialler's verdict on our certificate comes first, as in Go's handshake.
             verdict, _ = await asyncio.wait_for(_read_frame(reader), TLS_HANDSHAKE_TIMEOUT)
             if verdict == TLS_BAD_CERT:
-                raise PeerCertRejected(
+                raise CertRejected(
                     f"{BAD_CERTIFICATE} (the peer refused our certificate; its log says why)"
                 )
             if verdict != TLS_CERT_OK:
                 raise ConnectionError(f"unexpected peer frame {verdict} while starting TLS")
             try:
                 await self.tls.check_accepted(writer.get_extra_info("ssl_object"), remote)
-            except PeerCertRejected:
+            except CertRejected:
                 writer.write(_frame(TLS_BAD_CERT, b""))
                 raise
             writer.write(_frame(TLS_OK, b""))
         except (OSError, TimeoutError, asyncio.IncompleteReadError) as exc:
-            if isinstance(exc, ssl.SSLError | PeerCertRejected):
+            if isinstance(exc, ssl.SSLError | CertRejected):
                 error = describe_tls_error(exc)
                 if getattr(exc, "reason", None) == "WRONG_VERSION_NUMBER":
                     error += " (the peer does not speak TLS: is its peer URL http?)"

@@ -77,6 +77,9 @@ class MemberProcess:
     peer_scheme: str = "http"  # https: give the TLS flags in extra_args (--peer-auto-tls ...)
     # The working directory; unix(s) peer URLs name a socket file relative to it.
     cwd: Path | None = None
+    client_scheme: str = "http"  # https: give the TLS flags in extra_args (--cert-file ...)
+    # (CA, certificate, key) the readiness probe dials an https client URL with
+    client_tls: tuple[Path, Path, Path] | None = None
 
     @property
     def endpoint(self) -> str:
@@ -84,7 +87,7 @@ class MemberProcess:
 
     @property
     def client_url(self) -> str:
-        return f"http://127.0.0.1:{self.client_port}"
+        return f"{self.client_scheme}://127.0.0.1:{self.client_port}"
 
     @property
     def peer_url(self) -> str:
@@ -152,13 +155,19 @@ class MemberProcess:
                     f"{self.name} exited with {self.proc.returncode}:\n{self.log_tail()}"
                 )
             try:
-                with grpc.insecure_channel(self.endpoint) as channel:
+                with self._probe_channel() as channel:
                     self.ready_probe(channel)
                     return
             except grpc.RpcError as exc:
                 last_error = exc
                 time.sleep(0.05)
         raise TimeoutError(f"{self.name} not ready: {last_error}\n{self.log_tail()}")
+
+    def _probe_channel(self) -> grpc.Channel:
+        if self.client_tls is None:
+            return grpc.insecure_channel(self.endpoint)
+        ca, cert, key = (path.read_bytes() for path in self.client_tls)
+        return grpc.secure_channel(self.endpoint, grpc.ssl_channel_credentials(ca, key, cert))
 
     def log_tail(self, lines: int = 30) -> str:
         if self.log_path is None or not self.log_path.exists():

@@ -115,7 +115,8 @@ def test_every_flag_has_a_known_kind() -> None:
     kinds = {d.name: d.kind for d in FLAGS}
     assert kinds["name"] == "implemented"
     assert kinds["cors"] == "accepted"
-    assert kinds["cert-file"] == "not-built"
+    assert kinds["cert-file"] == "implemented"
+    assert kinds["enable-v2"] == "not-built"
     assert kinds["snapshot"] == "ignored"
     for d in FLAGS:
         if d.field is not None:
@@ -235,16 +236,12 @@ def test_ignored_flags_of_etcd_warn() -> None:
 @pytest.mark.parametrize(
     "argv",
     [
-        ["--cert-file=/etc/ssl/server.pem"],
-        ["--client-cert-auth"],
-        ["--trusted-ca-file=/etc/ssl/ca.pem"],
         ["--enable-v2"],
         ["--proxy=on"],
         ["--proxy-dial-timeout=5"],
         ["--discovery=https://discovery.etcd.io/x"],
         ["--discovery-srv", "example.com"],
         ["--force-new-cluster"],
-        ["--cipher-suites=TLS_AES_128_GCM_SHA256"],
     ],
 )
 def test_not_built_features_are_refused_with_the_flag_named(argv: list[str]) -> None:
@@ -273,12 +270,12 @@ def test_meaningless_or_default_values_are_accepted(argv: list[str]) -> None:
     assert run_outcome(argv).action == "run"
 
 
-def test_https_url_is_refused_naming_the_flag() -> None:
+def test_unix_client_url_is_refused_naming_the_flag() -> None:
     with pytest.raises(NotBuiltYet) as info:
-        parse_server_args(["--listen-client-urls=https://127.0.0.1:2379"], {})
+        parse_server_args(["--listen-client-urls=unixs://c.sock:2379"], {})
     text = str(info.value)
-    assert text.startswith("--listen-client-urls=https://127.0.0.1:2379: ")
-    assert "client TLS is not built yet" in text
+    assert text.startswith("--listen-client-urls=unixs://c.sock:2379: ")
+    assert "client unix socket listeners are not built yet" in text
 
 
 @pytest.mark.parametrize(
@@ -394,8 +391,8 @@ def test_invalid_environment_value_is_refused_like_etcd() -> None:
 
 
 def test_not_built_feature_from_the_environment_names_the_variable() -> None:
-    with pytest.raises(NotBuiltYet, match=r"--cert-file=/x \(from ETCD_CERT_FILE\)"):
-        parse_server_args([], {"ETCD_CERT_FILE": "/x"})
+    with pytest.raises(NotBuiltYet, match=r"--enable-v2=true \(from ETCD_ENABLE_V2\)"):
+        parse_server_args([], {"ETCD_ENABLE_V2": "true"})
 
 
 # -- the YAML config file -------------------------------------------------------------------
@@ -440,10 +437,15 @@ def test_config_file_from_the_environment(tmp_path: Path) -> None:
     assert (c.name, c.snapshot_count) == ("from-file", 5)
 
 
-def test_config_file_refuses_client_tls_and_warns_about_unknown_keys(tmp_path: Path) -> None:
-    tls = write(tmp_path / "tls.yml", "client-transport-security:\n  cert-file: /c.pem\n")
-    with pytest.raises(NotBuiltYet, match=r"--cert-file=/c.pem \(from the config file\)"):
-        parse_server_args(["--config-file", tls], {})
+def test_config_file_reads_client_tls_and_warns_about_unknown_keys(tmp_path: Path) -> None:
+    tls = write(
+        tmp_path / "tls.yml",
+        "client-transport-security:\n  cert-file: /c.pem\n  key-file: /k.pem\n"
+        "  trusted-ca-file: /ca.pem\n  client-cert-auth: true\n  auto-tls: true\n",
+    )
+    c = config_of(["--config-file", tls])
+    assert (c.cert_file, c.key_file, c.trusted_ca_file) == ("/c.pem", "/k.pem", "/ca.pem")
+    assert c.client_cert_auth and c.auto_tls
     odd = write(tmp_path / "odd.yml", "name: a\nnot-a-key: 1\n")
     outcome = run_outcome([f"--config-file={odd}"])
     assert any('unknown key "not-a-key"' in w for w in outcome.warnings)
@@ -515,9 +517,30 @@ def test_config_file_peer_transport_security(tmp_path: Path) -> None:
     assert c.peer_client_cert_auth and c.peer_auto_tls
 
 
-def test_https_client_urls_are_still_refused() -> None:
-    with pytest.raises(NotBuiltYet, match="client TLS is not built yet"):
-        parse_server_args(["--advertise-client-urls=https://127.0.0.1:2379"], {})
+def test_client_tls_flags_and_https_client_urls() -> None:
+    c = config_of(
+        [
+            "--listen-client-urls=https://127.0.0.1:2379",
+            "--advertise-client-urls=https://127.0.0.1:2379",
+            "--listen-metrics-urls=https://127.0.0.1:2381",
+            "--cert-file=/c.pem",
+            "--key-file=/k.pem",
+            "--trusted-ca-file=/ca.pem",
+            "--client-cert-auth",
+            "--client-crl-file=/crl.pem",
+            "--client-cert-allowed-hostname=client.example",
+            "--auto-tls",
+            "--cipher-suites=TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,TLS_AES_128_GCM_SHA256",
+        ]
+    )
+    assert [str(u) for u in c.listen_client_urls] == ["https://127.0.0.1:2379"]
+    assert [str(u) for u in c.advertise_client_urls] == ["https://127.0.0.1:2379"]
+    assert [str(u) for u in c.listen_metrics_urls] == ["https://127.0.0.1:2381"]
+    assert (c.cert_file, c.key_file, c.trusted_ca_file) == ("/c.pem", "/k.pem", "/ca.pem")
+    assert (c.client_crl_file, c.client_cert_allowed_hostname) == ("/crl.pem", "client.example")
+    assert c.client_cert_auth and c.auto_tls
+    # in the order given (etcd's plain strings flag), not sorted
+    assert c.cipher_suites == ("TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384", "TLS_AES_128_GCM_SHA256")
 
 
 @pytest.mark.parametrize(("cores", "frontends"), [(1, 1), (2, 1), (3, 2), (4, 3), (9, 8), (64, 8)])

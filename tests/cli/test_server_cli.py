@@ -39,9 +39,9 @@ def test_unknown_flag_exits_2_with_a_suggestion() -> None:
 
 
 def test_not_built_feature_exits_2_naming_the_flag() -> None:
-    result = etcdpy("--cert-file", "/etc/server.pem")
+    result = etcdpy("--enable-v2")
     assert result.returncode == 2
-    assert "--cert-file=/etc/server.pem: not built yet in etcdpy" in result.stderr
+    assert "--enable-v2=true: not built yet in etcdpy" in result.stderr
 
 
 def test_refused_configuration_exits_1_with_a_json_log_line() -> None:
@@ -144,5 +144,32 @@ def test_https_peer_url_without_certificate_exits_1_with_etcds_message(tmp_path:
     event = json.loads(result.stderr.strip().splitlines()[-1])
     assert event["error"] == (
         "cannot listen on TLS for 127.0.0.1:23999: KeyFile and CertFile are not presented"
+    )
+    assert not (tmp_path / "d" / "member").exists()  # refused before anything was written
+
+
+def _refusal(*args: str) -> str:
+    result = etcdpy(*args)
+    assert result.returncode == 1, result.stderr
+    return str(json.loads(result.stderr.strip().splitlines()[-1])["error"])
+
+
+def test_client_tls_misconfigurations_exit_1_with_etcds_messages(tmp_path: Path) -> None:
+    url = "https://127.0.0.1:23998"
+    data = f"--data-dir={tmp_path / 'd'}"
+    urls = (f"--listen-client-urls={url}", f"--advertise-client-urls={url}")
+    assert _refusal(data, *urls) == (
+        "TLS key/cert (--cert-file, --key-file) must be provided for client url "
+        "https://127.0.0.1:23998 with HTTPS scheme"
+    )
+    assert _refusal(data, "--listen-metrics-urls=https://127.0.0.1:23997") == (
+        "cannot listen on TLS for 127.0.0.1:23997: KeyFile and CertFile are not presented"
+    )
+    assert _refusal(data, "--cipher-suites=TLS_NOT_A_SUITE") == (
+        'unexpected TLS cipher suite "TLS_NOT_A_SUITE"'
+    )
+    missing = tmp_path / "missing.pem"
+    assert _refusal(data, *urls, f"--cert-file={missing}", f"--key-file={missing}") == (
+        f"open {missing}: no such file or directory"
     )
     assert not (tmp_path / "d" / "member").exists()  # refused before anything was written

@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from collections.abc import Sequence
 
 import pytest
 
@@ -14,11 +15,11 @@ from etcdpy.testing.processes import MemberProcess
 pytestmark = pytest.mark.integration
 
 
-def _run_isolated(script: str, env: dict[str, str] | None = None) -> str:
+def _run_isolated(script: str, env: dict[str, str] | None = None, args: Sequence[str] = ()) -> str:
     """Client libraries ship their own copies of etcd's protos, which clash with ours in
     one descriptor pool: each runs in its own interpreter."""
     proc = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(script)],
+        [sys.executable, "-c", textwrap.dedent(script), *args],
         capture_output=True,
         text=True,
         env=env,

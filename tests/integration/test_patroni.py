@@ -8,6 +8,10 @@ nodes run as the ``postgres`` user, in a temporary directory it owns. Everything
 free loopback ports and is stopped at the end, also when the test fails.
 
 ``ETCDPY_PATRONI_AGAINST_ETCD=1`` runs the same against Debian's etcd 3.4 (the reference).
+
+With auth (issue 17): Patroni logs in (etcd3 ``username``/``password``, /v3/auth/authenticate
+through the gateway, its token in the Authorization header) as a user whose only role is
+readwrite on its namespace prefix, bootstraps, streams and switches over.
 """
 
 from __future__ import annotations
@@ -29,12 +33,14 @@ from typing import Any, TypeVar
 import pytest
 
 from etcdpy.testing.processes import MemberProcess, etcd_member, etcdpy_member, free_port
-from tests.external_tools import missing, require_tool
+from tests.external_tools import Etcdctl, missing, require_tool
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 SCOPE = "etcdpy-patroni"
+NAMESPACE = f"/service/{SCOPE}/"  # Patroni's keys: its default namespace, then the scope
+ROOT = "--user=root:rootpw"
 # Patroni wants loop_wait + 2 * retry_timeout <= ttl; short, so a failover takes seconds.
 TTL, LOOP_WAIT, RETRY_TIMEOUT = 10, 1, 4
 STEP_TIMEOUT = 60.0  # bootstrap, replica, switchover, failover: each well within this
@@ -66,6 +72,8 @@ class Node:
     api_port: int = field(default_factory=free_port)
     pg_port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
+    # etcd user and password Patroni logs in with; None: auth is off
+    credentials: tuple[str, str] | None = None
 
     @property
     def config(self) -> Path:
@@ -89,7 +97,7 @@ class Node:
                 "listen": f"127.0.0.1:{self.api_port}",
                 "connect_address": f"127.0.0.1:{self.api_port}",
             },
-            "etcd3": {"hosts": f"127.0.0.1:{self.dcs_port}"},
+            "etcd3": self.etcd3_config(),
             "bootstrap": {
                 "dcs": {
                     "ttl": TTL,
@@ -128,6 +136,12 @@ class Node:
         }
         # JSON is YAML: no YAML writer needed.
         self.config.write_text(json.dumps(config, indent=1))
+
+    def etcd3_config(self) -> dict[str, str]:
+        config = {"hosts": f"127.0.0.1:{self.dcs_port}"}
+        if self.credentials is not None:
+            config["username"], config["password"] = self.credentials
+        return config
 
     def start(self) -> None:
         self.write_config()
@@ -268,8 +282,23 @@ def _run_as() -> pwd.struct_passwd | None:
         missing("running as root and there is no postgres user to run PostgreSQL as")
 
 
-@pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[Cluster]:
+def set_up_auth(dcs: MemberProcess) -> tuple[str, str]:
+    """root, and a user "patroni" whose one role reads and writes Patroni's namespace only."""
+    etcdctl = Etcdctl(dcs.endpoint)
+    etcdctl.out("user", "add", "root:rootpw")
+    etcdctl.out("auth", "enable")
+    for args in (
+        ("role", "add", "patroni"),
+        ("role", "grant-permission", "patroni", "readwrite", NAMESPACE, "--prefix"),
+        ("user", "add", "patroni:patronipw"),
+        ("user", "grant-role", "patroni", "patroni"),
+    ):
+        etcdctl.out(ROOT, *args)
+    return "patroni", "patronipw"
+
+
+@contextlib.contextmanager
+def patroni_cluster(tmp_path: Path, with_auth: bool) -> Iterator[Cluster]:
     require_tool("patroni")
     require_tool("patronictl")
     if not (PG_BIN / "postgres").exists():
@@ -283,7 +312,11 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
     else:
         dcs = etcdpy_member(tmp_path)
     dcs.start()
-    nodes = {name: Node(name, root, dcs.client_port, run_as) for name in ("pg1", "pg2")}
+    credentials = set_up_auth(dcs) if with_auth else None
+    nodes = {
+        name: Node(name, root, dcs.client_port, run_as, credentials=credentials)
+        for name in ("pg1", "pg2")
+    }
     built = Cluster(dcs, nodes)
     try:
         yield built
@@ -297,6 +330,18 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
                 shutil.copy(node.log, tmp_path / node.log.name)
         dcs.stop()
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[Cluster]:
+    with patroni_cluster(tmp_path, with_auth=False) as built:
+        yield built
+
+
+@pytest.fixture
+def auth_cluster(tmp_path: Path) -> Iterator[Cluster]:
+    with patroni_cluster(tmp_path, with_auth=True) as built:
+        yield built
 
 
 def test_patroni_bootstrap_switchover_and_failover(cluster: Cluster) -> None:
@@ -332,3 +377,22 @@ def test_patroni_bootstrap_switchover_and_failover(cluster: Cluster) -> None:
         f"bootstrap {bootstrapped - started:.1f}s, switchover {switched - bootstrapped:.1f}s,"
         f" failover {failed_over - switched:.1f}s"
     )
+
+
+def test_patroni_logs_in_as_a_user_limited_to_its_namespace(auth_cluster: Cluster) -> None:
+    pg1, pg2 = auth_cluster.nodes["pg1"], auth_cluster.nodes["pg2"]
+    pg1.start()
+    wait_for("pg1 to bootstrap and lead", lambda: leader_of(pg1) == "pg1")
+    pg2.start()
+    auth_cluster.wait_roles("pg1", "pg2")
+    pg1.sql("create table t (x int primary key); insert into t values (1)")
+    wait_for("row 1 on the replica", lambda: pg2.sql("select count(*) from t where x = 1") == "1")
+    patronictl(pg1, "switchover", "--leader", "pg1", "--candidate", "pg2", "--force")
+    auth_cluster.wait_roles("pg2", "pg1")
+
+    etcdctl = Etcdctl(auth_cluster.dcs.endpoint)
+    keys = etcdctl.out(ROOT, "get", "--prefix", "--keys-only", NAMESPACE).split()
+    assert f"{NAMESPACE}leader" in keys and f"{NAMESPACE}members/pg2" in keys, keys
+    assert etcdctl.out(ROOT, "get", "--print-value-only", f"{NAMESPACE}leader").strip() == "pg2"
+    outside = etcdctl.run("--user=patroni:patronipw", "get", "/service/other", check=False)
+    assert "etcdserver: permission denied" in outside.stderr

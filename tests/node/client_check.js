@@ -1,14 +1,28 @@
 // The npm etcd3 client (on @grpc/grpc-js), unchanged, against one endpoint: KV, txn, lease,
 // watch, an error. Prints one JSON line of what it saw; tests/integration/test_node_client.py
-// checks it.
+// checks it. With ETCD3_TLS_CA, ETCD3_TLS_CERT and ETCD3_TLS_KEY set it dials https with that CA
+// and client certificate (tests/integration/test_client_tls.py).
 'use strict';
+const fs = require('fs');
 const { Etcd3 } = require('etcd3');
 
 const endpoint = process.argv[2];
+
+function tlsOptions() {
+  const { ETCD3_TLS_CA: ca, ETCD3_TLS_CERT: cert, ETCD3_TLS_KEY: key } = process.env;
+  if (!ca) return {};
+  return {
+    credentials: {
+      rootCertificate: fs.readFileSync(ca),
+      certChain: fs.readFileSync(cert),
+      privateKey: fs.readFileSync(key),
+    },
+  };
+}
 const timer = setTimeout(() => { console.error('timed out'); process.exit(2); }, 30000);
 
 async function main() {
-  const client = new Etcd3({ hosts: endpoint });
+  const client = new Etcd3({ hosts: endpoint, ...tlsOptions() });
   const out = {};
   await client.put('/registry/pods/a').value('1');
   await client.put('/registry/pods/b').value('2');

@@ -23,11 +23,13 @@ from structlog.testing import capture_logs
 
 from etcdpy.config import ServerConfig, parse_urls
 from etcdpy.peer import transport
-from etcdpy.peer.self_cert import self_cert
-from etcdpy.peer.tls import PeerTLS, PeerTLSError, _common_name, load_peer_tls
+from etcdpy.peer.tls import PeerTLS, load_peer_tls
 from etcdpy.peer.transport import PeerTransport, peer_rpc
 from etcdpy.raft.types import Message, MessageType, Snapshot, SnapshotMetadata, SnapshotStatus
 from etcdpy.testing.processes import free_port
+from etcdpy.tls.checks import common_name
+from etcdpy.tls.info import TLSSetupError
+from etcdpy.tls.self_cert import self_cert
 from tests.external_tools import require_etcd_source
 from tests.peer.test_transport import CLUSTER, Recorder, _app, _until
 from tests.tls_certs import MemberCerts, write_member_certs
@@ -66,7 +68,7 @@ def _tls(certs: MemberCerts, tmp: Path, **fields: Any) -> PeerTLS:
 def test_https_peer_url_without_certificate_is_refused(tmp_path: Path) -> None:
     cfg = _config(tmp_path)
     url = cfg.listen_peer_urls[0]
-    with pytest.raises(PeerTLSError) as info:
+    with pytest.raises(TLSSetupError) as info:
         load_peer_tls(cfg)
     assert str(info.value) == (
         f"cannot listen on TLS for 127.0.0.1:{url.port}: KeyFile and CertFile are not presented"
@@ -94,7 +96,7 @@ def test_missing_or_half_or_bad_key_pair_is_refused(tmp_path: Path) -> None:
          'AllowedCN and AllowedHostname are mutually exclusive (cn="a", hostname="b")'),
     ]  # fmt: skip
     for fields, message in cases:
-        with pytest.raises(PeerTLSError) as info:
+        with pytest.raises(TLSSetupError) as info:
             load_peer_tls(_config(tmp_path, **fields))
         assert str(info.value) == message
 
@@ -370,7 +372,7 @@ def test_etcds_test_certificates_are_read_without_warnings() -> None:
     cert = x509.load_pem_x509_certificate(fixture.read_bytes())
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        assert _common_name(cert) == "example2.com"
+        assert common_name(cert) == "example2.com"
 
 
 def test_unixs_peer_urls_carry_tls_on_unix_sockets(

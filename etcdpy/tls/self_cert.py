@@ -1,10 +1,12 @@
-"""A self-signed certificate for ``--peer-auto-tls``, made once and kept in the data directory.
+"""A self-signed certificate for ``--auto-tls`` and ``--peer-auto-tls``, made once and kept in
+the data directory.
 
 The facts are etcd 3.4's (``pkg/transport.SelfCert``): ``cert.pem`` and ``key.pem`` in the
-given directory (``<data-dir>/fixtures/peer``), reused when both exist; otherwise a fresh ECDSA
-P-521 key, a random 128-bit serial, subject O=etcd, valid for 365 days from now, key usages
-digital signature and key encipherment, extended usage server auth, not a CA, and one subject
-alternative name per listen host (an IP address or a DNS name). The key file is private (0600).
+given directory (``<data-dir>/fixtures/client`` or ``<data-dir>/fixtures/peer``), reused when
+both exist; otherwise a fresh ECDSA P-521 key, a random 128-bit serial, subject O=etcd, valid
+for 365 days from now, key usages digital signature and key encipherment, extended usage server
+auth, not a CA, and one subject alternative name per listen host (an IP address or a DNS name).
+The key file is private (0600).
 """
 
 from __future__ import annotations
