@@ -55,6 +55,15 @@ class AuthService:
     def __init__(self, server: EtcdServer) -> None:
         self._server = server
         self._cost = bcrypt_cost(server.config.bcrypt_cost)
+        self._decoy: bytes | None = None  # a hash of nothing, made on first need
+
+    def _decoy_check(self, password: str) -> None:
+        """The bcrypt work a known user's check costs, spent on an unknown user's name, so that
+        the time of a refusal does not tell whether the user exists (etcd 3.4 answers an
+        unknown user at once, and a wrong password after a bcrypt comparison)."""
+        if self._decoy is None:
+            self._decoy = hash_password("", self._cost).encode()
+        password_matches(password, self._decoy)
 
     async def _propose(self, **request: object) -> object:
         return await self._server.propose(internalpb.InternalRaftRequest(**request))  # type: ignore[arg-type]
@@ -87,7 +96,11 @@ class AuthService:
         store = server.auth
         await server.linearizable_read()
         while True:
-            hashed, checked_revision = store.password_of(request.name)
+            try:
+                hashed, checked_revision = store.password_of(request.name)
+            except errors.AuthFailed:
+                await asyncio.to_thread(self._decoy_check, request.password)
+                raise
             if not await asyncio.to_thread(password_matches, request.password, hashed):
                 raise errors.AuthFailed()
             tokens = store.tokens
