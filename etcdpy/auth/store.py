@@ -63,19 +63,17 @@ class AuthStore:
 
     def recover(self, backend: Backend) -> None:
         """(Re)reads everything from ``backend``: at start, and when a snapshot's backend
-        replaces the file (etcd's Recover). A store at revision 0 starts at 1, as etcd's."""
+        replaces the file (etcd's Recover)."""
         self._backend = backend
         with backend.read() as tx:
             enabled = tx.get(AUTH, ENABLED_KEY) == _ON
             raw_revision = tx.get(AUTH, REVISION_KEY)
             users = {k.decode(): authpb.User.FromString(v) for k, v in tx.items(AUTH_USERS)}
             roles = {k.decode(): authpb.Role.FromString(v) for k, v in tx.items(AUTH_ROLES)}
-        revision = _REVISION.unpack(raw_revision)[0] if raw_revision else 0
-        if revision == 0:
-            revision = 1
-            if not backend.readonly:
-                with backend.batch() as wtx:
-                    wtx.put(AUTH, REVISION_KEY, _REVISION.pack(revision))
+        # A store that never changed is at revision 1, as etcd's; unlike etcd, the 1 is not
+        # written until the first change: an LMDB bucket with one key costs a page of its
+        # own (a bbolt one is inlined in its parent), which a 13-page quota cannot spare.
+        revision = max(1, _REVISION.unpack(raw_revision)[0] if raw_revision else 0)
         self._users, self._roles, self._revision = users, roles, revision
         self._perms.clear()
         was_enabled, self._enabled = self._enabled, enabled

@@ -63,12 +63,15 @@ def enable_with_root(store: AuthStore) -> None:
     store.auth_enable()
 
 
-def test_a_new_store_is_at_revision_one_and_writes_it_as_etcd(
+def test_a_new_store_is_at_revision_one_and_writes_it_with_its_first_change(
     store: AuthStore, backend: Backend
 ) -> None:
     assert (store.revision, store.enabled) == (1, False)
     with backend.read() as tx:
-        assert tx.get(AUTH, b"authRevision") == struct.pack(">Q", 1)
+        assert tx.get(AUTH, b"authRevision") is None  # no page spent on an unchanged store
+    store.role_add(pb.AuthRoleAddRequest(name="r"))
+    with backend.read() as tx:
+        assert tx.get(AUTH, b"authRevision") == struct.pack(">Q", 2)
 
 
 def test_buckets_hold_etcds_encoding(store: AuthStore, backend: Backend) -> None:
