@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import json
 from pathlib import Path
+from typing import Any
 
 import jwt
 import pytest
@@ -184,3 +185,32 @@ def test_bad_options_get_etcds_messages(
 
 def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def test_a_verified_jwt_is_checked_once_and_still_expires(
+    tmp_path: Path, rsa_key: rsa.RSAPrivateKey, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    priv, pub = _pem_pair(tmp_path, rsa_key, "k")
+    clock = Clock()
+    tokens = provider(f"jwt,pub-key={pub},priv-key={priv},sign-method=RS256,ttl=1m", 0, clock)
+    assert isinstance(tokens, JwtTokens)
+    token = tokens.sign("alice", 3)
+    decoded: list[str] = []
+    real_decode = jwt.decode
+
+    def counting(token: str, *args: Any, **kwargs: Any) -> Any:
+        decoded.append(token)
+        return real_decode(token, *args, **kwargs)
+
+    monkeypatch.setattr(jwt, "decode", counting)
+    for _ in range(3):
+        assert tokens.info(token, 0) == AuthInfo("alice", 3)
+    assert decoded == [token]  # the signature was checked once
+    header, _payload, signature = token.split(".")
+    forged = _b64(json.dumps({"username": "root", "revision": 3, "exp": 2**40}).encode())
+    for _ in range(2):
+        assert tokens.info(f"{header}.{forged}.{signature}", 0) is None
+    assert len(decoded) == 3  # a refused token is never remembered
+    clock.now += 61
+    assert tokens.info(token, 0) is None  # a remembered token expires all the same
+    assert len(decoded) == 3
