@@ -190,7 +190,10 @@ def netns_usable() -> bool:
 
 
 def missing_keys(endpoint: str, keys: list[bytes], timeout: float = 10.0) -> list[bytes]:
-    """The ``keys`` (the writer's acknowledged puts) a linearizable read on ``endpoint`` lacks."""
+    """The ``keys`` (the writer's acknowledged puts) a linearizable read on ``endpoint`` lacks.
+    Only the keys acknowledged before the read starts are checked: a writer may still be
+    appending to ``keys``, and a put acknowledged after the read began may rightly be absent."""
+    keys = list(keys)
     with grpc.insecure_channel(endpoint) as channel:
         resp = rpc_pb2_grpc.KVStub(channel).Range(
             rpc_pb2.RangeRequest(
