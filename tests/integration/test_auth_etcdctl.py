@@ -5,7 +5,6 @@ processes (ETCD_FRONTEND_PROCESSES=2) verify themselves."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -21,13 +20,6 @@ from tests.external_tools import Etcdctl
 from tests.integration.jwt_keys import jwt_auth_token
 
 pytestmark = pytest.mark.integration
-
-# Logging in (etcdctl --user) needs the pipeline's Auth layer, built on the authz branch;
-# until it is merged, the tests that log in are skipped.
-needs_auth_layer = pytest.mark.skipif(
-    importlib.util.find_spec("etcdpy.api.auth_guard") is None,
-    reason="the pipeline's Auth layer (etcdpy/api/auth_guard.py, branch authz) is not merged",
-)
 
 ROOT = "--user=root:rootpw"
 
@@ -162,7 +154,6 @@ def member(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[AuthAware
         process.stop()
 
 
-@needs_auth_layer
 def test_etcdctl_prints_what_it_prints_against_etcd(
     tmp_path: Path, member: AuthAwareMember
 ) -> None:
@@ -181,7 +172,6 @@ def test_etcdctl_prints_what_it_prints_against_etcd(
     assert not differences, "\n".join(differences)
 
 
-@needs_auth_layer
 def test_auth_survives_a_restart_and_a_snapshot_restore(
     tmp_path: Path, member: AuthAwareMember
 ) -> None:
