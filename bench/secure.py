@@ -94,40 +94,6 @@ class Files:
         return files
 
 
-class SecureMember(MemberProcess):
-    """A member whose client URL may be https; it is probed over TLS when it is."""
-
-    tls: Files | None = None
-
-    @property
-    def client_url(self) -> str:
-        scheme = "https" if self.tls is not None else "http"
-        return f"{scheme}://127.0.0.1:{self.client_port}"
-
-    def channel(self) -> grpc.Channel:
-        if self.tls is None:
-            return grpc.insecure_channel(self.endpoint)
-        credentials = grpc.ssl_channel_credentials(
-            self.tls.ca.read_bytes(),
-            self.tls.client_key.read_bytes(),
-            self.tls.client_cert.read_bytes(),
-        )
-        return grpc.secure_channel(self.endpoint, credentials)
-
-    def wait_ready(self, timeout: float = READY_TIMEOUT_S) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc is not None and self.proc.poll() is not None:
-                raise StartFailed(f"exited with {self.proc.returncode}:\n{self.log_tail()}")
-            try:
-                with self.channel() as channel:
-                    self.ready_probe(channel)
-                    return
-            except grpc.RpcError:
-                time.sleep(0.1)
-        raise StartFailed(f"not ready after {timeout:.0f}s:\n{self.log_tail()}")
-
-
 def _flags(mode: str, files: Files) -> list[str]:
     flags: list[str] = []
     if "mtls" in mode:
@@ -144,30 +110,31 @@ def _flags(mode: str, files: Files) -> list[str]:
     return flags
 
 
-def _start(target: str, mode: str, files: Files, workdir: Path) -> tuple[SecureMember, Server]:
+def _start(target: str, mode: str, files: Files, workdir: Path) -> tuple[MemberProcess, Server]:
     make = etcd_member if target == "etcd" else etcdpy_member
     try:
-        plain = make(workdir / f"{target}-{mode.replace('+', '-')}", name="bench")
+        member = make(workdir / f"{target}-{mode.replace('+', '-')}", name="bench")
     except FileNotFoundError as exc:
         raise StartFailed(str(exc)) from exc
-    member = SecureMember(**{f: getattr(plain, f) for f in plain.__dataclass_fields__})
     member.extra_args = _flags(mode, files)
-    member.tls = files if "mtls" in mode else None
+    if "mtls" in mode:  # an https client URL, probed with the client certificate
+        member.client_scheme = "https"
+        member.client_tls = (files.ca, files.client_cert, files.client_key)
     member.data_dir.parent.mkdir(parents=True, exist_ok=True)
     member.start(wait=False)
     assert member.proc is not None and member.log_path is not None
     server = Server(target, member.endpoint, member.proc, member.log_path)
     try:
-        member.wait_ready()
-    except StartFailed:
+        member.wait_ready(READY_TIMEOUT_S)
+    except (RuntimeError, TimeoutError) as exc:
         server.stop()
-        raise
+        raise StartFailed(str(exc)) from exc
     return member, server
 
 
-def _prepare(member: SecureMember, auth: bool) -> None:
+def _prepare(member: MemberProcess, auth: bool) -> None:
     """The range key, then (for the jwt modes) root, a bench user allowed everything, auth on."""
-    with member.channel() as channel:
+    with member.client_channel() as channel:
         rpc_pb2_grpc.KVStub(channel).Put(
             rpc_pb2.PutRequest(key=RANGE_KEY, value=b"v" * VALUE_SIZE), timeout=10
         )
@@ -204,7 +171,7 @@ def _workloads(scale: float) -> dict[str, list[str]]:
     }  # fmt: skip
 
 
-def _security_args(member: SecureMember, mode: str, files: Files) -> list[str]:
+def _security_args(member: MemberProcess, mode: str, files: Files) -> list[str]:
     args: list[str] = []
     if "mtls" in mode:
         args += [

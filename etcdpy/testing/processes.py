@@ -155,7 +155,7 @@ class MemberProcess:
                     f"{self.name} exited with {self.proc.returncode}:\n{self.log_tail()}"
                 )
             try:
-                with self._probe_channel() as channel:
+                with self.client_channel() as channel:
                     self.ready_probe(channel)
                     return
             except grpc.RpcError as exc:
@@ -163,7 +163,8 @@ class MemberProcess:
                 time.sleep(0.05)
         raise TimeoutError(f"{self.name} not ready: {last_error}\n{self.log_tail()}")
 
-    def _probe_channel(self) -> grpc.Channel:
+    def client_channel(self) -> grpc.Channel:
+        """A channel to the client URL (TLS with ``client_tls`` when it is https)."""
         if self.client_tls is None:
             return grpc.insecure_channel(self.endpoint)
         ca, cert, key = (path.read_bytes() for path in self.client_tls)

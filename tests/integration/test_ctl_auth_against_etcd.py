@@ -11,8 +11,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,18 +21,11 @@ from pathlib import Path
 import pytest
 import trustme
 
-from etcdpy.testing.processes import etcdpy_command
+from etcdpy.testing.processes import MemberProcess, etcd_member, etcdpy_command, free_port
 from tests.external_tools import require_tool
 from tests.tls_certs import write_member_certs
 
 pytestmark = pytest.mark.integration
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @dataclass(frozen=True)
@@ -77,33 +68,27 @@ def start_etcdpy(tmp: Path) -> Iterator[SecureServer]:
 @contextlib.contextmanager
 def _start_secure(binary: list[str], tmp: Path) -> Iterator[SecureServer]:
     s_cert, s_key, ca, cert, key, n_cert, n_key = _certs(tmp / "certs")
-    port = _free_port()
-    client, peer = f"https://127.0.0.1:{port}", f"http://127.0.0.1:{_free_port()}"
-    with (tmp / "etcd.log").open("wb") as log:
-        proc = subprocess.Popen(
-            [*binary, "--name", "a1", "--data-dir", str(tmp / "data"),
-             "--listen-client-urls", client, "--advertise-client-urls", client,
-             "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
-             "--initial-cluster", f"a1={peer}", f"--cert-file={s_cert}", f"--key-file={s_key}",
-             f"--trusted-ca-file={ca}", "--client-cert-auth"],
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
-    server = SecureServer(client, ca, cert, key, n_cert, n_key)
+    member = MemberProcess(
+        name="a1",
+        data_dir=tmp / "data",
+        client_port=free_port(),
+        peer_port=free_port(),
+        binary=binary,
+        extra_args=[
+            f"--cert-file={s_cert}",
+            f"--key-file={s_key}",
+            f"--trusted-ca-file={ca}",
+            "--client-cert-auth",
+        ],
+        log_path=tmp / "server.log",
+        client_scheme="https",
+        client_tls=(ca, cert, key),  # the readiness probe logs in with root's certificate
+    )
+    member.start()
     try:
-        deadline = time.monotonic() + 20
-        while _run(ETCDCTL, server, "endpoint", "health").returncode != 0:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail((tmp / "etcd.log").read_text(errors="replace")[-2000:])
-            time.sleep(0.2)
-        yield server
+        yield SecureServer(member.client_url, ca, cert, key, n_cert, n_key)
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait()
+        member.stop()
 
 
 # name -> how to start a fresh server of that kind.
@@ -329,22 +314,13 @@ def test_an_expired_token_is_fetched_again_once(tmp_path: Path) -> None:
     from etcdpy.cli.ctl_login import UserFlags
     from etcdpy.pb.etcdserverpb import rpc_pb2, rpc_pb2_grpc
 
-    binary = require_tool("etcd")
-    client, peer = f"http://127.0.0.1:{_free_port()}", f"http://127.0.0.1:{_free_port()}"
-    with (tmp_path / "etcd.log").open("wb") as log:
-        proc = subprocess.Popen(
-            [binary, "--name", "t1", "--data-dir", str(tmp_path / "data"),
-             "--listen-client-urls", client, "--advertise-client-urls", client,
-             "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
-             "--initial-cluster", f"t1={peer}", "--auth-token=simple", "--auth-token-ttl=1"],
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
+    require_tool("etcd")
+    member = etcd_member(tmp_path, "t1", ["--auth-token=simple", "--auth-token-ttl=1"])
+    member.start()
     try:
+        client = member.client_url
         server = SecureServer(client, Path(), Path(), Path(), Path(), Path())
-        deadline = time.monotonic() + 20
-        while _run(ETCDPYCTL, server, "user", "add", "root:pw", tls=False).returncode != 0:
-            assert proc.poll() is None and time.monotonic() < deadline
-            time.sleep(0.2)
+        assert _run(ETCDPYCTL, server, "user", "add", "root:pw", tls=False).returncode == 0
         assert _run(ETCDPYCTL, server, "auth", "enable", tls=False).returncode == 0
         ctl = Client([client], user=UserFlags("root", "pw"))
         try:
@@ -354,12 +330,6 @@ def test_an_expired_token_is_fetched_again_once(tmp_path: Path) -> None:
             assert list(ctl.call(stub.UserList, rpc_pb2.AuthUserListRequest()).users) == ["root"]
         finally:
             ctl.close()
-        assert "invalid auth token" in (tmp_path / "etcd.log").read_text(errors="replace")
+        assert "invalid auth token" in member.log_tail(400)
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait()
+        member.stop()
