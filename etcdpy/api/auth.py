@@ -15,6 +15,7 @@ proposal, because apply must be deterministic and cheap:
 from __future__ import annotations
 
 import asyncio
+from typing import TypeVar
 
 import bcrypt
 
@@ -24,6 +25,8 @@ from etcdpy.call import CallContext
 from etcdpy.pb.etcdserverpb import raft_internal_pb2 as internalpb
 from etcdpy.pb.etcdserverpb import rpc_pb2 as pb
 from etcdpy.server.etcd_server import EtcdServer
+
+Answer = TypeVar("Answer")
 
 DEFAULT_BCRYPT_COST = 10  # bcrypt.DefaultCost; etcd uses it when --bcrypt-cost is out of range
 MIN_BCRYPT_COST, MAX_BCRYPT_COST = 4, 31
@@ -65,29 +68,26 @@ class AuthService:
             self._decoy = hash_password("", self._cost).encode()
         password_matches(password, self._decoy)
 
-    async def _propose(self, **request: object) -> object:
-        return await self._server.propose(internalpb.InternalRaftRequest(**request))  # type: ignore[arg-type]
+    async def _propose(self, answer: type[Answer], **request: object) -> Answer:
+        """Puts the request through the log; returns the applied response (of type ``answer``)."""
+        resp = await self._server.propose(internalpb.InternalRaftRequest(**request))  # type: ignore[arg-type]
+        assert isinstance(resp, answer)
+        return resp
 
     async def AuthEnable(
         self, request: pb.AuthEnableRequest, context: CallContext
     ) -> pb.AuthEnableResponse:
-        resp = await self._propose(auth_enable=request)
-        assert isinstance(resp, pb.AuthEnableResponse)
-        return resp
+        return await self._propose(pb.AuthEnableResponse, auth_enable=request)
 
     async def AuthDisable(
         self, request: pb.AuthDisableRequest, context: CallContext
     ) -> pb.AuthDisableResponse:
-        resp = await self._propose(auth_disable=request)
-        assert isinstance(resp, pb.AuthDisableResponse)
-        return resp
+        return await self._propose(pb.AuthDisableResponse, auth_disable=request)
 
     async def AuthStatus(
         self, request: pb.AuthStatusRequest, context: CallContext
     ) -> pb.AuthStatusResponse:
-        resp = await self._propose(auth_status=request)
-        assert isinstance(resp, pb.AuthStatusResponse)
-        return resp
+        return await self._propose(pb.AuthStatusResponse, auth_status=request)
 
     async def Authenticate(
         self, request: pb.AuthenticateRequest, context: CallContext
@@ -106,11 +106,11 @@ class AuthService:
             tokens = store.tokens
             prefix = tokens.gen_prefix() if isinstance(tokens, SimpleTokens) else ""
             resp = await self._propose(
+                pb.AuthenticateResponse,
                 authenticate=internalpb.InternalAuthenticateRequest(
                     name=request.name, simple_token=prefix
-                )
+                ),
             )
-            assert isinstance(resp, pb.AuthenticateResponse)
             if checked_revision == store.revision:
                 break
             # the password or the user changed between the check and the apply: check again
@@ -126,30 +126,22 @@ class AuthService:
                 hash_password, request.password, self._cost
             )
         request.password = ""
-        resp = await self._propose(auth_user_add=request)
-        assert isinstance(resp, pb.AuthUserAddResponse)
-        return resp
+        return await self._propose(pb.AuthUserAddResponse, auth_user_add=request)
 
     async def UserGet(
         self, request: pb.AuthUserGetRequest, context: CallContext
     ) -> pb.AuthUserGetResponse:
-        resp = await self._propose(auth_user_get=request)
-        assert isinstance(resp, pb.AuthUserGetResponse)
-        return resp
+        return await self._propose(pb.AuthUserGetResponse, auth_user_get=request)
 
     async def UserList(
         self, request: pb.AuthUserListRequest, context: CallContext
     ) -> pb.AuthUserListResponse:
-        resp = await self._propose(auth_user_list=request)
-        assert isinstance(resp, pb.AuthUserListResponse)
-        return resp
+        return await self._propose(pb.AuthUserListResponse, auth_user_list=request)
 
     async def UserDelete(
         self, request: pb.AuthUserDeleteRequest, context: CallContext
     ) -> pb.AuthUserDeleteResponse:
-        resp = await self._propose(auth_user_delete=request)
-        assert isinstance(resp, pb.AuthUserDeleteResponse)
-        return resp
+        return await self._propose(pb.AuthUserDeleteResponse, auth_user_delete=request)
 
     async def UserChangePassword(
         self, request: pb.AuthUserChangePasswordRequest, context: CallContext
@@ -159,62 +151,50 @@ class AuthService:
                 hash_password, request.password, self._cost
             )
         request.password = ""
-        resp = await self._propose(auth_user_change_password=request)
-        assert isinstance(resp, pb.AuthUserChangePasswordResponse)
-        return resp
+        return await self._propose(
+            pb.AuthUserChangePasswordResponse, auth_user_change_password=request
+        )
 
     async def UserGrantRole(
         self, request: pb.AuthUserGrantRoleRequest, context: CallContext
     ) -> pb.AuthUserGrantRoleResponse:
-        resp = await self._propose(auth_user_grant_role=request)
-        assert isinstance(resp, pb.AuthUserGrantRoleResponse)
-        return resp
+        return await self._propose(pb.AuthUserGrantRoleResponse, auth_user_grant_role=request)
 
     async def UserRevokeRole(
         self, request: pb.AuthUserRevokeRoleRequest, context: CallContext
     ) -> pb.AuthUserRevokeRoleResponse:
-        resp = await self._propose(auth_user_revoke_role=request)
-        assert isinstance(resp, pb.AuthUserRevokeRoleResponse)
-        return resp
+        return await self._propose(pb.AuthUserRevokeRoleResponse, auth_user_revoke_role=request)
 
     async def RoleAdd(
         self, request: pb.AuthRoleAddRequest, context: CallContext
     ) -> pb.AuthRoleAddResponse:
-        resp = await self._propose(auth_role_add=request)
-        assert isinstance(resp, pb.AuthRoleAddResponse)
-        return resp
+        return await self._propose(pb.AuthRoleAddResponse, auth_role_add=request)
 
     async def RoleGet(
         self, request: pb.AuthRoleGetRequest, context: CallContext
     ) -> pb.AuthRoleGetResponse:
-        resp = await self._propose(auth_role_get=request)
-        assert isinstance(resp, pb.AuthRoleGetResponse)
-        return resp
+        return await self._propose(pb.AuthRoleGetResponse, auth_role_get=request)
 
     async def RoleList(
         self, request: pb.AuthRoleListRequest, context: CallContext
     ) -> pb.AuthRoleListResponse:
-        resp = await self._propose(auth_role_list=request)
-        assert isinstance(resp, pb.AuthRoleListResponse)
-        return resp
+        return await self._propose(pb.AuthRoleListResponse, auth_role_list=request)
 
     async def RoleDelete(
         self, request: pb.AuthRoleDeleteRequest, context: CallContext
     ) -> pb.AuthRoleDeleteResponse:
-        resp = await self._propose(auth_role_delete=request)
-        assert isinstance(resp, pb.AuthRoleDeleteResponse)
-        return resp
+        return await self._propose(pb.AuthRoleDeleteResponse, auth_role_delete=request)
 
     async def RoleGrantPermission(
         self, request: pb.AuthRoleGrantPermissionRequest, context: CallContext
     ) -> pb.AuthRoleGrantPermissionResponse:
-        resp = await self._propose(auth_role_grant_permission=request)
-        assert isinstance(resp, pb.AuthRoleGrantPermissionResponse)
-        return resp
+        return await self._propose(
+            pb.AuthRoleGrantPermissionResponse, auth_role_grant_permission=request
+        )
 
     async def RoleRevokePermission(
         self, request: pb.AuthRoleRevokePermissionRequest, context: CallContext
     ) -> pb.AuthRoleRevokePermissionResponse:
-        resp = await self._propose(auth_role_revoke_permission=request)
-        assert isinstance(resp, pb.AuthRoleRevokePermissionResponse)
-        return resp
+        return await self._propose(
+            pb.AuthRoleRevokePermissionResponse, auth_role_revoke_permission=request
+        )
