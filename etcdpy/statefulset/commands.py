@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from etcdpy.observability.logging import configure_logging, get_logger
@@ -47,11 +47,9 @@ def _run_verb(verb: str, settings: Settings, environ: Mapping[str, str],
         from etcdpy.statefulset.bootstrap import bootstrap
 
         return bootstrap(settings, environ, run_member, log)
-    jobs: dict[str, Callable[[Settings, Any], int]] = {}
-    from etcdpy.statefulset import jobs as job_module
+    from etcdpy.statefulset.jobs import JOBS
 
-    jobs = job_module.JOBS
-    return jobs[verb](settings, log)
+    return JOBS[verb](settings, log)
 
 
 def main(argv: Sequence[str], run_member: RunMember,

@@ -40,6 +40,11 @@ class Decision:
     remove_id: int | None = None  # this name's old member id, to remove first (lost volume)
 
 
+# A pod the cluster does not list and whose ordinal is beyond replicas was scaled in (the hook
+# removed it) and is about to be deleted: it must not add itself back.
+_BEYOND = "the cluster does not list this pod and its ordinal {ordinal} >= replicas {replicas}"
+
+
 def find_self(members: Sequence[SeenMember], name: str, peer_url: str) -> SeenMember | None:
     """This pod's entry: by name once it has started, by peer URL before (etcd's rule)."""
     for member in members:
@@ -64,6 +69,8 @@ def decide(
             return Decision(Action.START_AS_IS, "the data dir has a member; no member answered")
         if me is not None:
             return Decision(Action.START_AS_IS, "the data dir has a member the cluster lists")
+        if ordinal >= replicas:
+            return Decision(Action.WAIT, _BEYOND.format(ordinal=ordinal, replicas=replicas))
         return Decision(
             Action.JOIN_AS_LEARNER,
             "the data dir has a member the cluster no longer lists (removed): "
@@ -90,4 +97,6 @@ def decide(
                 Action.WAIT, f"empty data dir, nobody answered, ordinal {ordinal} >= {replicas}"
             )
         return Decision(Action.WAIT, "empty data dir, nobody answered, initial state existing")
+    if ordinal >= replicas:
+        return Decision(Action.WAIT, _BEYOND.format(ordinal=ordinal, replicas=replicas))
     return Decision(Action.JOIN_AS_LEARNER, "empty data dir; the cluster does not list this pod")
