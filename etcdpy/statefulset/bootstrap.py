@@ -30,6 +30,17 @@ from etcdpy.wal.log import WAL
 RunMember = Callable[[Mapping[str, str]], int]
 
 TOO_MANY_LEARNERS = "too many learner members"
+# Refusals that pass on their own: one learner at a time, a member that just started or
+# returned (etcd's strict reconfig check), an election under way.
+TRANSIENT = (
+    TOO_MANY_LEARNERS,
+    "unhealthy cluster",
+    "leader changed",
+    "no leader",
+    "request timed out",
+    "Deadline Exceeded",
+    "not ready",
+)
 NOT_IN_SYNC = "in sync with leader"
 MEMBER_NOT_FOUND = "member not found"
 
@@ -121,12 +132,17 @@ def restore_snapshot(snapshot: Path, data_dir: Path, pod: Pod, initial: str, log
     log.info("restored snapshot", snapshot=str(snapshot), data_dir=str(data_dir))
 
 
-def remove_lost(member: Member, member_id: int, log: Any) -> None:
-    try:
-        member.call(member.cluster.MemberRemove, pb.MemberRemoveRequest(ID=member_id))
-    except ClientError as err:
-        if MEMBER_NOT_FOUND not in str(err):
-            raise
+def remove_lost(member: Member, member_id: int, timeout: float, log: Any) -> None:
+    def attempt() -> None:
+        try:
+            member.call(member.cluster.MemberRemove, pb.MemberRemoveRequest(ID=member_id))
+        except ClientError as err:
+            if any(word in str(err) for word in TRANSIENT):
+                raise NotYet(str(err)) from None
+            if MEMBER_NOT_FOUND not in str(err):
+                raise
+
+    retry("the removal of this pod's old member", attempt, timeout, log)
     log.warning("removed this pod's old member (its volume was lost)", member_id=f"{member_id:x}")
 
 
@@ -138,7 +154,7 @@ def add_learner(member: Member, pod: Pod, timeout: float, log: Any) -> list[Seen
         try:
             return seen(member.call(member.cluster.MemberAdd, request))
         except ClientError as err:
-            if TOO_MANY_LEARNERS in str(err):
+            if any(word in str(err) for word in TRANSIENT):
                 raise NotYet(str(err)) from None
             if "Peer URLs already exists" in str(err):
                 return seen(member.member_list())
@@ -182,7 +198,7 @@ def plan(pod: Pod, settings: Settings, log: Any, join_timeout: float) -> dict[st
             move_aside(data_dir, log)
         with connect(endpoint, pod.member_security, pod.dial_timeout, pod.timeout) as member:
             if decision.remove_id is not None:
-                remove_lost(member, decision.remove_id, log)
+                remove_lost(member, decision.remove_id, join_timeout, log)
             members = add_learner(member, pod, join_timeout, log)
     return own | {"ETCD_INITIAL_CLUSTER": joining_cluster(pod, members),
                   "ETCD_INITIAL_CLUSTER_STATE": "existing"}  # fmt: skip
