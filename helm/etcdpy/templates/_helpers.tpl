@@ -252,3 +252,43 @@ naming the values to set.
 {{- fail "pdb.minAvailable and pdb.maxUnavailable cannot both be set" -}}
 {{- end -}}
 {{- end -}}
+
+{{/*
+The pod-level settings of a client command's pod (hook Job, CronJobs, helm test): the account,
+no token, the security context, pull secrets. Pass the root context.
+*/}}
+{{- define "etcdpy.clientCommandPodSettings" -}}
+serviceAccountName: {{ include "etcdpy.serviceAccountName" . }}
+automountServiceAccountToken: {{ .Values.serviceAccount.automountServiceAccountToken }}
+{{- with (include "etcdpy.podSecurityContext" .) }}
+securityContext:
+  {{- . | nindent 2 }}
+{{- end }}
+{{- include "etcdpy.imagePullSecrets" . }}
+{{- with .Values.nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .Values.tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end -}}
+
+{{/*
+The labels of a client command's pod: the common ones with its own component (never "etcd":
+the Services select the members by component) and the client label the NetworkPolicy admits.
+Pass (dict "ctx" $ "component" "snapshotter").
+*/}}
+{{- define "etcdpy.clientCommandPodLabels" -}}
+app.kubernetes.io/name: {{ include "etcdpy.name" .ctx }}
+app.kubernetes.io/instance: {{ .ctx.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+app.kubernetes.io/managed-by: {{ .ctx.Release.Service }}
+app.kubernetes.io/version: {{ .ctx.Chart.AppVersion | quote }}
+helm.sh/chart: {{ include "etcdpy.chart" .ctx }}
+{{- with .ctx.Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{ include "etcdpy.clientLabel" .ctx }}
+{{- end -}}
