@@ -8,33 +8,40 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
+import yaml  # type: ignore[import-untyped]
 
+from tests.chart.helm_chart import (
+    CHART,
+    FULLNAME,
+    NAMESPACE,
+    RELEASE,
+    Manifest,
+    one,
+    render,
+    run_helm,
+)
 from tests.external_tools import require_tool
 
-REPO = Path(__file__).resolve().parents[2]
-CHART = REPO / "helm" / "etcdpy"
+REPO = CHART.parents[1]
 ALERTS_FILE = CHART / "files" / "etcdpy-alerts.yaml"
 DASHBOARD_FILE = CHART / "files" / "grafana-dashboard.json"
 ALERTS_TESTS = REPO / "deploy" / "prometheus" / "etcdpy-alerts-test.yaml"
-RELEASE = "rel"
-NAMESPACE = "ns1"
-FULLNAME = "rel-etcdpy"  # <release>-etcdpy: the release name does not contain the chart's
 # Every monitoring object on; the chart needs a root password when auth.rbac.create is on.
-ALL_ON = (
-    "auth.rbac.rootPassword=secret",
-    "metrics.enabled=true",
-    "metrics.serviceMonitor.enabled=true",
-    "metrics.podMonitor.enabled=true",
-    "metrics.prometheusRule.enabled=true",
-    "grafanaDashboard.enabled=true",
-)
+ALL_ON: dict[str, Any] = {
+    "auth": {"rbac": {"rootPassword": "secret"}},
+    "metrics": {
+        "enabled": True,
+        "serviceMonitor": {"enabled": True},
+        "podMonitor": {"enabled": True},
+        "prometheusRule": {"enabled": True},
+    },
+    "grafanaDashboard": {"enabled": True},
+}
 MONITORING_KINDS = ("ServiceMonitor", "PodMonitor", "PrometheusRule")
 
 # prometheus-operator's Duration (pkg/apis/monitoring/v1/types.go, "+kubebuilder:validation:
@@ -195,29 +202,23 @@ def schema_errors(value: Any, schema: Mapping[str, Any], where: str = "") -> Ite
                 yield from schema_errors(item, schema["additionalProperties"], f"{where}/{key}")
 
 
-def helm_binary() -> str:
-    """The helm the Makefile installs into the venv, else one on PATH."""
-    venv_helm = Path(sys.executable).parent / "helm"
-    return str(venv_helm) if venv_helm.exists() else require_tool("helm")
+def with_values(*changes: tuple[str, Any]) -> dict[str, Any]:
+    """ALL_ON with each (dotted.path, value) set; None removes the key, as helm's null does."""
+    values: dict[str, Any] = json.loads(json.dumps(ALL_ON))
+    for path, value in changes:
+        *parents, last = path.split(".")
+        node = values
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[last] = value
+    return values
 
 
-def render(*sets: str, release: str = RELEASE, namespace: str = NAMESPACE) -> list[dict[str, Any]]:
-    """The chart's objects as `helm template` renders them with these --set values."""
-    args = [helm_binary(), "template", release, str(CHART), "--namespace", namespace]
-    for value in sets:
-        args += ["--set", value]
-    proc = subprocess.run(args, capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 0, proc.stderr
-    return [doc for doc in yaml.safe_load_all(proc.stdout) if doc]
+def only(docs: list[Manifest], kind: str) -> Manifest:
+    return one(docs, kind)
 
 
-def only(docs: list[dict[str, Any]], kind: str) -> dict[str, Any]:
-    found = [d for d in docs if d["kind"] == kind]
-    assert len(found) == 1, f"{len(found)} objects of kind {kind}"
-    return found[0]
-
-
-def dashboard_configmap(docs: list[dict[str, Any]]) -> dict[str, Any]:
+def dashboard_configmap(docs: list[Manifest]) -> dict[str, Any]:
     found = [d for d in docs if d["kind"] == "ConfigMap" and "etcdpy.json" in d.get("data", {})]
     assert len(found) == 1
     return found[0]
@@ -239,29 +240,33 @@ def under_job(value: Any, job: str) -> Any:
 
 
 def test_monitoring_is_off_by_default() -> None:
-    docs = render("auth.rbac.rootPassword=secret")
+    docs = render({"auth": {"rbac": {"rootPassword": "secret"}}})
     assert not [d for d in docs if d["kind"] in MONITORING_KINDS]
     with pytest.raises(AssertionError):
         dashboard_configmap(docs)
 
 
 def test_monitors_need_metrics_enabled_as_bitnamis() -> None:
-    docs = render(*[s for s in ALL_ON if not s.startswith("metrics.enabled")])
+    docs = render(with_values(("metrics.enabled", False)))
     assert not [d for d in docs if d["kind"] in MONITORING_KINDS]
 
 
 def test_objects_match_the_operator_crd_schemas() -> None:
+    user_rule = {
+        "alert": "TooManyKeys",
+        "expr": "etcd_debugging_mvcc_keys_total > 1e6",
+        "for": "5m",
+    }
     docs = render(
-        *ALL_ON,
-        "metrics.serviceMonitor.namespace=monitoring",
-        "metrics.serviceMonitor.additionalLabels.release=kps",
-        "metrics.podMonitor.additionalLabels.release=kps",
-        "metrics.prometheusRule.additionalLabels.release=kps",
-        "metrics.podMonitor.interval=15s",
-        "metrics.podMonitor.scrapeTimeout=5s",
-        "metrics.prometheusRule.rules[0].alert=TooManyKeys",
-        "metrics.prometheusRule.rules[0].expr=etcd_debugging_mvcc_keys_total > 1000000",
-        "metrics.prometheusRule.rules[0].for=5m",
+        with_values(
+            ("metrics.serviceMonitor.namespace", "monitoring"),
+            ("metrics.serviceMonitor.additionalLabels", {"release": "kps"}),
+            ("metrics.podMonitor.additionalLabels", {"release": "kps"}),
+            ("metrics.prometheusRule.additionalLabels", {"release": "kps"}),
+            ("metrics.podMonitor.interval", "15s"),
+            ("metrics.podMonitor.scrapeTimeout", "5s"),
+            ("metrics.prometheusRule.rules", [user_rule]),
+        )
     )
     for kind, schema in SCHEMAS.items():
         obj = only(docs, kind)
@@ -299,25 +304,30 @@ def test_objects_match_the_operator_crd_schemas() -> None:
     assert len(set(names)) == len(names)  # x-kubernetes-list-map-keys: name
     assert groups[-1] == {
         "name": FULLNAME,
-        "rules": [
-            {
-                "alert": "TooManyKeys",
-                "expr": "etcd_debugging_mvcc_keys_total > 1000000",
-                "for": "5m",
-            }
-        ],
+        "rules": [user_rule],
     }
 
 
-def test_a_bad_duration_fails_the_schema_check() -> None:
-    """The schema check itself catches what the operator's CRD would refuse."""
-    docs = render(*ALL_ON, "metrics.serviceMonitor.interval=30 seconds")
-    errors = list(schema_errors(only(docs, "ServiceMonitor"), SCHEMAS["ServiceMonitor"]))
-    assert len(errors) == 1 and "/spec/endpoints/0/interval" in errors[0]
+def test_the_schema_check_catches_what_the_crd_refuses() -> None:
+    """The check itself fails on objects the operator's CRDs would refuse."""
+    monitor = only(render(ALL_ON), "ServiceMonitor")
+    monitor["spec"]["endpoints"][0]["interval"] = "1.5s"  # Prometheus durations are integers
+    del monitor["spec"]["selector"]
+    errors = list(schema_errors(monitor, SCHEMAS["ServiceMonitor"]))
+    assert len(errors) == 2, errors
+    assert "'selector' is required" in errors[0] and "/spec/endpoints/0/interval" in errors[1]
+    rule = only(render(ALL_ON), "PrometheusRule")
+    rule["spec"]["groups"][0]["rules"][0]["for"] = "ten minutes"
+    del rule["spec"]["groups"][0]["rules"][1]["expr"]
+    errors = list(schema_errors(rule, SCHEMAS["PrometheusRule"]))
+    assert errors == [
+        "/spec/groups/0/rules/0/for: 'ten minutes' does not match " + DURATION["pattern"],
+        "/spec/groups/0/rules/1: 'expr' is required",
+    ]
 
 
 def test_monitors_select_the_members_metrics_port() -> None:
-    docs = render(*ALL_ON)
+    docs = render(ALL_ON)
     statefulset = only(docs, "StatefulSet")
     pod_labels = statefulset["spec"]["template"]["metadata"]["labels"]
     (container,) = [
@@ -354,7 +364,7 @@ def test_rules_are_the_files_rules_for_the_release_job() -> None:
     the release's job (the ServiceMonitor's `<fullname>` or the PodMonitor's
     `<namespace>/<fullname>`)."""
     shipped = yaml.safe_load(ALERTS_FILE.read_text())
-    groups = only(render(*ALL_ON), "PrometheusRule")["spec"]["groups"]
+    groups = only(render(ALL_ON), "PrometheusRule")["spec"]["groups"]
     assert len(groups) == len(shipped["groups"])
     selector = f'job=~"(.+/)?{FULLNAME}"'
     for rendered, original in zip(groups, shipped["groups"], strict=True):
@@ -366,7 +376,9 @@ def test_rules_are_the_files_rules_for_the_release_job() -> None:
 
 
 def test_a_dotted_fullname_is_quoted_in_the_selector() -> None:
-    groups = only(render(*ALL_ON, "fullnameOverride=kv.store"), "PrometheusRule")["spec"]["groups"]
+    groups = only(render(with_values(("fullnameOverride", "kv.store"))), "PrometheusRule")["spec"][
+        "groups"
+    ]
     assert 'job=~"(.+/)?kv\\\\.store"' in groups[0]["rules"][2]["expr"]
 
 
@@ -376,7 +388,7 @@ def test_rendered_rules_pass_promtool(tmp_path: Path, job: str) -> None:
     against the rendered rules, with the tests' series under the release's ServiceMonitor job,
     its PodMonitor job, and (expected to fail) another cluster's job."""
     promtool = require_tool("promtool")
-    rule = only(render(*ALL_ON), "PrometheusRule")
+    rule = only(render(ALL_ON), "PrometheusRule")
     (tmp_path / "rules.yaml").write_text(yaml.safe_dump({"groups": rule["spec"]["groups"]}))
     tests = under_job(yaml.safe_load(ALERTS_TESTS.read_text()), job)
     tests["rule_files"] = ["rules.yaml"]
@@ -407,13 +419,10 @@ def test_rendered_rules_pass_promtool(tmp_path: Path, job: str) -> None:
 
 
 def test_helm_lint_is_clean_with_monitoring_on() -> None:
-    args = [helm_binary(), "lint", str(CHART)]
-    for value in ALL_ON:
-        args += ["--set", value]
-    proc = subprocess.run(args, capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "0 chart(s) failed" in proc.stdout
-    assert "[WARNING]" not in proc.stdout and "[ERROR]" not in proc.stdout
+    result = run_helm("lint", "--strict", str(CHART), values=ALL_ON)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "0 chart(s) failed" in result.stdout
+    assert "[WARNING]" not in result.stdout and "[ERROR]" not in result.stdout
 
 
 def test_deploy_files_link_to_the_charts() -> None:
@@ -423,21 +432,17 @@ def test_deploy_files_link_to_the_charts() -> None:
 
 
 def test_the_configmap_holds_the_dashboard_for_grafanas_sidecar() -> None:
-    configmap = dashboard_configmap(render(*ALL_ON))
+    configmap = dashboard_configmap(render(ALL_ON))
     assert configmap["metadata"]["labels"]["grafana_dashboard"] == "1"
     assert json.loads(configmap["data"]["etcdpy.json"]) == json.loads(DASHBOARD_FILE.read_text())
     relabelled = dashboard_configmap(
-        render(
-            *ALL_ON,
-            "grafanaDashboard.labels.grafana_dashboard=null",
-            "grafanaDashboard.labels.team=kv",
-        )
+        render(with_values(("grafanaDashboard.labels", {"grafana_dashboard": None, "team": "kv"})))
     )
     assert relabelled["metadata"]["labels"]["team"] == "kv"
     assert "grafana_dashboard" not in relabelled["metadata"]["labels"]
 
 
-def dashboard_panels() -> list[dict[str, Any]]:
+def dashboard_panels() -> list[Manifest]:
     dashboard = json.loads(DASHBOARD_FILE.read_text())
     return [p for p in dashboard["panels"] if p["type"] != "row"]
 
