@@ -11,6 +11,7 @@ evaluations instead of 30s) and every rule's `for:` (FOR_SECONDS instead of minu
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import time
@@ -28,7 +29,7 @@ import yaml  # type: ignore[import-untyped]
 from etcdpy.testing.cluster_procs import ClusterMember, ProcessCluster
 from etcdpy.testing.processes import free_port
 from tests.chart.helm_chart import FULLNAME, NAMESPACE, Manifest, render
-from tests.chart.test_monitoring import ALL_ON, concrete, dashboard_exprs, only
+from tests.chart.test_monitoring import ALERTS_FILE, ALL_ON, concrete, dashboard_exprs, only
 from tests.external_tools import Etcdctl, require_tool
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -158,6 +159,34 @@ def short_rules(rule: Manifest) -> dict[str, Any]:
     return {"groups": groups}
 
 
+# What is not a metric name in an expression: strings, label matchers, ranges, groupings,
+# function calls, keywords and numbers.
+NOT_NAMES = re.compile(
+    r'"[^"]*"|\{[^}]*\}|\[[^\]]*\]|\b(?:by|without|on|ignoring)\s*\([^)]*\)|\b\w+\s*\('
+)
+KEYWORDS = {"and", "or", "unless", "bool", "offset", "group_left", "group_right"}
+AGGREGATIONS = {"sum", "min", "max", "avg", "count", "group", "stddev", "stdvar", "topk"}
+
+
+def metric_names(expr: str) -> set[str]:
+    words = re.findall(r"[A-Za-z_:][A-Za-z0-9_:]*", NOT_NAMES.sub(" ", expr))
+    return {w for w in words if w not in KEYWORDS | AGGREGATIONS}
+
+
+def exported_names(metrics_url: str) -> set[str]:
+    """The sample names a member serves (counters with _total, histograms' _bucket ...)."""
+    with urllib.request.urlopen(metrics_url + "/metrics", timeout=5) as resp:
+        text = resp.read().decode()
+    return {line.split("{")[0].split(" ")[0] for line in text.splitlines() if line[:1].isalpha()}
+
+
+def test_metric_names_parser() -> None:
+    assert metric_names(
+        'histogram_quantile(0.99, sum by (instance, le) (rate(a_bucket{job="$job"}[5m]))) - b'
+        ' > bool 0 or count without (To) (c_total{x=~"y"}) / ignoring(pod) d'
+    ) == {"a_bucket", "b", "c_total", "d"}
+
+
 def firing(server: Prometheus, alert: str) -> list[dict[str, Any]]:
     return server.query(f'ALERTS{{alertname="{alert}"}}')
 
@@ -207,7 +236,14 @@ def test_prometheus_scrapes_the_members_and_fires_when_quorum_is_lost(
             "every member has a leader",
         )
 
-        # Every dashboard expression answers with data (so its metric names are etcdpy's).
+        # Every metric the dashboard and the alerts name is one a member serves.
+        served = exported_names(f"http://127.0.0.1:{ports[0]}") | {"up"}
+        rules = yaml.safe_load(ALERTS_FILE.read_text())["groups"][0]["rules"]
+        named = set().union(
+            *(metric_names(e) for e in [*dashboard_exprs(), *(r["expr"] for r in rules)])
+        )
+        assert len(named) >= 20 and named <= served, named - served
+        # Every dashboard expression answers with data through Prometheus.
         exprs = [concrete(e, rate_interval="10s") for e in dashboard_exprs()]
 
         def empty() -> list[str]:
