@@ -42,7 +42,9 @@ def test_helm_lint_strict(name: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def manifest_files(rendered_texts: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+def manifest_files(
+    rendered_texts: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> list[Path]:
     folder = tmp_path_factory.mktemp("rendered")
     files = []
     for name, text in rendered_texts.items():
