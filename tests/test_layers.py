@@ -38,7 +38,8 @@ _BELOW_CLIENTPORT = frozenset({"frontend", "corelink", "api"}) | _BELOW_API
 
 # Package (or top-level module) -> the packages it may import. Keep it a DAG (tested below).
 MAY_IMPORT: dict[str, frozenset[str]] = {
-    "cli": frozenset({"tools", "testing", "clientport"}) | _BELOW_CLIENTPORT,
+    "cli": frozenset({"statefulset", "tools", "testing", "clientport"}) | _BELOW_CLIENTPORT,
+    "statefulset": frozenset({"tools", "wal"}) | BASE,
     "tools": frozenset({"clientport"}) | _BELOW_CLIENTPORT,
     "testing": frozenset({"clientport"}) | _BELOW_CLIENTPORT,
     "clientport": _BELOW_CLIENTPORT,
