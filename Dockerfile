@@ -25,9 +25,11 @@ RUN python3 -m venv /opt/etcdpy \
 
 FROM ${BASE_IMAGE}
 ARG VERSION=0.0.0
+ARG REVISION=unknown
 LABEL org.opencontainers.image.title="etcdpy" \
       org.opencontainers.image.description="An etcd v3 compatible, Raft-replicated key-value store in Python" \
       org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}" \
       org.opencontainers.image.licenses="Apache-2.0" \
       org.opencontainers.image.base.name="debian:bookworm-slim"
 # uid/gid 1001 as the Helm chart's securityContext expects; the data directory belongs to it.

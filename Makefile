@@ -109,6 +109,7 @@ bench: install system-deps
 # IMAGE_BUILD_ARGS are passed to the build (e.g. --build-arg BASE_IMAGE=...).
 .PHONY: image image-deps image-check
 VERSION := $(shell sed -n 's/^version = "\(.*\)"$$/\1/p' pyproject.toml | head -n 1)
+REVISION := $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
 IMAGE ?= etcdpy:$(VERSION)
 IMAGE_TOOL ?=
 IMAGE_BUILD_ARGS ?=
@@ -127,7 +128,7 @@ image:
 		*) echo "make image: IMAGE_TOOL must be docker, podman or buildah, not $$tool" >&2; exit 1 ;; \
 	esac; \
 	echo "$$build -t $(IMAGE) ."; \
-	$$build --build-arg VERSION=$(VERSION) $(IMAGE_BUILD_ARGS) -t $(IMAGE) .
+	$$build --build-arg VERSION=$(VERSION) --build-arg REVISION=$(REVISION) $(IMAGE_BUILD_ARGS) -t $(IMAGE) .
 
 # The proof of the image without a registry or a docker daemon (deploy/image/prove.sh): a base
 # made with mmdebstrap from Debian's packages, `make image` with podman, the server started from

@@ -19,6 +19,8 @@ cd "$(dirname "$0")/../.."
 
 suffix=$(od -An -N4 -tx1 /dev/urandom | tr -d ' \n')
 version=$(sed -n 's/^version = "\(.*\)"$/\1/p' pyproject.toml | head -n 1)
+revision=$(git rev-parse HEAD 2>/dev/null || echo unknown)  # checked when built here
+[ -z "${IMAGE_CHECK_IMAGE:-}" ] || revision=""
 base="localhost/etcdpy-check-base-$suffix:bookworm"
 image="${IMAGE_CHECK_IMAGE:-localhost/etcdpy-check-$suffix:$version}"
 container="etcdpy-check-$suffix"
@@ -106,8 +108,11 @@ if health.get("Test") != ["CMD", "python3", "/usr/local/bin/etcdpy-healthcheck"]
 labels = config.get("Labels") or {}
 if labels.get("org.opencontainers.image.version") != sys.argv[1]:
     sys.exit(f"labels {labels!r} lack the version {sys.argv[1]}")
+if not labels.get("org.opencontainers.image.revision") or (
+        sys.argv[2] and labels["org.opencontainers.image.revision"] != sys.argv[2]):
+    sys.exit(f"labels {labels!r} lack the revision {sys.argv[2]}")
 print("size", round(image["Size"] / 1e6), "MB")
-' "$version" || fail "the image's config"
+' "$version" "$revision" || fail "the image's config"
 ok "user 1001:1001, entry point etcdpy, default command, ports, volume, HEALTHCHECK, OCI labels"
 
 step "the image's contents"
