@@ -126,5 +126,45 @@ bench: install system-deps
 	$(BIN)/python -m bench.cluster
 	$(BIN)/python -m bench.secure
 
+# The container image (Dockerfile), tagged etcdpy:<version of pyproject.toml> unless IMAGE is
+# given. docker if its daemon answers, else podman, else buildah (IMAGE_TOOL forces one);
+# IMAGE_BUILD_ARGS are passed to the build (e.g. --build-arg BASE_IMAGE=...).
+.PHONY: image image-deps image-check
+VERSION := $(shell sed -n 's/^version = "\(.*\)"$$/\1/p' pyproject.toml | head -n 1)
+REVISION := $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+IMAGE ?= etcdpy:$(VERSION)
+IMAGE_TOOL ?=
+IMAGE_BUILD_ARGS ?=
+image:
+	@tool="$(IMAGE_TOOL)"; \
+	if [ -z "$$tool" ]; then \
+		if command -v docker >/dev/null && docker info >/dev/null 2>&1; then tool=docker; \
+		elif command -v podman >/dev/null; then tool=podman; \
+		elif command -v buildah >/dev/null; then tool=buildah; \
+		else echo "make image: no image builder: start a docker daemon, or install podman or buildah" >&2; exit 1; fi; \
+	fi; \
+	case "$$tool" in \
+		docker) build="docker build" ;; \
+		podman) build="podman build --format docker" ;; \
+		buildah) build="buildah bud --format docker" ;; \
+		*) echo "make image: IMAGE_TOOL must be docker, podman or buildah, not $$tool" >&2; exit 1 ;; \
+	esac; \
+	echo "$$build -t $(IMAGE) ."; \
+	$$build --build-arg VERSION=$(VERSION) --build-arg REVISION=$(REVISION) $(IMAGE_BUILD_ARGS) -t $(IMAGE) .
+
+# The proof of the image without a registry or a docker daemon (deploy/image/prove.sh): a base
+# made with mmdebstrap from Debian's packages, `make image` with podman, the server started from
+# the image and driven with Debian's etcdctl. Installs its tools as root.
+IMAGE_PACKAGES := podman buildah runc mmdebstrap
+image-deps: system-deps
+	@if [ "$$(id -u)" = "0" ] && { ! command -v podman >/dev/null || ! command -v buildah >/dev/null || ! command -v runc >/dev/null || ! command -v mmdebstrap >/dev/null; }; then \
+		echo "installing $(IMAGE_PACKAGES) with apt"; \
+		(apt-get install -y --no-install-recommends $(IMAGE_PACKAGES) >/dev/null 2>&1 || \
+		 (apt-get update >/dev/null 2>&1 && apt-get install -y --no-install-recommends $(IMAGE_PACKAGES) >/dev/null)); \
+	fi
+
+image-check: image-deps
+	deploy/image/prove.sh
+
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
