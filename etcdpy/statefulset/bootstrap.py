@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import threading
 import time
@@ -266,4 +267,26 @@ def bootstrap(settings: Settings, environ: Mapping[str, str], run_member: RunMem
         start_thread("promote", lambda: promote_when_ready(pod, join_timeout, log))
     if root_password:
         start_thread("auth-setup", lambda: setup_auth(pod, root_password, join_timeout, log))
-    return run_member(env)
+    code = run_member(env)
+    if removed_from_cluster(pod, log):
+        wait_for_deletion(settings.seconds("removed_wait"), log)
+    return code
+
+
+def removed_from_cluster(pod: Pod, log: Any) -> bool:
+    """Whether the member stopped because the cluster no longer lists it (scale-in, or
+    ``etcdctl member remove``)."""
+    answer = ask_cluster(pod, log)
+    return answer is not None and find_self(answer[0], pod.name, pod.peer_url) is None
+
+
+def wait_for_deletion(seconds: float, log: Any) -> None:
+    """A removed member's container must not restart at once: its restart would read the env
+    ConfigMap that ``helm upgrade`` may not have updated yet (the scale-in hook runs first) and
+    add the pod back as a learner that the StatefulSet then deletes. It waits for the pod's
+    deletion (SIGTERM) instead; after ``seconds`` it exits and the restart decides again."""
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    log.warning("this member was removed from the cluster; waiting for its pod to be deleted",
+                seconds=seconds)  # fmt: skip
+    stop.wait(seconds)

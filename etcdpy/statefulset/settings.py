@@ -55,6 +55,7 @@ OPTIONS: tuple[Option, ...] = (
     _k8s("snapshot_keep", "3", "how many snapshot files to keep"),
     _k8s("dns_timeout", "180", "seconds to wait for this pod's DNS name"),
     _k8s("join_timeout", "300", "seconds to wait for the cluster (add, promote, existing)"),
+    _k8s("removed_wait", "300", "seconds a removed member waits for its pod's deletion"),
     _k8s("dial_timeout", "2", "seconds per connection attempt"),
     _k8s("command_timeout", "10", "seconds per request"),
     Option("data_dir", "ETCD_DATA_DIR", "/var/lib/etcdpy/data", "the member's data dir"),
@@ -89,6 +90,7 @@ class Settings:
     snapshot_keep: str
     dns_timeout: str
     join_timeout: str
+    removed_wait: str
     dial_timeout: str
     command_timeout: str
     data_dir: str
