@@ -142,20 +142,19 @@ def writing(ctl: Etcdctl, prefix: str, workdir: Path) -> Iterator[WriterHandle]:
     endpoints = ",".join(f"{ctl.release.pod_fqdn(p)}:2379" for p in ctl.release.pod_names())
     creds = f"{ctl.user}:{ctl.password}" if ctl.user else ""
     env = {**os.environ, "GRPC_DNS_RESOLVER": "native", "PYTHONPATH": str(REPO)}
-    proc = ctl.release.kube.client_popen(
-        [sys.executable, str(WRITER), endpoints, str(out), prefix, *([creds] if creds else [])],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
     handle = WriterHandle(out, prefix)
-    try:
-        yield handle
-    finally:
-        proc.send_signal(signal.SIGTERM)
+    with out.with_suffix(".log").open("wb") as log:
+        argv = [sys.executable, str(WRITER), endpoints, str(out), prefix]
+        proc = ctl.release.kube.client_popen(
+            [*argv, *([creds] if creds else [])], env=env, stdout=log, stderr=log
+        )
         try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        handle.acked = [k for k in out.read_text().splitlines() if k]
+            yield handle
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            handle.acked = [k for k in out.read_text().splitlines() if k]
