@@ -21,7 +21,7 @@ import shutil
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -200,14 +200,19 @@ class Release:
         self._thread.daemon = True
         self._thread.start()
 
-    def upgrade(self, values: dict[str, Any]) -> list[JobResult]:
+    def upgrade(
+        self, values: dict[str, Any], after_hooks: Callable[[], None] | None = None
+    ) -> list[JobResult]:
         """``helm upgrade``: the pre-upgrade hook Jobs (a failed one fails the upgrade before
-        anything changes), then the objects, then post-upgrade hooks. Returns the hooks' runs."""
+        anything changes), then the objects, then post-upgrade hooks. Returns the hooks' runs.
+        ``after_hooks`` runs between the pre-upgrade hooks and the change of the objects."""
         rendered = self.render(values, upgrade=True)
         results = self._run_hooks(rendered, "pre-upgrade")
         failed = [r for r in results if not r.succeeded]
         if failed:
             raise UpgradeFailed(failed)
+        if after_hooks is not None:
+            after_hooks()
         self.values = values
         self._apply(rendered)
         results += self._run_hooks(rendered, "post-upgrade")
@@ -394,6 +399,9 @@ class Release:
                     return
             time.sleep(TICK)
         raise AssertionError(f"pods not ready in {timeout}s: {self.describe()}")
+
+    def controller_errors(self) -> list[str]:
+        return [e for e in self.events if e.startswith("controller error")]
 
     def describe(self) -> str:
         with self._lock:

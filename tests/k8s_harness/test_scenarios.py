@@ -54,6 +54,7 @@ def agree(release: Release) -> Etcdctl:
     ctl = Etcdctl(release)
     release.wait_ready(timeout=READY_TIMEOUT)
     eventually(lambda: members_agree(ctl), AGREE_TIMEOUT, f"members agree\n{release.describe()}")
+    assert release.controller_errors() == []
     return ctl
 
 
@@ -101,6 +102,7 @@ def test_partition_of_the_leader(store: Release, tmp_path: Path) -> None:
             assert put.returncode == 0, put.stderr
         finally:
             store.heal(leader)
+            cut_window = (time.time_ns() - int((time.monotonic() - started) * 1e9), time.time_ns())
 
         def old_leader_follows() -> None:
             status = ctl.json("endpoint", "status", endpoints=[ctl.endpoint(leader)])[0]
@@ -110,8 +112,16 @@ def test_partition_of_the_leader(store: Release, tmp_path: Path) -> None:
         time.sleep(1.0)
     agree(store)
     nothing_lost(ctl, writer.acked, prefix)
+    during = [k for k in writer.acked if cut_window[0] <= _written_at(k) <= cut_window[1]]
+    # (the writer also tries the cut pod in turn, 1 s timeout each: a few writes a second)
+    assert len(during) >= 5, f"only {len(during)} writes acknowledged during the cut"
     value = ctl.out("get", "during-cut", "--print-value-only", endpoints=[ctl.endpoint(leader)])
     assert value.strip() == "x"
+
+
+def _written_at(key: str) -> int:
+    """The writer's keys are PREFIX<time_ns>/<count>."""
+    return int(key.rsplit("/", 2)[-2])
 
 
 def test_kill_9_of_the_leader_pod(store: Release, tmp_path: Path) -> None:
@@ -161,15 +171,27 @@ def test_scale_3_to_5_to_3(store: Release, tmp_path: Path) -> None:
     agree(store)
     prefix = "w/scale/"
     ctl3 = Etcdctl(store)
+    first = {
+        name: (store.pod(name).address, store.pod(name).restarts) for name in store.pod_names()
+    }
+    five = [f"{FULLNAME}-{i}" for i in range(5)]
+
+    def removed_before_the_pods_go() -> None:
+        # The hook Job has run, the StatefulSet is not changed yet: 5 pods, 3 members.
+        assert sorted(store.pods) == five
+        assert sorted(m["name"] for m in ctl3.members()) == five[:3]
+
     with writing(ctl3, prefix, tmp_path) as writer:
         hooks = store.upgrade(values(5))
-        assert all(h.succeeded for h in hooks), hooks
+        assert all(h.succeeded for h in hooks), [h.log for h in hooks]
         ctl = agree(store)
-        assert len(ctl.members()) == 5
-        hooks = store.upgrade(values(3))
+        assert sorted(m["name"] for m in ctl.members()) == five
+        hooks = store.upgrade(values(3), after_hooks=removed_before_the_pods_go)
         assert [h.succeeded for h in hooks] == [True], [h.log for h in hooks]
         ctl = agree(store)
-    assert sorted(m["name"] for m in ctl.members()) == [f"{FULLNAME}-{i}" for i in range(3)]
+    assert sorted(m["name"] for m in ctl.members()) == five[:3]
+    # replicaCount lives in the env ConfigMap, not the pod template: no pod was rolled.
+    assert {n: (store.pod(n).address, store.pod(n).restarts) for n in five[:3]} == first
     nothing_lost(ctl, writer.acked, prefix)
 
 
