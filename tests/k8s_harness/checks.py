@@ -63,8 +63,8 @@ class Etcdctl:
     def json(self, *args: str, endpoints: list[str] | None = None) -> Any:
         return json.loads(self.out(*args, "-w", "json", endpoints=endpoints))
 
-    def members(self) -> list[dict[str, Any]]:
-        return list(self.json("member", "list")["members"])
+    def members(self, endpoints: list[str] | None = None) -> list[dict[str, Any]]:
+        return list(self.json("member", "list", endpoints=endpoints)["members"])
 
     def statuses(self) -> list[dict[str, Any]]:
         """``endpoint status`` of every pod (an unreachable one makes it fail)."""

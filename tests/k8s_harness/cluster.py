@@ -173,6 +173,7 @@ class Release:
         self.pods: dict[str, Pod] = {}
         self.ready: set[str] = set()
         self.events: list[str] = []
+        self.job_results: list[JobResult] = []  # every Job run, in order (logs included)
         self._lock = threading.RLock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -277,6 +278,7 @@ class Release:
             if result.succeeded:
                 break
         self.events.append(f"job {result.name}: exit {result.code} after {result.attempts} runs")
+        self.job_results.append(result)
         return result
 
     def run_pod_once(
