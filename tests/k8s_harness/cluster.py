@@ -341,8 +341,8 @@ class Release:
         table: dict[str, list[str]] = {}
         if self.statefulset is None:
             return table
-        for name, pod in pods.items():
-            for alias in self.kube.aliases(f"{name}.{self.service_name}"):
+        for name, pod in pods.items():  # first, fully qualified first: the reverse lookup
+            for alias in reversed(self.kube.aliases(f"{name}.{self.service_name}")):
                 table[alias] = [pod.address]
         for service in services:
             spec = service.get("spec") or {}

@@ -50,10 +50,15 @@ def store(kube: LocalKube) -> Iterator[Release]:
         release.uninstall()
 
 
-def agree(release: Release) -> Etcdctl:
+def agree(release: Release, writes_stopped: bool = True) -> Etcdctl:
+    """Every pod ready, the members agree (and, ``writes_stopped``, on the revision too)."""
     ctl = Etcdctl(release)
     release.wait_ready(timeout=READY_TIMEOUT)
-    eventually(lambda: members_agree(ctl), AGREE_TIMEOUT, f"members agree\n{release.describe()}")
+    eventually(
+        lambda: members_agree(ctl, same_revision=writes_stopped),
+        AGREE_TIMEOUT,
+        f"members agree\n{release.describe()}",
+    )
     assert release.controller_errors() == []
     return ctl
 
@@ -133,7 +138,8 @@ def test_kill_9_of_the_leader_pod(store: Release, tmp_path: Path) -> None:
         time.sleep(1.0)
         store.kill_pod(leader)
         time.sleep(2.0)
-        agree(store)
+        agree(store, writes_stopped=False)
+    agree(store)
     assert store.pod(leader).restarts >= 1
     assert store.pod(leader).address == address  # the same pod: the container restarted
     nothing_lost(ctl, writer.acked, prefix)
@@ -147,7 +153,8 @@ def test_a_follower_deleted_gracefully(store: Release, tmp_path: Path) -> None:
     with writing(ctl, prefix, tmp_path) as writer:
         time.sleep(1.0)
         store.delete_pod(follower)
-        agree(store)
+        agree(store, writes_stopped=False)
+    agree(store)
     assert store.pod(follower).address != address  # a new pod under the same name
     nothing_lost(ctl, writer.acked, prefix)
 
@@ -159,7 +166,8 @@ def test_a_pod_whose_volume_was_lost_heals(store: Release, tmp_path: Path) -> No
     with writing(ctl, prefix, tmp_path) as writer:
         time.sleep(1.0)
         store.delete_pod(follower, wipe_pvc=True)
-        agree(store)
+        agree(store, writes_stopped=False)
+    agree(store)
     nothing_lost(ctl, writer.acked, prefix)
     installed = ctl.out(
         "get", "installed", "--print-value-only", endpoints=[ctl.endpoint(follower)]
@@ -188,11 +196,12 @@ def test_scale_3_to_5_to_3(store: Release, tmp_path: Path) -> None:
     with writing(ctl3, prefix, tmp_path) as writer:
         hooks = store.upgrade(values(5))
         assert all(h.succeeded for h in hooks), [h.log for h in hooks]
-        ctl = agree(store)
+        ctl = agree(store, writes_stopped=False)
         assert sorted(m["name"] for m in ctl.members()) == five
         hooks = store.upgrade(values(3), after_hooks=removed_before_the_pods_go)
         assert [h.succeeded for h in hooks] == [True], [h.log for h in hooks]
-        ctl = agree(store)
+        ctl = agree(store, writes_stopped=False)
+    ctl = agree(store)
     assert sorted(m["name"] for m in ctl.members()) == five[:3]
     # replicaCount lives in the env ConfigMap, not the pod template: no pod was rolled.
     assert {n: (store.pod(n).address, store.pod(n).restarts) for n in five[:3]} == first
