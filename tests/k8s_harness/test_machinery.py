@@ -250,6 +250,25 @@ def test_a_cut_link_isolates_the_pod(mini: Release) -> None:
     eventually(lambda: ctl.out("endpoint", "health", endpoints=[ctl.endpoint(name)]), what="heal")
 
 
+def test_a_read_only_root_filesystem_leaves_only_the_volumes_writable(mini: Release) -> None:
+    template = {
+        "spec": {
+            "volumes": [{"name": "scratch", "emptyDir": {}}],
+            "containers": [
+                {
+                    "name": "sh",
+                    "command": ["sh", "-c", "touch /scratch/ok && touch /etc/etcdpy-probe"],
+                    "securityContext": {"readOnlyRootFilesystem": True},  # and root: uid 0
+                    "volumeMounts": [{"name": "scratch", "mountPath": "/scratch"}],
+                }
+            ],
+        }
+    }
+    result = mini.run_pod_once("rofs", template, mini.rendered, 1, timeout=20)
+    assert result.code == 1 and "Read-only file system" in result.log, result.log
+    assert not Path("/etc/etcdpy-probe").exists()
+
+
 def test_a_job_runs_to_completion_with_its_env(mini: Release) -> None:
     ok = mini.run_job(
         job(
