@@ -328,6 +328,11 @@ class Release:
         ns = self.kube.namespace
         return f"{pod}.{self.service_name}.{ns}.svc.{self.kube.cluster_domain}"
 
+    def pod_addresses(self) -> dict[str, str]:
+        """Each existing pod's IP on the harness bridge, by pod name."""
+        with self._lock:
+            return {name: pod.address for name, pod in sorted(self.pods.items())}
+
     def pod(self, name: str) -> Pod:
         with self._lock:
             return self.pods[name]

@@ -208,16 +208,19 @@ def test_scale_3_to_5_to_3(store: Release, tmp_path: Path) -> None:
     nothing_lost(ctl, writer.acked, prefix)
 
 
-def test_snapshot_and_defrag_cronjobs(store: Release) -> None:
+def test_snapshot_and_defrag_cronjobs_under_writes(store: Release, tmp_path: Path) -> None:
     ctl = agree(store)
     ctl.out("put", "before-snapshot", "kept")
-    snapshot = store.run_cronjob("snapshotter")
-    assert snapshot.succeeded, snapshot.log
+    prefix = "w/cronjobs/"
+    with writing(ctl, prefix, tmp_path) as writer:
+        snapshot = store.run_cronjob("snapshotter")
+        assert snapshot.succeeded, snapshot.log
+        defrag = store.run_cronjob("defrag")
+        assert defrag.succeeded, defrag.log
     files = sorted(p.name for p in store.kube.pvc_path(SNAPSHOT_CLAIM).glob("db-*"))
     assert len(files) == 1 and files[0].endswith("Z"), files
-    defrag = store.run_cronjob("defrag")
-    assert defrag.succeeded, defrag.log
     agree(store)
+    nothing_lost(ctl, writer.acked, prefix)
 
 
 def test_helm_test(store: Release) -> None:
