@@ -26,16 +26,32 @@ REPO = Path(__file__).resolve().parents[2]
 class Etcdctl:
     """Debian's etcdctl in the client namespace, where the pod DNS names resolve."""
 
-    def __init__(self, release: Release, user: str = "", password: str = "") -> None:
+    def __init__(
+        self,
+        release: Release,
+        user: str = "",
+        password: str = "",
+        cacert: Path | None = None,
+        peer_scheme: str = "http",
+        cert: tuple[Path, Path] | None = None,
+    ) -> None:
         self.release = release
         self.user = user
         self.password = password
+        self.cacert = cacert  # client TLS: the CA the client port's certificate chains to
+        self.peer_scheme = peer_scheme
+        # As etcd 3.4, a member given a trusted CA asks every client for a certificate.
+        self.cert = cert  # (certificate, key)
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.cacert else "http"
 
     def client_port(self) -> int:
         return 2379
 
     def endpoint(self, pod: str) -> str:
-        return f"http://{self.release.pod_fqdn(pod)}:{self.client_port()}"
+        return f"{self.scheme}://{self.release.pod_fqdn(pod)}:{self.client_port()}"
 
     def all_endpoints(self) -> list[str]:
         return [self.endpoint(p) for p in self.release.pod_names()]
@@ -51,6 +67,10 @@ class Etcdctl:
         ]
         if self.user:
             argv.append(f"--user={self.user}:{self.password}")
+        if self.cacert:
+            argv.append(f"--cacert={self.cacert}")
+        if self.cert:
+            argv += [f"--cert={self.cert[0]}", f"--key={self.cert[1]}"]
         env = {"ETCDCTL_API": "3", "PATH": os.environ.get("PATH", "/usr/bin:/bin")}
         return self.release.kube.client_run([*argv, *args], timeout=timeout, env=env)
 
@@ -63,8 +83,8 @@ class Etcdctl:
     def json(self, *args: str, endpoints: list[str] | None = None) -> Any:
         return json.loads(self.out(*args, "-w", "json", endpoints=endpoints))
 
-    def members(self) -> list[dict[str, Any]]:
-        return list(self.json("member", "list")["members"])
+    def members(self, endpoints: list[str] | None = None) -> list[dict[str, Any]]:
+        return list(self.json("member", "list", endpoints=endpoints)["members"])
 
     def statuses(self) -> list[dict[str, Any]]:
         """``endpoint status`` of every pod (an unreachable one makes it fail)."""
@@ -83,21 +103,22 @@ class Etcdctl:
         raise AssertionError(f"no endpoint is the leader {leader}: {statuses}")
 
 
-def members_agree(ctl: Etcdctl) -> None:
-    """The member list names exactly the replica count's pods, each a started voter, and every
-    member reports the same revision and raft term (writes stopped)."""
+def members_agree(ctl: Etcdctl, same_revision: bool = True) -> None:
+    """The member list names exactly the replica count's pods, each a started voter, every
+    member answers and follows the same leader, and (``same_revision``: once writes stopped)
+    every member reports the same revision."""
     pods = ctl.release.pod_names()
     members = ctl.members()
     names = sorted(m.get("name", "") for m in members)
     assert names == sorted(pods), f"member list {names}, pods {pods}"
     learners = [m["name"] for m in members if m.get("isLearner")]
     assert not learners, f"still learners: {learners}"
-    expected = {p: [f"http://{ctl.release.pod_fqdn(p)}:2380"] for p in pods}
+    expected = {p: [f"{ctl.peer_scheme}://{ctl.release.pod_fqdn(p)}:2380"] for p in pods}
     peer_urls = {m["name"]: sorted(m.get("peerURLs", [])) for m in members}
     assert peer_urls == expected, f"peer URLs {peer_urls}, expected {expected}"
     statuses = ctl.statuses()
     revisions = {s["Endpoint"]: s["Status"]["header"]["revision"] for s in statuses}
-    assert len(set(revisions.values())) == 1, f"revisions differ: {revisions}"
+    assert not same_revision or len(set(revisions.values())) == 1, f"revisions differ: {revisions}"
     leaders = {s["Status"]["leader"] for s in statuses}
     assert len(leaders) == 1, f"leaders differ: {statuses}"
 
@@ -142,20 +163,23 @@ def writing(ctl: Etcdctl, prefix: str, workdir: Path) -> Iterator[WriterHandle]:
     endpoints = ",".join(f"{ctl.release.pod_fqdn(p)}:2379" for p in ctl.release.pod_names())
     creds = f"{ctl.user}:{ctl.password}" if ctl.user else ""
     env = {**os.environ, "GRPC_DNS_RESOLVER": "native", "PYTHONPATH": str(REPO)}
-    proc = ctl.release.kube.client_popen(
-        [sys.executable, str(WRITER), endpoints, str(out), prefix, *([creds] if creds else [])],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
+    if ctl.cacert:
+        env["WRITER_CACERT"] = str(ctl.cacert)
+    if ctl.cert:
+        env["WRITER_CERT"], env["WRITER_KEY"] = str(ctl.cert[0]), str(ctl.cert[1])
     handle = WriterHandle(out, prefix)
-    try:
-        yield handle
-    finally:
-        proc.send_signal(signal.SIGTERM)
+    with out.with_suffix(".log").open("wb") as log:
+        argv = [sys.executable, str(WRITER), endpoints, str(out), prefix]
+        proc = ctl.release.kube.client_popen(
+            [*argv, *([creds] if creds else [])], env=env, stdout=log, stderr=log
+        )
         try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        handle.acked = [k for k in out.read_text().splitlines() if k]
+            yield handle
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            handle.acked = [k for k in out.read_text().splitlines() if k]

@@ -21,7 +21,7 @@ import shutil
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -173,6 +173,7 @@ class Release:
         self.pods: dict[str, Pod] = {}
         self.ready: set[str] = set()
         self.events: list[str] = []
+        self.job_results: list[JobResult] = []  # every Job run, in order (logs included)
         self._lock = threading.RLock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -200,14 +201,19 @@ class Release:
         self._thread.daemon = True
         self._thread.start()
 
-    def upgrade(self, values: dict[str, Any]) -> list[JobResult]:
+    def upgrade(
+        self, values: dict[str, Any], after_hooks: Callable[[], None] | None = None
+    ) -> list[JobResult]:
         """``helm upgrade``: the pre-upgrade hook Jobs (a failed one fails the upgrade before
-        anything changes), then the objects, then post-upgrade hooks. Returns the hooks' runs."""
+        anything changes), then the objects, then post-upgrade hooks. Returns the hooks' runs.
+        ``after_hooks`` runs between the pre-upgrade hooks and the change of the objects."""
         rendered = self.render(values, upgrade=True)
         results = self._run_hooks(rendered, "pre-upgrade")
         failed = [r for r in results if not r.succeeded]
         if failed:
             raise UpgradeFailed(failed)
+        if after_hooks is not None:
+            after_hooks()
         self.values = values
         self._apply(rendered)
         results += self._run_hooks(rendered, "post-upgrade")
@@ -272,6 +278,7 @@ class Release:
             if result.succeeded:
                 break
         self.events.append(f"job {result.name}: exit {result.code} after {result.attempts} runs")
+        self.job_results.append(result)
         return result
 
     def run_pod_once(
@@ -321,6 +328,11 @@ class Release:
         ns = self.kube.namespace
         return f"{pod}.{self.service_name}.{ns}.svc.{self.kube.cluster_domain}"
 
+    def pod_addresses(self) -> dict[str, str]:
+        """Each existing pod's IP on the harness bridge, by pod name."""
+        with self._lock:
+            return {name: pod.address for name, pod in sorted(self.pods.items())}
+
     def pod(self, name: str) -> Pod:
         with self._lock:
             return self.pods[name]
@@ -334,8 +346,8 @@ class Release:
         table: dict[str, list[str]] = {}
         if self.statefulset is None:
             return table
-        for name, pod in pods.items():
-            for alias in self.kube.aliases(f"{name}.{self.service_name}"):
+        for name, pod in pods.items():  # first, fully qualified first: the reverse lookup
+            for alias in reversed(self.kube.aliases(f"{name}.{self.service_name}")):
                 table[alias] = [pod.address]
         for service in services:
             spec = service.get("spec") or {}
@@ -394,6 +406,9 @@ class Release:
                     return
             time.sleep(TICK)
         raise AssertionError(f"pods not ready in {timeout}s: {self.describe()}")
+
+    def controller_errors(self) -> list[str]:
+        return [e for e in self.events if e.startswith("controller error")]
 
     def describe(self) -> str:
         with self._lock:

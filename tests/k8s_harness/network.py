@@ -110,7 +110,8 @@ class ClusterNetwork:
     # -- names --------------------------------------------------------------------------------
 
     def set_names(self, names: dict[str, list[str]]) -> None:
-        """The whole name table (host name -> addresses), written to every namespace."""
+        """The whole name table (host name -> addresses, in order: an address's first name is
+        its reverse lookup), written to every namespace."""
         with self._lock:
             self._names = {k: list(v) for k, v in names.items()}
             hosts = list(self.hosts.values())
@@ -127,8 +128,13 @@ class ClusterNetwork:
 
     def _hosts_bytes(self, host: Host) -> bytes:
         lines = ["127.0.0.1 localhost", "::1 localhost ip6-localhost ip6-loopback"]
-        for name, addresses in sorted(self._names.items()):
-            lines.extend(f"{address} {name}" for address in addresses)
+        # One line per address, its names in the table's order: the first is what a reverse
+        # lookup answers (a pod's fully qualified name, as the cluster DNS's PTR record).
+        by_address: dict[str, list[str]] = {}
+        for name, addresses in self._names.items():
+            for address in addresses:
+                by_address.setdefault(address, []).append(name)
+        lines.extend(f"{address} {' '.join(names)}" for address, names in by_address.items())
         text = "\n".join(lines) + "\n"
         padding = HOSTS_FILE_SIZE - len(text) - 2
         if padding < 0:

@@ -65,6 +65,10 @@ def main() -> None:
         if mount["readonly"]:
             _mount("none", str(target), MS_BIND | MS_REMOUNT | MS_RDONLY)
         os.close(fd)
+    if spec.get("readonly_root"):
+        # readOnlyRootFilesystem: this namespace's view of / goes read-only; the volumes,
+        # mounted above as mounts of their own, stay writable.
+        _mount("none", "/", MS_BIND | MS_REMOUNT | MS_RDONLY)
     os.setgroups(spec["groups"])
     os.setgid(spec["gid"])
     os.setuid(spec["uid"])

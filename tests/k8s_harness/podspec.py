@@ -56,6 +56,7 @@ class ContainerRun:
     workdir: str = "/"
     readiness: HttpProbe | None = None
     grace_seconds: float = 30.0
+    readonly_root: bool = False  # securityContext.readOnlyRootFilesystem
 
     def init_spec(self) -> dict[str, Any]:
         return {
@@ -68,6 +69,7 @@ class ContainerRun:
             "groups": self.groups,
             "workdir": self.workdir,
             "reveal": hidden_interpreter_paths(self.uid) if self.uid else [],
+            "readonly_root": self.readonly_root,
         }
 
 
@@ -155,6 +157,7 @@ def build_container(template: Obj, ctx: PodContext, container: str | None = None
         workdir=chosen.get("workingDir") or "/",
         readiness=_probe(chosen),
         grace_seconds=float(spec.get("terminationGracePeriodSeconds", 30)),
+        readonly_root=bool(security.get("readOnlyRootFilesystem", False)),
     )
 
 

@@ -200,17 +200,17 @@ def test_a_pod_sees_its_volumes_and_runs_as_1001(mini: Release) -> None:
     status = Path(f"/proc/{pod.pid}/status").read_text().splitlines()
     uid_line = next(line for line in status if line.startswith("Uid:"))
     assert uid_line.split()[1:3] == ["1001", "1001"]
-    result = in_pod(
-        mini, "hostname; id -u; getent hosts mini-1.mini-headless.default.svc.cluster.local"
-    )
+    other = mini.pod(f"{NAME}-1").address
+    fqdn = "mini-1.mini-headless.default.svc.cluster.local"
+    result = in_pod(mini, f"hostname; id -u; getent hosts {fqdn}; getent hosts {other}")
     assert result.succeeded, result.log
     lines = result.log.splitlines()[1:]  # after the harness's start line
     assert lines[0].startswith("probe-")  # the pod's own hostname
     assert lines[1] == "1001"
-    assert lines[2].split() == [
-        mini.pod(f"{NAME}-1").address,
-        "mini-1.mini-headless.default.svc.cluster.local",
-    ]
+    # getent: the address, its canonical (fully qualified) name first, then the aliases; the
+    # reverse lookup (which peer TLS checks certificates with) answers that name too
+    assert lines[2].split()[:2] == [other, fqdn]
+    assert lines[3].split()[:2] == [other, fqdn]
 
 
 def test_a_killed_container_restarts_in_the_same_pod(mini: Release) -> None:
@@ -248,6 +248,25 @@ def test_a_cut_link_isolates_the_pod(mini: Release) -> None:
     finally:
         mini.heal(name)
     eventually(lambda: ctl.out("endpoint", "health", endpoints=[ctl.endpoint(name)]), what="heal")
+
+
+def test_a_read_only_root_filesystem_leaves_only_the_volumes_writable(mini: Release) -> None:
+    template = {
+        "spec": {
+            "volumes": [{"name": "scratch", "emptyDir": {}}],
+            "containers": [
+                {
+                    "name": "sh",
+                    "command": ["sh", "-c", "touch /scratch/ok && touch /etc/etcdpy-probe"],
+                    "securityContext": {"readOnlyRootFilesystem": True},  # and root: uid 0
+                    "volumeMounts": [{"name": "scratch", "mountPath": "/scratch"}],
+                }
+            ],
+        }
+    }
+    result = mini.run_pod_once("rofs", template, mini.rendered, 1, timeout=20)
+    assert result.code == 1 and "Read-only file system" in result.log, result.log
+    assert not Path("/etc/etcdpy-probe").exists()
 
 
 def test_a_job_runs_to_completion_with_its_env(mini: Release) -> None:

@@ -1,16 +1,19 @@
 """A client that keeps writing, run in the client namespace: one new key every INTERVAL through
 the given endpoints in turn, each acknowledged key appended to OUT (flushed) at once. Stops on
-SIGTERM or after MAX_SECONDS. Standalone (grpc and the generated stubs only).
+SIGTERM or after MAX_SECONDS. Standalone (grpc and the generated stubs only). With WRITER_CACERT
+set, it speaks TLS to the endpoints, trusting that CA (and presents WRITER_CERT/WRITER_KEY).
 
 Usage: python writer.py ENDPOINTS(comma-separated host:port) OUT PREFIX [USER:PASSWORD]
 """
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import threading
 import time
+from pathlib import Path
 
 import grpc
 
@@ -26,7 +29,17 @@ def main() -> None:
     credentials = sys.argv[4] if len(sys.argv) > 4 else ""
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    channels = [grpc.insecure_channel(e) for e in endpoints]
+    cacert = os.environ.get("WRITER_CACERT")
+    if cacert:
+        cert_path, key_path = os.environ.get("WRITER_CERT"), os.environ.get("WRITER_KEY")
+        creds = grpc.ssl_channel_credentials(
+            Path(cacert).read_bytes(),
+            Path(key_path).read_bytes() if key_path else None,
+            Path(cert_path).read_bytes() if cert_path else None,
+        )
+        channels = [grpc.secure_channel(e, creds) for e in endpoints]
+    else:
+        channels = [grpc.insecure_channel(e) for e in endpoints]
     tokens: dict[int, str] = {}
     started = time.monotonic()
     count = 0
