@@ -137,7 +137,9 @@ the client Service URL, client TLS files and the root user's password.
 - name: ETCDPY_K8S_CACERT
   value: {{ printf "/etc/etcdpy/tls/client/%s" .Values.auth.client.caFilename | quote }}
 {{- end }}
-{{- if .Values.auth.client.enableAuthentication }}
+{{- /* etcd 3.4 asks every client for a certificate once it has a trusted CA, not only
+with client-cert-auth: the commands present the member's own certificate. */}}
+{{- if or .Values.auth.client.enableAuthentication .Values.auth.client.caFilename }}
 - name: ETCDPY_K8S_CERT
   value: {{ printf "/etc/etcdpy/tls/client/%s" .Values.auth.client.certFilename | quote }}
 - name: ETCDPY_K8S_KEY
