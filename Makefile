@@ -94,7 +94,7 @@ test: install system-deps node-client k8s-tools
 	$(BIN)/python -m etcdpy.testing.sim --seeds $(SIM_SEEDS)
 
 unit: install k8s-tools
-	$(BIN)/pytest -q tests --ignore=tests/integration
+	$(BIN)/pytest -q tests --ignore=tests/integration --ignore=tests/k8s_harness
 
 integration: install system-deps node-client
 	ETCD_FRONTEND_PROCESSES=1 $(BIN)/pytest -q tests/integration
