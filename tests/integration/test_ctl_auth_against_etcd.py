@@ -22,6 +22,7 @@ import pytest
 import trustme
 
 from etcdpy.testing.processes import MemberProcess, etcd_member, etcdpy_command, free_port
+from tests.ctl_inprocess import run_ctl
 from tests.external_tools import require_tool
 from tests.tls_certs import write_member_certs
 
@@ -103,15 +104,14 @@ ETCDCTL, ETCDPYCTL = "etcdctl", "etcdpyctl"
 def _run(
     tool: str, server: SecureServer, *args: str, stdin: str = "", tls: bool = True
 ) -> subprocess.CompletedProcess[str]:
-    if tool == ETCDCTL:
-        command = [require_tool("etcdctl")]
-    else:
-        command = [sys.executable, "-m", "etcdpy.cli.ctl"]
     env = {k: v for k, v in os.environ.items() if not k.startswith("ETCDCTL_")}
     env["ETCDCTL_API"] = "3"
     head = [f"--endpoints={server.endpoint}", "--dial-timeout=3s", "--command-timeout=5s"]
+    argv = [*head, *(server.tls_args() if tls else []), *args]
+    if tool == ETCDPYCTL:  # in this process: the output is the subject, not the interpreter
+        return run_ctl(argv, stdin=stdin, env=env)
     return subprocess.run(
-        [*command, *head, *(server.tls_args() if tls else []), *args],
+        [require_tool("etcdctl"), *argv],
         input=stdin, capture_output=True, text=True, timeout=60, env=env,
     )  # fmt: skip
 
@@ -296,7 +296,8 @@ def test_tls_flags_as_etcdctl_reads_them(kind: str, tmp_path: Path) -> None:
                        f"--key={server.key}", "get", "k", "--print-value-only",
                        tls=False)  # fmt: skip
         assert (skipped.returncode, skipped.stdout) == (0, "v\n"), skipped.stderr
-        # the environment, as etcdctl reads it
+        # the environment, as etcdctl reads it; a real process, the proof that the console
+        # script behaves as run_ctl does
         env_run = subprocess.run(
             [sys.executable, "-m", "etcdpy.cli.ctl", "get", "k", "--print-value-only"],
             capture_output=True, text=True, timeout=60,
