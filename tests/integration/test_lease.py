@@ -279,6 +279,10 @@ def test_elect_between_two_etcdctl_processes(etcdpy_server: MemberProcess) -> No
 
 
 @pytest.mark.slow
+@pytest.mark.core_only(
+    "the subject is the leader's lessor revoking 10,000 leases through Raft while writes go on; "
+    "front-ends only forward grants and puts, which the other lease tests repeat with front-ends"
+)
 def test_ten_thousand_leases_expire_while_a_client_writes(etcdpy_server: MemberProcess) -> None:
     """Relaxed pass/fail: every leased key goes, and the writer is served throughout.
 

@@ -52,6 +52,11 @@ def _check_serves_and_kept(
     return took
 
 
+@pytest.mark.core_only(
+    "the subject is the peer links' recovery after a cut between members' network namespaces; a "
+    "member and its front-ends share a namespace, and killed_and_restarted and "
+    "stopped_and_resumed repeat the serve-again bound with front-ends"
+)
 @pytest.mark.parametrize("which", ["follower", "leader"])
 def test_member_cut_off_serves_soon_after_the_heal(tmp_path: Path, which: str) -> None:
     if not netns_usable():  # a failure in CI, as any missing tool
