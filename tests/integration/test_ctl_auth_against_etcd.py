@@ -238,14 +238,31 @@ TLS_ERRORS = _steps(
 )
 
 
+# (tool, server kind) -> the SCENARIO's transcript, each run once on a fresh server
+Transcripts = Callable[[str, str], list[Line]]
+
+
+@pytest.fixture(scope="module")
+def scenario_transcript(tmp_path_factory: pytest.TempPathFactory) -> Transcripts:
+    """Each (tool, server) transcript is run once per module: etcdctl's against etcd 3.4 and
+    against etcdpy serve two tests each."""
+    done: dict[tuple[str, str], list[Line]] = {}
+
+    def transcript(tool: str, kind: str) -> list[Line]:
+        if (tool, kind) not in done:
+            with SERVERS[kind](tmp_path_factory.mktemp(f"{kind}-{tool}")) as server:
+                done[tool, kind] = _transcript(tool, server, SCENARIO)
+        return done[tool, kind]
+
+    return transcript
+
+
 @pytest.mark.parametrize("kind", sorted(SERVERS))
-def test_auth_commands_print_what_etcdctl_prints(kind: str, tmp_path: Path) -> None:
+def test_auth_commands_print_what_etcdctl_prints(
+    kind: str, scenario_transcript: Transcripts
+) -> None:
     require_tool("etcdctl")
-    transcripts = []
-    for tool in (ETCDCTL, ETCDPYCTL):
-        with SERVERS[kind](tmp_path / tool) as server:
-            transcripts.append(_transcript(tool, server, SCENARIO))
-    theirs, ours = transcripts
+    theirs, ours = (scenario_transcript(tool, kind) for tool in (ETCDCTL, ETCDPYCTL))
     for expected, got in zip(theirs, ours, strict=True):
         assert got == expected
     # the scenario is not vacuous: it enabled auth, printed a role and met refusals
@@ -254,13 +271,10 @@ def test_auth_commands_print_what_etcdctl_prints(kind: str, tmp_path: Path) -> N
     assert sum(step[1] != 0 for step in ours) >= 20
 
 
-def test_etcdctl_prints_the_same_against_etcd_and_etcdpy(tmp_path: Path) -> None:
+def test_etcdctl_prints_the_same_against_etcd_and_etcdpy(scenario_transcript: Transcripts) -> None:
     """The server side: Debian's etcdctl runs the scenario against etcd 3.4 and etcdpy."""
     require_tool("etcdctl")
-    with start_etcd(tmp_path / "etcd") as server:
-        theirs = _transcript(ETCDCTL, server, SCENARIO)
-    with start_etcdpy(tmp_path / "etcdpy") as server:
-        ours = _transcript(ETCDCTL, server, SCENARIO)
+    theirs, ours = (scenario_transcript(ETCDCTL, kind) for kind in ("etcd", "etcdpy"))
     for expected, got in zip(theirs, ours, strict=True):
         assert got == expected
 
