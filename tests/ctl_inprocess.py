@@ -51,7 +51,9 @@ def _environment(env: Mapping[str, str] | None) -> Iterator[None]:
 def run_ctl(
     args: Sequence[str], *, stdin: str = "", env: Mapping[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
-    """etcdpyctl ``args`` in this process; ``env`` replaces the environment while it runs."""
+    """etcdpyctl ``args`` in this process; ``env`` replaces the environment while it runs.
+    It owns sys.stdin/stdout/stderr meanwhile: one call at a time (a command that waits, a
+    watch, belongs in a real process when another call must run beside it)."""
     from etcdpy.cli.ctl import main
 
     streams = (sys.stdin, sys.stdout, sys.stderr)
