@@ -172,6 +172,10 @@ def test_restart_keeps_the_remaining_ttl(etcdpy_server: MemberProcess) -> None:
     assert "attached keys([session])" in etcdctl.out("lease", "timetolive", "--keys", lease)
 
 
+@pytest.mark.core_only(
+    "the periodic checkpoint is the core lessor's and kill -9 skips every shutdown path; "
+    "front-ends only forward TimeToLive (test_restart_keeps_the_remaining_ttl repeats that)"
+)
 def test_kill9_keeps_the_last_checkpointed_ttl(etcdpy_server: MemberProcess) -> None:
     """After a crash the lease restarts from the last periodic checkpoint, not its full TTL."""
     etcdctl = Etcdctl(etcdpy_server.endpoint)
