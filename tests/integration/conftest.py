@@ -12,7 +12,7 @@ from tests.external_tools import Etcdctl
 # The parameter id of a test's run against real etcd 3.4 (the reference beside etcdpy).
 REFERENCE_ID = "etcd"
 # The marker of a test the second pass does not repeat (see pytest_collection_modifyitems).
-CORE_ONLY = "core_only"
+FIRST_PASS_ONLY = "first_pass_only"
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -21,13 +21,16 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
     - a run against real etcd 3.4 (parameter id ``etcd``): it does not depend on etcdpy's
       front-ends;
-    - a test marked ``core_only("why")``: its subject is the core's own behaviour (Raft, the
-      peer transport, the WAL) that no front-end takes part in, and its reason says so.
+    - a test marked ``first_pass_only("why")``, the reason required: its subject is the core's
+      own behaviour (Raft, the peer transport, the WAL, the lessor) that no front-end takes part
+      in, or it starts no etcdpy member at all (etcdpyctl against real etcd 3.4).
     """
     for item in items:
-        marker = item.get_closest_marker(CORE_ONLY)
+        marker = item.get_closest_marker(FIRST_PASS_ONLY)
         if marker is not None and not (marker.args and str(marker.args[0]).strip()):
-            raise pytest.UsageError(f"{item.nodeid}: {CORE_ONLY} needs its reason as argument")
+            raise pytest.UsageError(
+                f"{item.nodeid}: {FIRST_PASS_ONLY} needs its reason as argument"
+            )
     if os.environ.get(FRONTEND_PROCESSES_ENV, "1") == "1":
         return
     repeated = [item for item in items if not _first_pass_only(item)]
@@ -37,7 +40,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 def _first_pass_only(item: pytest.Item) -> bool:
-    return REFERENCE_ID in _param_ids(item) or item.get_closest_marker(CORE_ONLY) is not None
+    return REFERENCE_ID in _param_ids(item) or item.get_closest_marker(FIRST_PASS_ONLY) is not None
 
 
 def _param_ids(item: pytest.Item) -> list[str]:

@@ -139,7 +139,7 @@ def test_a_restarted_member_checks_its_hash_and_refuses_to_start_when_corrupted(
         assert [kv.value for kv in got.kvs] == [b"v%05d" % i for i in range(10)]
 
 
-@pytest.mark.core_only(
+@pytest.mark.first_pass_only(
     "whether the core runs the check is decided before it serves; the restarted member's test "
     "repeats the check and the refused start with front-ends"
 )

@@ -172,7 +172,7 @@ def test_restart_keeps_the_remaining_ttl(etcdpy_server: MemberProcess) -> None:
     assert "attached keys([session])" in etcdctl.out("lease", "timetolive", "--keys", lease)
 
 
-@pytest.mark.core_only(
+@pytest.mark.first_pass_only(
     "the periodic checkpoint is the core lessor's and kill -9 skips every shutdown path; "
     "front-ends only forward TimeToLive (test_restart_keeps_the_remaining_ttl repeats that)"
 )
@@ -283,7 +283,7 @@ def test_elect_between_two_etcdctl_processes(etcdpy_server: MemberProcess) -> No
 
 
 @pytest.mark.slow
-@pytest.mark.core_only(
+@pytest.mark.first_pass_only(
     "the subject is the leader's lessor revoking 10,000 leases through Raft while writes go on; "
     "front-ends only forward grants and puts, which the other lease tests repeat with front-ends"
 )

@@ -38,7 +38,7 @@ from tests.external_tools import Etcdctl, missing, require_tool
 pytestmark = [
     pytest.mark.integration,
     pytest.mark.slow,
-    pytest.mark.core_only(
+    pytest.mark.first_pass_only(
         "Patroni speaks only the JSON gateway, which front-ends relay byte for byte to the core's "
         "own listener: the answers are the core's (this pass), the relay is proven with "
         "front-ends by test_gateway.py and test_gateway_differential.py"

@@ -20,7 +20,7 @@ from tests.tls_certs import write_member_certs
 
 pytestmark = [
     pytest.mark.integration,
-    pytest.mark.core_only(
+    pytest.mark.first_pass_only(
         "peer TLS is the core's peer transport and its start-up checks; no front-end takes part"
     ),
 ]

@@ -52,7 +52,7 @@ def _check_serves_and_kept(
     return took
 
 
-@pytest.mark.core_only(
+@pytest.mark.first_pass_only(
     "the subject is the peer links' recovery after a cut between members' network namespaces; a "
     "member and its front-ends share a namespace, and killed_and_restarted and "
     "stopped_and_resumed repeat the serve-again bound with front-ends"
@@ -85,7 +85,7 @@ def test_member_cut_off_serves_soon_after_the_heal(tmp_path: Path, which: str) -
 # is hit is the core's business, its front-ends restart and reconnect the same way for both.
 FOLLOWER_IN_FIRST_PASS = pytest.param(
     "follower",
-    marks=pytest.mark.core_only(
+    marks=pytest.mark.first_pass_only(
         "follower or leader is a Raft role; the [leader] case repeats the restart with front-ends"
     ),
 )

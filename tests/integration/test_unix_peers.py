@@ -20,7 +20,7 @@ from tests.tls_certs import write_member_certs
 
 pytestmark = [
     pytest.mark.integration,
-    pytest.mark.core_only(
+    pytest.mark.first_pass_only(
         "unix peer sockets are the core's peer transport; front-ends serve clients as with tcp"
     ),
 ]
