@@ -3,8 +3,9 @@
 A transcript test compares what etcdpyctl prints with what etcdctl prints, command by command;
 starting an interpreter for each command costs about 0.5 s and proves nothing about the output.
 ``run_ctl`` calls ``etcdpy.cli.ctl.main`` with its own argv, stdin, stdout, stderr and
-environment and returns what ``subprocess.run(..., text=True)`` would. The tests that are about
-the console script itself (tests/integration/test_ctl_cli.py, the environment run of
+environment and returns what ``subprocess.run(..., text=True)`` would. The runs that are about
+the console script itself (a value on a pipe, the environment, a terminal, a keep-alive in
+tests/integration/test_ctl_cli.py; the environment run of
 tests/integration/test_ctl_auth_against_etcd.py) still start real processes.
 """
 
