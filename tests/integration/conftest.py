@@ -11,18 +11,36 @@ from tests.external_tools import Etcdctl
 
 # The parameter id of a test's run against real etcd 3.4 (the reference beside etcdpy).
 REFERENCE_ID = "etcd"
+# The marker of a test the second pass does not repeat (see pytest_collection_modifyitems).
+FIRST_PASS_ONLY = "first_pass_only"
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """The suite's second pass (front-end processes, ETCD_FRONTEND_PROCESSES=2) repeats
-    etcdpy's runs only: a run against real etcd 3.4 (parameter id ``etcd``) does not depend on
-    etcdpy's front-ends, and the first pass ran it already. Deselected, not skipped."""
+    """The suite's second pass (front-end processes, ETCD_FRONTEND_PROCESSES=2) repeats only
+    what front-ends could change. Deselected there (not skipped; the first pass ran them):
+
+    - a run against real etcd 3.4 (parameter id ``etcd``): it does not depend on etcdpy's
+      front-ends;
+    - a test marked ``first_pass_only("why")``, the reason required: its subject is the core's
+      own behaviour (Raft, the peer transport, the WAL, the lessor) that no front-end takes part
+      in, or it starts no etcdpy member at all (etcdpyctl against real etcd 3.4).
+    """
+    for item in items:
+        marker = item.get_closest_marker(FIRST_PASS_ONLY)
+        if marker is not None and not (marker.args and str(marker.args[0]).strip()):
+            raise pytest.UsageError(
+                f"{item.nodeid}: {FIRST_PASS_ONLY} needs its reason as argument"
+            )
     if os.environ.get(FRONTEND_PROCESSES_ENV, "1") == "1":
         return
-    reference = [item for item in items if REFERENCE_ID in _param_ids(item)]
-    if reference:
-        config.hook.pytest_deselected(items=reference)
-        items[:] = [item for item in items if REFERENCE_ID not in _param_ids(item)]
+    repeated = [item for item in items if not _first_pass_only(item)]
+    if len(repeated) < len(items):
+        config.hook.pytest_deselected(items=[item for item in items if _first_pass_only(item)])
+        items[:] = repeated
+
+
+def _first_pass_only(item: pytest.Item) -> bool:
+    return REFERENCE_ID in _param_ids(item) or item.get_closest_marker(FIRST_PASS_ONLY) is not None
 
 
 def _param_ids(item: pytest.Item) -> list[str]:

@@ -174,6 +174,11 @@ def _learner_answers(learner: ClusterMember) -> list[tuple[int, str]]:
     return answers
 
 
+@pytest.mark.first_pass_only(
+    "most of it is etcd 3.4's own learner cluster, the reference; with front-ends the tests above "
+    "assert the same refusals (etcdctl's error for put and get, the gRPC status and message of "
+    "the streams) and the serializable read"
+)
 def test_etcdctl_sees_the_same_learner_as_etcds(
     lc: LearnerCluster, tmp_path_factory: pytest.TempPathFactory
 ) -> None:

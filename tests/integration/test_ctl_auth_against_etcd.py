@@ -22,6 +22,7 @@ import pytest
 import trustme
 
 from etcdpy.testing.processes import MemberProcess, etcd_member, etcdpy_command, free_port
+from tests.ctl_inprocess import run_ctl
 from tests.external_tools import require_tool
 from tests.tls_certs import write_member_certs
 
@@ -103,15 +104,14 @@ ETCDCTL, ETCDPYCTL = "etcdctl", "etcdpyctl"
 def _run(
     tool: str, server: SecureServer, *args: str, stdin: str = "", tls: bool = True
 ) -> subprocess.CompletedProcess[str]:
-    if tool == ETCDCTL:
-        command = [require_tool("etcdctl")]
-    else:
-        command = [sys.executable, "-m", "etcdpy.cli.ctl"]
     env = {k: v for k, v in os.environ.items() if not k.startswith("ETCDCTL_")}
     env["ETCDCTL_API"] = "3"
     head = [f"--endpoints={server.endpoint}", "--dial-timeout=3s", "--command-timeout=5s"]
+    argv = [*head, *(server.tls_args() if tls else []), *args]
+    if tool == ETCDPYCTL:  # in this process: the output is the subject, not the interpreter
+        return run_ctl(argv, stdin=stdin, env=env)
     return subprocess.run(
-        [*command, *head, *(server.tls_args() if tls else []), *args],
+        [require_tool("etcdctl"), *argv],
         input=stdin, capture_output=True, text=True, timeout=60, env=env,
     )  # fmt: skip
 
@@ -238,14 +238,31 @@ TLS_ERRORS = _steps(
 )
 
 
+# (tool, server kind) -> the SCENARIO's transcript, each run once on a fresh server
+Transcripts = Callable[[str, str], list[Line]]
+
+
+@pytest.fixture(scope="module")
+def scenario_transcript(tmp_path_factory: pytest.TempPathFactory) -> Transcripts:
+    """Each (tool, server) transcript is run once per module: etcdctl's against etcd 3.4 and
+    against etcdpy serve two tests each."""
+    done: dict[tuple[str, str], list[Line]] = {}
+
+    def transcript(tool: str, kind: str) -> list[Line]:
+        if (tool, kind) not in done:
+            with SERVERS[kind](tmp_path_factory.mktemp(f"{kind}-{tool}")) as server:
+                done[tool, kind] = _transcript(tool, server, SCENARIO)
+        return done[tool, kind]
+
+    return transcript
+
+
 @pytest.mark.parametrize("kind", sorted(SERVERS))
-def test_auth_commands_print_what_etcdctl_prints(kind: str, tmp_path: Path) -> None:
+def test_auth_commands_print_what_etcdctl_prints(
+    kind: str, scenario_transcript: Transcripts
+) -> None:
     require_tool("etcdctl")
-    transcripts = []
-    for tool in (ETCDCTL, ETCDPYCTL):
-        with SERVERS[kind](tmp_path / tool) as server:
-            transcripts.append(_transcript(tool, server, SCENARIO))
-    theirs, ours = transcripts
+    theirs, ours = (scenario_transcript(tool, kind) for tool in (ETCDCTL, ETCDPYCTL))
     for expected, got in zip(theirs, ours, strict=True):
         assert got == expected
     # the scenario is not vacuous: it enabled auth, printed a role and met refusals
@@ -254,13 +271,10 @@ def test_auth_commands_print_what_etcdctl_prints(kind: str, tmp_path: Path) -> N
     assert sum(step[1] != 0 for step in ours) >= 20
 
 
-def test_etcdctl_prints_the_same_against_etcd_and_etcdpy(tmp_path: Path) -> None:
+def test_etcdctl_prints_the_same_against_etcd_and_etcdpy(scenario_transcript: Transcripts) -> None:
     """The server side: Debian's etcdctl runs the scenario against etcd 3.4 and etcdpy."""
     require_tool("etcdctl")
-    with start_etcd(tmp_path / "etcd") as server:
-        theirs = _transcript(ETCDCTL, server, SCENARIO)
-    with start_etcdpy(tmp_path / "etcdpy") as server:
-        ours = _transcript(ETCDCTL, server, SCENARIO)
+    theirs, ours = (scenario_transcript(ETCDCTL, kind) for kind in ("etcd", "etcdpy"))
     for expected, got in zip(theirs, ours, strict=True):
         assert got == expected
 
@@ -296,7 +310,8 @@ def test_tls_flags_as_etcdctl_reads_them(kind: str, tmp_path: Path) -> None:
                        f"--key={server.key}", "get", "k", "--print-value-only",
                        tls=False)  # fmt: skip
         assert (skipped.returncode, skipped.stdout) == (0, "v\n"), skipped.stderr
-        # the environment, as etcdctl reads it
+        # the environment, as etcdctl reads it; a real process, the proof that the console
+        # script behaves as run_ctl does
         env_run = subprocess.run(
             [sys.executable, "-m", "etcdpy.cli.ctl", "get", "k", "--print-value-only"],
             capture_output=True, text=True, timeout=60,
@@ -307,6 +322,7 @@ def test_tls_flags_as_etcdctl_reads_them(kind: str, tmp_path: Path) -> None:
         assert (env_run.returncode, env_run.stdout) == (0, "v\n"), env_run.stderr
 
 
+@pytest.mark.first_pass_only("it starts no etcdpy member: etcdpyctl's client against etcd 3.4")
 def test_an_expired_token_is_fetched_again_once(tmp_path: Path) -> None:
     """etcd 3.4 with simple tokens that live 1 s: a call after that is refused with "invalid
     auth token"; etcdpyctl's client logs in again and the call succeeds (clientv3's rule)."""

@@ -1,5 +1,10 @@
-"""The real ``etcdpyctl`` console script against a real etcdpy server, side by side with
-Debian's etcdctl 3.4 against the same server: the same words in, the same output out."""
+"""``etcdpyctl`` against a real etcdpy server, side by side with Debian's etcdctl 3.4 against
+the same server: the same words in, the same output out.
+
+Where a test is about the output, etcdpyctl runs in the test process through the console
+script's ``main`` (tests/ctl_inprocess.py: no interpreter start per command); the console
+script itself runs as a real process where that is the subject: input from a pipe, the
+environment, a terminal, a long-running keep-alive."""
 
 from __future__ import annotations
 
@@ -16,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from etcdpy.testing.processes import MemberProcess, etcdpy_member, free_port
+from tests.ctl_inprocess import run_ctl
 from tests.external_tools import require_tool
 
 pytestmark = pytest.mark.integration
@@ -29,9 +35,16 @@ def _env(**extra: str) -> dict[str, str]:
 
 
 def ours(
-    endpoint: str | None, *args: str, env: dict[str, str] | None = None, stdin: str = ""
+    endpoint: str | None,
+    *args: str,
+    env: dict[str, str] | None = None,
+    stdin: str = "",
+    real: bool = False,
 ) -> subprocess.CompletedProcess[str]:
+    """etcdpyctl in this process, or the console script as a process when ``real``."""
     where = ["--endpoints", endpoint] if endpoint else []
+    if not real:
+        return run_ctl([*where, *args], stdin=stdin, env=env or _env())
     return subprocess.run([ETCDPYCTL, *where, *args], capture_output=True, text=True,
                           timeout=60, env=env or _env(), input=stdin)  # fmt: skip
 
@@ -79,8 +92,11 @@ def test_writes_print_what_etcdctl_prints(server: MemberProcess) -> None:
 
 
 def test_set_is_put_and_the_value_may_come_from_stdin(server: MemberProcess) -> None:
-    assert ours(server.endpoint, "set", "/s/key1", "value1").stdout == "OK\n"
-    assert ours(server.endpoint, "put", "/s/key2", stdin="from stdin\n").stdout == "OK\n"
+    # the console script as a process, its value on a pipe
+    assert ours(server.endpoint, "set", "/s/key1", "value1", real=True).stdout == "OK\n"
+    assert ours(server.endpoint, "put", "/s/key2", stdin="from stdin\n", real=True).stdout == (
+        "OK\n"
+    )
     assert same(server.endpoint, "get", "/s/", "--prefix") == (
         "/s/key1\nvalue1\n/s/key2\nfrom stdin\n\n"
     )
@@ -252,20 +268,22 @@ def test_member_add_update_promote_remove(server: MemberProcess) -> None:
 
 
 def test_environment_as_etcdctl_reads_it(server: MemberProcess) -> None:
+    """The console script as a process, with the environment it is given."""
     env = _env(ETCDCTL_ENDPOINTS=server.endpoint, ETCDCTL_WRITE_OUT="json")
-    ours(None, "put", "/env/k", "v", env=env)
-    got = json.loads(ours(None, "get", "/env/k", env=env).stdout)
+    ours(None, "put", "/env/k", "v", env=env, real=True)
+    got = json.loads(ours(None, "get", "/env/k", env=env, real=True).stdout)
     assert got["kvs"][0]["value"] == "dg=="  # base64 of v
     # A flag wins over its variable.
     bad = _env(ETCDCTL_ENDPOINTS=f"127.0.0.1:{free_port()}", ETCDCTL_DIAL_TIMEOUT="200ms")
-    assert ours(None, "get", "/env/k", "--endpoints", server.endpoint, env=bad).stdout == (
-        "/env/k\nv\n"
+    assert (
+        ours(None, "get", "/env/k", "--endpoints", server.endpoint, env=bad, real=True).stdout
+        == "/env/k\nv\n"
     )
     rev = got["header"]["revision"]
     watch_env = _env(ETCDCTL_ENDPOINTS=server.endpoint, ETCDCTL_WATCH_KEY="/env/k")
-    assert ours(None, "watch", "--rev", str(rev), "--once", env=watch_env).stdout.startswith(
-        "PUT\n/env/k\nv\n"
-    )
+    assert ours(
+        None, "watch", "--rev", str(rev), "--once", env=watch_env, real=True
+    ).stdout.startswith("PUT\n/env/k\nv\n")
 
 
 def test_endpoint_commands_over_several_endpoints(server: MemberProcess) -> None:

@@ -1,21 +1,28 @@
-"""etcdpyctl's operator commands against a live server."""
+"""etcdpyctl's operator commands against a live server (in the test process through the
+console script's ``main``, tests/ctl_inprocess.py; the watcher is a real process)."""
 
 from __future__ import annotations
 
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from etcdpy.testing.processes import MemberProcess
+from tests.ctl_inprocess import run_ctl
 from tests.integration.test_maintenance import hash_kv
 
 pytestmark = pytest.mark.integration
 
 
-def ctl(member: MemberProcess | None, *args: str) -> subprocess.CompletedProcess[str]:
-    binary = str(Path(__import__("sys").executable).with_name("etcdpyctl"))
+def ctl(
+    member: MemberProcess | None, *args: str, real: bool = False
+) -> subprocess.CompletedProcess[str]:
     endpoint = ["--endpoints", member.endpoint] if member is not None else []
+    if not real:
+        return run_ctl([*args, *endpoint])
+    binary = str(Path(sys.executable).with_name("etcdpyctl"))
     return subprocess.run([binary, *args, *endpoint], capture_output=True, text=True, timeout=60)
 
 
@@ -89,7 +96,8 @@ def test_lease_and_watch(etcdpy_server: MemberProcess) -> None:
 
     watched: list[subprocess.CompletedProcess[str]] = []
     watcher = threading.Thread(
-        target=lambda: watched.append(ctl(etcdpy_server, "watch", "wk", "--once"))
+        # a process: run_ctl owns sys.stdout while it runs, so one at a time in this process
+        target=lambda: watched.append(ctl(etcdpy_server, "watch", "wk", "--once", real=True))
     )
     watcher.start()
     time.sleep(1.0)  # let the watch be created; a put before it is simply not seen

@@ -34,7 +34,13 @@ from etcdpy.testing.processes import (
 )
 from tests.external_tools import Etcdctl, eventually
 
-pytestmark = pytest.mark.integration
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.first_pass_only(
+        "every member here is started with FRONTENDS front-ends whatever the suite's "
+        "ETCD_FRONTEND_PROCESSES: the second pass would run the very same processes again"
+    ),
+]
 
 FRONTENDS = 2
 WAIT_SECONDS = 20.0

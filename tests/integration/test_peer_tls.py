@@ -18,7 +18,12 @@ from etcdpy.testing.processes import etcdpy_command, free_port
 from tests.external_tools import Etcdctl, eventually, require_etcd_source, require_tool
 from tests.tls_certs import write_member_certs
 
-pytestmark = pytest.mark.integration
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.first_pass_only(
+        "peer TLS is the core's peer transport and its start-up checks; no front-end takes part"
+    ),
+]
 
 WAIT_SECONDS = 20.0
 

@@ -52,6 +52,11 @@ def _check_serves_and_kept(
     return took
 
 
+@pytest.mark.first_pass_only(
+    "the subject is the peer links' recovery after a cut between members' network namespaces; a "
+    "member and its front-ends share a namespace, and killed_and_restarted and "
+    "stopped_and_resumed repeat the serve-again bound with front-ends"
+)
 @pytest.mark.parametrize("which", ["follower", "leader"])
 def test_member_cut_off_serves_soon_after_the_heal(tmp_path: Path, which: str) -> None:
     if not netns_usable():  # a failure in CI, as any missing tool
@@ -76,7 +81,17 @@ def test_member_cut_off_serves_soon_after_the_heal(tmp_path: Path, which: str) -
         net.remove()
 
 
-@pytest.mark.parametrize("which", ["follower", "leader"])
+# With front-ends the [leader] cases run again (kill -9 of the leader under writes); which member
+# is hit is the core's business, its front-ends restart and reconnect the same way for both.
+FOLLOWER_IN_FIRST_PASS = pytest.param(
+    "follower",
+    marks=pytest.mark.first_pass_only(
+        "follower or leader is a Raft role; the [leader] case repeats the restart with front-ends"
+    ),
+)
+
+
+@pytest.mark.parametrize("which", [FOLLOWER_IN_FIRST_PASS, "leader"])
 def test_member_killed_and_restarted_serves_soon(tmp_path: Path, which: str) -> None:
     with ProcessCluster.etcdpy(tmp_path) as cluster:
         index = _target(cluster, which)
@@ -89,7 +104,7 @@ def test_member_killed_and_restarted_serves_soon(tmp_path: Path, which: str) -> 
             _check_serves_and_kept(cluster, index, time.monotonic(), writer.acked)
 
 
-@pytest.mark.parametrize("which", ["follower", "leader"])
+@pytest.mark.parametrize("which", [FOLLOWER_IN_FIRST_PASS, "leader"])
 def test_member_stopped_and_resumed_serves_soon(tmp_path: Path, which: str) -> None:
     with ProcessCluster.etcdpy(tmp_path) as cluster:
         index = _target(cluster, which)

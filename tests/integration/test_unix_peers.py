@@ -18,7 +18,12 @@ from etcdpy.testing.processes import MemberProcess, etcdpy_command, free_port
 from tests.external_tools import Etcdctl, eventually, require_tool
 from tests.tls_certs import write_member_certs
 
-pytestmark = pytest.mark.integration
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.first_pass_only(
+        "unix peer sockets are the core's peer transport; front-ends serve clients as with tcp"
+    ),
+]
 
 _eventually = functools.partial(eventually, timeout=20.0)
 
