@@ -122,11 +122,14 @@ def test_a_set_bootstraps_heals_scales_and_runs_its_jobs(pods: LightSet, tmp_pat
     done = pods.job("scale-in", 3)
     assert done.returncode == 0, done.stderr
     assert done.stderr.index('"etcdpy-4"') < done.stderr.index('"etcdpy-3"')
+
     # the removed members stop serving but their containers do not exit (an exit would restart
     # them with a ConfigMap that may still say 5 replicas): they wait for the pods' deletion
-    waiting = "waiting for its pod to be deleted"
+    def waits_for_deletion(ordinal: int) -> Callable[[], bool]:
+        return lambda: "waiting for its pod to be deleted" in pods.log(ordinal).read_text()
+
     for gone in (4, 3):
-        pods.wait(f"pod {gone} waits", lambda o=gone: waiting in pods.log(o).read_text())
+        pods.wait(f"pod {gone} waits for its deletion", waits_for_deletion(gone))
     assert len(pods.members([0])) == 3
     assert pods.stop(4) == 0 and pods.stop(3) == 0
     writes.put([0, 1, 2])
