@@ -21,7 +21,7 @@ from etcdpy.config import PEER_FAULTS_FILE_ENV
 from etcdpy.testing.processes import (
     MemberProcess,
     etcdpy_command,
-    free_port,
+    free_ports,
 )
 
 LEADER_TIMEOUT_SECONDS = 20.0
@@ -101,7 +101,8 @@ class ProcessCluster:
         With ``unix`` (or ``unixs``), the peer URLs name sockets ``m0.sock:PORT`` ... in ``tmp``,
         the members' working directory."""
         names = [f"m{i}" for i in range(size)]
-        ports = [(free_port(), free_port()) for _ in names]
+        picked = iter(free_ports(2 * size))
+        ports = [(next(picked), next(picked)) for _ in names]
         members = [
             ClusterMember(
                 name=name,
@@ -204,11 +205,12 @@ class ProcessCluster:
     ) -> ClusterMember:
         """A member process to start with --initial-cluster-state existing (not started)."""
         first = self.members[0]
+        client_port, peer_port = free_ports(2)
         member = ClusterMember(
             name=name,
             data_dir=tmp / f"{name}.etcdpy",
-            client_port=free_port(),
-            peer_port=free_port(),
+            client_port=client_port,
+            peer_port=peer_port,
             binary=first.binary,
             extra_args=list(extra_args or []),
             cluster_state="existing",

@@ -27,10 +27,20 @@ FRONTEND_PROCESSES_ENV = "ETCD_FRONTEND_PROCESSES"
 
 
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+    return free_ports(1)[0]
+
+
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct free ports. The sockets stay bound until all are picked: a port
+    released by one pick can be handed out again by the next (a member once got the same
+    port for its client and peer URLs and could not listen)."""
+    with contextlib.ExitStack() as stack:
+        ports: list[int] = []
+        for _ in range(count):
+            sock = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+            sock.bind(("127.0.0.1", 0))
+            ports.append(sock.getsockname()[1])
+        return ports
 
 
 def descendants(root: int) -> list[int]:
@@ -199,11 +209,12 @@ class MemberProcess:
 def etcdpy_member(
     tmp: Path, name: str = "m1", extra_args: list[str] | None = None
 ) -> MemberProcess:
+    ports = free_ports(2)
     return MemberProcess(
         name=name,
         data_dir=tmp / f"{name}.etcdpy",
-        client_port=free_port(),
-        peer_port=free_port(),
+        client_port=ports[0],
+        peer_port=ports[1],
         binary=etcdpy_command(),
         extra_args=extra_args or [],
     )
@@ -213,11 +224,12 @@ def etcd_member(tmp: Path, name: str = "m1", extra_args: list[str] | None = None
     binary = shutil.which("etcd")
     if binary is None:
         raise FileNotFoundError("etcd (Debian package etcd-server) is not installed")
+    ports = free_ports(2)
     return MemberProcess(
         name=name,
         data_dir=tmp / f"{name}.etcd",
-        client_port=free_port(),
-        peer_port=free_port(),
+        client_port=ports[0],
+        peer_port=ports[1],
         binary=[binary],
         extra_args=extra_args or [],
     )
