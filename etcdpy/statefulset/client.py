@@ -13,6 +13,7 @@ import grpc
 
 from etcdpy.pb.etcdserverpb import rpc_pb2 as pb
 from etcdpy.pb.etcdserverpb import rpc_pb2_grpc as stubs
+from etcdpy.tls.grpc_credentials import channel_credentials
 
 AUTH_NOT_ENABLED = "authentication is not enabled"
 
@@ -34,16 +35,7 @@ class Security:
     password: str = ""
 
     def credentials(self, endpoint: str) -> grpc.ChannelCredentials | None:
-        if not endpoint.startswith("https://") and not self.cacert:
-            return None
-
-        def read(path: str) -> bytes | None:
-            if not path:
-                return None
-            with open(path, "rb") as f:
-                return f.read()
-
-        return grpc.ssl_channel_credentials(read(self.cacert), read(self.key), read(self.cert))
+        return channel_credentials(self.cacert, self.cert, self.key, (endpoint,))
 
 
 def _target(endpoint: str) -> str:

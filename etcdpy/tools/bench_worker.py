@@ -20,6 +20,7 @@ from typing import Any
 import grpc
 
 from etcdpy.pb.etcdserverpb import rpc_pb2, rpc_pb2_grpc
+from etcdpy.tls.grpc_credentials import channel_credentials
 
 # How often (in requests) a client publishes its progress to the shared counter.
 _PROGRESS_EVERY = 32
@@ -36,18 +37,7 @@ class Security:
 
     def credentials(self, endpoints: tuple[str, ...]) -> grpc.ChannelCredentials | None:
         """TLS credentials when a CA is given or an endpoint is https; None: plain text."""
-        if not self.cacert and not any(e.startswith("https://") for e in endpoints):
-            return None
-
-        def read(path: str) -> bytes | None:
-            with open(path, "rb") as f:
-                return f.read()
-
-        return grpc.ssl_channel_credentials(
-            root_certificates=read(self.cacert) if self.cacert else None,
-            private_key=read(self.key) if self.key else None,
-            certificate_chain=read(self.cert) if self.cert else None,
-        )
+        return channel_credentials(self.cacert, self.cert, self.key, endpoints)
 
 
 @dataclass(frozen=True, slots=True)
