@@ -9,6 +9,9 @@ import argparse
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import TypeVar
+
+_Number = TypeVar("_Number", int, float)
 
 
 class SettingsError(ValueError):
@@ -108,30 +111,28 @@ class Settings:
         return str(value)
 
     def integer(self, attr: str, minimum: int = 0) -> int:
-        option = _option(attr)
-        raw = self.required(attr)
-        try:
-            value = int(raw)
-        except ValueError:
-            raise SettingsError(
-                f"{option.env} (or {option.flag}): {raw!r} is not a number"
-            ) from None
+        value = self._number(attr, int)
         if value < minimum:
+            option = _option(attr)
             raise SettingsError(f"{option.env} (or {option.flag}): {value} is below {minimum}")
         return value
 
     def seconds(self, attr: str) -> float:
+        value = self._number(attr, float)
         option = _option(attr)
-        raw = self.required(attr)
-        try:
-            value = float(raw)
-        except ValueError:
-            raise SettingsError(
-                f"{option.env} (or {option.flag}): {raw!r} is not a number"
-            ) from None
         if not value > 0:
             raise SettingsError(f"{option.env} (or {option.flag}): must be above 0")
         return value
+
+    def _number(self, attr: str, kind: type[_Number]) -> _Number:
+        raw = self.required(attr)
+        try:
+            return kind(raw)
+        except ValueError:
+            option = _option(attr)
+            raise SettingsError(
+                f"{option.env} (or {option.flag}): {raw!r} is not a number"
+            ) from None
 
     def choice(self, attr: str, choices: Sequence[str]) -> str:
         value = self.required(attr)

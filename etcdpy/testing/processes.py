@@ -26,6 +26,22 @@ START_TIMEOUT_SECONDS = 20.0
 FRONTEND_PROCESSES_ENV = "ETCD_FRONTEND_PROCESSES"
 
 
+def stop_process(
+    proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout: float = 10.0
+) -> int:
+    """Sends ``sig`` to ``proc`` by PID and waits; SIGKILL after ``timeout``. Its exit code."""
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(proc.pid, sig)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=timeout)
+    return proc.returncode
+
+
 def free_port() -> int:
     return free_ports(1)[0]
 
@@ -190,17 +206,8 @@ class MemberProcess:
         proc = self.proc
         if proc is None:
             return None
-        if proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(proc.pid, sig)
-            try:
-                proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=timeout)
         self.proc = None
-        return proc.returncode
+        return stop_process(proc, sig, timeout)
 
     def kill9(self) -> None:
         self.stop(signal.SIGKILL)

@@ -7,7 +7,6 @@ the same (free) client and peer ports on its own address. Processes are stopped 
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import random
@@ -21,11 +20,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from etcdpy.testing.processes import etcdpy_command
+from etcdpy.statefulset.names import PodNames
+from etcdpy.testing.processes import etcdpy_command, stop_process
 
 SET = "etcdpy"
 SERVICE = "etcdpy-headless"
 NAMESPACE = "ns1"
+# The pods' DNS names, as etcdpy k8s computes them (ports and schemes do not enter names).
+_NAMES = PodNames(SET, SERVICE, NAMESPACE, "cluster.local", "http", "http", 0, 0)
 MAX_PODS = 6
 # unshare keeps the PID: sh execs the command, so the pod's PID is the member's.
 _IN_NAMESPACE = 'mount --bind "$0" /etc/hosts && exec "$@"'
@@ -76,7 +78,7 @@ class LightSet:
         return f"{self.prefix}.{10 + ordinal}"
 
     def host(self, ordinal: int) -> str:
-        return f"{SET}-{ordinal}.{SERVICE}.{NAMESPACE}.svc.cluster.local"
+        return _NAMES.host(ordinal)
 
     def endpoint(self, ordinal: int) -> str:
         return f"{self.address(ordinal)}:{self.client_port}"
@@ -142,17 +144,7 @@ class LightSet:
 
     def stop(self, ordinal: int, sig: int = signal.SIGTERM) -> int | None:
         proc = self.procs.pop(ordinal, None)
-        if proc is None:
-            return None
-        if proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(proc.pid, sig)
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.kill(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=10)
-        return proc.returncode
+        return None if proc is None else stop_process(proc, sig)
 
     def stop_all(self) -> None:
         for ordinal in list(self.procs):
