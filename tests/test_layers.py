@@ -38,8 +38,10 @@ _BELOW_CLIENTPORT = frozenset({"frontend", "corelink", "api"}) | _BELOW_API
 
 # Package (or top-level module) -> the packages it may import. Keep it a DAG (tested below).
 MAY_IMPORT: dict[str, frozenset[str]] = {
-    "cli": frozenset({"statefulset", "tools", "testing", "clientport"}) | _BELOW_CLIENTPORT,
+    "cli": frozenset({"k8s", "statefulset", "tools", "testing", "clientport"}) | _BELOW_CLIENTPORT,
     "statefulset": frozenset({"tools", "wal"}) | BASE,
+    # A client library of Kubernetes objects in etcd: it talks to a member only over gRPC.
+    "k8s": BASE,
     "tools": frozenset({"clientport"}) | _BELOW_CLIENTPORT,
     "testing": frozenset({"clientport"}) | _BELOW_CLIENTPORT,
     "clientport": _BELOW_CLIENTPORT,

@@ -3,6 +3,6 @@
 (etcdctl's commands and output), ``etcdpy gateway``, ``etcdpy benchmark``, ``etcdpy snapshot``.
 The top of the import graph: nothing imports cli.
 
-May import: statefulset, tools, testing, clientport, frontend, corelink, api, server, server.ops,
-membership, lease, auth, wal, peer, mvcc, raft, h2grpc and the base.
+May import: k8s, statefulset, tools, testing, clientport, frontend, corelink, api, server,
+server.ops, membership, lease, auth, wal, peer, mvcc, raft, h2grpc and the base.
 """
