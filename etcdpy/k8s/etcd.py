@@ -317,7 +317,8 @@ class EtcdClient:
         self.execute(rpc_pb2.LeaseRevokeRequest(ID=lease_id))
 
     def execute(self, request: Any) -> Any:
-        """One request of ``ops`` (Range, Txn, Put, DeleteRange, LeaseGrant, LeaseRevoke)."""
+        """One request of ``ops`` (Range, Txn, Put, DeleteRange, LeaseGrant, LeaseRevoke,
+        Compaction)."""
         method, read = _METHODS[type(request)]
         return self._call(method, request, read=read)
 
@@ -371,6 +372,7 @@ _METHODS: dict[type, tuple[Callable[[Any], Any], bool]] = {
     rpc_pb2.DeleteRangeRequest: (lambda s: s.kv.DeleteRange, False),
     rpc_pb2.LeaseGrantRequest: (lambda s: s.lease.LeaseGrant, False),
     rpc_pb2.LeaseRevokeRequest: (lambda s: s.lease.LeaseRevoke, False),
+    rpc_pb2.CompactionRequest: (lambda s: s.kv.Compact, False),
 }
 
 

@@ -5,18 +5,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from kubernetes.client import (
     V1ConfigMap,
-    V1Container,
     V1Node,
     V1NodeSpec,
     V1ObjectMeta,
-    V1Pod,
-    V1PodSpec,
     V1PolicyRule,
     V1Role,
     V1Secret,
@@ -28,30 +24,13 @@ from etcdpy.k8s import errors
 from etcdpy.k8s.store import ObjectStore
 from etcdpy.k8s.types import Preconditions
 from tests.k8s.conftest import Server
-
-NOW = datetime(2024, 5, 1, 12, 0, 0, 123456, tzinfo=UTC)
+from tests.k8s.store_support import make_store, pod, stored
 
 
 @pytest.fixture
 def store(server: Server) -> Iterator[ObjectStore]:
-    uids = iter(f"uid-{i}" for i in range(1000))
-    with ObjectStore.connect(
-        server.endpoint, root=server.root, clock=lambda: NOW, new_uid=lambda: next(uids)
-    ) as store:
+    with make_store(server) as store:
         yield store
-
-
-def stored(store: ObjectStore, key: str) -> bytes:
-    kvs = store.client.range(f"{store.root}/{key}".encode()).kvs
-    assert len(kvs) == 1, key
-    return bytes(kvs[0].value)
-
-
-def pod(name: str, image: str = "busybox", labels: dict[str, str] | None = None) -> Any:
-    return V1Pod(
-        metadata=V1ObjectMeta(name=name, labels=labels),
-        spec=V1PodSpec(containers=[V1Container(name="c", image=image)]),
-    )
 
 
 def test_create_writes_the_api_servers_key_and_json(store: ObjectStore) -> None:
