@@ -72,7 +72,8 @@ def map_rpc_error(err: grpc.RpcError) -> errors.StatusError:
     code = err.code() if hasattr(err, "code") else None
     if COMPACTED in details:
         return errors.Gone(details)
-    if TOO_LARGE in details:
+    if TOO_LARGE in details or code == grpc.StatusCode.RESOURCE_EXHAUSTED:
+        # etcd's own limit (--max-request-bytes), or gRPC's (that limit plus 512 KiB)
         return errors.RequestEntityTooLarge(details)
     if code in UNAVAILABLE:
         return errors.ServiceUnavailable(details)
