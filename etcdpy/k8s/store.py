@@ -14,7 +14,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
-from etcdpy.k8s import errors, objects, ops
+from etcdpy.k8s import errors, objects, ops, ops_list, ops_watch
 from etcdpy.k8s.codec import Codec
 from etcdpy.k8s.etcd import Connection, EtcdClient, EtcdWatch
 from etcdpy.k8s.resources import (
@@ -76,7 +76,7 @@ class StoreBase:
     def _page(self, page: ObjectList) -> ObjectList:
         return replace(page, items=[self._out(item) for item in page.items])
 
-    def _event(self, event: ops.RawEvent) -> WatchEvent:
+    def _event(self, event: ops_watch.RawEvent) -> WatchEvent:
         return WatchEvent(event.type, self._out(event.object), event.resource_version)  # type: ignore[arg-type]
 
     def _in(self, obj: KubeObject) -> dict[str, Any]:
@@ -154,7 +154,7 @@ class ObjectStore(StoreBase):
 
     def _crd(self, name: str) -> Resource | None:
         crds = self._ctx.registry.resolve("customresourcedefinitions.apiextensions.k8s.io")
-        page = self._run(ops.list_(self._ctx, crds, None))[1]
+        page = self._run(ops_list.list_(self._ctx, crds, None))[1]
         for crd in page.items:
             resource = from_crd(crd)
             if answers_to(resource, name):
@@ -220,7 +220,7 @@ class ObjectStore(StoreBase):
         resource_version_match: str = "",
     ) -> ObjectList:
         resource = self.resolve(kind)
-        op = ops.list_(
+        op = ops_list.list_(
             self._ctx,
             resource,
             namespace,
@@ -245,7 +245,7 @@ class ObjectStore(StoreBase):
     ) -> ObjectWatch:
         resource = self.resolve(kind)
         start = self._run(
-            ops.start_watch(
+            ops_watch.start_watch(
                 self._ctx,
                 resource,
                 namespace,
@@ -290,10 +290,12 @@ class ObjectWatch:
     """A watch of the object store (types.WatchStream): iterate for WatchEvents; ``stop()``
     from any thread ends the iteration; a compacted start raises ``errors.Gone`` from it."""
 
-    def __init__(self, store: ObjectStore, start: ops.WatchStart, etcd_watch: EtcdWatch) -> None:
+    def __init__(
+        self, store: ObjectStore, start: ops_watch.WatchStart, etcd_watch: EtcdWatch
+    ) -> None:
         self._store = store
         self._translator = start.translator
-        self._pending: deque[ops.RawEvent] = deque(start.initial)
+        self._pending: deque[ops_watch.RawEvent] = deque(start.initial)
         self._etcd_watch = etcd_watch
         self._stopped = threading.Event()
 
@@ -307,7 +309,7 @@ class ObjectWatch:
             try:
                 response = next(self._etcd_watch)
             except errors.Gone:
-                raise ops.watch_gone() from None
+                raise ops_watch.watch_gone() from None
             self._pending.extend(self._translator.translate(response))
         if self._stopped.is_set():
             raise StopIteration

@@ -398,3 +398,33 @@ def test_kinds_of_stored_crds_resolve(store: ObjectStore) -> None:
     got = store.get(f"widgets.{group}", "w")  # no model for a custom kind: a dict
     assert got["size"] == 3 and got["kind"] == "Widget"
     assert got["metadata"]["resourceVersion"].isdigit()
+
+
+def test_guaranteed_update_preconditions_and_namespace_moves(store: ObjectStore) -> None:
+    created = store.create(pod("pre", namespace="a"))
+
+    def touch(current: Any) -> Any:
+        current.metadata.labels = {"t": "1"}
+        return current
+
+    stale = Preconditions(resource_version="1")
+    with pytest.raises(errors.Conflict) as caught:
+        store.guaranteed_update("pods", "pre", touch, namespace="a", preconditions=stale)
+    assert caught.value.message.endswith(
+        "Precondition failed: ResourceVersion in precondition: 1, ResourceVersion in object "
+        f"meta: {created.metadata.resource_version}"
+    )
+
+    def move(current: Any) -> Any:
+        current.metadata.namespace = "b"
+        return current
+
+    with pytest.raises(errors.BadRequest) as bad:
+        store.guaranteed_update("pods", "pre", move, namespace="a")
+    assert bad.value.message == (
+        "the namespace of the provided object does not match the namespace sent on the request"
+    )
+    fresh = Preconditions(uid="uid-0", resource_version=created.metadata.resource_version)
+    updated = store.guaranteed_update("pods", "pre", touch, namespace="a", preconditions=fresh)
+    assert updated.metadata.labels == {"t": "1"}
+    assert store.guaranteed_update("pods", "pre", lambda current: None, namespace="a") == updated

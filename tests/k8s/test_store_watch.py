@@ -138,7 +138,7 @@ def test_undecodable_values_are_logged_and_skipped(
     with store.watch("pods", resource_version=start.metadata.resource_version) as watch:
         store.client.put(f"{store.root}/pods/default/broken".encode(), b"\x01garbage")
         store.create(pod("ok2"))
-        with caplog.at_level(logging.WARNING, logger="etcdpy.k8s.ops"):
+        with caplog.at_level(logging.WARNING, logger="etcdpy.k8s.ops_watch"):
             events = take(watch, 1)
     assert summary(events) == [("ADDED", "ok2")]
     assert "pods/default/broken" in caplog.text
