@@ -205,17 +205,20 @@ class AsyncObjectWatch:
         return self
 
     async def __anext__(self) -> WatchEvent:
-        while not self._pending:
+        while True:
+            while not self._pending:
+                if self._stopped:
+                    raise StopAsyncIteration
+                try:
+                    response = await self._etcd_watch.__anext__()
+                except errors.Gone:
+                    raise ops_watch.watch_gone() from None
+                self._pending.extend(self._translator.translate(response))
             if self._stopped:
                 raise StopAsyncIteration
-            try:
-                response = await self._etcd_watch.__anext__()
-            except errors.Gone:
-                raise ops_watch.watch_gone() from None
-            self._pending.extend(self._translator.translate(response))
-        if self._stopped:
-            raise StopAsyncIteration
-        return self._store._event(self._pending.popleft())
+            event = self._store._event(self._pending.popleft())
+            if event is not None:
+                return event
 
     async def stop(self) -> None:
         self._stopped = True

@@ -6,6 +6,7 @@ the package has) or dicts.
 
 from __future__ import annotations
 
+import logging
 import threading
 import uuid
 from collections import deque
@@ -33,6 +34,8 @@ from etcdpy.k8s.types import (
 )
 
 Kind = str | type | Resource
+
+log = logging.getLogger(__name__)
 
 _CONNECTION_FIELDS = ("cacert", "cert", "key", "user", "password", "timeout")
 
@@ -76,8 +79,15 @@ class StoreBase:
     def _page(self, page: ObjectList) -> ObjectList:
         return replace(page, items=[self._out(item) for item in page.items])
 
-    def _event(self, event: ops_watch.RawEvent) -> WatchEvent:
-        return WatchEvent(event.type, self._out(event.object), event.resource_version)  # type: ignore[arg-type]
+    def _event(self, event: ops_watch.RawEvent) -> WatchEvent | None:
+        """The event with its object as a model; None (logged) when the object does not fit
+        its model, as the API server's watcher skips objects it cannot decode."""
+        try:
+            obj = self._out(event.object)
+        except errors.InternalError as err:
+            log.warning("watch: skipping an object: %s", err.message)
+            return None
+        return WatchEvent(event.type, obj, event.resource_version)  # type: ignore[arg-type]
 
     def _in(self, obj: KubeObject) -> dict[str, Any]:
         plain = objects.to_dict(obj)
@@ -303,17 +313,20 @@ class ObjectWatch:
         return self
 
     def __next__(self) -> WatchEvent:
-        while not self._pending:
+        while True:
+            while not self._pending:
+                if self._stopped.is_set():
+                    raise StopIteration
+                try:
+                    response = next(self._etcd_watch)
+                except errors.Gone:
+                    raise ops_watch.watch_gone() from None
+                self._pending.extend(self._translator.translate(response))
             if self._stopped.is_set():
                 raise StopIteration
-            try:
-                response = next(self._etcd_watch)
-            except errors.Gone:
-                raise ops_watch.watch_gone() from None
-            self._pending.extend(self._translator.translate(response))
-        if self._stopped.is_set():
-            raise StopIteration
-        return self._store._event(self._pending.popleft())
+            event = self._store._event(self._pending.popleft())
+            if event is not None:
+                return event
 
     def stop(self) -> None:
         self._stopped.set()

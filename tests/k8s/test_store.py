@@ -374,6 +374,21 @@ def test_invalid_json_in_the_store_is_an_internal_error(store: ObjectStore) -> N
         store.list("pods")
 
 
+def test_objects_that_do_not_fit_their_model(store: ObjectStore) -> None:
+    misshapen = {
+        "kind": "Pod",
+        "apiVersion": "v1",
+        "metadata": {"name": "odd", "namespace": "default"},
+        "spec": {"containers": "x"},
+    }
+    store.client.put(f"{store.root}/pods/default/odd".encode(), json.dumps(misshapen).encode())
+    with pytest.raises(errors.InternalError) as caught:
+        store.get("pods", "odd")
+    assert caught.value.message.startswith("unable to convert Pod 'default/odd' to V1Pod")
+    plain = ObjectStore(store.client, root=store.root, typed=False).get("pods", "odd")
+    assert plain["spec"] == {"containers": "x"}
+
+
 def test_kinds_of_stored_crds_resolve(store: ObjectStore) -> None:
     store.create(
         {
