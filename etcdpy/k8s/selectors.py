@@ -264,6 +264,7 @@ _META: dict[str, Getter] = {
 _KIND_FIELDS: dict[tuple[str, str], dict[str, Getter]] = {
     ("", "Pod"): {
         "spec.nodeName": _path("spec", "nodeName"),
+        "spec.host": _path("spec", "nodeName"),  # the old name the conversion still maps
         "spec.restartPolicy": _path("spec", "restartPolicy"),
         "spec.schedulerName": _path("spec", "schedulerName"),
         "spec.serviceAccountName": _path("spec", "serviceAccountName"),
@@ -301,6 +302,10 @@ _KIND_FIELDS: dict[tuple[str, str], dict[str, Getter]] = {
 }
 
 
+# Kinds whose conversion func does not take metadata.namespace (nodes': name and unschedulable).
+_NO_NAMESPACE_FIELD = {("", "Node")}
+
+
 @dataclass(frozen=True, slots=True)
 class FieldRequirement:
     field: str
@@ -329,6 +334,8 @@ class FieldSelector:
     def parse(cls, text: str, group: str = "", kind: str = "") -> FieldSelector:
         special = _KIND_FIELDS.get((group, kind))
         getters = {**_META, **(special or {})}
+        if (group, kind) in _NO_NAMESPACE_FIELD:
+            del getters["metadata.namespace"]
         requirements: list[FieldRequirement] = []
         for term in _split_unescaped(text, ","):
             if not term:

@@ -73,6 +73,7 @@ POD = {
         ("spec.nodeName=node-1,status.phase=Running", True),
         ("spec.nodeName=", False),
         ("spec.hostNetwork=true", True),
+        ("spec.host=node-1", True),
         ("spec.restartPolicy=", True),
         ("metadata.name=p\\,q", False),
     ],
@@ -87,6 +88,9 @@ def test_field_selectors_per_kind_and_their_errors() -> None:
     with pytest.raises(errors.BadRequest) as caught:
         FieldSelector.parse("spec.nodeName=x", "", "Secret")
     assert caught.value.message == "field label not supported: spec.nodeName"
+    with pytest.raises(errors.BadRequest) as caught:
+        FieldSelector.parse("metadata.namespace=x", "", "Node")
+    assert caught.value.message == "field label not supported: metadata.namespace"
     with pytest.raises(errors.BadRequest) as caught:
         FieldSelector.parse("data.x=1", "", "ConfigMap")
     assert caught.value.message == (
