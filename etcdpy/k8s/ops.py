@@ -387,6 +387,13 @@ def _before_update(resource: Resource, new: Obj, old: Obj) -> Obj:
             "metadata.uid",
             f'Invalid value: "{new_meta["uid"]}": field is immutable',
         )
+    if new_meta.get("deletionTimestamp") and not old_meta.get("deletionTimestamp"):
+        raise _invalid(  # only a delete sets it
+            resource,
+            name,
+            "metadata.deletionTimestamp",
+            f'Invalid value: "{new_meta["deletionTimestamp"]}": field is immutable',
+        )
     new_meta["name"] = name
     if resource.namespaced:
         new_meta["namespace"] = old_meta.get("namespace")

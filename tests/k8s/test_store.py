@@ -24,7 +24,7 @@ from etcdpy.k8s import errors
 from etcdpy.k8s.store import ObjectStore
 from etcdpy.k8s.types import Preconditions
 from tests.k8s.conftest import Server
-from tests.k8s.store_support import make_store, pod, stored
+from tests.k8s.store_support import NOW, make_store, pod, stored
 
 
 @pytest.fixture
@@ -359,6 +359,14 @@ def test_updates_that_change_identity_are_refused(store: ObjectStore) -> None:
     )
     assert store.get("pods", "id", namespace="a").metadata.resource_version == (
         created.metadata.resource_version
+    )
+    doomed = store.get("pods", "id", namespace="a")
+    doomed.metadata.deletion_timestamp = NOW
+    with pytest.raises(errors.Invalid) as invalid:
+        store.update(doomed)
+    assert invalid.value.message.startswith(
+        'Pod "id" is invalid: metadata.deletionTimestamp: Invalid value: '
+        '"2024-05-01T12:00:00.123456Z"'
     )
     with pytest.raises(errors.NotFound):
         store.update(pod("missing"))
