@@ -407,7 +407,7 @@ class FieldSelector:
         for term in _split_unescaped(text, ","):
             if not term:
                 continue
-            requirement = _field_term(term)
+            requirement = _field_term(term, text)
             if requirement.field not in getters:
                 if special is not None:
                     raise _bad(f"field label not supported: {requirement.field}")
@@ -455,11 +455,11 @@ def _unescape(value: str) -> str:
     return "".join(out)
 
 
-def _field_term(term: str) -> FieldRequirement:
+def _field_term(term: str, selector: str) -> FieldRequirement:
     """fields.splitTerm: the leftmost operator ("!=" before "==" before "=" at one place)."""
     for i in range(len(term)):
         for operator in ("!=", "==", "="):
             if term.startswith(operator, i):
                 value = _unescape(term[i + len(operator) :])
                 return FieldRequirement(term[:i], "!=" if operator == "!=" else "=", value)
-    raise _bad(f"invalid selector: '{term}'; can't understand '{term}'")
+    raise _bad(f"invalid selector: '{selector}'; can't understand '{term}'")
