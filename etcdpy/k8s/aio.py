@@ -17,7 +17,6 @@ from etcdpy.k8s.resources import (
     Resource,
     ResourceRegistry,
     answers_to,
-    from_crd,
 )
 from etcdpy.k8s.store import Kind, StoreBase, _new_uid, _split_connection, _utcnow
 from etcdpy.k8s.types import KubeObject, ObjectList, Preconditions, Transformers, WatchEvent
@@ -66,17 +65,19 @@ class AsyncObjectStore(StoreBase):
         except errors.BadRequest:
             if not isinstance(kind, str):
                 raise
-            crds = self._ctx.registry.resolve("customresourcedefinitions.apiextensions.k8s.io")
-            page = (await self._run(ops_list.list_(self._ctx, crds, None)))[1]
-            for crd in page.items:
-                resource = from_crd(crd)
+            for resource in await self._run(ops_list.discover_crds(self._ctx)):
                 if answers_to(resource, kind):
-                    self._ctx.registry.register(resource)
                     return resource
             raise
 
+    async def _known(self, obj: dict[str, Any]) -> dict[str, Any]:
+        if self._needs_discovery(obj):
+            await self._run(ops_list.discover_crds(self._ctx))
+        return obj
+
     async def create(self, obj: KubeObject, *, ttl: int | None = None) -> KubeObject:
-        return self._out(await self._run(ops.create(self._ctx, self._in(obj), ttl=ttl)))
+        plain = await self._known(self._in(obj))
+        return self._out(await self._run(ops.create(self._ctx, plain, ttl=ttl)))
 
     async def get(
         self,
@@ -91,7 +92,8 @@ class AsyncObjectStore(StoreBase):
         return self._out(await self._run(op))
 
     async def update(self, obj: KubeObject) -> KubeObject:
-        return self._out(await self._run(ops.update(self._ctx, self._in(obj))))
+        plain = await self._known(self._in(obj))
+        return self._out(await self._run(ops.update(self._ctx, plain)))
 
     async def guaranteed_update(
         self,

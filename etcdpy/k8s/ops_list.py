@@ -21,7 +21,7 @@ from etcdpy.k8s.ops import (
     too_large,
     validate_minimum,
 )
-from etcdpy.k8s.resources import Resource
+from etcdpy.k8s.resources import Resource, from_crd
 from etcdpy.k8s.selectors import FieldSelector, LabelSelector
 from etcdpy.k8s.types import ObjectList
 from etcdpy.pb.etcdserverpb import rpc_pb2
@@ -186,3 +186,17 @@ def list_(
         if predicate.empty():
             remaining = response.count - limit
     return items, ObjectList(items, str(with_rev), next_token, remaining)
+
+
+def discover_crds(ctx: Context) -> Op[list[Resource]]:
+    """The custom resources the stored CustomResourceDefinitions define (their storage
+    versions), registered in the context's registry."""
+    crds = ctx.registry.resolve("customresourcedefinitions.apiextensions.k8s.io")
+    items, _ = yield from list_(ctx, crds, None)
+    found = []
+    for crd in items:
+        resource = from_crd(crd)
+        if resource.kind and resource.plural and resource.group:
+            ctx.registry.register(resource)
+            found.append(resource)
+    return found

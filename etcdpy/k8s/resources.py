@@ -215,10 +215,15 @@ def unknown_resource(what: str) -> errors.BadRequest:
 
 class ResourceRegistry:
     """Resolves the names kubectl accepts (plural, singular, kind, short name,
-    "plural.group", a model class) to a resource. Thread-safe."""
+    "plural.group", a model class) to a resource. Thread-safe. A registry made with a
+    ``parent`` holds its own resources (a store's discovered custom resources) and falls back
+    to the parent's, which stays unchanged."""
 
-    def __init__(self, resources: Iterable[Resource] = ()) -> None:
+    def __init__(
+        self, resources: Iterable[Resource] = (), *, parent: ResourceRegistry | None = None
+    ) -> None:
         self._lock = threading.Lock()
+        self._parent = parent
         self._resources: list[Resource] = []
         self._by_name: dict[str, Resource] = {}
         self._by_gvk: dict[tuple[str, str], Resource] = {}
@@ -249,14 +254,17 @@ class ResourceRegistry:
 
     def resources(self) -> list[Resource]:
         with self._lock:
-            return list(self._resources)
+            own = list(self._resources)
+        if self._parent is None:
+            return own
+        mine = {r.group_resource for r in own}
+        return [r for r in self._parent.resources() if r.group_resource not in mine] + own
 
     def resolve(self, what: str | type | Resource) -> Resource:
         if isinstance(what, Resource):
             return what
         if isinstance(what, type):
-            with self._lock:
-                found = self._by_model.get(what.__name__)
+            found = self.for_model(what.__name__)
             if found is None:
                 raise unknown_resource(what.__name__)
             return found
@@ -267,29 +275,44 @@ class ResourceRegistry:
 
     def find(self, name: str) -> Resource | None:
         with self._lock:
-            return self._by_name.get(name.strip().lower())
+            found = self._by_name.get(name.strip().lower())
+        if found is None and self._parent is not None:
+            return self._parent.find(name)
+        return found
 
     def for_gvk(self, api_version: str, kind: str) -> Resource | None:
         with self._lock:
-            return self._by_gvk.get((api_version, kind))
+            found = self._by_gvk.get((api_version, kind))
+        if found is None and self._parent is not None:
+            return self._parent.for_gvk(api_version, kind)
+        return found
+
+    def for_model(self, model: str) -> Resource | None:
+        with self._lock:
+            found = self._by_model.get(model)
+        if found is None and self._parent is not None:
+            return self._parent.for_model(model)
+        return found
 
     def for_object(self, obj: KubeObject) -> Resource:
         """The resource of an object, by its apiVersion and kind (a model without them: by its
         class)."""
         api_version, kind = type_meta(obj)
         if not kind:
-            model = type(obj).__name__
-            with self._lock:
-                found = self._by_model.get(model)
+            found = self.for_model(type(obj).__name__)
             if found is not None:
                 return found
             raise errors.BadRequest("Object 'Kind' is missing in the object")
+        if not api_version:
+            raise errors.BadRequest("Object 'apiVersion' is missing in the object")
         found = self.for_gvk(api_version, kind)
         if found is None:
-            raise errors.BadRequest(
-                f'no matches for kind "{kind}" in version "{api_version or "v1"}"'
-            )
+            raise no_match(api_version, kind)
         return found
+
+
+def no_match(api_version: str, kind: str) -> errors.BadRequest:
+    return errors.BadRequest(f'no matches for kind "{kind}" in version "{api_version}"')
 
 
 def type_meta(obj: KubeObject) -> tuple[str, str]:

@@ -23,7 +23,7 @@ from etcdpy.k8s.resources import (
     Resource,
     ResourceRegistry,
     answers_to,
-    from_crd,
+    type_meta,
 )
 from etcdpy.k8s.types import (
     KubeObject,
@@ -62,7 +62,9 @@ class StoreBase:
         clock: Callable[[], datetime],
         new_uid: Callable[[], str],
     ) -> None:
-        self._ctx = ops.Context(root, registry, Codec(transformers), clock, new_uid)
+        # discovered custom resources go into this store's own layer over ``registry``
+        own = ResourceRegistry(parent=registry)
+        self._ctx = ops.Context(root, own, Codec(transformers), clock, new_uid)
         self._typed = typed
 
     @property
@@ -96,6 +98,12 @@ class StoreBase:
             resource = self._ctx.registry.for_object(obj)
             plain = {"kind": resource.kind, "apiVersion": resource.api_version, **plain}
         return plain
+
+    def _needs_discovery(self, obj: dict[str, Any]) -> bool:
+        api_version, kind = type_meta(obj)
+        return bool(
+            kind and "/" in api_version and self._ctx.registry.for_gvk(api_version, kind) is None
+        )
 
     def _try_update(
         self, fn: Callable[[KubeObject], KubeObject | None]
@@ -157,23 +165,20 @@ class ObjectStore(StoreBase):
         except errors.BadRequest:
             if not isinstance(kind, str):
                 raise
-            found = self._crd(kind)
-            if found is None:
-                raise
-            return found
+            for resource in self._run(ops_list.discover_crds(self._ctx)):
+                if answers_to(resource, kind):
+                    return resource
+            raise
 
-    def _crd(self, name: str) -> Resource | None:
-        crds = self._ctx.registry.resolve("customresourcedefinitions.apiextensions.k8s.io")
-        page = self._run(ops_list.list_(self._ctx, crds, None))[1]
-        for crd in page.items:
-            resource = from_crd(crd)
-            if answers_to(resource, name):
-                self._ctx.registry.register(resource)
-                return resource
-        return None
+    def _known(self, obj: dict[str, Any]) -> dict[str, Any]:
+        """The object, its kind looked up among the stored CRDs when the registry lacks it."""
+        if self._needs_discovery(obj):
+            self._run(ops_list.discover_crds(self._ctx))
+        return obj
 
     def create(self, obj: KubeObject, *, ttl: int | None = None) -> KubeObject:
-        return self._out(self._run(ops.create(self._ctx, self._in(obj), ttl=ttl)))
+        plain = self._known(self._in(obj))
+        return self._out(self._run(ops.create(self._ctx, plain, ttl=ttl)))
 
     def get(
         self,
@@ -187,7 +192,7 @@ class ObjectStore(StoreBase):
         return self._out(self._run(ops.get(self._ctx, resource, name, namespace, resource_version)))
 
     def update(self, obj: KubeObject) -> KubeObject:
-        return self._out(self._run(ops.update(self._ctx, self._in(obj))))
+        return self._out(self._run(ops.update(self._ctx, self._known(self._in(obj)))))
 
     def guaranteed_update(
         self,

@@ -21,6 +21,7 @@ from kubernetes.client import (
 )
 
 from etcdpy.k8s import errors
+from etcdpy.k8s.resources import DEFAULT_REGISTRY
 from etcdpy.k8s.store import ObjectStore
 from etcdpy.k8s.types import Preconditions
 from tests.k8s.conftest import Server
@@ -288,6 +289,11 @@ def keys_under(store: ObjectStore) -> int:
             "Object 'Kind' is missing in the object",
         ),
         (
+            {"kind": "Pod", "metadata": {"name": "x"}},
+            errors.BadRequest,
+            "Object 'apiVersion' is missing in the object",
+        ),
+        (
             {"apiVersion": "apps/v1", "kind": "Pod", "metadata": {"name": "x"}},
             errors.BadRequest,
             'no matches for kind "Pod" in version "apps/v1"',
@@ -397,30 +403,34 @@ def test_objects_that_do_not_fit_their_model(store: ObjectStore) -> None:
     assert plain["spec"] == {"containers": "x"}
 
 
-def test_kinds_of_stored_crds_resolve(store: ObjectStore) -> None:
+def test_kinds_of_stored_crds_resolve(store: ObjectStore, server: Server) -> None:
+    group = f"{store.root.split('/')[1]}.example.com"
     store.create(
         {
             "apiVersion": "apiextensions.k8s.io/v1",
             "kind": "CustomResourceDefinition",
-            "metadata": {"name": f"widgets.{store.root.split('/')[1]}.example.com"},
+            "metadata": {"name": f"widgets.{group}"},
             "spec": {
-                "group": f"{store.root.split('/')[1]}.example.com",
+                "group": group,
                 "scope": "Namespaced",
                 "names": {"plural": "widgets", "singular": "widget", "kind": "Widget"},
                 "versions": [{"name": "v1", "served": True, "storage": True}],
             },
         }
     )
-    group = f"{store.root.split('/')[1]}.example.com"
-    resource = store.resolve(f"widgets.{group}")
-    assert (resource.kind, resource.etcd_prefix) == ("Widget", f"{group}/widgets")
-    store.create(
-        {"apiVersion": f"{group}/v1", "kind": "Widget", "metadata": {"name": "w"}, "size": 3}
-    )
+    widget = {"apiVersion": f"{group}/v1", "kind": "Widget", "metadata": {"name": "w"}, "size": 3}
+    store.create(widget)  # the kind is found through the stored CRD
     assert json.loads(stored(store, f"{group}/widgets/default/w"))["size"] == 3
     got = store.get(f"widgets.{group}", "w")  # no model for a custom kind: a dict
     assert got["size"] == 3 and got["kind"] == "Widget"
     assert got["metadata"]["resourceVersion"].isdigit()
+    assert DEFAULT_REGISTRY.find(f"widgets.{group}") is None  # discoveries stay in the store
+    with make_store(server) as other:
+        resource = other.resolve("widget")
+        assert (resource.kind, resource.etcd_prefix) == ("Widget", f"{group}/widgets")
+    with pytest.raises(errors.BadRequest) as caught:
+        store.resolve("gadgets")
+    assert caught.value.message == 'the server doesn\'t have a resource type "gadgets"'
 
 
 def test_guaranteed_update_preconditions_and_namespace_moves(store: ObjectStore) -> None:
