@@ -7,7 +7,13 @@ import pytest
 from kubernetes.client import V1Deployment, V1Node, V1Pod
 
 from etcdpy.k8s import errors
-from etcdpy.k8s.resources import DEFAULT_REGISTRY, ResourceRegistry, custom_resource, from_crd
+from etcdpy.k8s.resources import (
+    DEFAULT_REGISTRY,
+    ResourceRegistry,
+    built_in_resources,
+    custom_resource,
+    from_crd,
+)
 
 # (group-resource, namespaced?, the path data.go expects for namespace "ns" and name "x")
 DATA_GO_PATHS = [
@@ -111,7 +117,7 @@ def test_etcd_paths_are_the_api_servers(group_resource: str, path: str) -> None:
 
 def test_every_built_in_resource_is_covered() -> None:
     covered = {group_resource for group_resource, _ in DATA_GO_PATHS}
-    assert {r.group_resource for r in DEFAULT_REGISTRY.resources()} <= covered
+    assert {r.group_resource for r in built_in_resources()} <= covered
 
 
 @pytest.mark.parametrize(
@@ -173,3 +179,12 @@ def test_custom_resources_live_under_their_group() -> None:
     assert pants.key("/registry", "", "cr2pant") == b"/registry/custom.fancy.com/pants/cr2pant"
     assert pants.api_version == "custom.fancy.com/v2"
     assert pants.prefix("/registry") == b"/registry/custom.fancy.com/pants/"
+
+
+def test_a_child_registry_leaves_its_parent_alone() -> None:
+    child = ResourceRegistry(parent=DEFAULT_REGISTRY)
+    child.register(custom_resource("cr.bar.com", "v1", "Foo", "foos", namespaced=True))
+    assert child.resolve("foos.cr.bar.com").etcd_prefix == "cr.bar.com/foos"
+    assert child.resolve("po").kind == "Pod"
+    assert DEFAULT_REGISTRY.find("foos.cr.bar.com") is None
+    assert len(child.resources()) == len(DEFAULT_REGISTRY.resources()) + 1
