@@ -585,10 +585,10 @@ def _read_document(path: Path) -> Any:
         ) from None
 
 
-def _check_type(path: Path, document: Any) -> None:
+def _check_type(path: str, document: Any) -> None:
     decoding = (
         "error while parsing file: error decoding encryption provider configuration file "
-        f"{_go_quote(str(path))}: "
+        f"{_go_quote(path)}: "
     )
     if not isinstance(document, Mapping):
         raise EncryptionConfigError(path, decoding + "Object 'Kind' is missing")
@@ -659,16 +659,15 @@ class EncryptionConfig:
         """Reads and validates an ``EncryptionConfiguration`` file as kube-apiserver's
         ``--encryption-provider-config``; any problem -> EncryptionConfigError."""
         path = Path(path)
-        document = _read_document(path)
-        _check_type(path, document)
-        return cls.from_document(document, source=str(path))
+        return cls.from_document(_read_document(path), source=str(path))
 
     @classmethod
-    def from_document(cls, document: Mapping[str, Any], *, source: str = "") -> EncryptionConfig:
+    def from_document(cls, document: Any, *, source: str = "") -> EncryptionConfig:
         """The configuration of an already decoded document (``load`` without the file)."""
+        where = source or "<config>"
+        _check_type(where, document)
         reader, problems = _Reader(), _Problems()
         entries = _read_entries(reader, problems, document)
-        where = source or "<config>"
         if reader.unknown or reader.type_errors:
             found = reader.unknown + reader.type_errors
             raise EncryptionConfigError(
