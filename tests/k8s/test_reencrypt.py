@@ -13,7 +13,8 @@ from dataclasses import dataclass
 import grpc
 import pytest
 
-from etcdpy.k8s import errors, reencrypt as reencrypt_module
+from etcdpy.k8s import errors
+from etcdpy.k8s import reencrypt as reencrypt_module
 from etcdpy.k8s.encryption import EncryptionConfig, ResourceTransformer
 from etcdpy.k8s.reencrypt import reencrypt
 from etcdpy.pb.etcdserverpb import rpc_pb2, rpc_pb2_grpc
