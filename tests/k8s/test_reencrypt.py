@@ -212,6 +212,13 @@ def test_identity_stored_secrets_become_aescbc_and_keys_rotate(server: Server, k
         assert value.startswith(b"k8s:enc:aescbc:v1:key2:")
         assert transformer(step4).from_storage(value, key) == (original, False)
 
+    # Turning encryption off: identity first, rewrite, and the plaintext is back as it was.
+    off = cfg(IDENTITY, aescbc(("key2", KEY2)))
+    decrypted = reencrypt(kv, off, root=server.root, registry=REGISTRY)
+    assert (decrypted.rewritten, decrypted.unchanged, decrypted.failed) == (13, 0, 0)
+    for key, original in originals.items():
+        assert stored(kv, key)[0] == original
+
 
 def test_unreadable_values_are_reported_with_their_key_and_left_alone(
     server: Server, kv: KV
