@@ -11,12 +11,13 @@ with its key and left as it is. With ``dry_run`` nothing is written: the counts 
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
 
 from etcdpy.k8s import errors
 from etcdpy.k8s.encryption import EncryptionConfig, ResourceTransformer, TransformError
+from etcdpy.k8s.etcd import EtcdClient
+from etcdpy.k8s.resources import DEFAULT_REGISTRY, Resource, ResourceRegistry
 from etcdpy.pb.etcdserverpb import rpc_pb2
 from etcdpy.pb.mvccpb import kv_pb2
 
@@ -25,45 +26,6 @@ __all__ = ["KeyFailure", "ReencryptReport", "ResourceReport", "reencrypt"]
 PAGE_SIZE = 500
 # How often one object is looked at again when writers keep changing it under us.
 MAX_ATTEMPTS = 5
-
-
-class KVClient(Protocol):
-    """What reencrypt needs of ``etcd.EtcdClient``."""
-
-    def range(
-        self,
-        key: bytes,
-        range_end: bytes = b"",
-        *,
-        limit: int = 0,
-        revision: int = 0,
-        keys_only: bool = False,
-        count_only: bool = False,
-    ) -> rpc_pb2.RangeResponse: ...
-
-    def txn(
-        self,
-        compare: Sequence[rpc_pb2.Compare],
-        success: Sequence[rpc_pb2.RequestOp],
-        failure: Sequence[rpc_pb2.RequestOp] = (),
-    ) -> rpc_pb2.TxnResponse: ...
-
-
-class StoredResource(Protocol):
-    """What reencrypt needs of ``resources.Resource``."""
-
-    @property
-    def group_resource(self) -> str: ...
-
-    def prefix(self, root: str, namespace: str | None = None) -> bytes: ...
-
-
-class Registry(Protocol):
-    """What reencrypt needs of ``resources.ResourceRegistry``: resolve a name, list them all."""
-
-    def resolve(self, what: str) -> StoredResource: ...
-
-    def __iter__(self) -> Iterator[StoredResource]: ...
 
 
 @dataclass(frozen=True)
@@ -143,26 +105,35 @@ def _prefix_end(prefix: bytes) -> bytes:
 
 
 def _targets(
-    config: EncryptionConfig, registry: Registry, resources: Sequence[str] | None
-) -> list[StoredResource]:
+    config: EncryptionConfig,
+    registry: ResourceRegistry,
+    root: str,
+    resources: Sequence[str] | None,
+) -> list[Resource]:
+    """The resources to rewrite, one per etcd prefix: resources stored under another's prefix
+    (events.events.k8s.io under core's events) are that one, as the API server stores them."""
+    owners: dict[bytes, Resource] = {}
+    for resource in registry.resources():
+        owners.setdefault(resource.prefix(root), resource)
     if resources is None:
-        chosen = [r for r in registry if config.transformer(r.group_resource) is not None]
+        chosen = [r for r in owners.values() if config.transformer(r.group_resource) is not None]
     else:
-        chosen = [registry.resolve(name) for name in resources]
-        for resource in chosen:
+        chosen = []
+        for name in resources:
+            resolved = registry.resolve(name)
+            resource = owners.get(resolved.prefix(root), resolved)
             if config.transformer(resource.group_resource) is None:
                 raise errors.BadRequest(
                     f'resource "{resource.group_resource}" is not covered by the encryption '
                     "provider configuration"
                 )
-    unique: dict[str, StoredResource] = {}
-    for resource in chosen:
-        unique.setdefault(resource.group_resource, resource)
-    return list(unique.values())
+            if resource not in chosen:
+                chosen.append(resource)
+    return chosen
 
 
 class _Rewriter:
-    def __init__(self, client: KVClient, transformer: ResourceTransformer, dry_run: bool) -> None:
+    def __init__(self, client: EtcdClient, transformer: ResourceTransformer, dry_run: bool) -> None:
         self._client = client
         self._transformer = transformer
         self._dry_run = dry_run
@@ -239,22 +210,19 @@ class _Rewriter:
 
 
 def reencrypt(
-    client: KVClient,
+    client: EtcdClient,
     config: EncryptionConfig,
     *,
     root: str = "/registry",
     resources: Sequence[str] | None = None,
     dry_run: bool = False,
-    registry: Registry | None = None,
+    registry: ResourceRegistry = DEFAULT_REGISTRY,
 ) -> ReencryptReport:
-    """Rewrites every stale object of ``resources`` (default: every resource of ``registry``
-    that ``config`` covers) with the first provider; see the module's docstring."""
-    if registry is None:
-        from etcdpy.k8s.resources import DEFAULT_REGISTRY
-
-        registry = DEFAULT_REGISTRY
+    """Rewrites every stale object of ``resources`` (names kubectl accepts; default: every
+    resource of ``registry`` that ``config`` covers) with the first provider; see the module's
+    docstring. An uncovered resource named in ``resources`` -> errors.BadRequest."""
     reports: list[ResourceReport] = []
-    for resource in _targets(config, registry, resources):
+    for resource in _targets(config, registry, root, resources):
         transformer = config.transformer(resource.group_resource)
         assert transformer is not None  # _targets keeps covered resources only
         report = ResourceReport(resource.group_resource, resource.prefix(root))
