@@ -71,7 +71,8 @@ class EtcdctlElect:
             env=env,
         )
         self.lines: queue.Queue[str] = queue.Queue()
-        threading.Thread(target=self._read, daemon=True).start()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
 
     def _read(self) -> None:
         assert self.proc.stdout is not None
@@ -97,6 +98,10 @@ class EtcdctlElect:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait(5)
+        self._reader.join(5)  # EOF once etcdctl has exited
+        for pipe in (self.proc.stdout, self.proc.stderr):
+            if pipe is not None:
+                pipe.close()
 
 
 def test_one_leader_at_a_time_and_the_next_takes_over_at_once(client: EtcdClient) -> None:
