@@ -101,7 +101,8 @@ def test_paginated_list_then_events(store: ObjectStore) -> None:
         assert events[0][2] == created["metadata"]["resourceVersion"]
         assert events[1][2] == changed["metadata"]["resourceVersion"]
         assert informer.indexer.get_by_key("team-a/cm1") is None
-        assert informer.indexer.get_by_key("team-b/cm0")["data"] == {"k": "v"}
+        cached = informer.indexer.get_by_key("team-b/cm0")
+        assert cached is not None and cached["data"] == {"k": "v"}
     finally:
         informer.stop()
 

@@ -155,14 +155,14 @@ def test_etcdctl_elect_and_our_election_agree_on_the_leader(
         observer = EtcdctlElect(server.endpoint, "-l", name)
         assert observer.next_lines(2) == [ours.election.key, "ours"]
         theirs = EtcdctlElect(server.endpoint, name, "etcdctl-proposal")
-        assert theirs.silent_for(0.5)  # etcdctl waits behind our key
+        assert theirs.silent_for(0.3)  # etcdctl waits behind our key
         ours.end()
         key, value = theirs.next_lines(2)
         assert key.startswith(f"{name}/") and value == "etcdctl-proposal"
         assert observer.next_lines(2) == [key, value]
         again = Candidate(client, name, "ours-again")
         try:
-            assert not again.leading.wait(0.5)  # we wait behind etcdctl's key
+            assert not again.leading.wait(0.3)  # we wait behind etcdctl's key
             theirs.end()  # etcdctl resigns
             assert again.leading.wait(5)
             assert observer.next_lines(2) == [again.election.key, "ours-again"]
