@@ -5,6 +5,7 @@ exactly what it missed."""
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -105,7 +106,9 @@ def test_paginated_list_then_events(store: ObjectStore) -> None:
         cached = informer.indexer.get_by_key("team-b/cm0")
         assert cached is not None and cached["data"] == {"k": "v"}
     finally:
+        begun = time.monotonic()
         informer.stop()
+        assert time.monotonic() - begun < 1.0  # the open etcd watch is cancelled, not waited on
 
 
 def test_compaction_while_the_watch_is_down_relists_with_the_right_diff(
