@@ -194,11 +194,12 @@ class NodeLifecycleController:
 
     # -- the sync -----------------------------------------------------------------------------
 
-    def sync(self, name: str) -> None:
+    def sync(self, name: str) -> float | None:
+        """One node's look; returns seconds until it must be looked at again."""
         cached = self.nodes.indexer.get_by_key(name)
         if cached is None:
             self.health.forget(name)
-            return
+            return None
         node = as_dict(cached)
         lease = self.leases.indexer.get_by_key(f"{NODE_LEASE_NAMESPACE}/{name}")
         health = self.health.observe(node, as_dict(lease) if lease is not None else None)
@@ -211,8 +212,7 @@ class NodeLifecycleController:
         next_look = self._evict(node, pods, now)
         if not health.stale:
             next_look = min(next_look, health.seconds_left + 0.05)
-        if next_look < float("inf"):
-            self.controller.queue.add_after(name, next_look)
+        return next_look if next_look < float("inf") else None
 
     def _update_node(self, node: Obj, stale: bool) -> Obj:
         """One guaranteed update: Unknown conditions if stale, then the lifecycle taints."""

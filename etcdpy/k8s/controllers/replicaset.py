@@ -165,6 +165,7 @@ class ReplicaSetController:
         self._store = store
         self._clock = clock
         self._burst = burst_replicas
+        registry = registry if registry is not None else CollectorRegistry()
         self.expectations = Expectations()
         self.replicasets = Informer(
             store.lister_watcher(RS_RESOURCE),
@@ -298,17 +299,18 @@ class ReplicaSetController:
 
     # -- the sync (worker threads) ------------------------------------------------------------
 
-    def sync(self, key: str) -> None:
+    def sync(self, key: str) -> float | None:
+        """One ReplicaSet's sync; returns seconds after which to look again, if any."""
         cached = self.replicasets.indexer.get_by_key(key)
         if cached is None:
             self.expectations.forget(key)
-            return
+            return None
         rs = as_dict(cached)
         try:
             matcher = selector_matcher(spec(rs).get("selector"))
         except errors.StatusError as exc:
             log.error("replicaset has an invalid selector", replicaset=key, error=str(exc))
-            return  # retrying cannot help until the object changes
+            return None  # retrying cannot help until the object changes
         needs_sync = self.expectations.satisfied(key)
         namespace = str(metadata(rs).get("namespace", ""))
         active = [
@@ -326,15 +328,17 @@ class ReplicaSetController:
         self._write_status(rs, owned, failure)
         if failure is not None:
             raise failure
-        self._requeue_until_available(key, rs, owned)
+        return self._until_available(rs, owned)
 
-    def _requeue_until_available(self, key: str, rs: Obj, owned: list[Obj]) -> None:
+    def _until_available(self, rs: Obj, owned: list[Obj]) -> float | None:
+        """Ready pods become available minReadySeconds later: when to look again."""
         min_ready = int(spec(rs).get("minReadySeconds") or 0)
         now = self._clock()
         ready = sum(1 for pod in owned if is_ready(pod))
         available = sum(1 for pod in owned if is_available(pod, min_ready, now))
         if min_ready > 0 and ready == len(owned) and available != ready:
-            self.controller.queue.add_after(key, float(min_ready))
+            return float(min_ready)
+        return None
 
     # -- claiming (PodControllerRefManager) ---------------------------------------------------
 
