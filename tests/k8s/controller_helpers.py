@@ -6,7 +6,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, Protocol, TypeVar
+from typing import Protocol, TypeVar
 
 T = TypeVar("T")
 
@@ -42,7 +42,7 @@ def running(controller: Runnable) -> Iterator[threading.Event]:
 def wait_for(check: Callable[[], T | None], timeout: float = 10.0, what: str = "") -> T:
     """Poll ``check`` until it returns something truthy (returned) or time runs out."""
     deadline = time.monotonic() + timeout
-    last: Any = None
+    last: T | None = None
     while time.monotonic() < deadline:
         last = check()
         if last:

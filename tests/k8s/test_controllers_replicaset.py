@@ -90,9 +90,12 @@ def test_scales_up_and_down_replaces_lost_pods_and_writes_status(store: ObjectSt
     controller = ReplicaSetController(store, workers=2, registry=CollectorRegistry())
     with running(controller):
         rs = as_dict(store.create(replicaset("web", 3)))
-        pods = wait_for(
-            lambda: len(owned_by(store, rs)) == 3 and owned_by(store, rs), what="3 pods"
-        )
+
+        def three() -> list[dict[str, Any]] | None:
+            pods = owned_by(store, rs)
+            return pods if len(pods) == 3 else None
+
+        pods = wait_for(three, what="3 pods")
         for p in pods:
             assert metadata(p)["name"].startswith("web-")
             assert metadata(p)["generateName"] == "web-"
@@ -102,8 +105,13 @@ def test_scales_up_and_down_replaces_lost_pods_and_writes_status(store: ObjectSt
             assert (ref["kind"], ref["name"], ref["apiVersion"]) == ("ReplicaSet", "web", "apps/v1")
 
         def status_is(replicas: int) -> bool:
-            status = as_dict(store.get("replicasets.apps", "web", namespace=NS)).get("status", {})
-            return status.get("replicas") == replicas and status.get("observedGeneration") == 1
+            live = as_dict(store.get("replicasets.apps", "web", namespace=NS))
+            status = live.get("status", {})
+            generation = metadata(live)["generation"]
+            return (
+                bool(status.get("replicas") == replicas)
+                and status.get("observedGeneration") == generation
+            )
 
         wait_for(lambda: status_is(3), what="status.replicas 3")
 
@@ -168,8 +176,8 @@ class FlakyStore:
         return getattr(self._store, name)
 
 
-def _sample(registry: CollectorRegistry, name: str, **labels: str) -> float:
-    return registry.get_sample_value(name, labels) or 0.0
+def _sample(registry: CollectorRegistry, metric: str, **labels: str) -> float:
+    return registry.get_sample_value(metric, labels) or 0.0
 
 
 def test_a_failing_sync_is_retried_with_backoff(store: ObjectStore) -> None:

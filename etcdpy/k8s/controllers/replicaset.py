@@ -41,6 +41,7 @@ from etcdpy.k8s.controllers.podutil import (
     as_dict,
     being_deleted,
     controller_ref,
+    deletion_rank,
     is_active,
     is_available,
     is_ready,
@@ -50,7 +51,6 @@ from etcdpy.k8s.controllers.podutil import (
     owner_reference,
     spec,
     status,
-    deletion_rank,
 )
 from etcdpy.k8s.informer import Informer
 from etcdpy.k8s.meta import cache_key
