@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 import urllib.request
 from collections.abc import Iterator
 from typing import Any
@@ -20,6 +21,7 @@ from etcdpy.k8s import errors
 from etcdpy.k8s.controllers.podutil import as_dict, being_deleted, controller_ref, metadata
 from etcdpy.k8s.controllers.replicaset import ReplicaSetController
 from etcdpy.k8s.store import ObjectStore
+from etcdpy.k8s.types import ObjectList, WatchEvent, WatchStream
 from etcdpy.testing.processes import free_port, stop_process
 from tests.k8s.conftest import Server
 from tests.k8s.controller_helpers import running, wait_for
@@ -174,6 +176,69 @@ class FlakyStore:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._store, name)
+
+
+class DelayedWatch:
+    """A real watch whose events arrive ``delay`` seconds late each (a slow informer)."""
+
+    def __init__(self, stream: WatchStream, delay: float) -> None:
+        self._stream, self._delay = stream, delay
+
+    def __iter__(self) -> Iterator[WatchEvent]:
+        return self
+
+    def __next__(self) -> WatchEvent:
+        event = next(self._stream)
+        time.sleep(self._delay)
+        return event
+
+    def stop(self) -> None:
+        self._stream.stop()
+
+    def __enter__(self) -> DelayedWatch:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class SlowPodWatchStore:
+    """The real store, whose pod watches deliver late."""
+
+    def __init__(self, store: ObjectStore, delay: float) -> None:
+        self._store, self._delay = store, delay
+
+    def lister_watcher(self, kind: str, **kwargs: Any) -> Any:
+        real = self._store.lister_watcher(kind, **kwargs)
+        if kind != "pods":
+            return real
+        delay = self._delay
+
+        class Slow:
+            def list(self, **kw: Any) -> ObjectList:
+                return real.list(**kw)
+
+            def watch(self, **kw: Any) -> WatchStream:
+                return DelayedWatch(real.watch(**kw), delay)
+
+        return Slow()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+
+def test_expectations_keep_a_slow_informer_from_creating_twice(store: ObjectStore) -> None:
+    slow = SlowPodWatchStore(store, delay=0.3)
+    controller = ReplicaSetController(slow, registry=CollectorRegistry())  # type: ignore[arg-type]
+    with running(controller):
+        rs = as_dict(store.create(replicaset("slow", 3, app="slow")))
+        # syncs run while the pods it created are not yet in its cache (its own status write
+        # queues one): expectations hold them back
+        wait_for(lambda: len(controller.pods.indexer.list_keys()) == 3, what="3 pods seen")
+        wait_for(lambda: len(controller.controller.queue) == 0, what="an empty queue")
+        time.sleep(0.3)
+        assert len(owned_by(store, rs)) == 3
+        assert len(live_pods(store)) == 3
 
 
 def _sample(registry: CollectorRegistry, metric: str, **labels: str) -> float:

@@ -18,6 +18,7 @@ from types import FrameType
 
 from prometheus_client import CollectorRegistry, start_http_server
 
+from etcdpy.k8s.leader_election import LeaderElection
 from etcdpy.k8s.store import ObjectStore
 from etcdpy.observability.logging import get_logger
 
@@ -150,8 +151,6 @@ def run_elected(
         if not options.leader_elect:
             start(stop)
             return EXIT_OK
-        from etcdpy.k8s.leader_election import LeaderElection  # TEMPORARY until merged
-
         identity = f"{socket.gethostname()}_{uuid.uuid4()}"
         election = LeaderElection(
             store.client, options.election, identity, ttl=options.lease_duration
