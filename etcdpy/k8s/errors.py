@@ -76,10 +76,24 @@ class Conflict(StatusError):
 
 
 class Gone(StatusError):
-    """410 Expired: the resourceVersion (or continue token) asked for was compacted away."""
+    """410 Expired: the resourceVersion (or continue token) asked for was compacted away.
+    ``continue_``: the token of an inconsistent continue (the rest of the list at the latest
+    revision), which the API server sends in the Status's metadata."""
 
     code = 410
     reason = "Expired"
+
+    def __init__(
+        self, message: str, *, details: dict[str, Any] | None = None, continue_: str = ""
+    ) -> None:
+        super().__init__(message, details=details)
+        self.continue_ = continue_
+
+    def status(self) -> dict[str, Any]:
+        status = super().status()
+        if self.continue_:
+            status["metadata"] = {"continue": self.continue_}
+        return status
 
 
 class BadRequest(StatusError):
