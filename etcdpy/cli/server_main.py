@@ -97,7 +97,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         if len(args) > 1 and args[1] in OBJECT_VERBS:
             from etcdpy.k8s.ctl import main as ctl_main
 
-            return ctl_main(args[2:], environ)
+            return ctl_main(args[1:], environ)
 
         return k8s_main(args[1:], run_member=lambda env: main([], env))
     if args and args[0] in _NOT_BUILT_COMMANDS:

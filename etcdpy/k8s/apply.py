@@ -111,7 +111,7 @@ def parse_manifests(text: str, source: str) -> list[dict[str, Any]]:
     return objects
 
 
-class _ManifestLoader(yaml.SafeLoader):
+class _ManifestLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
     """YAML as kubectl reads it into JSON: timestamps stay strings."""
 
 

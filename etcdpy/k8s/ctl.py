@@ -340,6 +340,8 @@ def _get(store: Any, args: argparse.Namespace, io: Streams, stop: threading.Even
     resource = _resolve(store, kind)
     namespace = _namespace_for(resource, args)
     with_namespace = namespace is None and resource.namespaced
+    if names and getattr(args, "all_namespaces", False):
+        raise UsageError("a resource cannot be retrieved by name across all namespaces")
     if args.watch:
         return _watch(store, resource, args, io, names[0] if names else None, stop)
     failed = False
@@ -459,7 +461,7 @@ def _apply(store: Any, args: argparse.Namespace, io: Streams) -> int:
     def resolve(obj: Mapping[str, Any]) -> Any:
         source = next(path for path, o in objects if o is obj)
         try:
-            return store.registry.for_object(obj)
+            return _for_object(store, obj)
         except errors.StatusError as err:
             namespace = (obj.get("metadata") or {}).get("namespace", "")
             raise UsageError(
@@ -478,6 +480,18 @@ def _apply(store: Any, args: argparse.Namespace, io: Streams) -> int:
     return EXIT_OK
 
 
+def _for_object(store: Any, obj: Mapping[str, Any]) -> Any:
+    """The resource of a manifest's apiVersion and kind, custom resources included (looked up
+    among the stored CustomResourceDefinitions, as the API server's discovery would)."""
+    try:
+        return store.registry.for_object(obj)
+    except errors.BadRequest:
+        resource = store.resolve(str(obj["kind"]))
+        if resource.api_version != obj["apiVersion"] or resource.kind != obj["kind"]:
+            raise
+        return resource
+
+
 def _delete(store: Any, args: argparse.Namespace, io: Streams) -> int:
     targets: list[tuple[Any, str, str | None]] = []
     if args.filename:
@@ -486,7 +500,7 @@ def _delete(store: Any, args: argparse.Namespace, io: Streams) -> int:
                              "when passing arguments in resource/name form or with -f")  # fmt: skip
         for path in args.filename:
             for obj in parse_manifests(read_source(path, io.stdin), path):
-                resource = store.registry.for_object(obj)
+                resource = _for_object(store, obj)
                 namespace = (obj.get("metadata") or {}).get("namespace") or args.namespace
                 targets.append((resource, _name(obj), namespace if resource.namespaced else None))
     else:

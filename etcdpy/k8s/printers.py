@@ -204,7 +204,7 @@ def _template_spec(obj: Obj) -> Any:
 def _pod_row(pod: Obj, ctx: Context) -> list[Cell]:
     spec = _map(pod, "spec")
     status = _map(pod, "status")
-    phase = _str(status, "phase")
+    phase = _str(status, "phase") or "Pending"  # what the API server sets on create
     reason = _str(status, "reason") or phase
     for condition in _list(status, "conditions"):
         if _str(condition, "type") == "PodScheduled" and (
