@@ -128,7 +128,8 @@ def test_eviction_waits_for_the_pods_tolerations() -> None:
 
 @pytest.fixture
 def store(server: Server) -> Iterator[ObjectStore]:
-    store = ObjectStore.connect(server.endpoint, root=server.root, typed=False)
+    # typed: the controller and the kubelet see kubernetes models (the command line's default)
+    store = ObjectStore.connect(server.endpoint, root=server.root)
     yield store
     store.close()
 

@@ -12,6 +12,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -263,7 +264,7 @@ def test_a_failing_sync_is_retried_with_backoff(store: ObjectStore) -> None:
 def test_runs_as_a_command_with_leader_election_and_stops_on_sigterm(server: Server) -> None:
     metrics_port = free_port()
     argv = [
-        sys.executable, "-m", "etcdpy.k8s.controllers", "replicaset",
+        str(Path(sys.executable).with_name("etcdpy")), "k8s", "controller", "replicaset",
         "--endpoints", server.endpoint, "--root", server.root,
         "--metrics-addr", f"127.0.0.1:{metrics_port}", "--leader-elect-lease-duration", "5",
     ]  # fmt: skip

@@ -20,7 +20,7 @@ from prometheus_client import CollectorRegistry, start_http_server
 
 from etcdpy.k8s.leader_election import LeaderElection
 from etcdpy.k8s.store import ObjectStore
-from etcdpy.observability.logging import get_logger
+from etcdpy.observability.logging import LEVELS, configure_logging, get_logger
 
 EXIT_OK, EXIT_LOST_LEADERSHIP, EXIT_USAGE = 0, 1, 2
 DEFAULT_LEASE_DURATION_S = 15  # client-go's LeaseDuration in kube-controller-manager
@@ -46,7 +46,17 @@ def positive_seconds(text: str) -> float:
     return value
 
 
+def add_log_level(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--log-level",
+        choices=sorted(LEVELS),
+        default="info",
+        help="etcd's log levels (default %(default)s); logs go to stderr",
+    )
+
+
 def add_common_arguments(parser: argparse.ArgumentParser, *, default_workers: int) -> None:
+    add_log_level(parser)
     parser.add_argument(
         "--workers",
         type=int,
@@ -88,6 +98,7 @@ class CommonOptions:
     election: str
     metrics_addr: tuple[str, int] | None
     registry: CollectorRegistry
+    log_level: str = "info"
 
     @classmethod
     def from_args(cls, name: str, args: argparse.Namespace, store: ObjectStore) -> CommonOptions:
@@ -99,6 +110,7 @@ class CommonOptions:
             election=args.leader_elect_name or f"etcdpy-k8s-controller{store.root}/{name}",
             metrics_addr=args.metrics_addr,
             registry=CollectorRegistry(),
+            log_level=str(args.log_level),
         )
 
 
@@ -147,6 +159,7 @@ def run_elected(
     leading. Losing leadership ends the command with exit code 1, as kube-controller-manager
     exits, so that a supervisor restarts it as a candidate."""
     stop = stop or threading.Event()
+    configure_logging(options.log_level)
     with stop_on_signals(stop), metrics_endpoint(options):
         if not options.leader_elect:
             start(stop)

@@ -9,8 +9,9 @@ from collections.abc import Sequence
 
 from etcdpy.k8s import errors
 from etcdpy.k8s.controllers import CONTROLLERS
-from etcdpy.k8s.controllers.command import positive_seconds, stop_on_signals
+from etcdpy.k8s.controllers.command import add_log_level, positive_seconds, stop_on_signals
 from etcdpy.k8s.controllers.fake_kubelet import FakeKubelet
+from etcdpy.k8s.ctl import add_connection_flags, store_from_args
 from etcdpy.k8s.store import ObjectStore
 from etcdpy.observability.logging import configure_logging
 
@@ -27,21 +28,14 @@ class FakeKubeletCommand:
         parser.add_argument(
             "--no-schedule", action="store_true", help="do not bind unbound pods to this node"
         )
+        add_log_level(parser)
 
     def run(self, args: argparse.Namespace, store: ObjectStore) -> int:
+        configure_logging(args.log_level)
         stop = threading.Event()
         with stop_on_signals(stop):
             FakeKubelet(store, args.node, schedule=not args.no_schedule).run(stop, args.interval)
         return 0
-
-
-def add_connection_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--endpoints", default="127.0.0.1:2379")
-    parser.add_argument("--root", default="/registry")
-
-
-def store_from_args(args: argparse.Namespace) -> ObjectStore:
-    return ObjectStore.connect(args.endpoints, root=args.root)
 
 
 def main(argv: Sequence[str]) -> int:
@@ -56,7 +50,6 @@ def main(argv: Sequence[str]) -> int:
         args = parser.parse_args(list(argv))
     except SystemExit as exit_:
         return int(exit_.code or 0)
-    configure_logging("info")
     store = store_from_args(args)
     try:
         return commands[args.name].run(args, store)
