@@ -9,12 +9,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from etcdpy.k8s.etcd import EtcdClient
+from etcdpy.k8s.store import ObjectStore
 from structlog.testing import capture_logs
 
 from etcdpy.k8s.cache import namespace_index
-from etcdpy.k8s.etcd import EtcdClient
 from etcdpy.k8s.informer import Informer
-from etcdpy.k8s.store import ObjectStore
 from etcdpy.k8s.types import ListerWatcher, ObjectList, WatchStream
 from tests.external_tools import Etcdctl
 from tests.k8s.conftest import Server

@@ -14,8 +14,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-
 from etcdpy.k8s.etcd import EtcdClient
+
 from etcdpy.k8s.leader_election import LeaderElection, prefix_end
 from tests.external_tools import require_tool
 from tests.k8s.conftest import Server
