@@ -72,7 +72,8 @@ def map_rpc_error(err: grpc.RpcError) -> errors.StatusError:
     code = err.code() if hasattr(err, "code") else None
     if COMPACTED in details:
         return errors.Gone(details)
-    if TOO_LARGE in details:
+    if TOO_LARGE in details or code == grpc.StatusCode.RESOURCE_EXHAUSTED:
+        # etcd's own limit (--max-request-bytes), or gRPC's (that limit plus 512 KiB)
         return errors.RequestEntityTooLarge(details)
     if code in UNAVAILABLE:
         return errors.ServiceUnavailable(details)
@@ -317,7 +318,8 @@ class EtcdClient:
         self.execute(rpc_pb2.LeaseRevokeRequest(ID=lease_id))
 
     def execute(self, request: Any) -> Any:
-        """One request of ``ops`` (Range, Txn, Put, DeleteRange, LeaseGrant, LeaseRevoke)."""
+        """One request of ``ops`` (Range, Txn, Put, DeleteRange, LeaseGrant, LeaseRevoke,
+        Compaction)."""
         method, read = _METHODS[type(request)]
         return self._call(method, request, read=read)
 
@@ -371,6 +373,7 @@ _METHODS: dict[type, tuple[Callable[[Any], Any], bool]] = {
     rpc_pb2.DeleteRangeRequest: (lambda s: s.kv.DeleteRange, False),
     rpc_pb2.LeaseGrantRequest: (lambda s: s.lease.LeaseGrant, False),
     rpc_pb2.LeaseRevokeRequest: (lambda s: s.lease.LeaseRevoke, False),
+    rpc_pb2.CompactionRequest: (lambda s: s.kv.Compact, False),
 }
 
 

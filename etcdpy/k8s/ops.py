@@ -168,9 +168,17 @@ def _path_segment_problem(value: str) -> str | None:
 
 
 def _invalid(resource: Resource, name: str, field_path: str, why: str) -> errors.Invalid:
+    """apierrors.NewInvalid: the message names the GroupKind ("Pod", "Deployment.apps")."""
+    group_kind = f"{resource.kind}.{resource.group}" if resource.group else resource.kind
+    reason = "FieldValueRequired" if why.startswith("Required value") else "FieldValueInvalid"
     return errors.Invalid(
-        f'{resource.kind} "{name}" is invalid: {field_path}: {why}',
-        details={"name": name, "group": resource.group, "kind": resource.kind},
+        f'{group_kind} "{name}" is invalid: {field_path}: {why}',
+        details={
+            "name": name,
+            "group": resource.group,
+            "kind": resource.kind,
+            "causes": [{"reason": reason, "message": why, "field": field_path}],
+        },
     )
 
 

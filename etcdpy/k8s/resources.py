@@ -202,6 +202,13 @@ def from_crd(crd: Mapping[str, Any]) -> Resource:
     )
 
 
+def answers_to(resource: Resource, name: str) -> bool:
+    """Whether kubectl would take ``name`` for this resource."""
+    names = {resource.plural, resource.singular, resource.kind, resource.group_resource}
+    names.update(resource.short_names)
+    return name.strip().lower() in {n.lower() for n in names}
+
+
 def unknown_resource(what: str) -> errors.BadRequest:
     return errors.BadRequest(f'the server doesn\'t have a resource type "{what}"')
 

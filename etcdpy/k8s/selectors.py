@@ -207,7 +207,9 @@ def _requirement(tokens: list[str], i: int) -> tuple[Requirement, int]:
             )
         return Requirement(key, op, tuple(values)), i
     value = ""
-    if i < len(tokens) and tokens[i] not in (",",):
+    if i < len(tokens) and tokens[i] != ",":
+        if tokens[i] in ("(", ")", "=", "!", "<", ">", "==", "!="):
+            raise _bad(f"found '{tokens[i]}', expected: identifier")
         value = tokens[i]
         i += 1
     if op in ("gt", "lt"):
@@ -370,7 +372,7 @@ def _unescape(value: str) -> str:
     while i < len(value):
         if value[i] == "\\":
             if i + 1 >= len(value) or value[i + 1] not in "\\,=":
-                raise _bad(f"invalid field selector: invalid escape sequence in {value!r}")
+                raise _bad(f"invalid escape sequence in field selector value {value!r}")
             out.append(value[i + 1])
             i += 2
         else:
@@ -380,22 +382,10 @@ def _unescape(value: str) -> str:
 
 
 def _field_term(term: str) -> FieldRequirement:
-    for operator in ("!=", "==", "="):
-        index = _find_unescaped(term, operator)
-        if index >= 0:
-            field_name = term[:index]
-            value = _unescape(term[index + len(operator) :])
-            return FieldRequirement(field_name, "!=" if operator == "!=" else "=", value)
+    """fields.splitTerm: the leftmost operator ("!=" before "==" before "=" at one place)."""
+    for i in range(len(term)):
+        for operator in ("!=", "==", "="):
+            if term.startswith(operator, i):
+                value = _unescape(term[i + len(operator) :])
+                return FieldRequirement(term[:i], "!=" if operator == "!=" else "=", value)
     raise _bad(f"invalid selector: '{term}'; can't understand '{term}'")
-
-
-def _find_unescaped(term: str, operator: str) -> int:
-    i = 0
-    while i < len(term):
-        if term[i] == "\\":
-            i += 2
-            continue
-        if term.startswith(operator, i):
-            return i
-        i += 1
-    return -1

@@ -17,7 +17,13 @@ from typing import Any
 from etcdpy.k8s import errors, objects, ops
 from etcdpy.k8s.codec import Codec
 from etcdpy.k8s.etcd import Connection, EtcdClient, EtcdWatch
-from etcdpy.k8s.resources import DEFAULT_REGISTRY, Resource, ResourceRegistry, from_crd
+from etcdpy.k8s.resources import (
+    DEFAULT_REGISTRY,
+    Resource,
+    ResourceRegistry,
+    answers_to,
+    from_crd,
+)
 from etcdpy.k8s.types import (
     KubeObject,
     ObjectList,
@@ -149,12 +155,9 @@ class ObjectStore(StoreBase):
     def _crd(self, name: str) -> Resource | None:
         crds = self._ctx.registry.resolve("customresourcedefinitions.apiextensions.k8s.io")
         page = self._run(ops.list_(self._ctx, crds, None))[1]
-        wanted = name.lower()
         for crd in page.items:
             resource = from_crd(crd)
-            names = {resource.plural, resource.singular, resource.group_resource}
-            names.update(resource.short_names)
-            if wanted in {n.lower() for n in names} or wanted == resource.kind.lower():
+            if answers_to(resource, name):
                 self._ctx.registry.register(resource)
                 return resource
         return None

@@ -5,18 +5,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from kubernetes.client import (
     V1ConfigMap,
-    V1Container,
     V1Node,
     V1NodeSpec,
     V1ObjectMeta,
-    V1Pod,
-    V1PodSpec,
     V1PolicyRule,
     V1Role,
     V1Secret,
@@ -28,30 +24,13 @@ from etcdpy.k8s import errors
 from etcdpy.k8s.store import ObjectStore
 from etcdpy.k8s.types import Preconditions
 from tests.k8s.conftest import Server
-
-NOW = datetime(2024, 5, 1, 12, 0, 0, 123456, tzinfo=UTC)
+from tests.k8s.store_support import make_store, pod, stored
 
 
 @pytest.fixture
 def store(server: Server) -> Iterator[ObjectStore]:
-    uids = iter(f"uid-{i}" for i in range(1000))
-    with ObjectStore.connect(
-        server.endpoint, root=server.root, clock=lambda: NOW, new_uid=lambda: next(uids)
-    ) as store:
+    with make_store(server) as store:
         yield store
-
-
-def stored(store: ObjectStore, key: str) -> bytes:
-    kvs = store.client.range(f"{store.root}/{key}".encode()).kvs
-    assert len(kvs) == 1, key
-    return bytes(kvs[0].value)
-
-
-def pod(name: str, image: str = "busybox", labels: dict[str, str] | None = None) -> Any:
-    return V1Pod(
-        metadata=V1ObjectMeta(name=name, labels=labels),
-        spec=V1PodSpec(containers=[V1Container(name="c", image=image)]),
-    )
 
 
 def test_create_writes_the_api_servers_key_and_json(store: ObjectStore) -> None:
@@ -218,3 +197,204 @@ def test_delete_with_a_wrong_uid_precondition_conflicts(store: ObjectStore) -> N
     )
     assert store.get("pods", "p").metadata.uid == "uid-0"
     store.delete("pods", "p", preconditions=Preconditions(uid="uid-0"))
+
+
+def test_generate_name_gets_five_random_characters(store: ObjectStore) -> None:
+    created = store.create(
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"generateName": "cfg-"}}
+    )
+    assert created.metadata.name.startswith("cfg-") and len(created.metadata.name) == 9
+    stored(store, f"configmaps/default/{created.metadata.name}")
+
+
+def test_cluster_scoped_objects_drop_a_namespace(store: ObjectStore) -> None:
+    store.create(
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "n", "namespace": "x"}}
+    )
+    assert "namespace" not in json.loads(stored(store, "namespaces/n"))["metadata"]
+    assert store.get("ns", "n", namespace="ignored").metadata.name == "n"
+
+
+def test_finalizers_turn_a_delete_into_a_mark(store: ObjectStore) -> None:
+    created = store.create(
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "f", "finalizers": ["example.com/keep"]},
+        }
+    )
+    marked = store.delete("configmaps", "f", grace_period_seconds=0)
+    assert marked.metadata.deletion_timestamp is not None
+    assert marked.metadata.deletion_grace_period_seconds == 0
+    assert json.loads(stored(store, "configmaps/default/f"))["metadata"]["deletionTimestamp"] == (
+        "2024-05-01T12:00:00Z"
+    )
+    again = store.delete("configmaps", "f")  # already marked: unchanged
+    assert again.metadata.resource_version == marked.metadata.resource_version
+    marked.metadata.finalizers = []
+    marked.metadata.deletion_timestamp = None  # an update can never remove it
+    gone = store.update(marked)
+    assert int(gone.metadata.resource_version) > int(created.metadata.resource_version)
+    assert store.client.range(f"{store.root}/configmaps/default/f".encode()).count == 0
+
+
+def test_ttl_attaches_a_lease(store: ObjectStore) -> None:
+    store.create(pod("short"), ttl=30)
+    kv = store.client.range(f"{store.root}/pods/default/short".encode()).kvs[0]
+    assert kv.lease != 0
+    assert 0 < store.client.lease_keepalive_once(kv.lease) <= 30
+    store.client.lease_revoke(kv.lease)
+    assert store.client.range(f"{store.root}/pods/default/short".encode()).count == 0
+
+
+def test_get_with_a_resource_version(store: ObjectStore) -> None:
+    created = store.create(pod("rv"))
+    assert store.get("pods", "rv", resource_version=created.metadata.resource_version)
+    with pytest.raises(errors.TooLargeResourceVersion) as caught:
+        store.get("pods", "rv", resource_version="99999999")
+    assert caught.value.message.startswith(
+        "Timeout: Too large resource version: 99999999, current: "
+    )
+    assert caught.value.details["causes"][0]["reason"] == "ResourceVersionTooLarge"
+    with pytest.raises(errors.BadRequest) as bad:
+        store.get("pods", "rv", resource_version="12a")
+    assert bad.value.message == (
+        'invalid resource version: resourceVersion: Invalid value: "12a": '
+        'strconv.ParseUint: parsing "12a": invalid syntax'
+    )
+
+
+def keys_under(store: ObjectStore) -> int:
+    root = store.root.encode() + b"/"
+    return int(store.client.range(root, root[:-1] + b"0", count_only=True).count)
+
+
+@pytest.mark.parametrize(
+    ("obj", "error", "message"),
+    [
+        (
+            {"apiVersion": "v1", "kind": "Pod", "metadata": {}},
+            errors.Invalid,
+            'Pod "" is invalid: metadata.name: Required value: name or generateName is required',
+        ),
+        (
+            {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "../x"}},
+            errors.Invalid,
+            'Pod "../x" is invalid: metadata.name: Invalid value: "../x": may not contain \'/\'',
+        ),
+        (
+            {"metadata": {"name": "x"}},
+            errors.BadRequest,
+            "Object 'Kind' is missing in the object",
+        ),
+        (
+            {"apiVersion": "apps/v1", "kind": "Pod", "metadata": {"name": "x"}},
+            errors.BadRequest,
+            'no matches for kind "Pod" in version "apps/v1"',
+        ),
+        (
+            {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "x", "resourceVersion": "3"}},
+            errors.BadRequest,
+            "resourceVersion should not be set on objects to be created",
+        ),
+        (
+            {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": {"name": "big"},
+                "data": {"x": "y" * (1600 * 1024)},
+            },
+            errors.RequestEntityTooLarge,
+            "etcdserver: request is too large",
+        ),
+        (
+            {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": {"name": "huge"},
+                "data": {"x": "y" * (2100 * 1024)},
+            },
+            errors.RequestEntityTooLarge,
+            "received message larger than max",
+        ),
+    ],
+)
+def test_bad_objects_write_nothing(
+    store: ObjectStore, obj: dict[str, Any], error: type[errors.StatusError], message: str
+) -> None:
+    with pytest.raises(error) as caught:
+        store.create(obj)
+    assert message in caught.value.message
+    assert keys_under(store) == 0
+
+
+def test_updates_that_change_identity_are_refused(store: ObjectStore) -> None:
+    created = store.create(pod("id", namespace="a"))
+    moved = store.get("pods", "id", namespace="a")
+    moved.metadata.uid = "someone-else"
+    with pytest.raises(errors.Invalid) as invalid:
+        store.update(moved)
+    assert invalid.value.message == (
+        'Pod "id" is invalid: metadata.uid: Invalid value: "someone-else": field is immutable'
+    )
+
+    def rename(current: Any) -> Any:
+        current.metadata.name = "other"
+        return current
+
+    with pytest.raises(errors.BadRequest) as bad:
+        store.guaranteed_update("pods", "id", rename, namespace="a")
+    assert (
+        bad.value.message
+        == "the name of the object (other) does not match the name on the URL (id)"
+    )
+
+    def to_service(current: Any) -> Any:
+        return {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "id"}}
+
+    with pytest.raises(errors.BadRequest) as bad:
+        store.guaranteed_update("pods", "id", to_service, namespace="a")
+    assert (
+        bad.value.message == "the kind in the data (Service) does not match the expected kind (Pod)"
+    )
+    assert store.get("pods", "id", namespace="a").metadata.resource_version == (
+        created.metadata.resource_version
+    )
+    with pytest.raises(errors.NotFound):
+        store.update(pod("missing"))
+
+
+def test_invalid_json_in_the_store_is_an_internal_error(store: ObjectStore) -> None:
+    store.client.put(f"{store.root}/pods/default/bad".encode(), b"{not json")
+    with pytest.raises(errors.InternalError) as caught:
+        store.get("pods", "bad")
+    assert caught.value.code == 500
+    assert "/pods/default/bad" in caught.value.message
+    with pytest.raises(errors.InternalError):
+        store.list("pods")
+
+
+def test_kinds_of_stored_crds_resolve(store: ObjectStore) -> None:
+    store.create(
+        {
+            "apiVersion": "apiextensions.k8s.io/v1",
+            "kind": "CustomResourceDefinition",
+            "metadata": {"name": f"widgets.{store.root.split('/')[1]}.example.com"},
+            "spec": {
+                "group": f"{store.root.split('/')[1]}.example.com",
+                "scope": "Namespaced",
+                "names": {"plural": "widgets", "singular": "widget", "kind": "Widget"},
+                "versions": [{"name": "v1", "served": True, "storage": True}],
+            },
+        }
+    )
+    group = f"{store.root.split('/')[1]}.example.com"
+    resource = store.resolve(f"widgets.{group}")
+    assert (resource.kind, resource.etcd_prefix) == ("Widget", f"{group}/widgets")
+    store.create(
+        {"apiVersion": f"{group}/v1", "kind": "Widget", "metadata": {"name": "w"}, "size": 3}
+    )
+    assert json.loads(stored(store, f"{group}/widgets/default/w"))["size"] == 3
+    got = store.get(f"widgets.{group}", "w")  # no model for a custom kind: a dict
+    assert got["size"] == 3 and got["kind"] == "Widget"
+    assert got["metadata"]["resourceVersion"].isdigit()
