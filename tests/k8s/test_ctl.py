@@ -329,6 +329,41 @@ def test_etcdctl_environment_variables(server: Server) -> None:
     assert (code, err.getvalue()) == (0, "No resources found in default namespace.\n")
 
 
+def test_connection_settings_from_flags_and_etcdctl_variables() -> None:
+    parser = ctl.build_parser()
+    args = parser.parse_args(["get", "pods", "--user", "root:pw", "--cacert", "ca.pem"])
+    env = {"ETCDCTL_ENDPOINTS": "https://a:1,https://b:2", "ETCDCTL_CERT": "c.pem"}
+    settings = ctl.connection_settings(args, env)
+    assert settings == {
+        "endpoints": "https://a:1,https://b:2",
+        "cacert": "ca.pem",
+        "cert": "c.pem",
+        "key": "",
+        "user": "root",
+        "password": "pw",
+        "timeout": 10.0,
+    }
+    env = {"ETCDCTL_USER": "alice", "ETCDCTL_PASSWORD": "p:w"}
+    settings = ctl.connection_settings(parser.parse_args(["get", "pods"]), env)
+    assert (settings["endpoints"], settings["user"], settings["password"]) == (
+        "127.0.0.1:2379",
+        "alice",
+        "p:w",
+    )
+
+
+class _ClosedPipe(io.StringIO):
+    def write(self, text: str) -> int:
+        raise BrokenPipeError(32, "Broken pipe")
+
+
+def test_output_closed_early_is_no_traceback(server: Server) -> None:
+    """``etcdpy k8s get pods | head -1``: the reader went away."""
+    run(server, "apply", "-f", "-", stdin=MANIFESTS)
+    argv = ["get", "pods", *_flags(server)]
+    assert ctl.main(argv, {}, stdout=_ClosedPipe(), stderr=io.StringIO()) == 1
+
+
 # --- delete and watch --------------------------------------------------------------------------
 
 
@@ -374,6 +409,27 @@ def test_watch_prints_events_as_rows_until_stopped(server: Server, store: Object
         stop.set()
         runner.join(timeout=10)
     assert codes == [1] and err.getvalue() == ""
+
+
+def test_watch_yaml_separates_objects(server: Server, store: ObjectStore) -> None:
+    for name in ("a", "b"):
+        store.create({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}})
+    out, stop = io.StringIO(), threading.Event()
+    argv = ["watch", "configmaps", "-o", "yaml", *_flags(server)]
+    runner = threading.Thread(
+        target=ctl.main, args=(argv, {}), kwargs={"stdout": out, "stop": stop}
+    )
+    runner.start()
+    try:
+        deadline = time.monotonic() + 10
+        while "name: b" not in out.getvalue() and time.monotonic() < deadline:
+            time.sleep(0.02)
+    finally:
+        stop.set()
+        runner.join(timeout=10)
+    documents = list(yaml.safe_load_all(out.getvalue()))
+    assert [d["metadata"]["name"] for d in documents] == ["a", "b"]
+    assert out.getvalue().count("---\n") == 1  # between objects, as kubectl's YAML printer
 
 
 # --- the command's wiring ----------------------------------------------------------------------
