@@ -404,14 +404,19 @@ def _watch(
         fields = [f for f in [args.field_selector, f"metadata.name={name}"] if f]
         args.field_selector = ",".join(fields)
     table = _table(resource, args, namespace is None and resource.namespaced)
+    printed = [0]
 
     def emit(objects: Sequence[Any]) -> None:
         if not objects:
             return
-        if args.output in ("json", "name"):
-            text = "".join(_render([o], resource, args, single=True) for o in objects)
-        elif args.output == "yaml":
-            text = "".join("---\n" + _render([o], resource, args, single=True) for o in objects)
+        if args.output in ("json", "name", "yaml"):
+            parts = []
+            for obj in objects:
+                if args.output == "yaml" and printed[0]:
+                    parts.append("---\n")  # kubectl's YAML printer, between objects
+                parts.append(_render([obj], resource, args, single=True))
+                printed[0] += 1
+            text = "".join(parts)
         else:
             text = table.render(objects)
         io.out.write(text)
@@ -621,6 +626,10 @@ def main(
         return _run(args, io, env, stop or threading.Event())
     except SystemExit as exit_:  # --help
         return int(exit_.code or 0)
+    except BrokenPipeError:  # | head: the reader is gone; no traceback at exit
+        if out is sys.stdout:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_FAILED
     except (UsageError, ManifestError, NotBuilt) as problem:
         err.write(f"error: {problem}\n")
     except errors.StatusError as problem:
