@@ -22,7 +22,7 @@ from etcdpy.k8s.leader_election import LeaderElection
 from etcdpy.k8s.store import ObjectStore
 from etcdpy.observability.logging import LEVELS, configure_logging, get_logger
 
-EXIT_OK, EXIT_LOST_LEADERSHIP, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_FAILED, EXIT_LOST_LEADERSHIP = 0, 1, 1
 DEFAULT_LEASE_DURATION_S = 15  # client-go's LeaseDuration in kube-controller-manager
 
 log = get_logger("etcdpy.k8s.controllers")
@@ -157,19 +157,35 @@ def run_elected(
 ) -> int:
     """Run ``start(stop_event)`` until a signal (or ``stop``); with leader election, only while
     leading. Losing leadership ends the command with exit code 1, as kube-controller-manager
-    exits, so that a supervisor restarts it as a candidate."""
+    exits, so that a supervisor restarts it as a candidate; so does a controller that fails
+    (it resigns first: a leader that does nothing would hold the others back)."""
     stop = stop or threading.Event()
     configure_logging(options.log_level)
     with stop_on_signals(stop), metrics_endpoint(options):
         if not options.leader_elect:
             start(stop)
             return EXIT_OK
+        failures: list[Exception] = []
+
+        def lead(lost: threading.Event) -> None:
+            try:
+                start(lost)
+            except Exception as exc:
+                log.error("controller failed", controller=options.name, error=str(exc))
+                failures.append(exc)
+            finally:
+                if not lost.is_set():
+                    failures.append(RuntimeError("the controller ended while leading"))
+                    stop.set()  # resign and exit
+
         identity = f"{socket.gethostname()}_{uuid.uuid4()}"
         election = LeaderElection(
             store.client, options.election, identity, ttl=options.lease_duration
         )
         log.info("waiting to lead", election=options.election, identity=identity)
-        election.run(start, stop)
+        election.run(lead, stop)
+        if failures:
+            return EXIT_FAILED
         if stop.is_set():
             return EXIT_OK
         log.error("leader election lost", election=options.election, identity=identity)
