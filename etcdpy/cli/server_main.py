@@ -3,9 +3,10 @@
 ``etcdpy [flags]`` starts a member; ``etcdpy benchmark ...`` runs the benchmark tool;
 ``etcdpy gateway start ...`` runs etcd's L4 gateway (etcdpy.cli.gateway, whose bad flags exit
 with 1, as etcd's cobra commands do); ``etcdpy k8s <verb>`` runs the StatefulSet commands
-(etcdpy.statefulset; ``bootstrap`` ends in this module's member start). Exit codes: 0 fine,
-1 configuration refused (as etcd) or server failure, 2 bad command line or a feature not built
-yet.
+(etcdpy.statefulset; ``bootstrap`` ends in this module's member start), and the object
+verbs (``etcdpy k8s get``, apply, delete, watch, reencrypt, controller) run etcdpy.k8s.ctl.
+Exit codes: 0 fine, 1 configuration refused (as etcd) or server failure, 2 bad command line
+or a feature not built yet.
 """
 
 from __future__ import annotations
@@ -89,8 +90,14 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         from etcdpy.cli.gateway import main as gateway_main
 
         return gateway_main(args[1:])
-    if args and args[0] == "k8s":  # the StatefulSet's commands
+    if args and args[0] == "k8s":  # the StatefulSet's commands, and the object commands
+        from etcdpy.statefulset.commands import OBJECT_VERBS
         from etcdpy.statefulset.commands import main as k8s_main
+
+        if len(args) > 1 and args[1] in OBJECT_VERBS:
+            from etcdpy.k8s.ctl import main as ctl_main
+
+            return ctl_main(args[1:], environ)
 
         return k8s_main(args[1:], run_member=lambda env: main([], env))
     if args and args[0] in _NOT_BUILT_COMMANDS:

@@ -1,6 +1,8 @@
 """``etcdpy k8s <verb>``: the command line of the StatefulSet commands (flags and environment,
 settings.py), dispatch and exit codes: 0 fine, 1 the command failed (the message says why),
-2 bad command line or settings.
+2 bad command line or settings. The object verbs (OBJECT_VERBS: apply, get, ...) share the
+``etcdpy k8s`` name: etcdpy.cli.server_main sends them to etcdpy.k8s.ctl, and this help lists
+them beside the StatefulSet's.
 """
 
 from __future__ import annotations
@@ -29,15 +31,30 @@ VERBS: dict[str, str] = {
 }
 
 
+# The kubectl-like verbs over Kubernetes objects (etcdpy.k8s.ctl.VERBS has the same summaries;
+# tests/k8s/test_ctl.py keeps the two in step).
+OBJECT_VERBS: dict[str, str] = {
+    "apply": "create or update objects from manifests (-f FILE, - for stdin)",
+    "get": "print objects as kubectl's tables, or -o json|yaml|wide|name",
+    "delete": "delete objects by kind and name, or those of -f FILE",
+    "watch": "print a row for every change of a kind (same as get -w)",
+    "reencrypt": "rewrite stored objects with the first provider of --encryption-provider-config",
+    "controller": "run an example controller (replicaset, node-lifecycle)",
+}
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="etcdpy k8s",
-        description="etcdpy as a Kubernetes StatefulSet (docs/kubernetes-membership.md). "
-        "Every setting is an ETCDPY_K8S_* variable and a flag named like it.",
+        description="etcdpy as a Kubernetes StatefulSet (docs/kubernetes-membership.md), and "
+        "Kubernetes objects in etcd (docs/k8s-cli.md: etcdpy k8s VERB --help). Every "
+        "StatefulSet setting is an ETCDPY_K8S_* variable and a flag named like it.",
     )
     sub = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
     for verb, summary in VERBS.items():
         add_flags(sub.add_parser(verb, help=summary, description=summary))
+    for verb, summary in OBJECT_VERBS.items():  # run by etcdpy.k8s.ctl; listed here for --help
+        sub.add_parser(verb, help=summary, add_help=False)
     return parser
 
 
