@@ -300,10 +300,12 @@ def _table(resource: Any, args: argparse.Namespace, with_namespace: bool) -> pri
     )
 
 
-def _render(objects: Sequence[Any], resource: Any, args: argparse.Namespace, single: bool) -> str:
-    """-o json/yaml/name output (tables are printed by TablePrinter)."""
-    if args.output == "name":
-        return "".join(printers.name_line(resource.kind, resource.group, _name(o)) for o in objects)
+def _name_line(resource: Any, obj: Any) -> str:
+    return printers.name_line(resource.kind, resource.group, _name(obj))
+
+
+def _render(objects: Sequence[Any], args: argparse.Namespace, single: bool) -> str:
+    """-o json/yaml output: one object, or kubectl's List (tables: TablePrinter)."""
     value = objects[0] if single else printers.as_list(objects)
     return printers.to_json(value) if args.output == "json" else printers.to_yaml(value)
 
@@ -335,41 +337,75 @@ def _list_all(store: Any, resource: Any, namespace: str | None, args: argparse.N
 # --- verbs ------------------------------------------------------------------------------------
 
 
+# kubectl's "all" category: the built-in kinds it lists for ``get all``.
+ALL_CATEGORY = (
+    "pods",
+    "replicationcontrollers",
+    "services",
+    "daemonsets.apps",
+    "deployments.apps",
+    "replicasets.apps",
+    "statefulsets.apps",
+    "horizontalpodautoscalers.autoscaling",
+    "jobs.batch",
+    "cronjobs.batch",
+)
+
+
+def _kinds(store: Any, kind_arg: str) -> list[Any]:
+    """The resources of ``pods``, ``pods,services`` or ``all``."""
+    kinds: list[Any] = []
+    for part in kind_arg.split(","):
+        names = ALL_CATEGORY if part == "all" else (part,)
+        kinds.extend(_resolve(store, name) for name in names)
+    return kinds
+
+
 def _get(store: Any, args: argparse.Namespace, io: Streams, stop: threading.Event) -> int:
-    kind, names = _split_kind(args.kind, args.names)
-    resource = _resolve(store, kind)
-    namespace = _namespace_for(resource, args)
-    with_namespace = namespace is None and resource.namespaced
+    kind_arg, names = _split_kind(args.kind, args.names)
     if names and getattr(args, "all_namespaces", False):
         raise UsageError("a resource cannot be retrieved by name across all namespaces")
+    resources = _kinds(store, kind_arg)
     if args.watch:
-        return _watch(store, resource, args, io, names[0] if names else None, stop)
+        if len(resources) > 1:
+            raise UsageError("you may only specify a single resource type")
+        return _watch(store, resources[0], args, io, names[0] if names else None, stop)
+    several = len(resources) > 1
     failed = False
-    if names:
-        found = []
-        for name in names:
-            try:
-                found.append(store.get(resource, name, namespace=namespace or "default"))
-            except errors.NotFound as err:
-                if not args.ignore_not_found:
-                    failed = True
-                    io.err.write(_status_line(err))
-        objects: list[Any] = found
-        single = len(names) == 1
-    else:
-        objects, _ = _list_all(store, resource, namespace, args)
-        single = False
-        if not objects:
-            if args.output in ("json", "yaml"):
-                io.out.write(_render([], resource, args, single=False))
-            else:
-                io.err.write(_no_resources(resource, namespace))
-            return EXIT_OK
-    if objects:
-        if args.output in ("json", "yaml", "name"):
-            io.out.write(_render(objects, resource, args, single))
+    found: list[tuple[Any, list[Any]]] = []
+    for resource in resources:
+        namespace = _namespace_for(resource, args)
+        if names:
+            objects = []
+            for name in names:
+                try:
+                    objects.append(store.get(resource, name, namespace=namespace or "default"))
+                except errors.NotFound as err:
+                    if not args.ignore_not_found:
+                        failed = True
+                        io.err.write(_status_line(err))
         else:
-            io.out.write(_table(resource, args, with_namespace).render(objects))
+            objects, _ = _list_all(store, resource, namespace, args)
+        if objects:
+            found.append((resource, objects))
+    if args.output in ("json", "yaml"):
+        everything = [obj for _, objects in found for obj in objects]
+        single = len(everything) == 1 and len(names) == 1 and not several
+        if everything or not names:  # an empty List for an empty list, nothing for a miss
+            io.out.write(_render(everything, args, single))
+    elif args.output == "name":
+        for resource, objects in found:
+            io.out.write("".join(_name_line(resource, obj) for obj in objects))
+    else:
+        tables = []
+        for resource, objects in found:
+            with_namespace = _namespace_for(resource, args) is None and resource.namespaced
+            table = _table(resource, args, with_namespace)
+            table.kind_prefix = printers.kind_name(resource.kind, resource.group) if several else ""
+            tables.append(table.render(objects))
+        io.out.write("\n".join(tables))
+    if not found and not names and args.output not in ("json", "yaml"):
+        io.err.write(_no_resources(resources[0], _namespace_for(resources[0], args)))
     return EXIT_FAILED if failed else EXIT_OK
 
 
@@ -414,7 +450,8 @@ def _watch(
             for obj in objects:
                 if args.output == "yaml" and printed[0]:
                     parts.append("---\n")  # kubectl's YAML printer, between objects
-                parts.append(_render([obj], resource, args, single=True))
+                rendered = _name_line(resource, obj) if args.output == "name" else None
+                parts.append(rendered or _render([obj], args, single=True))
                 printed[0] += 1
             text = "".join(parts)
         else:

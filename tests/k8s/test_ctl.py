@@ -295,6 +295,18 @@ def test_get_outputs_selectors_and_pages(server: Server, store: ObjectStore) -> 
     ]
 
 
+def test_get_several_kinds_and_all(server: Server) -> None:
+    run(server, "apply", "-f", "-", stdin=MANIFESTS)
+    both = run(server, "get", "pods,cm", "-A")
+    pods, config_maps = both.out.split("\n\n")  # a table per kind, names with their kind
+    assert pods.splitlines()[1].split()[:2] == ["default", "pod/web"]
+    assert config_maps.splitlines()[1].split()[:2] == ["prod", "configmap/cfg"]
+    every = run(server, "get", "all", "-n", "prod", "-o", "name")
+    assert every == Result(0, "deployment.apps/d\n", "")  # kubectl's "all": no configmaps
+    watched = run(server, "get", "pods,cm", "-w")
+    assert watched == Result(1, "", "error: you may only specify a single resource type\n")
+
+
 def test_get_messages_and_exit_codes(server: Server, store: ObjectStore) -> None:
     assert run(server, "get", "pods") == Result(0, "", "No resources found in default namespace.\n")
     assert run(server, "get", "pods", "-A").err == "No resources found\n"
