@@ -259,6 +259,14 @@ def test_bad_manifests_write_nothing(server: Server, case: str) -> None:
     assert _keys(server) == []
 
 
+def test_namespace_flag_with_cluster_scoped_kinds_is_ignored(server: Server) -> None:
+    node = "apiVersion: v1\nkind: Node\nmetadata: {name: n1, namespace: stray}\n"
+    assert run(server, "apply", "-n", "other", "-f", "-", stdin=node).out == "node/n1 created\n"
+    assert _keys(server) == [f"{server.root}/minions/n1".encode()]
+    deleted = run(server, "delete", "node", "n1", "-n", "other")
+    assert (deleted.code, deleted.out) == (0, 'node "n1" deleted\n')
+
+
 def test_missing_file(server: Server) -> None:
     result = run(server, "apply", "-f", "/nonexistent/x.yaml")
     assert (result.code, result.err) == (
