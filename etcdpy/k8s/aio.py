@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import datetime
 from typing import Any
 
-from etcdpy.k8s import errors, ops
+from etcdpy.k8s import errors, ops, ops_list, ops_watch
 from etcdpy.k8s.etcd import AsyncEtcdClient, AsyncEtcdWatch, Connection
 from etcdpy.k8s.resources import (
     DEFAULT_REGISTRY,
@@ -67,7 +67,7 @@ class AsyncObjectStore(StoreBase):
             if not isinstance(kind, str):
                 raise
             crds = self._ctx.registry.resolve("customresourcedefinitions.apiextensions.k8s.io")
-            page = (await self._run(ops.list_(self._ctx, crds, None)))[1]
+            page = (await self._run(ops_list.list_(self._ctx, crds, None)))[1]
             for crd in page.items:
                 resource = from_crd(crd)
                 if answers_to(resource, kind):
@@ -134,7 +134,7 @@ class AsyncObjectStore(StoreBase):
         resource_version_match: str = "",
     ) -> ObjectList:
         resource = await self.resolve(kind)
-        op = ops.list_(
+        op = ops_list.list_(
             self._ctx,
             resource,
             namespace,
@@ -159,7 +159,7 @@ class AsyncObjectStore(StoreBase):
     ) -> AsyncObjectWatch:
         resource = await self.resolve(kind)
         start = await self._run(
-            ops.start_watch(
+            ops_watch.start_watch(
                 self._ctx,
                 resource,
                 namespace,
@@ -193,11 +193,11 @@ class AsyncObjectWatch:
     start raises ``errors.Gone`` from the iteration."""
 
     def __init__(
-        self, store: AsyncObjectStore, start: ops.WatchStart, etcd_watch: AsyncEtcdWatch
+        self, store: AsyncObjectStore, start: ops_watch.WatchStart, etcd_watch: AsyncEtcdWatch
     ) -> None:
         self._store = store
         self._translator = start.translator
-        self._pending: deque[ops.RawEvent] = deque(start.initial)
+        self._pending: deque[ops_watch.RawEvent] = deque(start.initial)
         self._etcd_watch = etcd_watch
         self._stopped = False
 
@@ -205,17 +205,20 @@ class AsyncObjectWatch:
         return self
 
     async def __anext__(self) -> WatchEvent:
-        while not self._pending:
+        while True:
+            while not self._pending:
+                if self._stopped:
+                    raise StopAsyncIteration
+                try:
+                    response = await self._etcd_watch.__anext__()
+                except errors.Gone:
+                    raise ops_watch.watch_gone() from None
+                self._pending.extend(self._translator.translate(response))
             if self._stopped:
                 raise StopAsyncIteration
-            try:
-                response = await self._etcd_watch.__anext__()
-            except errors.Gone:
-                raise ops.watch_gone() from None
-            self._pending.extend(self._translator.translate(response))
-        if self._stopped:
-            raise StopAsyncIteration
-        return self._store._event(self._pending.popleft())
+            event = self._store._event(self._pending.popleft())
+            if event is not None:
+                return event
 
     async def stop(self) -> None:
         self._stopped = True

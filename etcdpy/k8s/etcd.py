@@ -182,7 +182,7 @@ class EtcdClient:
 
     def __init__(self, connection: Connection) -> None:
         self.connection = connection
-        self._channels: dict[int, grpc.Channel] = {}
+        self._channels: dict[int, tuple[grpc.Channel, _Stubs]] = {}
         self._index = 0
         self._lock = threading.Lock()
         self._auth = _Auth()
@@ -192,10 +192,10 @@ class EtcdClient:
     def connect(cls, endpoints: str | Sequence[str], **kwargs: Any) -> EtcdClient:
         return cls(Connection.of(endpoints, **kwargs))
 
-    def _channel(self, index: int) -> grpc.Channel:
+    def _stub(self, index: int) -> _Stubs:
         with self._lock:
-            channel = self._channels.get(index)
-            if channel is None:
+            opened = self._channels.get(index)
+            if opened is None:
                 target = self.connection.target(index)
                 creds = channel_credentials(
                     self.connection.cacert,
@@ -208,11 +208,9 @@ class EtcdClient:
                     if creds is None
                     else grpc.secure_channel(target, creds)
                 )
-                self._channels[index] = channel
-            return channel
-
-    def _stub(self, index: int) -> Any:
-        return _Stubs(self._channel(index))
+                opened = (channel, _Stubs(channel))
+                self._channels[index] = opened
+            return opened[1]
 
     def _authenticate(self, stale: str) -> None:
         with self._auth.lock:
@@ -340,7 +338,7 @@ class EtcdClient:
 
     def close(self) -> None:
         with self._lock:
-            channels = list(self._channels.values())
+            channels = [channel for channel, _ in self._channels.values()]
             self._channels.clear()
         for channel in channels:
             channel.close()
@@ -433,7 +431,7 @@ class AsyncEtcdClient:
 
     def __init__(self, connection: Connection) -> None:
         self.connection = connection
-        self._channels: dict[int, grpc.aio.Channel] = {}
+        self._channels: dict[int, tuple[grpc.aio.Channel, _Stubs]] = {}
         self._index = 0
         self._token = ""
         self._authenticated = not connection.user
@@ -444,8 +442,8 @@ class AsyncEtcdClient:
         return cls(Connection.of(endpoints, **kwargs))
 
     def _stub(self, index: int) -> _Stubs:
-        channel = self._channels.get(index)
-        if channel is None:
+        opened = self._channels.get(index)
+        if opened is None:
             target = self.connection.target(index)
             creds = channel_credentials(
                 self.connection.cacert,
@@ -458,8 +456,9 @@ class AsyncEtcdClient:
                 if creds is None
                 else grpc.aio.secure_channel(target, creds)
             )
-            self._channels[index] = channel
-        return _Stubs(channel)
+            opened = (channel, _Stubs(channel))
+            self._channels[index] = opened
+        return opened[1]
 
     def _metadata(self) -> tuple[tuple[str, str], ...]:
         return (("token", self._token),) if self._token else ()
@@ -587,7 +586,7 @@ class AsyncEtcdClient:
         return await AsyncEtcdWatch(call, create).start()
 
     async def close(self) -> None:
-        channels = list(self._channels.values())
+        channels = [channel for channel, _ in self._channels.values()]
         self._channels.clear()
         for channel in channels:
             await channel.close(None)

@@ -67,9 +67,18 @@ def to_dict(obj: KubeObject) -> dict[str, Any]:
 
 def to_model(data: Mapping[str, Any], registry: ResourceRegistry) -> KubeObject:
     """A model of the ``kubernetes`` package for the object's apiVersion and kind; a dict when
-    the package has none."""
+    the package has none. Fields the model does not know are dropped (``typed=False`` keeps
+    them); a field of the wrong shape is an ``errors.InternalError``."""
     api_version, kind = str(data.get("apiVersion", "")), str(data.get("kind", ""))
     resource = registry.for_gvk(api_version, kind)
     if resource is None or resource.model is None:
         return dict(data)
-    return _client().deserialize(json.dumps(data), resource.model, None)
+    try:
+        return _client().deserialize(json.dumps(data), resource.model, None)
+    except ValueError as err:  # pydantic's ValidationError: a field of the wrong shape
+        metadata = data.get("metadata") or {}
+        where = "/".join(str(p) for p in (metadata.get("namespace"), metadata.get("name")) if p)
+        first = [line.strip() for line in str(err).splitlines()[:2]]
+        raise errors.InternalError(
+            f"unable to convert {kind} {where!r} to {resource.model}: {' '.join(first)}"
+        ) from None

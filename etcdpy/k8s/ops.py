@@ -2,7 +2,8 @@
 requests (``rpc_pb2.RangeRequest``, ``TxnRequest``, ``LeaseGrantRequest``, ...) and is sent
 each response; an etcd failure is thrown into it as the ``errors`` class it maps to. The sync
 store (``store.py``) and the asyncio store (``aio.py``) only drive them (``run`` and
-``run_async`` below), so the semantics live here alone.
+``run_async`` below), so the semantics live here alone: the writes and get here, lists in
+``ops_list.py``, watches in ``ops_watch.py``.
 
 The semantics are kube-apiserver's storage layer (k8s.io/apiserver/pkg/storage/etcd3/store.go,
 watcher.go) with the generic registry's rules around it (registry/generic/registry/store.go,
@@ -12,19 +13,17 @@ rest.BeforeCreate/BeforeUpdate): see docs/k8s-objects.md.
 from __future__ import annotations
 
 import copy
-import logging
 import secrets
-from collections.abc import Awaitable, Callable, Generator, Mapping
+from collections.abc import Awaitable, Callable, Generator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from etcdpy.k8s import continue_token, errors
+from etcdpy.k8s import errors
 from etcdpy.k8s.codec import Codec, for_storage, go_json
 from etcdpy.k8s.objects import format_time
 from etcdpy.k8s.resources import Resource, ResourceRegistry, type_meta
-from etcdpy.k8s.selectors import FieldSelector, LabelSelector
-from etcdpy.k8s.types import ObjectList, Preconditions
+from etcdpy.k8s.types import Preconditions
 from etcdpy.pb.etcdserverpb import rpc_pb2
 from etcdpy.pb.mvccpb import kv_pb2
 
@@ -32,23 +31,8 @@ T = TypeVar("T")
 Op = Generator[Any, Any, T]  # yields a request, is sent its response, returns the result
 Obj = dict[str, Any]
 
-log = logging.getLogger(__name__)
-
 OPTIMISTIC_LOCK = (
     "the object has been modified; please apply your changes to the latest version and try again"
-)
-LIST_EXPIRED = "The resourceVersion for the provided list is too old."
-WATCH_EXPIRED = "The resourceVersion for the provided watch is too old."
-CONTINUE_EXPIRED = (
-    "The provided continue parameter is too old to display a consistent list result. You can "
-    "start a new list without the continue parameter."
-)
-INCONSISTENT_CONTINUE = (
-    "The provided continue parameter is too old to display a consistent list result. You can "
-    "start a new list without the continue parameter, or use the continue token in this "
-    "response to retrieve the remainder of the results. Continuing with the provided token "
-    "results in an inconsistent list - objects that were created, modified, or deleted between "
-    "the time the first chunk was returned and now may show up in the list."
 )
 FUTURE_REVISION = "required revision is a future revision"
 MAX_LIMIT = 10000  # the API server's cap when it doubles a page that selectors thinned
@@ -238,7 +222,7 @@ def _with_type(resource: Resource, obj: Obj) -> Obj:
     return typed
 
 
-def _decode(ctx: Context, resource: Resource, kv: kv_pb2.KeyValue) -> tuple[Obj, bool]:
+def decode_kv(ctx: Context, resource: Resource, kv: kv_pb2.KeyValue) -> tuple[Obj, bool]:
     return ctx.codec.decode(kv.value, resource.group_resource, kv.key, kv.mod_revision)
 
 
@@ -256,7 +240,7 @@ def _state(ctx: Context, resource: Resource, response: rpc_pb2.RangeResponse) ->
     if not response.kvs:
         return None
     kv = response.kvs[0]
-    obj, stale = _decode(ctx, resource, kv)
+    obj, stale = decode_kv(ctx, resource, kv)
     return _State(obj, kv.mod_revision, stale)
 
 
@@ -337,7 +321,7 @@ def create(ctx: Context, obj: Obj, *, ttl: int | None = None) -> Op[Obj]:
 # --- get ------------------------------------------------------------------------------------
 
 
-def _too_large(minimum: int, current: int) -> errors.TooLargeResourceVersion:
+def too_large(minimum: int, current: int) -> errors.TooLargeResourceVersion:
     return errors.TooLargeResourceVersion(
         f"Timeout: Too large resource version: {minimum}, current: {current}",
         details={
@@ -349,12 +333,12 @@ def _too_large(minimum: int, current: int) -> errors.TooLargeResourceVersion:
     )
 
 
-def _validate_minimum(resource_version: str, current: int) -> None:
+def validate_minimum(resource_version: str, current: int) -> None:
     if resource_version == "":
         return
     minimum = parse_resource_version(resource_version)
     if minimum > current:
-        raise _too_large(minimum, current)
+        raise too_large(minimum, current)
 
 
 def get(
@@ -364,7 +348,7 @@ def get(
     key = _key(ctx, resource, namespace, name)
     parse_resource_version(resource_version)
     response: rpc_pb2.RangeResponse = yield _get(key)
-    _validate_minimum(resource_version, response.header.revision)
+    validate_minimum(resource_version, response.header.revision)
     state = _state(ctx, resource, response)
     if state is None:
         raise errors.NotFound.of(resource.group_resource, name)
@@ -402,6 +386,13 @@ def _before_update(resource: Resource, new: Obj, old: Obj) -> Obj:
             name,
             "metadata.uid",
             f'Invalid value: "{new_meta["uid"]}": field is immutable',
+        )
+    if new_meta.get("deletionTimestamp") and not old_meta.get("deletionTimestamp"):
+        raise _invalid(  # only a delete sets it
+            resource,
+            name,
+            "metadata.deletionTimestamp",
+            f'Invalid value: "{new_meta["deletionTimestamp"]}": field is immutable',
         )
     new_meta["name"] = name
     if resource.namespaced:
@@ -576,295 +567,3 @@ def delete(
         assert current is not None
         response = current
     raise errors.Conflict.of(resource.group_resource, name, OPTIMISTIC_LOCK)
-
-
-# --- list -----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Predicate:
-    """A list's or watch's selection (storage.SelectionPredicate)."""
-
-    labels: LabelSelector
-    fields: FieldSelector
-
-    @classmethod
-    def parse(cls, resource: Resource, label_selector: str, field_selector: str) -> Predicate:
-        return cls(
-            LabelSelector.parse(label_selector),
-            FieldSelector.parse(field_selector, resource.group, resource.kind),
-        )
-
-    def empty(self) -> bool:
-        return self.labels.empty() and self.fields.empty()
-
-    def matches(self, obj: Mapping[str, Any]) -> bool:
-        metadata = obj.get("metadata") or {}
-        return self.labels.matches(metadata.get("labels")) and self.fields.matches(obj)
-
-
-def _list_options_invalid(why: str) -> errors.Invalid:
-    return errors.Invalid(
-        f'ListOptions.meta.k8s.io "" is invalid: {why}',
-        details={"group": "meta.k8s.io", "kind": "ListOptions"},
-    )
-
-
-def _validate_list_options(
-    resource_version: str, resource_version_match: str, continue_: str, limit: int
-) -> None:
-    """apimachinery's ValidateListOptions."""
-    if limit < 0:
-        raise errors.BadRequest(f"invalid limit: {limit}: must be greater than or equal to 0")
-    if not resource_version_match:
-        return
-    if resource_version_match not in ("Exact", "NotOlderThan"):
-        raise _list_options_invalid(
-            f'resourceVersionMatch: Unsupported value: "{resource_version_match}": supported '
-            'values: "Exact", "NotOlderThan"'
-        )
-    if continue_:
-        raise _list_options_invalid(
-            "resourceVersionMatch: Forbidden: resourceVersionMatch is forbidden when continue "
-            "is provided"
-        )
-    if not resource_version:
-        raise _list_options_invalid(
-            "resourceVersionMatch: Forbidden: resourceVersionMatch is forbidden unless "
-            "resourceVersion is provided"
-        )
-    if resource_version_match == "Exact" and resource_version == "0":
-        raise _list_options_invalid(
-            'resourceVersionMatch: Forbidden: resourceVersionMatch "exact" is forbidden for '
-            'resourceVersion "0"'
-        )
-
-
-def list_(
-    ctx: Context,
-    resource: Resource,
-    namespace: str | None,
-    *,
-    label_selector: str = "",
-    field_selector: str = "",
-    limit: int = 0,
-    continue_: str = "",
-    resource_version: str = "",
-    resource_version_match: str = "",
-) -> Op[tuple[list[Obj], ObjectList]]:
-    """A list as the API server's GetList: pages of ``limit`` matches (reading on, with the page
-    doubled, while selectors leave it short), all at one revision, with a continue token and,
-    without selectors, remainingItemCount. Returns (the items, the page with them)."""
-    predicate = Predicate.parse(resource, label_selector, field_selector)
-    _validate_list_options(resource_version, resource_version_match, continue_, limit)
-    key_prefix = resource.prefix(ctx.root, namespace if resource.namespaced else None)
-    from_rv = parse_resource_version(resource_version) if resource_version else None
-    key = key_prefix
-    with_rev = 0
-    continue_key = b""
-    if continue_:
-        try:
-            continue_key, continue_rv = continue_token.decode(continue_, key_prefix)
-        except continue_token.ContinueError as err:
-            raise continue_token.bad_request(err) from None
-        if resource_version not in ("", "0"):
-            raise errors.BadRequest(
-                "specifying resource version is not allowed when using continue"
-            )
-        key = continue_key
-        if continue_rv > 0:
-            with_rev = continue_rv
-    elif from_rv is not None and (
-        resource_version_match == "Exact"
-        or (resource_version_match == "" and limit > 0 and from_rv > 0)
-    ):
-        with_rev = from_rv
-    paging = limit > 0
-    page = limit
-    items: list[Obj] = []
-    last_key = b""
-    has_more = False
-    range_end = prefix_end(key_prefix)
-    while True:
-        try:
-            response: rpc_pb2.RangeResponse = yield rpc_pb2.RangeRequest(
-                key=key, range_end=range_end, limit=page if paging else 0, revision=with_rev
-            )
-        except errors.Gone:
-            if continue_:
-                token = continue_token.encode(continue_key, key_prefix, -1)
-                raise errors.Gone(INCONSISTENT_CONTINUE, continue_=token) from None
-            raise errors.Gone(LIST_EXPIRED) from None
-        except errors.InternalError as err:
-            if FUTURE_REVISION not in err.message:
-                raise
-            current: rpc_pb2.RangeResponse = yield rpc_pb2.RangeRequest(
-                key=key_prefix, range_end=range_end, count_only=True
-            )
-            raise _too_large(with_rev, current.header.revision) from None
-        _validate_minimum(resource_version, response.header.revision)
-        has_more = response.more
-        if not response.kvs and response.more:
-            raise errors.InternalError(
-                "no results were found, but etcd indicated there were more values remaining"
-            )
-        for kv in response.kvs:
-            if paging and len(items) >= limit:
-                has_more = True
-                break
-            last_key = kv.key
-            obj, _ = _decode(ctx, resource, kv)
-            if predicate.matches(obj):
-                items.append(obj)
-        if not has_more or not paging or len(items) >= limit:
-            break
-        page = min(page * 2, MAX_LIMIT) if page < MAX_LIMIT else page
-        key = last_key + b"\x00"
-        if with_rev == 0:
-            with_rev = response.header.revision
-    if with_rev == 0:
-        with_rev = response.header.revision
-    next_token = ""
-    remaining: int | None = None
-    if has_more:
-        next_token = continue_token.encode(last_key + b"\x00", key_prefix, with_rev)
-        if predicate.empty():
-            remaining = response.count - limit
-    return items, ObjectList(items, str(with_rev), next_token, remaining)
-
-
-# --- watch ----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class RawEvent:
-    """A watch event before the store turns the object into a model."""
-
-    type: str
-    object: Obj
-    resource_version: str
-
-
-class WatchTranslator:
-    """The etcd3 watcher's transform, sans-IO: etcd's watch responses in, the API server's
-    events out (selectors applied with its MODIFIED -> ADDED/DELETED rule, DELETED carrying the
-    previous object at the deleting revision, progress notifications as BOOKMARKs)."""
-
-    def __init__(
-        self, ctx: Context, resource: Resource, predicate: Predicate, allow_bookmarks: bool
-    ) -> None:
-        self.ctx = ctx
-        self.resource = resource
-        self.predicate = predicate
-        self.allow_bookmarks = allow_bookmarks
-
-    def _decode(self, kv: kv_pb2.KeyValue, revision: int) -> Obj | None:
-        try:
-            obj, _ = self.ctx.codec.decode(kv.value, self.resource.group_resource, kv.key, revision)
-        except errors.StatusError as err:
-            log.warning(
-                "watch: skipping an object that does not decode: key=%s error=%s",
-                kv.key.decode(errors="replace"),
-                err.message,
-            )
-            return None
-        return obj
-
-    def initial(self, response: rpc_pb2.RangeResponse) -> list[RawEvent]:
-        """The current objects as ADDED (a watch from resourceVersion "" or "0")."""
-        events = []
-        for kv in response.kvs:
-            obj = self._decode(kv, kv.mod_revision)
-            if obj is not None and self.predicate.matches(obj):
-                events.append(RawEvent("ADDED", obj, str(kv.mod_revision)))
-        return events
-
-    def translate(self, response: rpc_pb2.WatchResponse) -> list[RawEvent]:
-        if not response.events:
-            if not self.allow_bookmarks:
-                return []
-            revision = str(response.header.revision)
-            bookmark = {
-                "kind": self.resource.kind,
-                "apiVersion": self.resource.api_version,
-                "metadata": {"resourceVersion": revision},
-            }
-            return [RawEvent("BOOKMARK", bookmark, revision)]
-        out = []
-        for event in response.events:
-            translated = self._event(event)
-            if translated is not None:
-                out.append(translated)
-        return out
-
-    def _event(self, event: kv_pb2.Event) -> RawEvent | None:
-        revision = event.kv.mod_revision
-        rv = str(revision)
-        old = (
-            self._decode(event.prev_kv, revision)
-            if event.HasField("prev_kv") and event.prev_kv.value
-            else None
-        )
-        if event.type == kv_pb2.Event.DELETE:
-            if old is None or not self.predicate.matches(old):
-                return None
-            return RawEvent("DELETED", old, rv)
-        current = self._decode(event.kv, revision)
-        if current is None:
-            return None
-        if event.kv.create_revision == event.kv.mod_revision:
-            return RawEvent("ADDED", current, rv) if self.predicate.matches(current) else None
-        if self.predicate.empty():
-            return RawEvent("MODIFIED", current, rv)
-        now = self.predicate.matches(current)
-        before = old is not None and self.predicate.matches(old)
-        if now and before:
-            return RawEvent("MODIFIED", current, rv)
-        if now:
-            return RawEvent("ADDED", current, rv)
-        if before:
-            assert old is not None
-            return RawEvent("DELETED", old, rv)
-        return None
-
-
-@dataclass(frozen=True)
-class WatchStart:
-    """Where an etcd watch for the API server's watch starts, and what comes before it."""
-
-    key: bytes
-    range_end: bytes
-    start_revision: int
-    initial: list[RawEvent]
-    translator: WatchTranslator
-
-
-def start_watch(
-    ctx: Context,
-    resource: Resource,
-    namespace: str | None,
-    *,
-    resource_version: str = "",
-    label_selector: str = "",
-    field_selector: str = "",
-    allow_bookmarks: bool = False,
-) -> Op[WatchStart]:
-    """From a resourceVersion: the events after it. From "" or "0": the current objects as
-    ADDED, then the events after the revision they were read at (the etcd3 watcher's sync)."""
-    predicate = Predicate.parse(resource, label_selector, field_selector)
-    revision = parse_resource_version(resource_version)
-    key_prefix = resource.prefix(ctx.root, namespace if resource.namespaced else None)
-    range_end = prefix_end(key_prefix)
-    translator = WatchTranslator(ctx, resource, predicate, allow_bookmarks)
-    initial: list[RawEvent] = []
-    if revision == 0:
-        response: rpc_pb2.RangeResponse = yield rpc_pb2.RangeRequest(
-            key=key_prefix, range_end=range_end
-        )
-        initial = translator.initial(response)
-        revision = response.header.revision
-    return WatchStart(key_prefix, range_end, revision + 1, initial, translator)
-
-
-def watch_gone() -> errors.Gone:
-    return errors.Gone(WATCH_EXPIRED)

@@ -28,6 +28,12 @@ _NAME_MESSAGE = (
     "end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex "
     "used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')"
 )
+_PREFIX_MESSAGE = (
+    "prefix part a lowercase RFC 1123 subdomain must consist of lower case alphanumeric "
+    "characters, '-' or '.', and must start and end with an alphanumeric character (e.g. "
+    "'example.com', regex used for validation is "
+    "'[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')"
+)
 _VALUE_MESSAGE = (
     "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or "
     "'.', and must start and end with an alphanumeric character (e.g. 'MyValue',  or "
@@ -35,45 +41,50 @@ _VALUE_MESSAGE = (
     "'(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')"
 )
 _OPERATORS = "in, notin, =, ==, !=, gt, lt"
+_SYMBOLS = ("!=", "==", "=", "!", "(", ")", ",", ">", "<")
+_END = ""  # the literal of the end of the string, as the lexer gives it
 
 
 def _bad(message: str) -> errors.BadRequest:
     return errors.BadRequest(message)
 
 
+class _ParseError(Exception):
+    """A requirement that does not parse: the API server's text, before its prefix."""
+
+
 def _invalid(path: str, value: str, why: str) -> str:
+    """field.Invalid's text; the parser's path is nil, which Go prints as "<nil>"."""
     return f'{path}: Invalid value: "{value}": {why}'
 
 
-def _key_problem(key: str) -> str | None:
+def _key_problems(key: str) -> list[str]:
+    """validation.IsQualifiedName."""
     prefix, slash, name = key.rpartition("/")
+    problems: list[str] = []
     if slash and not prefix:
-        return "prefix part must be non-empty"
-    if prefix and (len(prefix) > 253 or not _DNS1123_SUBDOMAIN.match(prefix)):
-        return (
-            "prefix part a lowercase RFC 1123 subdomain must consist of lower case alphanumeric "
-            "characters, '-' or '.', and must start and end with an alphanumeric character"
-        )
+        problems.append("prefix part must be non-empty")
+    elif prefix and len(prefix) > 253:
+        problems.append("prefix part must be no more than 253 characters")
+    elif prefix and not _DNS1123_SUBDOMAIN.match(prefix):
+        problems.append(_PREFIX_MESSAGE)
     if not name:
-        return "name part must be non-empty"
-    if len(name) > 63:
-        return "name part must be no more than 63 characters"
-    if not _NAME.match(name):
-        return _NAME_MESSAGE
-    return None
+        problems.append("name part must be non-empty")
+    elif len(name) > 63:
+        problems.append("name part must be no more than 63 characters")
+    if name and not _NAME.match(name):
+        problems.append(_NAME_MESSAGE)
+    return problems
 
 
-def _check_key(key: str) -> None:
-    problem = _key_problem(key)
-    if problem is not None:
-        raise _bad(_invalid("key", key, problem))
-
-
-def _check_value(value: str) -> None:
+def _value_problems(value: str) -> list[str]:
+    """validation.IsValidLabelValue."""
+    problems: list[str] = []
     if len(value) > 63:
-        raise _bad(_invalid("values[0]", value, "must be no more than 63 characters"))
+        problems.append("must be no more than 63 characters")
     if value and not _NAME.match(value):
-        raise _bad(_invalid("values[0]", value, _VALUE_MESSAGE))
+        problems.append(_VALUE_MESSAGE)
+    return problems
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,29 +113,29 @@ class Requirement:
         return number > bound if self.operator == "gt" else number < bound
 
 
-_SPECIAL = set(" \t\r\n,()=!<>")
-
-
 def _tokens(text: str) -> list[str]:
-    """apimachinery's label lexer: identifiers, and the operators and punctuation."""
+    """apimachinery's label lexer: identifiers (anything between blanks and symbols) and the
+    symbols, the longest that is a token first; the list ends with the end-of-string literal."""
     out: list[str] = []
     i = 0
     while i < len(text):
-        char = text[i]
-        if char in " \t\r\n":
+        if text[i] in " \t\r\n":
             i += 1
-        elif text.startswith(("==", "!="), i):
-            out.append(text[i : i + 2])
-            i += 2
-        elif char in ",()=!<>":
-            out.append(char)
+            continue
+        symbol = next((s for s in _SYMBOLS if text.startswith(s, i)), None)
+        if symbol is not None:
+            out.append(symbol)
+            i += len(symbol)
+            continue
+        start = i
+        while i < len(text) and text[i] not in " \t\r\n" and text[i] not in "=!(),<>":
             i += 1
-        else:
-            start = i
-            while i < len(text) and text[i] not in _SPECIAL:
-                i += 1
-            out.append(text[start:i])
+        out.append(text[start:i])
     return out
+
+
+def _is_identifier(token: str | None) -> bool:
+    return token is not None and token != _END and token not in _SYMBOLS
 
 
 class LabelSelector:
@@ -142,88 +153,144 @@ class LabelSelector:
 
     @classmethod
     def parse(cls, text: str) -> LabelSelector:
-        tokens = _tokens(text)
+        """labels.Parse: errors are BadRequests with its messages."""
+        parser = _Parser(_tokens(text))
+        return cls(tuple(sorted(parser.parse(), key=lambda r: r.key)))
+
+
+class _Parser:
+    """apimachinery's label selector parser, a recursive descent over the tokens (the lexer
+    never yields an empty token, so "" is the end of the string)."""
+
+    def __init__(self, tokens: list[str]) -> None:
+        self.tokens = tokens
+        self.position = 0
+
+    def lookahead(self) -> str:
+        return self.tokens[self.position] if self.position < len(self.tokens) else _END
+
+    def consume(self) -> str:
+        token = self.lookahead()
+        self.position += 1
+        return token
+
+    def parse(self) -> list[Requirement]:
         requirements: list[Requirement] = []
-        i = 0
-        while i < len(tokens):
-            requirement, i = _requirement(tokens, i)
-            requirements.append(requirement)
-            if i < len(tokens):
-                if tokens[i] != ",":
-                    raise _bad(f"found '{tokens[i]}', expected: ',' or 'end of string'")
-                i += 1
-                if i == len(tokens):
-                    raise _bad("found '', expected: !, identifier, or 'end of string'")
-        return cls(tuple(sorted(requirements, key=lambda r: r.key)))
-
-
-def _requirement(tokens: list[str], i: int) -> tuple[Requirement, int]:
-    if tokens[i] == "!":
-        if i + 1 >= len(tokens) or tokens[i + 1] in ",()=!<>" or tokens[i + 1] in ("==", "!="):
-            found = tokens[i + 1] if i + 1 < len(tokens) else ""
-            raise _bad(f"found '{found}', expected: identifier")
-        _check_key(tokens[i + 1])
-        return Requirement(tokens[i + 1], "!"), i + 2
-    key = tokens[i]
-    if key in ",()=<>" or key in ("==", "!="):
-        raise _bad(f"found '{key}', expected: !, identifier, or 'end of string'")
-    _check_key(key)
-    i += 1
-    if i == len(tokens) or tokens[i] == ",":
-        return Requirement(key, "exists"), i
-    operator = tokens[i]
-    i += 1
-    if operator in ("=", "=="):
-        op = "="
-    elif operator in ("!=", ">", "<", "in", "notin"):
-        op = {">": "gt", "<": "lt"}.get(operator, operator)
-    else:
-        raise _bad(f"found '{operator}', expected: {_OPERATORS}")
-    if op in ("in", "notin"):
-        if i >= len(tokens) or tokens[i] != "(":
-            found = tokens[i] if i < len(tokens) else ""
-            raise _bad(f"found '{found}', expected: '('")
-        i += 1
-        values: list[str] = []
         while True:
-            if i >= len(tokens):
-                raise _bad("found '', expected: ',', ')' or identifier")
-            token = tokens[i]
-            if token == ")":
-                i += 1
-                break
-            if token == ",":
-                values.append("")  # an empty value between commas, as Go's parser keeps it
-                i += 1
+            token = self.lookahead()
+            if token == _END:
+                return requirements
+            if not (_is_identifier(token) or token == "!"):
+                raise _bad(f"found '{token}', expected: !, identifier, or 'end of string'")
+            try:
+                requirements.append(self.requirement())
+            except _ParseError as err:
+                raise _bad(f"unable to parse requirement: {err}") from None
+            after = self.consume()
+            if after == _END:
+                return requirements
+            if after != ",":
+                raise _bad(f"found '{after}', expected: ',' or 'end of string'")
+            following = self.lookahead()
+            if not (_is_identifier(following) or following == "!"):
+                raise _bad(f"found '{following}', expected: identifier after ','")
+
+    def requirement(self) -> Requirement:
+        negated = False
+        token = self.consume()
+        if token == "!":
+            negated = True
+            token = self.consume()
+        if not _is_identifier(token):
+            raise _ParseError(f"found '{token}', expected: identifier")
+        key = token
+        problems = _key_problems(key)
+        if problems:
+            raise _ParseError(_invalid("<nil>", key, "; ".join(problems)))
+        if negated:
+            return Requirement(key, "!")
+        if self.lookahead() in (",", _END):
+            return Requirement(key, "exists")
+        found = self.consume()
+        op = {"=": "=", "==": "=", "!=": "!=", ">": "gt", "<": "lt"}.get(found)
+        if op is None and found in ("in", "notin"):
+            op = found
+        if op is None:
+            raise _ParseError(f"found '{found}', expected: {_OPERATORS}")
+        values = self.values() if op in ("in", "notin") else self.exact_value()
+        return _new_requirement(key, op, sorted(values))
+
+    def values(self) -> set[str]:
+        token = self.consume()
+        if token != "(":
+            raise _ParseError(f"found '{token}' expected: '('")
+        ahead = self.lookahead()
+        if ahead == ")":
+            self.consume()
+            return {""}
+        if not (_is_identifier(ahead) or ahead == ","):
+            raise _ParseError(f"found '{ahead}', expected: ',', ')' or identifier")
+        found: set[str] = set()
+        while True:
+            token = self.consume()
+            if _is_identifier(token):
+                found.add(token)
+                following = self.lookahead()
+                if following == ",":
+                    continue
+                if following == ")":
+                    self.consume()
+                    return found
+                raise _ParseError(f"found '{following}', expected: ',' or ')'")
+            if token == ",":  # "(,", ",,", ",)": empty values
+                if not found:
+                    found.add("")
+                following = self.lookahead()
+                if following in (",", ")"):
+                    found.add("")
+                if following == ")":
+                    self.consume()
+                    return found
                 continue
-            _check_value(token)
-            values.append(token)
-            i += 1
-            if i < len(tokens) and tokens[i] == ",":
-                i += 1
-        if not values:
-            raise _bad(
-                _invalid("values", "", "for 'in', 'notin' operators, values set can't be empty")
-            )
-        return Requirement(key, op, tuple(values)), i
-    value = ""
-    if i < len(tokens) and tokens[i] != ",":
-        if tokens[i] in ("(", ")", "=", "!", "<", ">", "==", "!="):
-            raise _bad(f"found '{tokens[i]}', expected: identifier")
-        value = tokens[i]
-        i += 1
-    if op in ("gt", "lt"):
-        try:
-            int(value)
-        except ValueError:
-            raise _bad(
-                _invalid(
-                    "values[0]", value, "for 'Gt', 'Lt' operators, the value must be an integer"
+            raise _ParseError(f"found '{token}', expected: ',', or identifier")
+
+    def exact_value(self) -> set[str]:
+        if self.lookahead() in (",", _END):
+            return {""}
+        token = self.consume()
+        if _is_identifier(token):
+            return {token}
+        raise _ParseError(f"found '{token}', expected: identifier")
+
+
+def _new_requirement(key: str, operator: str, values: list[str]) -> Requirement:
+    """labels.NewRequirement's checks of the values (its errors as one aggregate)."""
+    problems: list[str] = []
+    if operator in ("in", "notin") and not values:
+        problems.append(
+            "values: Invalid value: []: for 'in', 'notin' operators, values set can't be empty"
+        )
+    if operator in ("gt", "lt"):
+        for i, value in enumerate(values):
+            try:
+                int(value)
+            except ValueError:
+                problems.append(
+                    _invalid(
+                        f"values[{i}]",
+                        value,
+                        "for 'Gt', 'Lt' operators, the value must be an integer",
+                    )
                 )
-            ) from None
-    else:
-        _check_value(value)
-    return Requirement(key, op, (value,)), i
+    for i, value in enumerate(values):
+        value_problems = _value_problems(value)
+        if value_problems:
+            problems.append(_invalid(f"values[{i}][{key}]", value, "; ".join(value_problems)))
+    if len(problems) == 1:
+        raise _ParseError(problems[0])
+    if problems:
+        raise _ParseError("[" + ", ".join(problems) + "]")
+    return Requirement(key, operator, tuple(values))
 
 
 # --- fields -----------------------------------------------------------------------------------
@@ -264,6 +331,7 @@ _META: dict[str, Getter] = {
 _KIND_FIELDS: dict[tuple[str, str], dict[str, Getter]] = {
     ("", "Pod"): {
         "spec.nodeName": _path("spec", "nodeName"),
+        "spec.host": _path("spec", "nodeName"),  # the old name the conversion still maps
         "spec.restartPolicy": _path("spec", "restartPolicy"),
         "spec.schedulerName": _path("spec", "schedulerName"),
         "spec.serviceAccountName": _path("spec", "serviceAccountName"),
@@ -301,6 +369,10 @@ _KIND_FIELDS: dict[tuple[str, str], dict[str, Getter]] = {
 }
 
 
+# Kinds whose conversion func does not take metadata.namespace (nodes': name and unschedulable).
+_NO_NAMESPACE_FIELD = {("", "Node")}
+
+
 @dataclass(frozen=True, slots=True)
 class FieldRequirement:
     field: str
@@ -329,11 +401,13 @@ class FieldSelector:
     def parse(cls, text: str, group: str = "", kind: str = "") -> FieldSelector:
         special = _KIND_FIELDS.get((group, kind))
         getters = {**_META, **(special or {})}
+        if (group, kind) in _NO_NAMESPACE_FIELD:
+            del getters["metadata.namespace"]
         requirements: list[FieldRequirement] = []
         for term in _split_unescaped(text, ","):
             if not term:
                 continue
-            requirement = _field_term(term)
+            requirement = _field_term(term, text)
             if requirement.field not in getters:
                 if special is not None:
                     raise _bad(f"field label not supported: {requirement.field}")
@@ -381,11 +455,11 @@ def _unescape(value: str) -> str:
     return "".join(out)
 
 
-def _field_term(term: str) -> FieldRequirement:
+def _field_term(term: str, selector: str) -> FieldRequirement:
     """fields.splitTerm: the leftmost operator ("!=" before "==" before "=" at one place)."""
     for i in range(len(term)):
         for operator in ("!=", "==", "="):
             if term.startswith(operator, i):
                 value = _unescape(term[i + len(operator) :])
                 return FieldRequirement(term[:i], "!=" if operator == "!=" else "=", value)
-    raise _bad(f"invalid selector: '{term}'; can't understand '{term}'")
+    raise _bad(f"invalid selector: '{selector}'; can't understand '{term}'")

@@ -24,7 +24,7 @@ from etcdpy.k8s import errors
 from etcdpy.k8s.store import ObjectStore
 from etcdpy.k8s.types import Preconditions
 from tests.k8s.conftest import Server
-from tests.k8s.store_support import make_store, pod, stored
+from tests.k8s.store_support import NOW, make_store, pod, stored
 
 
 @pytest.fixture
@@ -360,6 +360,14 @@ def test_updates_that_change_identity_are_refused(store: ObjectStore) -> None:
     assert store.get("pods", "id", namespace="a").metadata.resource_version == (
         created.metadata.resource_version
     )
+    doomed = store.get("pods", "id", namespace="a")
+    doomed.metadata.deletion_timestamp = NOW
+    with pytest.raises(errors.Invalid) as invalid:
+        store.update(doomed)
+    assert invalid.value.message.startswith(
+        'Pod "id" is invalid: metadata.deletionTimestamp: Invalid value: '
+        '"2024-05-01T12:00:00.123456Z"'
+    )
     with pytest.raises(errors.NotFound):
         store.update(pod("missing"))
 
@@ -372,6 +380,21 @@ def test_invalid_json_in_the_store_is_an_internal_error(store: ObjectStore) -> N
     assert "/pods/default/bad" in caught.value.message
     with pytest.raises(errors.InternalError):
         store.list("pods")
+
+
+def test_objects_that_do_not_fit_their_model(store: ObjectStore) -> None:
+    misshapen = {
+        "kind": "Pod",
+        "apiVersion": "v1",
+        "metadata": {"name": "odd", "namespace": "default"},
+        "spec": {"containers": "x"},
+    }
+    store.client.put(f"{store.root}/pods/default/odd".encode(), json.dumps(misshapen).encode())
+    with pytest.raises(errors.InternalError) as caught:
+        store.get("pods", "odd")
+    assert caught.value.message.startswith("unable to convert Pod 'default/odd' to V1Pod")
+    plain = ObjectStore(store.client, root=store.root, typed=False).get("pods", "odd")
+    assert plain["spec"] == {"containers": "x"}
 
 
 def test_kinds_of_stored_crds_resolve(store: ObjectStore) -> None:
@@ -398,3 +421,33 @@ def test_kinds_of_stored_crds_resolve(store: ObjectStore) -> None:
     got = store.get(f"widgets.{group}", "w")  # no model for a custom kind: a dict
     assert got["size"] == 3 and got["kind"] == "Widget"
     assert got["metadata"]["resourceVersion"].isdigit()
+
+
+def test_guaranteed_update_preconditions_and_namespace_moves(store: ObjectStore) -> None:
+    created = store.create(pod("pre", namespace="a"))
+
+    def touch(current: Any) -> Any:
+        current.metadata.labels = {"t": "1"}
+        return current
+
+    stale = Preconditions(resource_version="1")
+    with pytest.raises(errors.Conflict) as caught:
+        store.guaranteed_update("pods", "pre", touch, namespace="a", preconditions=stale)
+    assert caught.value.message.endswith(
+        "Precondition failed: ResourceVersion in precondition: 1, ResourceVersion in object "
+        f"meta: {created.metadata.resource_version}"
+    )
+
+    def move(current: Any) -> Any:
+        current.metadata.namespace = "b"
+        return current
+
+    with pytest.raises(errors.BadRequest) as bad:
+        store.guaranteed_update("pods", "pre", move, namespace="a")
+    assert bad.value.message == (
+        "the namespace of the provided object does not match the namespace sent on the request"
+    )
+    fresh = Preconditions(uid="uid-0", resource_version=created.metadata.resource_version)
+    updated = store.guaranteed_update("pods", "pre", touch, namespace="a", preconditions=fresh)
+    assert updated.metadata.labels == {"t": "1"}
+    assert store.guaranteed_update("pods", "pre", lambda current: None, namespace="a") == updated

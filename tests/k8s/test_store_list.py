@@ -144,7 +144,7 @@ def test_resource_version_matches(store: ObjectStore) -> None:
         (
             {"label_selector": "a in b"},
             errors.BadRequest,
-            "found 'b', expected: '('",
+            "unable to parse requirement: found 'b' expected: '('",
         ),
         (
             {"continue_": "not-a-token"},

@@ -137,11 +137,17 @@ def test_undecodable_values_are_logged_and_skipped(
     start = store.create(pod("ok1"))
     with store.watch("pods", resource_version=start.metadata.resource_version) as watch:
         store.client.put(f"{store.root}/pods/default/broken".encode(), b"\x01garbage")
+        misshapen = (
+            b'{"kind":"Pod","apiVersion":"v1","metadata":{"name":"odd","namespace":"default"},'
+            b'"spec":{"containers":"x"}}'
+        )
+        store.client.put(f"{store.root}/pods/default/odd".encode(), misshapen)
         store.create(pod("ok2"))
-        with caplog.at_level(logging.WARNING, logger="etcdpy.k8s.ops"):
+        with caplog.at_level(logging.WARNING, logger="etcdpy.k8s"):
             events = take(watch, 1)
     assert summary(events) == [("ADDED", "ok2")]
     assert "pods/default/broken" in caplog.text
+    assert "unable to convert Pod 'default/odd' to V1Pod" in caplog.text
 
 
 def test_stop_from_another_thread_ends_the_iteration(store: ObjectStore) -> None:
