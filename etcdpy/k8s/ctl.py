@@ -161,10 +161,6 @@ def store_from_args(args: argparse.Namespace, environ: Mapping[str, str] | None 
 # --- the command line -------------------------------------------------------------------------
 
 
-def _common(parser: argparse.ArgumentParser) -> None:
-    add_connection_flags(parser)
-
-
 def _namespace_flags(parser: argparse.ArgumentParser, *, all_namespaces: bool = True) -> None:
     parser.add_argument("-n", "--namespace", default=None, help="the namespace (default)")
     if all_namespaces:
@@ -200,7 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("apply", help=VERBS["apply"], description=VERBS["apply"])
     p.add_argument("-f", "--filename", action="append", required=True, help="file, or - (stdin)")
     _namespace_flags(p, all_namespaces=False)
-    _common(p)
+    add_connection_flags(p)
 
     p = sub.add_parser("get", help=VERBS["get"], description=VERBS["get"])
     p.add_argument("kind", metavar="KIND", help="pods, po, pod, Pod, deployments.apps, pod/NAME")
@@ -211,7 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--chunk-size", type=int, default=DEFAULT_CHUNK_SIZE, help="page size (500)")
     p.add_argument("-w", "--watch", action="store_true", help="then print changes as they come")
     p.add_argument("--ignore-not-found", action="store_true", help="a missing NAME is no error")
-    _common(p)
+    add_connection_flags(p)
 
     p = sub.add_parser("delete", help=VERBS["delete"], description=VERBS["delete"])
     p.add_argument("kind", metavar="KIND", nargs="?", help="the kind (or KIND/NAME)")
@@ -219,7 +215,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-f", "--filename", action="append", default=[], help="delete what FILE has")
     _namespace_flags(p, all_namespaces=False)
     p.add_argument("--ignore-not-found", action="store_true", help="a missing NAME is no error")
-    _common(p)
+    add_connection_flags(p)
 
     p = sub.add_parser("watch", help=VERBS["watch"], description=VERBS["watch"])
     p.add_argument("kind", metavar="KIND")
@@ -228,7 +224,7 @@ def build_parser() -> argparse.ArgumentParser:
     _selector_flags(p)
     _output_flags(p)
     p.add_argument("--chunk-size", type=int, default=DEFAULT_CHUNK_SIZE, help="page size (500)")
-    _common(p)
+    add_connection_flags(p)
 
     p = sub.add_parser("reencrypt", help=VERBS["reencrypt"], description=VERBS["reencrypt"])
     p.add_argument(
@@ -238,7 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="only this group-resource (secrets, ...); repeatable",
     )
     p.add_argument("--dry-run", action="store_true", help="count, write nothing")
-    _common(p)
+    add_connection_flags(p)
 
     p = sub.add_parser("controller", help=VERBS["controller"], description=VERBS["controller"])
     p.add_argument("name", metavar="NAME", help="replicaset or node-lifecycle")
@@ -612,7 +608,7 @@ def _controller(args: argparse.Namespace, io: Streams, environ: Mapping[str, str
         raise UsageError(f'unknown controller "{args.name}" (known: {known})')
     parser = _Parser(prog=f"etcdpy k8s controller {args.name}", description=command.summary)
     command.add_arguments(parser)
-    _common(parser)
+    add_connection_flags(parser)
     own = parser.parse_args(args.rest)
     store = store_from_args(own, environ)
     try:
@@ -635,8 +631,10 @@ def _run(
         if args.verb == "get":
             return _get(store, args, io, stop)
         if args.verb == "watch":
-            resource = _resolve(store, args.kind)
-            return _watch(store, resource, args, io, args.names, stop)
+            kind, names = _split_kind(args.kind, [args.names] if args.names else [])
+            if len(names) > 1:
+                raise UsageError("watch takes one NAME")
+            return _watch(store, _resolve(store, kind), args, io, names[0] if names else None, stop)
         return _delete(store, args, io)
     finally:
         store.close()
