@@ -300,21 +300,21 @@ class Informer:
                 failures += 1
                 self._wait_backoff("list failed", exc, failures)
                 continue
-            failures = self._watch_until_expired()
+            self._watch_until_expired()
 
     def _wait_backoff(self, what: str, exc: BaseException, failures: int) -> None:
         delay = self._backoff.delay(failures - 1)
         self._log.warn(
-            what, error=repr(exc), retry_in_seconds=round(delay, 3), resource_version=self._rv()
+            what,
+            error=repr(exc),
+            retry_in_seconds=round(delay, 3),
+            resource_version=self._resource_version,
         )
         self._stop.wait(delay)
 
-    def _rv(self) -> str:
-        return self._resource_version
-
-    def _watch_until_expired(self) -> int:
+    def _watch_until_expired(self) -> None:
         """Watch from the last resourceVersion again and again; return (for a relist) when it
-        is compacted away, or when the informer stops. The failure count goes back out."""
+        is compacted away, or when the informer stops."""
         failures = 0
         while not self._stop.is_set():
             delivered = 0
@@ -336,7 +336,7 @@ class Informer:
                     error=exc.message,
                     resource_version=self._resource_version,
                 )
-                return 0
+                return
             except Exception as exc:
                 failures = 0 if delivered else failures + 1
                 self._wait_backoff("watch failed", exc, max(failures, 1))
@@ -354,7 +354,6 @@ class Informer:
                 self._wait_backoff(
                     "watch ended without events", RuntimeError("watch closed"), failures
                 )
-        return failures
 
     def _run_resync(self) -> None:
         while not self._stop.wait(self._resync_period):

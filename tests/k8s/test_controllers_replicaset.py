@@ -19,6 +19,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from etcdpy.k8s import errors
+from etcdpy.k8s.controllers.labelselector import selector_matcher
 from etcdpy.k8s.controllers.podutil import as_dict, being_deleted, controller_ref, metadata
 from etcdpy.k8s.controllers.replicaset import ReplicaSetController
 from etcdpy.k8s.store import ObjectStore
@@ -146,7 +147,11 @@ def test_adopts_orphans_leaves_others_pods_and_never_over_creates(store: ObjectS
                 "uid": "4f1d2c3b-0000-4000-8000-000000000001", "controller": True}  # fmt: skip
     store.create(pod("someone-elses", labels, owner=stranger))
     store.create(pod("not-matching", {"app": "api", "tier": "back"}))
-    controller = ReplicaSetController(store, registry=CollectorRegistry())
+    registry = CollectorRegistry()
+    controller = ReplicaSetController(store, registry=registry)
+    broken = replicaset("broken", 2, app="api")
+    broken["spec"]["replicas"] = "two"  # the API server would refuse it; etcd holds anything
+    store.create(broken)
     with running(controller):
         rs = as_dict(store.create(replicaset("api", 3, app="api")))
         wait_for(lambda: len(owned_by(store, rs)) == 3, what="3 owned pods")
@@ -159,6 +164,43 @@ def test_adopts_orphans_leaves_others_pods_and_never_over_creates(store: ObjectS
         assert len(everything) == 5  # 2 adopted + 1 created + 2 not ours: nothing extra
         assert (controller_ref(everything["someone-elses"]) or {}).get("name") == "other"
         assert controller_ref(everything["not-matching"]) is None
+    # the broken ReplicaSet got nothing and was not retried: logged, left for its next change
+    assert not any(metadata(p)["name"].startswith("broken-") for p in live_pods(store))
+    errors_total = _sample(
+        registry, "controller_runtime_reconcile_errors_total", controller="replicaset"
+    )
+    assert errors_total == 0
+
+
+@pytest.mark.parametrize(
+    ("selector", "labels", "matches"),
+    [
+        ({"matchLabels": {"app": "a"}}, {"app": "a", "x": "y"}, True),
+        ({"matchLabels": {"app": "a"}}, {"app": "b"}, False),
+        ({"matchExpressions": [{"key": "t", "operator": "In", "values": ["1", "2"]}]},
+         {"t": "2"}, True),
+        ({"matchExpressions": [{"key": "t", "operator": "NotIn", "values": ["1"]}]}, {}, True),
+        ({"matchExpressions": [{"key": "t", "operator": "Exists"}]}, {"t": ""}, True),
+        ({"matchExpressions": [{"key": "t", "operator": "DoesNotExist"}]}, {"t": "1"}, False),
+        ({}, {"app": "a"}, False),  # an empty selector claims nothing
+    ],
+)  # fmt: skip
+def test_label_selectors(selector: dict[str, Any], labels: dict[str, str], matches: bool) -> None:
+    assert selector_matcher(selector)(labels) is matches
+
+
+@pytest.mark.parametrize(
+    "expression",
+    [
+        {"key": "t", "operator": "In", "values": []},
+        {"key": "t", "operator": "Exists", "values": ["1"]},
+        {"key": "t", "operator": "Near"},
+        {"operator": "Exists"},
+    ],
+)
+def test_bad_selectors_are_refused_with_a_typed_error(expression: dict[str, Any]) -> None:
+    with pytest.raises(errors.BadRequest):
+        selector_matcher({"matchExpressions": [expression]})
 
 
 class FlakyStore:

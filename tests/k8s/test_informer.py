@@ -287,3 +287,25 @@ def test_bad_arguments_are_refused() -> None:
             informer.start()
     finally:
         informer.stop()
+
+
+def test_an_expired_continue_token_falls_back_to_one_list_without_pages() -> None:
+    source = FakeSource()
+    for n in range(5):
+        source.put(f"cm{n}")
+    real_list = source.list
+
+    def expiring(**kwargs: Any) -> Any:
+        if kwargs.get("continue_"):
+            raise errors.Gone("The provided continue parameter is too old")
+        return real_list(**kwargs)
+
+    source.list = expiring  # type: ignore[method-assign]
+    informer = Informer(source, page_size=2, backoff=FAST)
+    informer.start()
+    try:
+        assert informer.wait_for_sync(5)
+        assert [c["limit"] for c in source.list_calls] == [2, 0]
+        assert len(informer.indexer.list_keys()) == 5
+    finally:
+        informer.stop()

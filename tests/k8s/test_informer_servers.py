@@ -5,13 +5,15 @@ exactly what it missed."""
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from kubernetes.client import V1ConfigMap, V1ObjectMeta
 from structlog.testing import capture_logs
 
-from etcdpy.k8s.cache import namespace_index
+from etcdpy.k8s.cache import label_index, namespace_index
 from etcdpy.k8s.etcd import EtcdClient
 from etcdpy.k8s.informer import Informer
 from etcdpy.k8s.store import ObjectStore
@@ -104,7 +106,9 @@ def test_paginated_list_then_events(store: ObjectStore) -> None:
         cached = informer.indexer.get_by_key("team-b/cm0")
         assert cached is not None and cached["data"] == {"k": "v"}
     finally:
+        begun = time.monotonic()
         informer.stop()
+        assert time.monotonic() - begun < 1.0  # the open etcd watch is cancelled, not waited on
 
 
 def test_compaction_while_the_watch_is_down_relists_with_the_right_diff(
@@ -191,3 +195,24 @@ def test_an_undecodable_value_at_list_time_is_skipped_or_retried(store: ObjectSt
             assert informer.indexer.list_keys() == ["default/good"]
         finally:
             informer.stop()
+
+
+def test_models_from_a_typed_store_are_cached_and_indexed(server: Server) -> None:
+    store = ObjectStore(EtcdClient.connect(server.endpoint), root=server.root)
+    try:
+        store.create(
+            V1ConfigMap(metadata=V1ObjectMeta(name="m", namespace="ns", labels={"app": "x"}))
+        )
+        informer = Informer(
+            store.lister_watcher("configmaps"), indexers={"app": label_index("app")}, backoff=FAST
+        )
+        informer.start()
+        try:
+            assert informer.wait_for_sync(10)
+            (cached,) = informer.indexer.by_index("app", "x")
+            assert isinstance(cached, V1ConfigMap)
+            assert informer.indexer.list_keys() == ["ns/m"]
+        finally:
+            informer.stop()
+    finally:
+        store.close()

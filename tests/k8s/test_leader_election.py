@@ -10,11 +10,12 @@ import subprocess
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
+from etcdpy.k8s import errors
 from etcdpy.k8s.etcd import EtcdClient
 from etcdpy.k8s.leader_election import LeaderElection, prefix_end
 from tests.external_tools import require_tool
@@ -197,3 +198,72 @@ def test_bad_arguments_are_refused() -> None:
         LeaderElection(no_client, "", "me")
     with pytest.raises(ValueError):
         LeaderElection(no_client, "x", "me", ttl=0)
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class KeepAlivesFail:
+    """The real client, except that keep-alives fail (etcd unreachable) or say the lease is gone."""
+
+    def __init__(self, client: EtcdClient, answer: int | None) -> None:
+        self._client = client
+        self.answer = answer
+        self.calls = 0
+
+    def lease_keepalive_once(self, lease_id: int) -> int:
+        self.calls += 1
+        if self.answer is None:
+            raise errors.ServiceUnavailable("etcd is unreachable")
+        return self.answer
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+
+@pytest.mark.parametrize("answer", [None, 0], ids=["keepalives-fail", "lease-expired"])
+def test_leadership_is_lost_when_keepalives_stop(etcdpy_server: Server, answer: int | None) -> None:
+    real = EtcdClient.connect(etcdpy_server.endpoint)
+    client = KeepAlivesFail(real, answer)
+    clock = FakeClock()
+    election = LeaderElection(client, election_name(), "me", ttl=30, clock=clock)
+    lost_seen = threading.Event()
+    leading = threading.Event()
+
+    def lead(lost: threading.Event) -> None:
+        leading.set()
+        lost.wait(10)
+        lost_seen.set()
+
+    stop = threading.Event()
+    thread = threading.Thread(target=election.run, args=(lead, stop))
+    thread.start()
+    try:
+        assert leading.wait(10)
+        clock.now += 10.5  # past TTL/3: the first keep-alive is due
+        assert until(lambda: client.calls >= 1)
+        if answer is None:  # a failed keep-alive alone is not enough: the TTL has not passed
+            assert not lost_seen.wait(0.2)
+            clock.now += 30
+        assert lost_seen.wait(5)
+        thread.join(10)
+        assert not thread.is_alive()
+        assert election.leader() is None  # the lease was revoked on the way out
+    finally:
+        stop.set()
+        thread.join(10)
+        real.close()
+
+
+def until(condition: Callable[[], bool], timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True

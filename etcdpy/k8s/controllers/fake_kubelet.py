@@ -33,6 +33,13 @@ from etcdpy.k8s.types import KubeObject
 from etcdpy.observability.logging import get_logger
 
 LEASE_DURATION_S = 40  # the kubelet's nodeLeaseDurationSeconds
+_HEALTHY = (
+    ("MemoryPressure", "False", "KubeletHasSufficientMemory",
+     "kubelet has sufficient memory available"),
+    ("DiskPressure", "False", "KubeletHasNoDiskPressure", "kubelet has no disk pressure"),
+    ("PIDPressure", "False", "KubeletHasSufficientPID", "kubelet has sufficient PID available"),
+    ("Ready", "True", "KubeletReady", "kubelet is posting ready status"),
+)  # fmt: skip
 
 log = get_logger("etcdpy.k8s.controllers.fake_kubelet")
 
@@ -57,14 +64,14 @@ class FakeKubelet:
 
     # -- the node and its lease ---------------------------------------------------------------
 
-    def _ready_condition(self) -> dict[str, Any]:
-        return {
-            "type": "Ready",
-            "status": "True",
-            "reason": "KubeletReady",
-            "message": "kubelet is posting ready status",
-            "lastHeartbeatTime": format_time(self._clock()),
-        }
+    def _conditions(self) -> list[dict[str, Any]]:
+        """The conditions a healthy kubelet posts, with its words."""
+        heartbeat = format_time(self._clock())
+        return [
+            {"type": kind, "status": state, "reason": reason, "message": message,
+             "lastHeartbeatTime": heartbeat}
+            for kind, state, reason, message in _HEALTHY
+        ]  # fmt: skip
 
     def register(self) -> None:
         """Create the Node (Ready) and its Lease unless they exist."""
@@ -77,7 +84,9 @@ class FakeKubelet:
                 "labels": {"kubernetes.io/hostname": self.node_name},
             },
             "status": {
-                "conditions": [{**self._ready_condition(), "lastTransitionTime": format_time(now)}]
+                "conditions": [
+                    {**c, "lastTransitionTime": format_time(now)} for c in self._conditions()
+                ]
             },
         }
         lease = {
@@ -105,11 +114,12 @@ class FakeKubelet:
         )
 
     def post_ready(self) -> None:
-        """Post Ready=True with a fresh heartbeat (the kubelet's node status update)."""
+        """Post healthy conditions with a fresh heartbeat (the kubelet's node status update)."""
 
         def ready(current: KubeObject) -> KubeObject:
             node = mutable(current)
-            set_condition(node, self._ready_condition(), self._clock())
+            for posted in self._conditions():
+                set_condition(node, posted, self._clock())
             return node
 
         self._store.guaranteed_update("nodes", self.node_name, ready)
@@ -154,6 +164,19 @@ class FakeKubelet:
         pod_status.setdefault("startTime", format_time(now))
         for kind in ("Initialized", "ContainersReady", "Ready", "PodScheduled"):
             set_condition(pod, {"type": kind, "status": "True"}, now)
+        pod_status["containerStatuses"] = [
+            {
+                "name": container.get("name", ""),
+                "image": container.get("image", ""),
+                "imageID": "",
+                "ready": True,
+                "started": True,
+                "restartCount": 0,
+                "state": {"running": {"startedAt": pod_status["startTime"]}},
+            }
+            for container in spec(pod).get("containers") or []
+            if isinstance(container, dict)
+        ]
 
     def _update_pod(self, pod: Obj, change: Any) -> int:
         def apply(current: KubeObject) -> KubeObject:

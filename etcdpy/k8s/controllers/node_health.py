@@ -170,6 +170,14 @@ def tolerates(toleration: Mapping[str, Any], taint: Mapping[str, Any]) -> bool:
     return (toleration.get("value") or "") == (taint.get("value") or "")
 
 
+def _seconds(value: object) -> float | None:
+    """A toleration's tolerationSeconds; None when absent or not a number (tolerated for ever,
+    as a toleration without it is)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
+
+
 def eviction_deadline(
     pod: Obj, taints: list[dict[str, Any]], default_seconds: Mapping[str, float], now: datetime
 ) -> datetime | None:
@@ -187,9 +195,7 @@ def eviction_deadline(
             seconds = 0.0  # not tolerated at all: now
         else:
             bounded = [
-                float(t["tolerationSeconds"])
-                for t in used
-                if t.get("tolerationSeconds") is not None
+                s for s in (_seconds(t.get("tolerationSeconds")) for t in used) if s is not None
             ]
             seconds = max(min(bounded), 0.0) if bounded else None
         if seconds is None:

@@ -32,7 +32,7 @@ from prometheus_client import CollectorRegistry
 from etcdpy.k8s import errors
 from etcdpy.k8s.cache import DeletedFinalStateUnknown, namespace_index
 from etcdpy.k8s.controller import Controller
-from etcdpy.k8s.controllers.clock import Clock, utc_now
+from etcdpy.k8s.controllers.clock import Clock, format_time, utc_now
 from etcdpy.k8s.controllers.command import CommonOptions, add_common_arguments, run_elected
 from etcdpy.k8s.controllers.expectations import Expectations
 from etcdpy.k8s.controllers.labelselector import LabelMatcher, selector_matcher
@@ -98,6 +98,20 @@ def pod_from_template(rs: Obj) -> Obj:
     }
 
 
+def count_field(rs: Obj, field: str, default: int) -> int:
+    """spec.replicas or spec.minReadySeconds: a whole number >= 0, else errors.Invalid (the
+    API server's validation would have refused it; this store does not validate)."""
+    value = spec(rs).get(field, default)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise errors.Invalid(
+            f'ReplicaSet.apps "{metadata(rs).get("name", "")}" is invalid: spec.{field}: '
+            f"Invalid value: {value!r}: must be greater than or equal to 0"
+        )
+    return value
+
+
 def _replica_failure(rs: Obj, owned: int, error: Exception | None, now: str) -> list[Any]:
     """status.conditions with ReplicaFailure set while a create/delete fails, removed after."""
     conditions = [
@@ -111,7 +125,7 @@ def _replica_failure(rs: Obj, owned: int, error: Exception | None, now: str) -> 
         return conditions
     if current is not None:
         return [*conditions, current]
-    wanted = int(spec(rs).get("replicas", 1))
+    wanted = count_field(rs, "replicas", 1)
     reason = "FailedCreate" if owned < wanted else "FailedDelete"
     failure = {
         "type": "ReplicaFailure",
@@ -127,11 +141,9 @@ def calculate_status(
     rs: Obj, owned: list[Obj], error: Exception | None, clock: Clock
 ) -> dict[str, Any]:
     """replicaset.calculateStatus."""
-    from etcdpy.k8s.controllers.clock import format_time
-
     now = clock()
     template_labels = ((spec(rs).get("template") or {}).get("metadata") or {}).get("labels") or {}
-    min_ready = int(spec(rs).get("minReadySeconds") or 0)
+    min_ready = count_field(rs, "minReadySeconds", 0)
     new = dict(status(rs))
     new["replicas"] = len(owned)
     new["fullyLabeledReplicas"] = sum(
@@ -285,7 +297,10 @@ class ReplicaSetController:
         cached = self.replicasets.indexer.get_by_key(owner)
         if cached is None or is_ready(old) or not is_ready(new):
             return
-        min_ready = int(spec(as_dict(cached)).get("minReadySeconds") or 0)
+        try:
+            min_ready = count_field(as_dict(cached), "minReadySeconds", 0)
+        except errors.Invalid:
+            return
         if min_ready > 0:
             self.controller.queue.add_after(owner, float(min_ready) + 1.0)
 
@@ -308,8 +323,10 @@ class ReplicaSetController:
         rs = as_dict(cached)
         try:
             matcher = selector_matcher(spec(rs).get("selector"))
-        except errors.StatusError as exc:
-            log.error("replicaset has an invalid selector", replicaset=key, error=str(exc))
+            count_field(rs, "replicas", 1)
+            count_field(rs, "minReadySeconds", 0)
+        except (errors.BadRequest, errors.Invalid) as exc:
+            log.error("replicaset is invalid", replicaset=key, error=str(exc))
             return None  # retrying cannot help until the object changes
         needs_sync = self.expectations.satisfied(key)
         namespace = str(metadata(rs).get("namespace", ""))
@@ -332,7 +349,7 @@ class ReplicaSetController:
 
     def _until_available(self, rs: Obj, owned: list[Obj]) -> float | None:
         """Ready pods become available minReadySeconds later: when to look again."""
-        min_ready = int(spec(rs).get("minReadySeconds") or 0)
+        min_ready = count_field(rs, "minReadySeconds", 0)
         now = self._clock()
         ready = sum(1 for pod in owned if is_ready(pod))
         available = sum(1 for pod in owned if is_available(pod, min_ready, now))
@@ -424,7 +441,7 @@ class ReplicaSetController:
     # -- creating and deleting ----------------------------------------------------------------
 
     def _manage(self, key: str, rs: Obj, owned: list[Obj]) -> None:
-        wanted = int(spec(rs).get("replicas", 1))
+        wanted = count_field(rs, "replicas", 1)
         diff = len(owned) - wanted
         if diff < 0:
             self._create(key, rs, min(-diff, self._burst))
