@@ -407,11 +407,13 @@ def _get(store: Any, args: argparse.Namespace, io: Streams, stop: threading.Even
 
 @contextmanager
 def _stopped_by_signals(stop: threading.Event) -> Iterator[None]:
-    """SIGINT and SIGTERM set ``stop`` (only the main thread may install handlers)."""
+    """kubectl's termination signals (SIGHUP, SIGINT, SIGTERM, SIGQUIT) set ``stop`` (only the
+    main thread may install handlers)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    signals = (signal.SIGHUP, signal.SIGINT, signal.SIGTERM, signal.SIGQUIT)
+    previous = {s: signal.getsignal(s) for s in signals}
     for signum in previous:
         signal.signal(signum, lambda *_: stop.set())
     try:
@@ -429,8 +431,8 @@ def _watch(
     name: str | None,
     stop: threading.Event,
 ) -> int:
-    """kubectl get -w: the current objects, then a row per event until SIGINT/SIGTERM (then
-    exit 1, as kubectl's interrupt handler does)."""
+    """kubectl get -w: the current objects, then a row per event until a termination signal
+    (then exit 1, as kubectl's interrupt handler does: kubectl/pkg/util/interrupt)."""
     namespace = _namespace_for(resource, args)
     if name:
         fields = [f for f in [args.field_selector, f"metadata.name={name}"] if f]
