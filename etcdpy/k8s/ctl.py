@@ -651,8 +651,8 @@ def main(
     stdin: IO[str] | None = None,
     stop: threading.Event | None = None,
 ) -> int:
-    """``etcdpy k8s VERB ...``; returns the exit code. ``stop`` ends a watch (tests; SIGINT and
-    SIGTERM set it when running in the main thread)."""
+    """``etcdpy k8s VERB ...``; returns the exit code. ``stop`` ends a watch (tests; the
+    termination signals set it when running in the main thread)."""
     env = os.environ if environ is None else environ
     out = stdout or sys.stdout
     err = stderr or sys.stderr
