@@ -342,7 +342,9 @@ def test_unreachable_endpoint_fails_within_the_timeout() -> None:
     assert time.monotonic() - started < 5
 
 
-def test_etcdctl_environment_variables(server: Server) -> None:
+def test_etcdctl_environment_variables(server: Server, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Were the variable ignored, the default endpoint would be tried: a dead port, never 2379.
+    monkeypatch.setattr(ctl, "DEFAULT_ENDPOINTS", f"127.0.0.1:{free_port()}")
     out, err = io.StringIO(), io.StringIO()
     env = {"ETCDCTL_ENDPOINTS": server.endpoint}
     code = ctl.main(["get", "pods", "--root", server.root], env, stdout=out, stderr=err)
