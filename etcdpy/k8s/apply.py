@@ -157,14 +157,14 @@ def _flatten(document: Any, source: str) -> list[dict[str, Any]]:
 class Prepared:
     """An object of a manifest ready to apply: where it goes and what is written."""
 
-    resource: Any
+    resource: ResourceLike
     name: str
     namespace: str | None
     obj: dict[str, Any]  # with the last-applied annotation
     resource_version: str  # from the manifest: a precondition ("" for none)
 
 
-def prepare(obj: Mapping[str, Any], resource: Any, namespace: str | None) -> Prepared:
+def prepare(obj: Mapping[str, Any], resource: ResourceLike, namespace: str | None) -> Prepared:
     """Check one object and give it kubectl's namespace and last-applied annotation.
     ``namespace`` is -n's value (None: not given)."""
     applied = copy.deepcopy(dict(obj))
@@ -338,7 +338,7 @@ def apply(store: StoreLike, prepared: Prepared) -> Applied:
 
 def prepare_all(
     objects: Sequence[Mapping[str, Any]],
-    resolve: Callable[[Mapping[str, Any]], Any],
+    resolve: Callable[[Mapping[str, Any]], ResourceLike],
     namespace: str | None,
 ) -> list[Prepared]:
     """Check every object before any is written: a bad one stops the whole apply."""

@@ -161,10 +161,6 @@ def store_from_args(args: argparse.Namespace, environ: Mapping[str, str] | None 
 # --- the command line -------------------------------------------------------------------------
 
 
-def _common(parser: argparse.ArgumentParser) -> None:
-    add_connection_flags(parser)
-
-
 def _namespace_flags(parser: argparse.ArgumentParser, *, all_namespaces: bool = True) -> None:
     parser.add_argument("-n", "--namespace", default=None, help="the namespace (default)")
     if all_namespaces:
@@ -200,7 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("apply", help=VERBS["apply"], description=VERBS["apply"])
     p.add_argument("-f", "--filename", action="append", required=True, help="file, or - (stdin)")
     _namespace_flags(p, all_namespaces=False)
-    _common(p)
+    add_connection_flags(p)
 
     p = sub.add_parser("get", help=VERBS["get"], description=VERBS["get"])
     p.add_argument("kind", metavar="KIND", help="pods, po, pod, Pod, deployments.apps, pod/NAME")
@@ -211,7 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--chunk-size", type=int, default=DEFAULT_CHUNK_SIZE, help="page size (500)")
     p.add_argument("-w", "--watch", action="store_true", help="then print changes as they come")
     p.add_argument("--ignore-not-found", action="store_true", help="a missing NAME is no error")
-    _common(p)
+    add_connection_flags(p)
 
     p = sub.add_parser("delete", help=VERBS["delete"], description=VERBS["delete"])
     p.add_argument("kind", metavar="KIND", nargs="?", help="the kind (or KIND/NAME)")
@@ -219,7 +215,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-f", "--filename", action="append", default=[], help="delete what FILE has")
     _namespace_flags(p, all_namespaces=False)
     p.add_argument("--ignore-not-found", action="store_true", help="a missing NAME is no error")
-    _common(p)
+    add_connection_flags(p)
 
     p = sub.add_parser("watch", help=VERBS["watch"], description=VERBS["watch"])
     p.add_argument("kind", metavar="KIND")
@@ -228,7 +224,7 @@ def build_parser() -> argparse.ArgumentParser:
     _selector_flags(p)
     _output_flags(p)
     p.add_argument("--chunk-size", type=int, default=DEFAULT_CHUNK_SIZE, help="page size (500)")
-    _common(p)
+    add_connection_flags(p)
 
     p = sub.add_parser("reencrypt", help=VERBS["reencrypt"], description=VERBS["reencrypt"])
     p.add_argument(
@@ -238,7 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="only this group-resource (secrets, ...); repeatable",
     )
     p.add_argument("--dry-run", action="store_true", help="count, write nothing")
-    _common(p)
+    add_connection_flags(p)
 
     p = sub.add_parser("controller", help=VERBS["controller"], description=VERBS["controller"])
     p.add_argument("name", metavar="NAME", help="replicaset or node-lifecycle")
@@ -300,10 +296,12 @@ def _table(resource: Any, args: argparse.Namespace, with_namespace: bool) -> pri
     )
 
 
-def _render(objects: Sequence[Any], resource: Any, args: argparse.Namespace, single: bool) -> str:
-    """-o json/yaml/name output (tables are printed by TablePrinter)."""
-    if args.output == "name":
-        return "".join(printers.name_line(resource.kind, resource.group, _name(o)) for o in objects)
+def _name_line(resource: Any, obj: Any) -> str:
+    return printers.name_line(resource.kind, resource.group, _name(obj))
+
+
+def _render(objects: Sequence[Any], args: argparse.Namespace, single: bool) -> str:
+    """-o json/yaml output: one object, or kubectl's List (tables: TablePrinter)."""
     value = objects[0] if single else printers.as_list(objects)
     return printers.to_json(value) if args.output == "json" else printers.to_yaml(value)
 
@@ -335,51 +333,87 @@ def _list_all(store: Any, resource: Any, namespace: str | None, args: argparse.N
 # --- verbs ------------------------------------------------------------------------------------
 
 
+# kubectl's "all" category: the built-in kinds it lists for ``get all``.
+ALL_CATEGORY = (
+    "pods",
+    "replicationcontrollers",
+    "services",
+    "daemonsets.apps",
+    "deployments.apps",
+    "replicasets.apps",
+    "statefulsets.apps",
+    "horizontalpodautoscalers.autoscaling",
+    "jobs.batch",
+    "cronjobs.batch",
+)
+
+
+def _kinds(store: Any, kind_arg: str) -> list[Any]:
+    """The resources of ``pods``, ``pods,services`` or ``all``."""
+    kinds: list[Any] = []
+    for part in kind_arg.split(","):
+        names = ALL_CATEGORY if part == "all" else (part,)
+        kinds.extend(_resolve(store, name) for name in names)
+    return kinds
+
+
 def _get(store: Any, args: argparse.Namespace, io: Streams, stop: threading.Event) -> int:
-    kind, names = _split_kind(args.kind, args.names)
-    resource = _resolve(store, kind)
-    namespace = _namespace_for(resource, args)
-    with_namespace = namespace is None and resource.namespaced
+    kind_arg, names = _split_kind(args.kind, args.names)
     if names and getattr(args, "all_namespaces", False):
         raise UsageError("a resource cannot be retrieved by name across all namespaces")
+    resources = _kinds(store, kind_arg)
     if args.watch:
-        return _watch(store, resource, args, io, names[0] if names else None, stop)
+        if len(resources) > 1:
+            raise UsageError("you may only specify a single resource type")
+        return _watch(store, resources[0], args, io, names[0] if names else None, stop)
+    several = len(resources) > 1
     failed = False
-    if names:
-        found = []
-        for name in names:
-            try:
-                found.append(store.get(resource, name, namespace=namespace or "default"))
-            except errors.NotFound as err:
-                if not args.ignore_not_found:
-                    failed = True
-                    io.err.write(_status_line(err))
-        objects: list[Any] = found
-        single = len(names) == 1
-    else:
-        objects, _ = _list_all(store, resource, namespace, args)
-        single = False
-        if not objects:
-            if args.output in ("json", "yaml"):
-                io.out.write(_render([], resource, args, single=False))
-            else:
-                io.err.write(_no_resources(resource, namespace))
-            return EXIT_OK
-    if objects:
-        if args.output in ("json", "yaml", "name"):
-            io.out.write(_render(objects, resource, args, single))
+    found: list[tuple[Any, list[Any]]] = []
+    for resource in resources:
+        namespace = _namespace_for(resource, args)
+        if names:
+            objects = []
+            for name in names:
+                try:
+                    objects.append(store.get(resource, name, namespace=namespace or "default"))
+                except errors.NotFound as err:
+                    if not args.ignore_not_found:
+                        failed = True
+                        io.err.write(_status_line(err))
         else:
-            io.out.write(_table(resource, args, with_namespace).render(objects))
+            objects, _ = _list_all(store, resource, namespace, args)
+        if objects:
+            found.append((resource, objects))
+    if args.output in ("json", "yaml"):
+        everything = [obj for _, objects in found for obj in objects]
+        single = len(everything) == 1 and len(names) == 1 and not several
+        if everything or not names:  # an empty List for an empty list, nothing for a miss
+            io.out.write(_render(everything, args, single))
+    elif args.output == "name":
+        for resource, objects in found:
+            io.out.write("".join(_name_line(resource, obj) for obj in objects))
+    else:
+        tables = []
+        for resource, objects in found:
+            with_namespace = _namespace_for(resource, args) is None and resource.namespaced
+            table = _table(resource, args, with_namespace)
+            table.kind_prefix = printers.kind_name(resource.kind, resource.group) if several else ""
+            tables.append(table.render(objects))
+        io.out.write("\n".join(tables))
+    if not found and not names and args.output not in ("json", "yaml"):
+        io.err.write(_no_resources(resources[0], _namespace_for(resources[0], args)))
     return EXIT_FAILED if failed else EXIT_OK
 
 
 @contextmanager
 def _stopped_by_signals(stop: threading.Event) -> Iterator[None]:
-    """SIGINT and SIGTERM set ``stop`` (only the main thread may install handlers)."""
+    """kubectl's termination signals (SIGHUP, SIGINT, SIGTERM, SIGQUIT) set ``stop`` (only the
+    main thread may install handlers)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    signals = (signal.SIGHUP, signal.SIGINT, signal.SIGTERM, signal.SIGQUIT)
+    previous = {s: signal.getsignal(s) for s in signals}
     for signum in previous:
         signal.signal(signum, lambda *_: stop.set())
     try:
@@ -397,8 +431,8 @@ def _watch(
     name: str | None,
     stop: threading.Event,
 ) -> int:
-    """kubectl get -w: the current objects, then a row per event until SIGINT/SIGTERM (then
-    exit 1, as kubectl's interrupt handler does)."""
+    """kubectl get -w: the current objects, then a row per event until a termination signal
+    (then exit 1, as kubectl's interrupt handler does: kubectl/pkg/util/interrupt)."""
     namespace = _namespace_for(resource, args)
     if name:
         fields = [f for f in [args.field_selector, f"metadata.name={name}"] if f]
@@ -414,7 +448,8 @@ def _watch(
             for obj in objects:
                 if args.output == "yaml" and printed[0]:
                     parts.append("---\n")  # kubectl's YAML printer, between objects
-                parts.append(_render([obj], resource, args, single=True))
+                rendered = _name_line(resource, obj) if args.output == "name" else None
+                parts.append(rendered or _render([obj], args, single=True))
                 printed[0] += 1
             text = "".join(parts)
         else:
@@ -575,7 +610,7 @@ def _controller(args: argparse.Namespace, io: Streams, environ: Mapping[str, str
         raise UsageError(f'unknown controller "{args.name}" (known: {known})')
     parser = _Parser(prog=f"etcdpy k8s controller {args.name}", description=command.summary)
     command.add_arguments(parser)
-    _common(parser)
+    add_connection_flags(parser)
     own = parser.parse_args(args.rest)
     store = store_from_args(own, environ)
     try:
@@ -598,8 +633,10 @@ def _run(
         if args.verb == "get":
             return _get(store, args, io, stop)
         if args.verb == "watch":
-            resource = _resolve(store, args.kind)
-            return _watch(store, resource, args, io, args.names, stop)
+            kind, names = _split_kind(args.kind, [args.names] if args.names else [])
+            if len(names) > 1:
+                raise UsageError("watch takes one NAME")
+            return _watch(store, _resolve(store, kind), args, io, names[0] if names else None, stop)
         return _delete(store, args, io)
     finally:
         store.close()
@@ -614,8 +651,8 @@ def main(
     stdin: IO[str] | None = None,
     stop: threading.Event | None = None,
 ) -> int:
-    """``etcdpy k8s VERB ...``; returns the exit code. ``stop`` ends a watch (tests; SIGINT and
-    SIGTERM set it when running in the main thread)."""
+    """``etcdpy k8s VERB ...``; returns the exit code. ``stop`` ends a watch (tests; the
+    termination signals set it when running in the main thread)."""
     env = os.environ if environ is None else environ
     out = stdout or sys.stdout
     err = stderr or sys.stderr

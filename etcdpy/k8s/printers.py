@@ -953,6 +953,7 @@ class TablePrinter:
     with_namespace: bool = False
     show_labels: bool = False
     no_headers: bool = False
+    kind_prefix: str = ""  # "pod": NAME cells read "pod/web" (kubectl, several kinds at once)
     now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
 
     def __post_init__(self) -> None:
@@ -973,6 +974,11 @@ class TablePrinter:
     def row(self, obj: Obj) -> list[str]:
         cells = self.spec.row(obj, Context(self.now()))
         texts = [_cell_text(cells[i]) if i < len(cells) else "" for i in self._shown()]
+        if self.kind_prefix:
+            shown = [self.spec.columns[i].name for i in self._shown()]
+            if "Name" in shown:
+                at = shown.index("Name")
+                texts[at] = f"{self.kind_prefix}/{texts[at]}"
         if self.with_namespace:
             texts.insert(0, _str(obj, "metadata", "namespace"))
         if self.show_labels:

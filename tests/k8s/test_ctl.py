@@ -125,7 +125,7 @@ def test_transcript_apply_get_delete(server: Server, tmp_path: Path) -> None:
     header, row = listed.out.splitlines()
     assert header.split() == ["NAMESPACE", "NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"]
     assert row.split()[:5] == ["prod", "d", "0/2", "0", "0"]
-    deleted = shell(server, "delete", "pod", "web", "nope")
+    deleted = run(server, "delete", "pod", "web", "nope")  # in process: start-up costs a second
     assert deleted.code == 1
     assert deleted.out == 'pod "web" deleted\n'
     assert deleted.err == 'Error from server (NotFound): pods "nope" not found\n'
@@ -259,6 +259,14 @@ def test_bad_manifests_write_nothing(server: Server, case: str) -> None:
     assert _keys(server) == []
 
 
+def test_namespace_flag_with_cluster_scoped_kinds_is_ignored(server: Server) -> None:
+    node = "apiVersion: v1\nkind: Node\nmetadata: {name: n1, namespace: stray}\n"
+    assert run(server, "apply", "-n", "other", "-f", "-", stdin=node).out == "node/n1 created\n"
+    assert _keys(server) == [f"{server.root}/minions/n1".encode()]
+    deleted = run(server, "delete", "node", "n1", "-n", "other")
+    assert (deleted.code, deleted.out) == (0, 'node "n1" deleted\n')
+
+
 def test_missing_file(server: Server) -> None:
     result = run(server, "apply", "-f", "/nonexistent/x.yaml")
     assert (result.code, result.err) == (
@@ -295,6 +303,18 @@ def test_get_outputs_selectors_and_pages(server: Server, store: ObjectStore) -> 
     ]
 
 
+def test_get_several_kinds_and_all(server: Server) -> None:
+    run(server, "apply", "-f", "-", stdin=MANIFESTS)
+    both = run(server, "get", "pods,cm", "-A")
+    pods, config_maps = both.out.split("\n\n")  # a table per kind, names with their kind
+    assert pods.splitlines()[1].split()[:2] == ["default", "pod/web"]
+    assert config_maps.splitlines()[1].split()[:2] == ["prod", "configmap/cfg"]
+    every = run(server, "get", "all", "-n", "prod", "-o", "name")
+    assert every == Result(0, "deployment.apps/d\n", "")  # kubectl's "all": no configmaps
+    watched = run(server, "get", "pods,cm", "-w")
+    assert watched == Result(1, "", "error: you may only specify a single resource type\n")
+
+
 def test_get_messages_and_exit_codes(server: Server, store: ObjectStore) -> None:
     assert run(server, "get", "pods") == Result(0, "", "No resources found in default namespace.\n")
     assert run(server, "get", "pods", "-A").err == "No resources found\n"
@@ -322,7 +342,9 @@ def test_unreachable_endpoint_fails_within_the_timeout() -> None:
     assert time.monotonic() - started < 5
 
 
-def test_etcdctl_environment_variables(server: Server) -> None:
+def test_etcdctl_environment_variables(server: Server, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Were the variable ignored, the default endpoint would be tried: a dead port, never 2379.
+    monkeypatch.setattr(ctl, "DEFAULT_ENDPOINTS", f"127.0.0.1:{free_port()}")
     out, err = io.StringIO(), io.StringIO()
     env = {"ETCDCTL_ENDPOINTS": server.endpoint}
     code = ctl.main(["get", "pods", "--root", server.root], env, stdout=out, stderr=err)
