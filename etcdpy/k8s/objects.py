@@ -13,8 +13,6 @@ from collections.abc import Mapping
 from datetime import UTC, date, datetime
 from typing import Any
 
-from kubernetes.client import ApiClient
-
 from etcdpy.k8s import errors
 from etcdpy.k8s.resources import ResourceRegistry
 from etcdpy.k8s.types import KubeObject
@@ -30,23 +28,24 @@ def format_time(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-class _Client(ApiClient):  # type: ignore[misc]
-    """ApiClient whose datetimes are written as the API server writes them."""
-
-    def sanitize_for_serialization(self, obj: Any) -> Any:
-        if isinstance(obj, datetime):
-            return format_time(obj)
-        if isinstance(obj, date):
-            return obj.isoformat()
-        return super().sanitize_for_serialization(obj)  # type: ignore[no-untyped-call]
+_CLIENT: Any = None
 
 
-_CLIENT: _Client | None = None
-
-
-def _client() -> _Client:
+def _client() -> Any:
+    """The ``kubernetes`` package's ApiClient, with datetimes written as the API server writes
+    them; made (and the package imported, about 0.7 s) on first use only."""
     global _CLIENT
     if _CLIENT is None:
+        from kubernetes.client import ApiClient
+
+        class _Client(ApiClient):  # type: ignore[misc]
+            def sanitize_for_serialization(self, obj: Any) -> Any:
+                if isinstance(obj, datetime):
+                    return format_time(obj)
+                if isinstance(obj, date):
+                    return obj.isoformat()
+                return super().sanitize_for_serialization(obj)  # type: ignore[no-untyped-call]
+
         _CLIENT = _Client()
     return _CLIENT
 

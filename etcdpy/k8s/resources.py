@@ -12,9 +12,13 @@ for cluster-scoped ones.
 
 from __future__ import annotations
 
+import functools
+import importlib.util
+import re
 import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from etcdpy.k8s import errors
@@ -69,11 +73,27 @@ _MODEL_NAMES = {("", "Event"): "CoreV1Event", ("events.k8s.io", "Event"): "Event
 def _model_name(group: str, version: str, kind: str) -> str | None:
     """The ``kubernetes`` package's model for this version and kind, when it has one."""
     name = _MODEL_NAMES.get((group, kind)) or version[0].upper() + version[1:] + kind
-    try:
-        from kubernetes.client import models
-    except ImportError:  # pragma: no cover - the package is a dependency
-        return None
-    return name if hasattr(models, name) else None
+    return name if name in _known_models() else None
+
+
+@functools.cache
+def _known_models() -> frozenset[str]:
+    """The installed ``kubernetes`` package's model names, read from its models package's
+    ``__all__`` without importing it: importing the models costs about 0.7 s, which every
+    ``etcdpy k8s`` command paid at start-up though most never build a model."""
+    spec = importlib.util.find_spec("kubernetes")
+    locations = list(spec.submodule_search_locations or []) if spec else []
+    for location in locations:
+        init = Path(location) / "client" / "models" / "__init__.py"
+        try:
+            names = re.search(r"__all__ = \[(.*?)\]", init.read_text(), re.DOTALL)
+        except OSError:
+            continue
+        if names is not None:
+            return frozenset(re.findall(r'"(\w+)"', names.group(1)))
+    from kubernetes.client import models  # a layout without __all__: ask the package itself
+
+    return frozenset(name for name in dir(models) if name[:1].isupper())
 
 
 # (group, version, kind, plural, namespaced, etcd prefix or "" for the plural, short names).
