@@ -1,80 +1,43 @@
-"""Encryption at rest as kube-apiserver does it: its ``--encryption-provider-config`` file
+"""Encryption at rest as kube-apiserver configures it: its ``--encryption-provider-config`` file
 (``EncryptionConfiguration``, apiserver.config.k8s.io/v1), checked with the API server's
-validation and messages, and the value transformers it builds, byte for byte compatible with what
-an API server writes into etcd and reads back.
-
-A stored value is ``k8s:enc:<provider>:v1:<key name>:`` followed by the provider's bytes:
-
-- ``aescbc``: a random 16-byte IV, then AES-CBC of the value with PKCS#7 padding;
-- ``aesgcm``: a random 12-byte nonce, then AES-GCM's sealed value (tag last), with the object's
-  full etcd key as the authenticated data, so a value copied to another key does not open;
-- ``secretbox``: a random 24-byte nonce, then NaCl's secretbox (XSalsa20-Poly1305);
-- ``identity``: the value as it is (no prefix); reading refuses values that start ``k8s:enc:``.
-
-Reading tries, in order, every provider whose prefix the value starts with (and, inside a
-provider, every key whose name matches); writing uses the first provider and its first key. A
-value read by anything but the first provider and key is *stale*: ``reencrypt`` rewrites those.
-KMS providers are refused with a clear error: etcdpy has no KMS plugin client.
-
-The crypto is ``cryptography``'s (AES) and PyNaCl's (secretbox). Keys never appear in a repr, a
-log line or an error message.
+validation and messages, and the transformers it builds (``encryption_providers.py``). KMS
+providers are refused with a clear error: etcdpy has no KMS plugin client.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import nacl.exceptions
-import nacl.secret
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import padding
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-
-from etcdpy.k8s import errors
+from etcdpy.k8s.encryption_providers import (
+    AES_KEY_SIZES,
+    NO_MATCHING_AES_KEY,
+    NO_MATCHING_PREFIX,
+    NO_MATCHING_SECRETBOX_KEY,
+    PREFIX_AESCBC,
+    PREFIX_AESGCM,
+    PREFIX_SECRETBOX,
+    SECRETBOX_KEY_SIZES,
+    AesCbcProvider,
+    AesGcmProvider,
+    IdentityProvider,
+    Prefixed,
+    PrefixList,
+    ResourceTransformer,
+    SecretboxProvider,
+    Transformer,
+    aggregate,
+)
 from etcdpy.k8s.types import ValueTransformer
 
-__all__ = [
-    "API_VERSION",
-    "KIND",
-    "EncryptionConfig",
-    "EncryptionConfigError",
-    "ResourceTransformer",
-    "TransformError",
-]
+__all__ = ["API_VERSION", "KIND", "EncryptionConfig", "EncryptionConfigError"]
 
 API_VERSION = "apiserver.config.k8s.io/v1"
 KIND = "EncryptionConfiguration"
-
-PREFIX_AESCBC = b"k8s:enc:aescbc:v1:"
-PREFIX_AESGCM = b"k8s:enc:aesgcm:v1:"
-PREFIX_SECRETBOX = b"k8s:enc:secretbox:v1:"
-ENCRYPTED_MARK = b"k8s:enc:"
-
-AES_KEY_SIZES = (16, 24, 32)
-SECRETBOX_KEY_SIZES = (32,)
-_AES_BLOCK = 16
-_GCM_NONCE = 12
-_SECRETBOX_NONCE = nacl.secret.SecretBox.NONCE_SIZE  # 24
-_SECRETBOX_OVERHEAD = nacl.secret.SecretBox.MACBYTES  # 16
-
-# The API server's words (storage/value/encrypt/*, options/encryptionconfig/config.go).
-SHORT_DATA = "the stored data was shorter than the required size"
-NOT_BLOCK_MULTIPLE = "the stored data is not a multiple of the block size"
-BAD_PKCS7_DATA = "invalid PKCS7 data (empty or not padded)"
-BAD_PKCS7_PADDING = "invalid padding on input"
-GCM_AUTH_FAILED = "cipher: message authentication failed"
-SECRETBOX_OPEN_FAILED = "output array was not large enough for encryption"
-IDENTITY_READ_ENCRYPTED = "identity transformer tried to read encrypted data"
-NO_MATCHING_PREFIX = "no matching prefix found"
-NO_MATCHING_AES_KEY = "no matching key was found for the provided AES transformer"
-NO_MATCHING_SECRETBOX_KEY = "no matching key was found for the provided Secretbox transformer"
 
 
 class EncryptionConfigError(ValueError):
@@ -85,193 +48,6 @@ class EncryptionConfigError(ValueError):
         super().__init__(f"{path}: {message}")
         self.path = str(path)
         self.problems: tuple[str, ...] = tuple(problems) or (message,)
-
-
-class TransformError(errors.InternalError):
-    """A value could not be decrypted (or encrypted). ``reason`` is the API server's message;
-    the error's message names the etcd key, as the API server's list does."""
-
-    def __init__(self, key: bytes, reason: str) -> None:
-        shown = key.decode("utf-8", "backslashreplace")
-        super().__init__(f'unable to transform key "{shown}": {reason}')
-        self.key = key
-        self.reason = reason
-
-
-class _Failure(Exception):
-    """One transformer's failure, with the API server's message (internal; keyless)."""
-
-
-def aggregate(messages: Sequence[str]) -> str:
-    """apimachinery's error aggregate: one message as is, several deduplicated in brackets."""
-    unique = list(dict.fromkeys(messages))
-    if len(unique) == 1:
-        return unique[0]
-    return "[" + ", ".join(unique) + "]"
-
-
-# --- the providers ---------------------------------------------------------------------------
-
-
-class _Transformer:
-    """What each provider and prefix list does, raising _Failure with the API server's words."""
-
-    def to_storage(self, plain: bytes, etcd_key: bytes) -> bytes:
-        raise NotImplementedError
-
-    def from_storage(self, stored: bytes, etcd_key: bytes) -> tuple[bytes, bool]:
-        raise NotImplementedError
-
-
-class _Identity(_Transformer):
-    def to_storage(self, plain: bytes, etcd_key: bytes) -> bytes:
-        return plain
-
-    def from_storage(self, stored: bytes, etcd_key: bytes) -> tuple[bytes, bool]:
-        # JSON starts with "{", protobuf with "k8s\x00"; "k8s:enc:" is encrypted data.
-        if stored.startswith(ENCRYPTED_MARK):
-            raise _Failure(IDENTITY_READ_ENCRYPTED)
-        return stored, False
-
-
-class _AESCBC(_Transformer):
-    def __init__(self, key: bytes) -> None:
-        self._algorithm = algorithms.AES(key)
-
-    def __repr__(self) -> str:
-        return "_AESCBC(<redacted>)"
-
-    def to_storage(self, plain: bytes, etcd_key: bytes) -> bytes:
-        iv = os.urandom(_AES_BLOCK)
-        padder = padding.PKCS7(_AES_BLOCK * 8).padder()
-        padded = padder.update(plain) + padder.finalize()
-        encryptor = Cipher(self._algorithm, modes.CBC(iv)).encryptor()
-        return iv + encryptor.update(padded) + encryptor.finalize()
-
-    def from_storage(self, stored: bytes, etcd_key: bytes) -> tuple[bytes, bool]:
-        if len(stored) < _AES_BLOCK:
-            raise _Failure(SHORT_DATA)
-        iv, body = stored[:_AES_BLOCK], stored[_AES_BLOCK:]
-        if len(body) % _AES_BLOCK:
-            raise _Failure(NOT_BLOCK_MULTIPLE)
-        if not body:
-            raise _Failure(BAD_PKCS7_DATA)
-        decryptor = Cipher(self._algorithm, modes.CBC(iv)).decryptor()
-        padded = decryptor.update(body) + decryptor.finalize()
-        unpadder = padding.PKCS7(_AES_BLOCK * 8).unpadder()
-        try:
-            return unpadder.update(padded) + unpadder.finalize(), False
-        except ValueError:
-            size = padded[-1]
-            raise _Failure(
-                BAD_PKCS7_DATA if size == 0 or size > len(padded) else BAD_PKCS7_PADDING
-            ) from None
-
-
-class _AESGCM(_Transformer):
-    def __init__(self, key: bytes) -> None:
-        self._aead = AESGCM(key)
-
-    def __repr__(self) -> str:
-        return "_AESGCM(<redacted>)"
-
-    def to_storage(self, plain: bytes, etcd_key: bytes) -> bytes:
-        nonce = os.urandom(_GCM_NONCE)
-        return nonce + self._aead.encrypt(nonce, plain, etcd_key)
-
-    def from_storage(self, stored: bytes, etcd_key: bytes) -> tuple[bytes, bool]:
-        if len(stored) < _GCM_NONCE:
-            raise _Failure(SHORT_DATA)
-        try:
-            return self._aead.decrypt(stored[:_GCM_NONCE], stored[_GCM_NONCE:], etcd_key), False
-        except InvalidTag:
-            raise _Failure(GCM_AUTH_FAILED) from None
-
-
-class _Secretbox(_Transformer):
-    def __init__(self, key: bytes) -> None:
-        self._box = nacl.secret.SecretBox(key)
-
-    def __repr__(self) -> str:
-        return "_Secretbox(<redacted>)"
-
-    def to_storage(self, plain: bytes, etcd_key: bytes) -> bytes:
-        # PyNaCl's layout is the API server's: the 24-byte nonce, then tag and ciphertext.
-        return bytes(self._box.encrypt(plain))
-
-    def from_storage(self, stored: bytes, etcd_key: bytes) -> tuple[bytes, bool]:
-        if len(stored) < _SECRETBOX_NONCE + _SECRETBOX_OVERHEAD:
-            raise _Failure(SHORT_DATA)
-        try:
-            return self._box.decrypt(stored), False
-        except nacl.exceptions.CryptoError:
-            raise _Failure(SECRETBOX_OPEN_FAILED) from None
-
-
-@dataclass(frozen=True)
-class _Prefixed:
-    prefix: bytes
-    transformer: _Transformer
-
-
-class _PrefixList(_Transformer):
-    """The API server's prefix transformers: read with every entry whose prefix matches (an
-    empty prefix, identity, is skipped when it fails), stale unless read by the first; write
-    with the first."""
-
-    def __init__(self, entries: Sequence[_Prefixed], no_match: str) -> None:
-        self.entries = tuple(entries)
-        self._no_match = no_match
-
-    def to_storage(self, plain: bytes, etcd_key: bytes) -> bytes:
-        first = self.entries[0]
-        return first.prefix + first.transformer.to_storage(plain, etcd_key)
-
-    def from_storage(self, stored: bytes, etcd_key: bytes) -> tuple[bytes, bool]:
-        failures: list[str] = []
-        for index, entry in enumerate(self.entries):
-            if not stored.startswith(entry.prefix):
-                continue
-            try:
-                plain, stale = entry.transformer.from_storage(stored[len(entry.prefix) :], etcd_key)
-            except _Failure as failure:
-                if entry.prefix:  # identity failing lets the next provider try, silently
-                    failures.append(str(failure))
-                continue
-            return plain, stale or index != 0
-        raise _Failure(aggregate(failures) if failures else self._no_match)
-
-
-class ResourceTransformer:
-    """The transformer of one group-resource (implements ``types.ValueTransformer``): failures
-    raise ``TransformError`` (an ``errors.InternalError``) naming the etcd key."""
-
-    def __init__(self, providers: _PrefixList, provider_names: Sequence[str]) -> None:
-        self._providers = providers
-        self.provider_names: tuple[str, ...] = tuple(provider_names)
-
-    def __repr__(self) -> str:
-        return f"ResourceTransformer(providers={list(self.provider_names)})"
-
-    @property
-    def writes_encrypted(self) -> bool:
-        """Whether new values are encrypted (the first provider is not identity)."""
-        return self.provider_names[0] != "identity"
-
-    def to_storage(self, plain: bytes, etcd_key: bytes) -> bytes:
-        try:
-            return self._providers.to_storage(plain, etcd_key)
-        except _Failure as failure:
-            raise TransformError(etcd_key, str(failure)) from None
-
-    def from_storage(self, stored: bytes, etcd_key: bytes) -> tuple[bytes, bool]:
-        try:
-            return self._providers.from_storage(stored, etcd_key)
-        except _Failure as failure:
-            raise TransformError(etcd_key, str(failure)) from None
-
-
-# --- the configuration file ------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -603,17 +379,17 @@ def _check_type(path: str, document: Any) -> None:
         )
 
 
-def _build_provider(provider: _Provider) -> _Prefixed:
+def _build_provider(provider: _Provider) -> Prefixed:
     if provider.kind == "identity":
-        return _Prefixed(b"", _Identity())
-    make: Callable[[bytes], _Transformer]
+        return Prefixed(b"", IdentityProvider())
+    make: Callable[[bytes], Transformer]
     prefix, make, no_match = {
-        "aescbc": (PREFIX_AESCBC, _AESCBC, NO_MATCHING_AES_KEY),
-        "aesgcm": (PREFIX_AESGCM, _AESGCM, NO_MATCHING_AES_KEY),
-        "secretbox": (PREFIX_SECRETBOX, _Secretbox, NO_MATCHING_SECRETBOX_KEY),
+        "aescbc": (PREFIX_AESCBC, AesCbcProvider, NO_MATCHING_AES_KEY),
+        "aesgcm": (PREFIX_AESGCM, AesGcmProvider, NO_MATCHING_AES_KEY),
+        "secretbox": (PREFIX_SECRETBOX, SecretboxProvider, NO_MATCHING_SECRETBOX_KEY),
     }[provider.kind]
-    per_key = [_Prefixed(key.name.encode() + b":", make(key.secret)) for key in provider.keys]
-    return _Prefixed(prefix, _PrefixList(per_key, no_match))
+    per_key = [Prefixed(key.name.encode() + b":", make(key.secret)) for key in provider.keys]
+    return Prefixed(prefix, PrefixList(per_key, no_match))
 
 
 class EncryptionConfig:
@@ -645,7 +421,7 @@ class EncryptionConfig:
         self._order = tuple(order)
         self._transformers = {
             group_resource: ResourceTransformer(
-                _PrefixList([_build_provider(p) for p in listed], NO_MATCHING_PREFIX),
+                PrefixList([_build_provider(p) for p in listed], NO_MATCHING_PREFIX),
                 [p.kind for p in listed],
             )
             for group_resource, listed in providers.items()

@@ -15,7 +15,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from etcdpy.k8s import errors
-from etcdpy.k8s.encryption import EncryptionConfig, ResourceTransformer, TransformError
+from etcdpy.k8s.encryption import EncryptionConfig
+from etcdpy.k8s.encryption_providers import ResourceTransformer, TransformError
 from etcdpy.k8s.etcd import EtcdClient
 from etcdpy.k8s.resources import DEFAULT_REGISTRY, Resource, ResourceRegistry
 from etcdpy.pb.etcdserverpb import rpc_pb2

@@ -15,7 +15,8 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from etcdpy.k8s import errors
-from etcdpy.k8s.encryption import EncryptionConfig, TransformError
+from etcdpy.k8s.encryption import EncryptionConfig
+from etcdpy.k8s.encryption_providers import TransformError
 
 KEY_A = bytes(range(32))
 KEY_B = bytes(range(100, 132))

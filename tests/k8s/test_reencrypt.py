@@ -13,7 +13,8 @@ import pytest
 
 from etcdpy.k8s import errors
 from etcdpy.k8s import reencrypt as reencrypt_module
-from etcdpy.k8s.encryption import EncryptionConfig, ResourceTransformer
+from etcdpy.k8s.encryption import EncryptionConfig
+from etcdpy.k8s.encryption_providers import ResourceTransformer
 from etcdpy.k8s.etcd import Connection, EtcdClient
 from etcdpy.k8s.reencrypt import reencrypt
 from etcdpy.pb.etcdserverpb import rpc_pb2
