@@ -178,10 +178,25 @@ class Auth(Interceptor):
             finally:
                 CALLER.reset(reset)
 
-        # A plain function handing back a coroutine: no extra frame when auth is off.
+        async def read_then_check(request: Any, context: CallContext) -> Any:
+            # Auth was off when this read arrived, but a linearizable read first waits for the
+            # log, which may turn auth on: etcd checks the caller after that wait (v3_server.go's
+            # Range and Txn), so a follower that had not yet applied AuthEnable must not serve it.
+            response = await call(request, context)
+            if checker.enabled and (method.name == "Range" or is_txn_read_only(request)):
+                if to_core is not None and token_of(context.invocation_metadata()) is not None:
+                    return await to_core(request, context)  # the core checks the token, reads again
+                if rule is not None:
+                    rule(checker, caller_of(checker, context), request)
+            return response
+
+        # A plain function handing back a coroutine: no extra frame for other calls when auth is
+        # off.
         def authorized(request: Any, context: CallContext) -> Awaitable[Any]:
             if checker.enabled:
                 return checked(request, context)
+            if serialized:
+                return read_then_check(request, context)
             return call(request, context)
 
         return authorized

@@ -39,15 +39,20 @@ def _run(coroutine: Awaitable[Any]) -> Any:
 
 
 class KV:
-    def __init__(self, auth: FakeAuth, bump_during_read: bool = False) -> None:
+    def __init__(
+        self, auth: FakeAuth, bump_during_read: bool = False, enable_during_read: bool = False
+    ) -> None:
         self.auth = auth
         self.callers: list[AuthInfo | None] = []
         self.bump = bump_during_read
+        self.enable = enable_during_read
 
     async def Range(self, request: pb.RangeRequest, context: CallContext) -> pb.RangeResponse:
         self.callers.append(CALLER.get())
         if self.bump:
             self.auth.revision += 1  # the auth store changes while the read waits
+        if self.enable:
+            self.auth.enabled = True  # the log the read waited for turned auth on
         return pb.RangeResponse(count=1)
 
     async def Txn(self, request: pb.TxnRequest, context: CallContext) -> pb.TxnResponse:
@@ -175,6 +180,25 @@ def test_a_read_during_which_the_store_changed_is_old() -> None:
     handlers = _handlers(auth, KV(auth, bump_during_read=True))
     outcome = _run(invoke(handlers[RANGE], _range(b"a"), _context(auth.token_for("alice"))))
     assert outcome == (_INVALID_ARGUMENT, "etcdserver: revision of auth store is old", None)
+
+
+def test_a_read_that_waited_for_the_log_that_enabled_auth_is_checked() -> None:
+    # A follower that has not applied AuthEnable yet: etcd checks the caller after the
+    # linearizable wait, so neither an anonymous read nor one outside the caller's range is served.
+    for token, key, expected in (
+        (None, b"a", (_INVALID_ARGUMENT, "etcdserver: user name is empty", None)),
+        ("alice", b"z", (_DENIED, "etcdserver: permission denied", None)),
+    ):
+        auth = _auth()
+        auth.enabled = False
+        handlers = _handlers(auth, KV(auth, enable_during_read=True))
+        context = _context(auth.token_for(token) if token else None)
+        assert _run(invoke(handlers[RANGE], _range(key), context)) == expected
+    auth = _auth()
+    auth.enabled = False
+    handlers = _handlers(auth, KV(auth, enable_during_read=True))
+    context = _context(auth.token_for("alice"))
+    assert _run(invoke(handlers[RANGE], _range(b"a"), context))[0] == 0
 
 
 def test_a_read_only_txn_needs_read_on_every_compare_and_op_of_both_branches() -> None:
