@@ -25,11 +25,19 @@ from etcdpy.pb.etcdserverpb import rpc_pb2 as pb
 from etcdpy.pb.etcdserverpb import rpc_pb2_grpc
 from etcdpy.testing.processes import MemberProcess
 from tests.external_tools import Etcdctl
+from tests.integration.shared_member import wiped
 
 pytestmark = pytest.mark.integration
 
 MIN_TTL = 2  # ceil(1.5 election timeouts of 1 s), etcd's minimum with default flags
 WAIT_SECONDS = 15.0
+
+
+@pytest.fixture
+def etcdctl(module_etcdpy_server: MemberProcess) -> Etcdctl:
+    """etcdctl on one member for the module, with no key and no lease: the tests that restart
+    or kill a member take ``etcdpy_server``, a member of their own."""
+    return Etcdctl(wiped(module_etcdpy_server).endpoint)
 
 
 def lease_id_of(grant_output: str) -> str:
