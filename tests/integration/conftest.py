@@ -49,13 +49,21 @@ def _param_ids(item: pytest.Item) -> list[str]:
 
 
 @pytest.fixture
-def etcdpy_server(tmp_path: Path) -> Iterator[MemberProcess]:
+def own_etcdpy_server(tmp_path: Path) -> Iterator[MemberProcess]:
+    """A member of the test's own: a fresh store (revision 1), free to be stopped."""
     member = etcdpy_member(tmp_path)
     member.start()
     try:
         yield member
     finally:
         member.stop()
+
+
+@pytest.fixture
+def etcdpy_server(own_etcdpy_server: MemberProcess) -> MemberProcess:
+    """The member a test talks to: its own, unless its module shares one (a module that
+    defines ``etcdpy_server`` on ``module_etcdpy_server``)."""
+    return own_etcdpy_server
 
 
 @pytest.fixture
