@@ -1,4 +1,5 @@
-"""Bad input gets etcd's gRPC code and message, writes nothing, and the server keeps serving."""
+"""Bad input gets etcd's gRPC code and message, writes nothing, and the server keeps serving:
+one member serves the whole module, so it also keeps serving after every case before."""
 
 from __future__ import annotations
 
@@ -10,8 +11,14 @@ import pytest
 from etcdpy.pb.etcdserverpb import rpc_pb2 as pb
 from etcdpy.pb.etcdserverpb import rpc_pb2_grpc
 from etcdpy.testing.processes import MemberProcess
+from tests.integration.shared_member import wiped
 
 pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def etcdpy_server(module_etcdpy_server: MemberProcess) -> MemberProcess:
+    return wiped(module_etcdpy_server)
 
 
 @pytest.fixture

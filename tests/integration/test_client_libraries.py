@@ -11,8 +11,15 @@ from collections.abc import Sequence
 import pytest
 
 from etcdpy.testing.processes import MemberProcess
+from tests.integration.shared_member import wiped
 
 pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def etcdpy_server(module_etcdpy_server: MemberProcess) -> MemberProcess:
+    """One member for the module, emptied before each test."""
+    return wiped(module_etcdpy_server)
 
 
 def _run_isolated(script: str, env: dict[str, str] | None = None, args: Sequence[str] = ()) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import urllib.request
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import grpc
@@ -69,7 +70,7 @@ def test_learner_refuses_writes_linearizable_reads_and_leases_with_etcdctl(
     lc: LearnerCluster,
 ) -> None:
     ctl = Etcdctl(lc.learner.endpoint)
-    for args in (
+    commands = (
         ("put", "on-learner", "x"),
         ("get", "before-learner"),
         ("lease", "grant", "60"),
@@ -77,8 +78,12 @@ def test_learner_refuses_writes_linearizable_reads_and_leases_with_etcdctl(
         ("endpoint", "hashkv"),
         ("compaction", "1"),
         ("defrag",),
-    ):
-        out = ctl.run(*args, "--command-timeout=3s", check=False)
+    )
+    # At once: etcdctl retries a refused read-only call for about 2.6 s before it prints the
+    # refusal, and none of these changes anything on the learner.
+    with ThreadPoolExecutor(len(commands)) as pool:
+        outs = list(pool.map(lambda a: ctl.run(*a, "--command-timeout=3s", check=False), commands))
+    for args, out in zip(commands, outs, strict=True):
         assert out.returncode != 0, args
         assert REFUSED in out.stderr, (args, out.stderr)
 
@@ -165,13 +170,17 @@ DIFFERENTIAL_COMMANDS = (
 
 
 def _learner_answers(learner: ClusterMember) -> list[tuple[int, str]]:
+    """The commands run at once: keep-alive waits out etcdctl's first keep-alive timeout (6 s)
+    and a refused get is retried for 2.6 s; none of them changes anything on a learner."""
     ctl = Etcdctl(learner.endpoint)
-    answers = []
-    for args in DIFFERENTIAL_COMMANDS:
+
+    def answer(args: tuple[str, ...]) -> tuple[int, str]:
         out = ctl.run(*args, "--command-timeout=3s", check=False)
         errors = [line for line in out.stderr.splitlines() if line.startswith("Error:")]
-        answers.append((out.returncode, errors[-1] if errors else out.stdout))
-    return answers
+        return (out.returncode, errors[-1] if errors else out.stdout)
+
+    with ThreadPoolExecutor(len(DIFFERENTIAL_COMMANDS)) as pool:
+        return list(pool.map(answer, DIFFERENTIAL_COMMANDS))
 
 
 @pytest.mark.first_pass_only(
@@ -183,9 +192,12 @@ def test_etcdctl_sees_the_same_learner_as_etcds(
     lc: LearnerCluster, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     require_tool("etcd")
-    mine = _learner_answers(lc.learner)
     tmp: Path = tmp_path_factory.mktemp("etcd-learner")
-    for etcd in _with_learner(ProcessCluster.etcd(tmp), tmp):
-        theirs = _learner_answers(etcd.learner)
+    # etcdpy's learner answers while etcd's cluster starts (its learner waits 5 s to be added).
+    with ThreadPoolExecutor(1) as pool:
+        answers = pool.submit(_learner_answers, lc.learner)
+        for etcd in _with_learner(ProcessCluster.etcd(tmp), tmp):
+            theirs = _learner_answers(etcd.learner)
+        mine = answers.result()
     assert mine == theirs
     assert mine[0] == (1, f"Error: {REFUSED}")

@@ -28,6 +28,7 @@ from etcdpy.pb.v3lockpb import v3lock_pb2 as lpb
 from etcdpy.pb.v3lockpb import v3lock_pb2_grpc
 from etcdpy.testing.processes import MemberProcess, etcd_member
 from tests.external_tools import eventually, require_tool
+from tests.integration.shared_member import wiped
 
 pytestmark = pytest.mark.integration
 
@@ -50,6 +51,13 @@ class Clients:
         end = prefix[:-1] + bytes([prefix[-1] + 1])
         resp = self.kv.Range(pb.RangeRequest(key=prefix, range_end=end), timeout=TIMEOUT)
         return [kv.key for kv in resp.kvs]
+
+
+@pytest.fixture
+def etcdpy_server(module_etcdpy_server: MemberProcess) -> MemberProcess:
+    """One member for the module: the tests hold locks and leadership under names of their own,
+    and each starts with no key and no lease."""
+    return wiped(module_etcdpy_server)
 
 
 @pytest.fixture

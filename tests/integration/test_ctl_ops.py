@@ -11,9 +11,17 @@ import pytest
 
 from etcdpy.testing.processes import MemberProcess
 from tests.ctl_inprocess import run_ctl
+from tests.integration.shared_member import wiped
 from tests.integration.test_maintenance import hash_kv
 
 pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def etcdpy_server(module_etcdpy_server: MemberProcess) -> MemberProcess:
+    """One member for the module, emptied before each test (tests reading absolute revisions
+    have one of their own)."""
+    return wiped(module_etcdpy_server)
 
 
 def ctl(
@@ -37,7 +45,8 @@ def test_set_is_put_and_get_reads_it(etcdpy_server: MemberProcess) -> None:
     assert ok(etcdpy_server, "get", "key1") == "key1\nvalue1\n"
 
 
-def test_snapshot_defrag_alarm_endpoint(etcdpy_server: MemberProcess, tmp_path: Path) -> None:
+def test_snapshot_defrag_alarm_endpoint(own_etcdpy_server: MemberProcess, tmp_path: Path) -> None:
+    etcdpy_server = own_etcdpy_server
     for i in range(10):
         ok(etcdpy_server, "put", f"k{i}", "v" * 100)
     expected = hash_kv(etcdpy_server).hash

@@ -1,4 +1,6 @@
-"""Debian's etcdctl 3.4, unchanged, against a real etcdpy server process."""
+"""Debian's etcdctl 3.4, unchanged, against a real etcdpy server process: one member for the
+module, emptied before each test; the tests of a fresh store's revisions and of a restart have
+a member of their own."""
 
 from __future__ import annotations
 
@@ -8,8 +10,14 @@ import pytest
 
 from etcdpy.testing.processes import MemberProcess
 from tests.external_tools import Etcdctl
+from tests.integration.shared_member import wiped
 
 pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def etcdpy_server(module_etcdpy_server: MemberProcess) -> MemberProcess:
+    return wiped(module_etcdpy_server)
 
 
 def b64(text: str) -> str:
@@ -21,7 +29,8 @@ def test_put_then_get(etcdctl: Etcdctl) -> None:
     assert etcdctl.out("get", "key1").splitlines() == ["key1", "value1"]
 
 
-def test_revisions_start_as_etcds(etcdctl: Etcdctl) -> None:
+def test_revisions_start_as_etcds(own_etcdpy_server: MemberProcess) -> None:
+    etcdctl = Etcdctl(own_etcdpy_server.endpoint)
     etcdctl.out("put", "a", "1")
     etcdctl.out("put", "a", "2")
     doc = etcdctl.json("get", "a")
@@ -112,7 +121,8 @@ def test_txn_interactive(etcdctl: Etcdctl) -> None:
     assert etcdctl.out("get", "result", "--print-value-only").strip() == "failed"
 
 
-def test_compaction_and_old_revisions(etcdctl: Etcdctl) -> None:
+def test_compaction_and_old_revisions(own_etcdpy_server: MemberProcess) -> None:
+    etcdctl = Etcdctl(own_etcdpy_server.endpoint)
     for i in range(6):
         etcdctl.out("put", "c", str(i))  # revisions 2..7
     assert etcdctl.out("get", "c", "--rev", "3", "--print-value-only").strip() == "1"
@@ -145,7 +155,8 @@ def test_member_list_and_endpoint_status(etcdctl: Etcdctl, etcdpy_server: Member
     )
 
 
-def test_data_survives_restart(tmp_path: object, etcdpy_server: MemberProcess) -> None:
+def test_data_survives_restart(own_etcdpy_server: MemberProcess) -> None:
+    etcdpy_server = own_etcdpy_server
     ctl = Etcdctl(etcdpy_server.endpoint)
     for i in range(20):
         ctl.out("put", f"k{i:02d}", f"v{i}")

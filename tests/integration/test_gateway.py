@@ -1,4 +1,6 @@
-"""The JSON gateway driven with plain HTTP and compared with the gRPC answers."""
+"""The JSON gateway driven with plain HTTP and compared with the gRPC answers. One member for
+the module, emptied before each test; the tests that read a fresh store's revisions or stop the
+member have one of their own."""
 
 from __future__ import annotations
 
@@ -20,8 +22,14 @@ from google.protobuf import json_format
 from etcdpy.pb.etcdserverpb import rpc_pb2, rpc_pb2_grpc
 from etcdpy.testing.processes import MemberProcess
 from tests.external_tools import require_tool
+from tests.integration.shared_member import wiped
 
 pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def etcdpy_server(module_etcdpy_server: MemberProcess) -> MemberProcess:
+    return wiped(module_etcdpy_server)
 
 
 def b64(text: str) -> str:
@@ -44,7 +52,8 @@ def post_json(member: MemberProcess, path: str, payload: dict[str, Any]) -> Any:
     return json.loads(body)
 
 
-def test_kv_over_http_matches_grpc(etcdpy_server: MemberProcess) -> None:
+def test_kv_over_http_matches_grpc(own_etcdpy_server: MemberProcess) -> None:
+    etcdpy_server = own_etcdpy_server
     put = post_json(etcdpy_server, "/v3/kv/put", {"key": b64("foo"), "value": b64("bar")})
     assert put["header"]["revision"] == "2"  # int64 as a string
     got = post_json(etcdpy_server, "/v3/kv/range", {"key": b64("foo")})
@@ -75,7 +84,9 @@ def test_kv_over_http_matches_grpc(etcdpy_server: MemberProcess) -> None:
     assert members["members"][0]["name"] == etcdpy_server.name
 
 
-def test_bad_input_gets_grpc_gateway_errors(etcdpy_server: MemberProcess) -> None:
+def test_bad_input_gets_grpc_gateway_errors(own_etcdpy_server: MemberProcess) -> None:
+    etcdpy_server = own_etcdpy_server
+
     def error(path: str, body: str) -> tuple[int, dict[str, Any]]:
         status, ctype, raw = post(etcdpy_server, path, body)
         assert ctype == "application/json"
@@ -144,10 +155,11 @@ def watcher_gauge(member: MemberProcess) -> float:
     return float(found.group(1))
 
 
-def test_watch_ends_when_the_http_client_leaves(etcdpy_server: MemberProcess) -> None:
+def test_watch_ends_when_the_http_client_leaves(own_etcdpy_server: MemberProcess) -> None:
     """curl killed by timeout(1) while its watch waits for events: the gateway's watches go at
     once (no put needed to find the dead connection), and SIGTERM then exits without waiting
     out the 5 s grace for them."""
+    etcdpy_server = own_etcdpy_server
     curl = require_tool("curl")
     watch = [curl, "-sN", etcdpy_server.client_url + "/v3/watch", "-X", "POST"]
     body = json.dumps({"create_request": {"key": b64("foo")}})

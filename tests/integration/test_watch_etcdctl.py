@@ -18,8 +18,16 @@ import pytest
 
 from etcdpy.testing.processes import MemberProcess
 from tests.external_tools import Etcdctl
+from tests.integration.shared_member import wiped
 
 pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def etcdpy_server(module_etcdpy_server: MemberProcess) -> MemberProcess:
+    """One member for the module, emptied before each test (tests reading absolute revisions
+    have one of their own)."""
+    return wiped(module_etcdpy_server)
 
 
 class Running:
@@ -122,7 +130,8 @@ def test_watch_prefix(etcdctl: Etcdctl) -> None:
     assert "/registry/services/x" not in lines
 
 
-def test_watch_from_revision_with_prev_kv(etcdctl: Etcdctl) -> None:
+def test_watch_from_revision_with_prev_kv(own_etcdpy_server: MemberProcess) -> None:
+    etcdctl = Etcdctl(own_etcdpy_server.endpoint)
     etcdctl.out("put", "foo", "bar")
     etcdctl.out("put", "foo", "baz")
     etcdctl.out("del", "foo")
@@ -135,7 +144,8 @@ def test_watch_from_revision_with_prev_kv(etcdctl: Etcdctl) -> None:
         w.wait_for(["PUT", "foo", "again"])  # history, then live: no gap
 
 
-def test_watch_compacted_revision_is_canceled(etcdctl: Etcdctl) -> None:
+def test_watch_compacted_revision_is_canceled(own_etcdpy_server: MemberProcess) -> None:
+    etcdctl = Etcdctl(own_etcdpy_server.endpoint)
     for i in range(4):
         etcdctl.out("put", "k", str(i))
     etcdctl.out("compaction", "4")

@@ -19,8 +19,16 @@ from etcdpy.pb.etcdserverpb import rpc_pb2 as pb
 from etcdpy.pb.etcdserverpb import rpc_pb2_grpc
 from etcdpy.testing.processes import MemberProcess
 from etcdpy.testing.watch_client import WatchSession
+from tests.integration.shared_member import wiped
 
 pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def etcdpy_server(module_etcdpy_server: MemberProcess) -> MemberProcess:
+    """One member for the module, emptied before each test."""
+    return wiped(module_etcdpy_server)
+
 
 WATCHERS = 1000
 SESSIONS = 4
