@@ -19,8 +19,8 @@ from typing import Any
 import structlog
 
 from etcdpy import ETCD_API_VERSION, errors
-from etcdpy.auth.info import CALLER
-from etcdpy.auth.store import AuthStore
+from etcdpy.auth.info import CALLER, AuthInfo
+from etcdpy.auth.store import ROOT_USER, AuthStore
 from etcdpy.auth.tokens import SimpleTokens, provider
 from etcdpy.config import EnvKnobs, ServerConfig
 from etcdpy.corelink.replica_feed import ReplicaFeed
@@ -193,7 +193,7 @@ class EtcdServer:
             )
         self.leases = LeaseDriver(
             self.lessor,
-            self.propose,
+            self.propose_as_root,
             lambda: self.role == StateType.LEADER,
             self._wait_applied_committed,
             self._request_timeout,
@@ -246,6 +246,18 @@ class EtcdServer:
         self.backend.close()
 
     # -- the seam used by the API layer --------------------------------------------------
+
+    async def propose_as_root(self, req: internalpb.InternalRaftRequest) -> Any:
+        """The member's own requests (revoking expired leases) are checked at apply as root at
+        the current auth revision, as etcd's authStore.WithRoot makes them: with no user, auth
+        would refuse to revoke a lease that holds keys, and it would never expire."""
+        if not self.auth.enabled:
+            return await self.propose(req)
+        reset = CALLER.set(AuthInfo(ROOT_USER, self.auth.revision))
+        try:
+            return await self.propose(req)
+        finally:
+            CALLER.reset(reset)
 
     async def propose(self, req: internalpb.InternalRaftRequest) -> Any:
         """Puts the request through the log; returns the applied response or raises."""

@@ -351,3 +351,19 @@ def test_a_follower_forwards_keep_alives_and_time_to_live(etcdpy_server: MemberP
     ttl, info = asyncio.run(as_follower())
     assert ttl == 30
     assert (info.ID, info.grantedTTL, list(info.keys)) == (lease_id, 30, [b"fk"])
+
+
+def test_a_lease_expires_with_auth_on(etcdpy_server: MemberProcess) -> None:
+    # etcd revokes expired leases as root (authStore.WithRoot); with no user, apply refused the
+    # revoke of a lease holding keys ("user name is empty") and the key outlived its lease.
+    etcdctl = Etcdctl(etcdpy_server.endpoint)
+    etcdctl.out("user", "add", "root:rootpw")
+    etcdctl.out("user", "grant-role", "root", "root")
+    etcdctl.out("auth", "enable")
+    root = ("--user", "root:rootpw")
+    lease = lease_id_of(etcdctl.out(*root, "lease", "grant", str(MIN_TTL)))
+    etcdctl.out(*root, "put", "--lease", lease, "held", "v")
+    assert etcdctl.out(*root, "get", "held").split() == ["held", "v"]
+    wait_until(lambda: etcdctl.out(*root, "get", "held") == "", "the expiry of the key's lease")
+    expired = etcdctl.out(*root, "lease", "timetolive", lease).strip()
+    assert expired == f"lease {lease} already expired"
