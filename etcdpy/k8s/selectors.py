@@ -138,18 +138,46 @@ def _is_identifier(token: str | None) -> bool:
     return token is not None and token != _END and token not in _SYMBOLS
 
 
-class LabelSelector:
-    """A parsed label selector; ``LabelSelector.parse("")`` matches everything."""
+# metav1.LabelSelector's operators -> the parser's.
+_OBJECT_OPERATORS = {"In": "in", "NotIn": "notin", "Exists": "exists", "DoesNotExist": "!"}
 
-    def __init__(self, requirements: tuple[Requirement, ...] = ()) -> None:
+
+class LabelSelector:
+    """A parsed label selector; ``LabelSelector.parse("")`` matches everything, a selector made
+    with ``nothing=True`` (a nil metav1.LabelSelector) matches nothing."""
+
+    def __init__(self, requirements: tuple[Requirement, ...] = (), nothing: bool = False) -> None:
         self.requirements = requirements
+        self.nothing = nothing
 
     def empty(self) -> bool:
-        return not self.requirements
+        return not self.requirements and not self.nothing
 
     def matches(self, labels: Mapping[str, str] | None) -> bool:
+        if self.nothing:
+            return False
         labels = labels or {}
         return all(r.matches(labels) for r in self.requirements)
+
+    @classmethod
+    def from_object(cls, selector: Mapping[str, Any] | None) -> LabelSelector:
+        """A metav1.LabelSelector (matchLabels and matchExpressions, ANDed), as apimachinery's
+        LabelSelectorAsSelector: None selects nothing, {} everything; errors.BadRequest with its
+        messages for a selector it cannot read."""
+        if selector is None:
+            return cls(nothing=True)
+        match_labels = selector.get("matchLabels") or {}
+        expressions = selector.get("matchExpressions") or []
+        if not isinstance(match_labels, Mapping) or not isinstance(expressions, list):
+            raise _bad("invalid label selector: matchLabels must be a map, matchExpressions a list")
+        try:
+            requirements = [
+                _new_requirement(str(k), "=", [str(v)]) for k, v in match_labels.items()
+            ]
+            requirements += [_expression(e) for e in expressions]
+        except _ParseError as err:
+            raise _bad(str(err)) from None
+        return cls(tuple(sorted(requirements, key=lambda r: r.key)))
 
     @classmethod
     def parse(cls, text: str) -> LabelSelector:
@@ -291,6 +319,29 @@ def _new_requirement(key: str, operator: str, values: list[str]) -> Requirement:
     if problems:
         raise _ParseError("[" + ", ".join(problems) + "]")
     return Requirement(key, operator, tuple(values))
+
+
+def _expression(expression: Any) -> Requirement:
+    """One matchExpression, checked as LabelSelectorAsSelector and NewRequirement check it."""
+    if not isinstance(expression, Mapping):
+        raise _ParseError("a matchExpression must be an object")
+    key, operator = expression.get("key"), expression.get("operator")
+    values = [str(v) for v in expression.get("values") or []]
+    if operator not in _OBJECT_OPERATORS:
+        raise _ParseError(f'"{operator}" is not a valid label selector operator')
+    if not isinstance(key, str) or _key_problems(key):
+        problems = "; ".join(_key_problems(key)) if isinstance(key, str) else "must be a string"
+        raise _ParseError(_invalid("key", str(key or ""), problems))
+    if operator in ("Exists", "DoesNotExist") and values:
+        raise _ParseError(
+            _invalid_values(values, "values set must be empty for exists and does not exist")
+        )
+    return _new_requirement(key, _OBJECT_OPERATORS[operator], values)
+
+
+def _invalid_values(values: list[str], why: str) -> str:
+    shown = "[]string{" + ", ".join(f'"{v}"' for v in values) + "}"
+    return f"values: Invalid value: {shown}: {why}"
 
 
 # --- fields -----------------------------------------------------------------------------------

@@ -19,9 +19,8 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from etcdpy.k8s import errors
-from etcdpy.k8s.controllers.labelselector import selector_matcher
 from etcdpy.k8s.controllers.podutil import as_dict, being_deleted, controller_ref, metadata
-from etcdpy.k8s.controllers.replicaset import ReplicaSetController
+from etcdpy.k8s.controllers.replicaset import ReplicaSetController, pod_selector
 from etcdpy.k8s.store import ObjectStore
 from etcdpy.k8s.types import ObjectList, WatchEvent, WatchStream
 from etcdpy.testing.processes import free_port, stop_process
@@ -186,7 +185,7 @@ def test_adopts_orphans_leaves_others_pods_and_never_over_creates(store: ObjectS
     ],
 )  # fmt: skip
 def test_label_selectors(selector: dict[str, Any], labels: dict[str, str], matches: bool) -> None:
-    assert selector_matcher(selector)(labels) is matches
+    assert pod_selector({"spec": {"selector": selector}}).matches(labels) is matches
 
 
 @pytest.mark.parametrize(
@@ -200,7 +199,7 @@ def test_label_selectors(selector: dict[str, Any], labels: dict[str, str], match
 )
 def test_bad_selectors_are_refused_with_a_typed_error(expression: dict[str, Any]) -> None:
     with pytest.raises(errors.BadRequest):
-        selector_matcher({"matchExpressions": [expression]})
+        pod_selector({"spec": {"selector": {"matchExpressions": [expression]}}})
 
 
 class FlakyStore:

@@ -115,3 +115,35 @@ def test_field_selectors_per_kind_and_their_errors() -> None:
         caught.value.message
         == "invalid selector: 'metadata.name'; can't understand 'metadata.name'"
     )
+
+
+def test_a_label_selector_object_as_label_selector_as_selector_reads_it() -> None:
+    both = LabelSelector.from_object(
+        {
+            "matchLabels": {"app": "web"},
+            "matchExpressions": [
+                {"key": "tier", "operator": "In", "values": ["a", "b"]},
+                {"key": "canary", "operator": "DoesNotExist"},
+            ],
+        }
+    )
+    assert both.matches({"app": "web", "tier": "b"})
+    assert not both.matches({"app": "web", "tier": "c"})
+    assert not both.matches({"app": "web", "tier": "a", "canary": ""})
+    assert LabelSelector.from_object({}).matches({"any": "thing"})  # {} selects everything
+    assert not LabelSelector.from_object(None).matches({})  # nil selects nothing
+    for expression, message in (
+        ({"key": "t", "operator": "Near"}, '"Near" is not a valid label selector operator'),
+        (
+            {"key": "t", "operator": "In", "values": []},
+            "values: Invalid value: []: for 'in', 'notin' operators, values set can't be empty",
+        ),
+        (
+            {"key": "t", "operator": "Exists", "values": ["1"]},
+            'values: Invalid value: []string{"1"}: values set must be empty for exists and does '
+            "not exist",
+        ),
+    ):
+        with pytest.raises(errors.BadRequest) as raised:
+            LabelSelector.from_object({"matchExpressions": [expression]})
+        assert raised.value.message.endswith(message), raised.value.message

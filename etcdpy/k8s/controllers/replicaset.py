@@ -35,7 +35,6 @@ from etcdpy.k8s.controller import Controller
 from etcdpy.k8s.controllers.clock import Clock, format_time, utc_now
 from etcdpy.k8s.controllers.command import CommonOptions, add_common_arguments, run_elected
 from etcdpy.k8s.controllers.expectations import Expectations
-from etcdpy.k8s.controllers.labelselector import LabelMatcher, selector_matcher
 from etcdpy.k8s.controllers.podutil import (
     Obj,
     as_dict,
@@ -54,6 +53,7 @@ from etcdpy.k8s.controllers.podutil import (
 )
 from etcdpy.k8s.informer import Informer
 from etcdpy.k8s.meta import cache_key
+from etcdpy.k8s.selectors import LabelSelector
 from etcdpy.k8s.store import ObjectStore
 from etcdpy.k8s.types import KubeObject, Preconditions
 from etcdpy.observability.logging import get_logger
@@ -66,6 +66,12 @@ _NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 _NAME_ATTEMPTS = 5
 
 log = get_logger("etcdpy.k8s.controllers.replicaset")
+
+
+def pod_selector(rs: Obj) -> LabelSelector:
+    """The pods a ReplicaSet's selector claims; an empty selector claims none (the API server
+    refuses one; claiming every pod of the namespace would be the worst reading of it)."""
+    return LabelSelector.from_object(spec(rs).get("selector") or None)
 
 
 class _Skip(Exception):
@@ -245,7 +251,7 @@ class ReplicaSetController:
         ):
             rs = as_dict(cached)
             try:
-                matches = selector_matcher(spec(rs).get("selector"))(labels(pod))
+                matches = pod_selector(rs).matches(labels(pod))
             except errors.StatusError:
                 continue
             if matches:
@@ -322,7 +328,7 @@ class ReplicaSetController:
             return None
         rs = as_dict(cached)
         try:
-            matcher = selector_matcher(spec(rs).get("selector"))
+            matcher = pod_selector(rs)
             count_field(rs, "replicas", 1)
             count_field(rs, "minReadySeconds", 0)
         except (errors.BadRequest, errors.Invalid) as exc:
@@ -359,7 +365,7 @@ class ReplicaSetController:
 
     # -- claiming (PodControllerRefManager) ---------------------------------------------------
 
-    def _claim(self, rs: Obj, matcher: LabelMatcher, pods: list[Obj]) -> list[Obj]:
+    def _claim(self, rs: Obj, matcher: LabelSelector, pods: list[Obj]) -> list[Obj]:
         uid = metadata(rs).get("uid")
         claimed: list[Obj] = []
         fresh: list[bool] = []  # the adoption check, made once per sync and only if needed
@@ -368,12 +374,12 @@ class ReplicaSetController:
             if ref is not None:
                 if ref.get("uid") != uid:
                     continue  # another controller's
-                if matcher(labels(pod)):
+                if matcher.matches(labels(pod)):
                     claimed.append(pod)
                 elif not being_deleted(rs):
                     self._release(rs, pod)
                 continue
-            if being_deleted(rs) or not matcher(labels(pod)):
+            if being_deleted(rs) or not matcher.matches(labels(pod)):
                 continue
             if not fresh:
                 fresh.append(self._can_adopt(rs))
