@@ -145,8 +145,8 @@ class LeaderElection:
     ) -> None:
         """Campaign until leader, then call ``on_started_leading(lost)`` in its own thread and
         return when leadership ends (``lost`` is set then: lease gone, key deleted, or ``stop``
-        set); the lease is revoked before returning. Returns at once if ``stop`` is set while
-        campaigning."""
+        set); the callback is joined, then the lease revoked, before returning. Returns at once
+        if ``stop`` is set while campaigning."""
         lease = self._client.lease_grant(self._ttl)
         lost = threading.Event()
         session = threading.Thread(
@@ -167,12 +167,14 @@ class LeaderElection:
         finally:
             lost.set()
             self._cancel_watch()
-            session.join()
-            self._revoke(lease)
+            # The callback ends before the lease is revoked, so that a successor (which starts
+            # the moment our key goes) never works beside our last reconciles.
             if worker is not None:
                 worker.join(CALLBACK_JOIN_SECONDS)
                 if worker.is_alive():
                     self._log.warn("leader callback still running after leadership ended")
+            session.join()
+            self._revoke(lease)
 
     def _lead(
         self, on_started_leading: Callable[[threading.Event], None], lost: threading.Event
