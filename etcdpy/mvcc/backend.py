@@ -35,12 +35,12 @@ from __future__ import annotations
 
 import contextlib
 import os
-import zlib
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import lmdb
+from crc32c import crc32c
 
 KEY = b"key"
 META = b"meta"
@@ -325,20 +325,17 @@ class Backend:
         return in_use
 
     def hash(self, ignore: Iterable[tuple[bytes, bytes]] = ()) -> int:
-        """Checksum of every bucket (names, keys, values) in byte order, as etcd's Hash.
-
-        etcd uses CRC-32C; the standard library only has zlib's CRC-32 (IEEE), and the hash
-        only has to agree between etcdpy members, so that is what this is.
-        """
+        """Checksum of every bucket (names, keys, values) in byte order: CRC-32C, as etcd's
+        Hash. The buckets are etcdpy's, not bbolt's, so it agrees between etcdpy members only."""
         skip = set(ignore)
         h = 0
         with self.read() as tx:
             for name in sorted(BUCKETS):
-                h = zlib.crc32(name, h)
+                h = crc32c(name, h)
                 for k, v in tx.items(name):
                     if (name, k) in skip:
                         continue
-                    h = zlib.crc32(v, zlib.crc32(k, h))
+                    h = crc32c(v, crc32c(k, h))
         return h
 
     def copy_to(self, path: str | os.PathLike[str], compact: bool = True) -> None:

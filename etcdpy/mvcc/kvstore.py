@@ -26,11 +26,12 @@ Not thread-safe: one thread drives a KVStore.
 from __future__ import annotations
 
 import struct
-import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import TracebackType
 from typing import Protocol, cast
+
+from crc32c import crc32c
 
 from etcdpy.mvcc import backend as bk
 from etcdpy.mvcc.backend import Backend, Tx
@@ -496,10 +497,10 @@ class KVStore:
     # -- hashes --------------------------------------------------------------------------
 
     def hash_kv(self, rev: int = 0) -> tuple[int, int]:
-        """(hash, compact_revision) of the key bucket up to ``rev`` (0: current), as HashKV.
-
-        CRC-32 (zlib) instead of etcd's CRC-32C: see Backend.hash.
-        """
+        """(hash, compact_revision) of the key bucket up to ``rev`` (0: current), as etcd's
+        HashByRev computes it: CRC-32C over the bucket's name, then each revision's key and
+        value bytes in order (the same bytes etcd stores), so that a member of etcd and one of
+        etcdpy holding the same history give the same hash."""
         self._check_usable()
         compact_rev, cur_rev = self._compact_rev, self._current_rev
         if 0 < rev <= compact_rev:
@@ -511,8 +512,8 @@ class KVStore:
         keep = self._index.keep(rev)
         upper = Revision(rev + 1, 0)
         lower = Revision(compact_rev + 1, 0)
-        crc32 = zlib.crc32
-        h = crc32(bk.KEY)
+        crc = crc32c
+        h = crc(bk.KEY)
         with self._b.read() as tx:
             for k, v in tx.items(bk.KEY):
                 r = decode(k)
@@ -521,7 +522,7 @@ class KVStore:
                 # Revisions a pending compaction will delete do not count.
                 if r < lower and keep and r not in keep:
                     continue
-                h = crc32(v, crc32(k, h))
+                h = crc(v, crc(k, h))
         return h, compact_rev
 
     def hash(self) -> tuple[int, int]:
