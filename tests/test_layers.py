@@ -31,7 +31,7 @@ REPO = ROOT.parent
 BASE = frozenset(
     {"etcdpy", "call", "config", "errors", "gofmt", "outbox", "pb", "observability", "tls"}
 )
-LIBRARIES = frozenset({"mvcc", "raft", "h2grpc"})
+LIBRARIES = frozenset({"mvcc", "raft", "h2grpc", "bbolt"})
 MEMBER_PARTS = frozenset({"server.ops", "membership", "lease", "auth", "wal", "peer"})
 _BELOW_API = frozenset({"server"}) | MEMBER_PARTS | LIBRARIES | BASE
 _BELOW_CLIENTPORT = frozenset({"frontend", "corelink", "api"}) | _BELOW_API
@@ -58,6 +58,7 @@ MAY_IMPORT: dict[str, frozenset[str]] = {
     # The pure libraries: no metrics, no logging set-up, no config (raft, mvcc), as etcd's.
     "mvcc": frozenset({"etcdpy", "pb"}),
     "raft": frozenset({"etcdpy"}),
+    "bbolt": frozenset({"etcdpy"}),
     "h2grpc": BASE,
     "observability": BASE - {"observability", "call", "tls"},
     "tls": frozenset({"etcdpy", "config"}),

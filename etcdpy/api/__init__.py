@@ -4,5 +4,6 @@ fill the response header, with their interceptors (errors, metrics, quota, learn
 ``services`` names every method; the core's gRPC server, the front-ends and the JSON gateway
 all run these same handlers.
 
-May import: server, server.ops, membership, lease, auth, wal, peer, mvcc, raft, h2grpc and the base.
+May import: server, server.ops, membership, lease, auth, wal, peer, mvcc, raft, h2grpc, bbolt and
+the base.
 """

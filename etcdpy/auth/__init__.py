@@ -3,5 +3,5 @@ the tokens that name a caller (simple and JWT), and the checks every request mee
 on (etcd's auth package). ``AuthChecker`` (etcdpy.auth.info) is what the enforcement sites (the
 pipeline's Auth interceptor, the applier, the watch service) ask.
 
-May import: mvcc, raft, h2grpc and the base.
+May import: mvcc, raft, h2grpc, bbolt and the base.
 """

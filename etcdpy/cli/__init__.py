@@ -4,5 +4,5 @@
 The top of the import graph: nothing imports cli.
 
 May import: k8s, statefulset, tools, testing, clientport, frontend, corelink, api, server,
-server.ops, membership, lease, auth, wal, peer, mvcc, raft, h2grpc and the base.
+server.ops, membership, lease, auth, wal, peer, mvcc, raft, h2grpc, bbolt and the base.
 """

@@ -4,5 +4,5 @@ and ``listeners``, which opens the client URLs and, with ``--frontend-processes`
 front-end processes and the core's end of their links.
 
 May import: frontend, corelink, api, server, server.ops, membership, lease, auth, wal, peer, mvcc,
-raft, h2grpc and the base.
+raft, h2grpc, bbolt and the base.
 """

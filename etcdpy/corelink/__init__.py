@@ -9,8 +9,8 @@ directions: a burst of 64 calls costs one system call each way, not 64.
 ``wire`` is the record format (pure), ``core`` serves records in the core process by calling the
 very method handlers the core's own gRPC server uses, ``client`` is the front-end's side.
 
-May import: api, server, server.ops, membership, lease, auth, wal, peer, mvcc, raft, h2grpc and
-the base.
+May import: api, server, server.ops, membership, lease, auth, wal, peer, mvcc, raft, h2grpc,
+bbolt and the base.
 
 ``errors`` says what a status from the core means on the front-end's side.
 """

@@ -15,5 +15,5 @@ etcdpy.cli.frontend_run``: a front-end's wiring (arguments, the client port, the
 cli/ beside the core's.
 
 May import: corelink, api, server, server.ops, membership, lease, auth, wal, peer, mvcc, raft,
-h2grpc and the base.
+h2grpc, bbolt and the base.
 """

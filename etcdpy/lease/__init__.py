@@ -2,5 +2,5 @@
 their apply (grant, revoke, checkpoint of remaining TTLs) and the driver that, on the leader
 only, expires leases by proposing revokes and answers keep-alives.
 
-May import: mvcc, raft, h2grpc and the base.
+May import: mvcc, raft, h2grpc, bbolt and the base.
 """

@@ -3,5 +3,5 @@ change), how the member list lives in the backend (``store``), and the changes a
 for (``changes``: add, remove, update, promote, leader transfer), which need of the member only
 ``changes.MembershipHost``.
 
-May import: peer, mvcc, raft, h2grpc and the base.
+May import: peer, mvcc, raft, h2grpc, bbolt and the base.
 """

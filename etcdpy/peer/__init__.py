@@ -2,5 +2,5 @@
 members (``transport``, with its small request/answer RPC), its TLS (``tls``, built on the
 shared ``etcdpy.tls``) and the prober that measures round trips to peers (``probe``).
 
-May import: mvcc, raft, h2grpc and the base.
+May import: mvcc, raft, h2grpc, bbolt and the base.
 """

@@ -6,7 +6,7 @@ parts around it need of the member are narrow protocols defined next to them
 ``ops.view.ViewedMember``, ``membership.changes.MembershipHost``), so none of them imports
 ``etcd_server``.
 
-May import: server.ops, membership, lease, auth, wal, peer, mvcc, raft, h2grpc and the base.
+May import: server.ops, membership, lease, auth, wal, peer, mvcc, raft, h2grpc, bbolt and the base.
 
 One arrow up, argued in tests/test_layers.py: etcd_server -> corelink.replica_feed.
 """

@@ -3,5 +3,5 @@ scenario, simnet, simdisk, simnode, simkv, checkers; see README.md here) and rea
 helpers (processes).
 
 May import: clientport, frontend, corelink, api, server, server.ops, membership, lease, auth,
-wal, peer, mvcc, raft, h2grpc and the base.
+wal, peer, mvcc, raft, h2grpc, bbolt and the base.
 """

@@ -3,5 +3,5 @@ the benchmark (and its workers and report), ``snapshot`` (restore and status of 
 file, as etcdutl) and the TCP gateway.
 
 May import: clientport, frontend, corelink, api, server, server.ops, membership, lease, auth, wal,
-peer, mvcc, raft, h2grpc and the base.
+peer, mvcc, raft, h2grpc, bbolt and the base.
 """

@@ -2,5 +2,5 @@
 snapshot files (``snapshotter``), and the raft storage the core reads built on both
 (``raft_storage``).
 
-May import: mvcc, raft, h2grpc and the base.
+May import: mvcc, raft, h2grpc, bbolt and the base.
 """

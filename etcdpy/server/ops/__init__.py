@@ -3,5 +3,5 @@ defragmentation, the corruption check, auto-compaction, and the view /metrics an
 None of it imports the server: each takes a narrow protocol (``MaintenanceHost``, ``DefragHost``,
 ``ViewedMember``) or callables (``corrupt_check.CheckedMember``).
 
-May import: membership, lease, wal, peer, mvcc, raft, h2grpc and the base.
+May import: membership, lease, wal, peer, mvcc, raft, h2grpc, bbolt and the base.
 """
