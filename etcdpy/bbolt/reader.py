@@ -49,7 +49,12 @@ _BUCKET_HEADER = struct.Struct("<QQ")
 _MIN_PAGE_SIZE = 512
 _MAX_PAGE_SIZE = 1 << 24
 _MAX_DEPTH = 64  # a B+tree of 2^64 pages is shallower than this
-_PAGE_TYPES = {BRANCH_PAGE: "branch", LEAF_PAGE: "leaf", META_PAGE: "meta", FREELIST_PAGE: "freelist"}
+_PAGE_TYPES = {
+    BRANCH_PAGE: "branch",
+    LEAF_PAGE: "leaf",
+    META_PAGE: "meta",
+    FREELIST_PAGE: "freelist",
+}
 
 
 class BoltError(ValueError):
@@ -90,7 +95,21 @@ class Meta:
     def parse(cls, page: int, raw: bytes) -> Meta:
         fields = _META.unpack_from(raw, PAGE_HEADER_SIZE)
         computed = fnv64a(raw[PAGE_HEADER_SIZE : PAGE_HEADER_SIZE + META_SIZE - 8])
-        return cls(page, *fields, computed)
+        magic, version, page_size, flags, root, sequence, freelist, pgid, txid, checksum = fields
+        return cls(
+            page,
+            magic,
+            version,
+            page_size,
+            flags,
+            root,
+            sequence,
+            freelist,
+            pgid,
+            txid,
+            checksum,
+            computed,
+        )
 
     def problem(self) -> str | None:
         """Why bbolt's meta.validate() would reject it (None: valid)."""
@@ -112,7 +131,7 @@ class Meta:
 class _Page:
     """A page's bytes: a slice of the mmap (a real page) or of a bucket value (inline)."""
 
-    __slots__ = ("buf", "start", "end", "id", "flags", "count", "where")
+    __slots__ = ("buf", "count", "end", "flags", "id", "start", "where")
 
     def __init__(self, buf: bytes | mmap.mmap, start: int, end: int, where: str) -> None:
         if end - start < PAGE_HEADER_SIZE:
@@ -121,7 +140,8 @@ class _Page:
         self.start = start
         self.end = end
         self.where = where
-        self.id, self.flags, self.count, _overflow = _PAGE_HEADER.unpack_from(buf, start)
+        header: tuple[int, int, int, int] = _PAGE_HEADER.unpack_from(buf, start)
+        self.id, self.flags, self.count, _overflow = header
         if PAGE_HEADER_SIZE + self.count * ELEMENT_SIZE > end - start:
             raise BoltError(f"{where}: {self.count} elements do not fit in the page")
 
@@ -148,12 +168,20 @@ class _Page:
 class Bucket:
     """A bucket: a B+tree rooted at a page, or an inline leaf inside its parent's value."""
 
-    def __init__(self, db: BoltFile, name: bytes, value: bytes) -> None:
+    def __init__(
+        self, db: BoltFile, name: bytes, value: bytes, ancestors: frozenset[int] = frozenset()
+    ) -> None:
         if len(value) < BUCKET_HEADER_SIZE:
             raise BoltError(f"bucket {name!r}: value of {len(value)} bytes, not a bucket header")
         self._db = db
         self.name = name
-        self.root, self.sequence = _BUCKET_HEADER.unpack_from(value, 0)
+        root, sequence = _BUCKET_HEADER.unpack_from(value, 0)
+        self.root: int = root  # 0: an inline bucket
+        self.sequence: int = sequence
+        if self.root != 0 and self.root in ancestors:
+            raise BoltError(f"bucket {name!r}: root page {self.root} is an ancestor's (a loop)")
+        # the root pages of the enclosing buckets: a nested bucket may not point back at one
+        self._ancestors = ancestors | {self.root} if self.root else ancestors
         self._inline = value[BUCKET_HEADER_SIZE:] if self.root == 0 else None
 
     @property
@@ -214,7 +242,7 @@ class Bucket:
         """The nested bucket ``name``; KeyError when there is none."""
         for key, value, is_bucket in self.entries():
             if key == name and is_bucket:
-                return Bucket(self._db, self.name + b"/" + name if self.name else name, value)
+                return Bucket(self._db, name, value, self._ancestors)
             if key > name:
                 break
         raise KeyError(name)
@@ -269,20 +297,20 @@ class BoltFile:
     @staticmethod
     def _pick_meta(path: Path, data: mmap.mmap, file_size: int) -> Meta:
         meta0 = Meta.parse(0, data[: PAGE_HEADER_SIZE + META_SIZE])
-        # bbolt takes the page size from meta 0; if it is invalid, the OS page size.
+        # bbolt takes the page size from meta 0; when meta 0 is invalid, the OS page size.
         sizes = [meta0.page_size] if meta0.problem() is None else []
-        sizes += [mmap.PAGESIZE, 4096]
         metas = [meta0]
-        for size in dict.fromkeys(sizes):
-            if size + PAGE_HEADER_SIZE + META_SIZE <= file_size:
-                meta1 = Meta.parse(1, data[size : size + PAGE_HEADER_SIZE + META_SIZE])
-                if meta1.problem() is None and meta1.page_size == size:
-                    metas.append(meta1)
-                    break
-        else:
-            if mmap.PAGESIZE + PAGE_HEADER_SIZE + META_SIZE <= file_size:
-                start = mmap.PAGESIZE
-                metas.append(Meta.parse(1, data[start : start + PAGE_HEADER_SIZE + META_SIZE]))
+        meta1: Meta | None = None
+        for size in dict.fromkeys([*sizes, mmap.PAGESIZE, 4096]):
+            if file_size < size + PAGE_HEADER_SIZE + META_SIZE:
+                continue
+            candidate = Meta.parse(1, data[size : size + PAGE_HEADER_SIZE + META_SIZE])
+            if candidate.problem() is None and candidate.page_size == size:
+                meta1 = candidate
+                break
+            meta1 = meta1 or candidate  # the first one read, for the error message
+        if meta1 is not None:
+            metas.append(meta1)
         valid = [m for m in metas if m.problem() is None]
         if valid:
             return max(valid, key=lambda m: m.txid)
