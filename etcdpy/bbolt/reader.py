@@ -191,12 +191,7 @@ class Bucket:
     def entries(self) -> Iterator[tuple[bytes, bytes, bool]]:
         """(key, value, is_bucket) for every entry, in key order."""
         if self._inline is not None:
-            page = _Page(self._inline, 0, len(self._inline), f"inline bucket {self.name!r}")
-            if page.flags != LEAF_PAGE:
-                raise BoltError(
-                    f"inline bucket {self.name!r}: a {_page_type(page.flags)} page, want leaf"
-                )
-            walk = self._leaf(page)
+            walk = self._leaf(self._inline_page())
         else:
             walk = self._walk(self.root, set(), 0)
         previous: bytes | None = None
@@ -206,27 +201,40 @@ class Bucket:
             previous = key
             yield key, value, is_bucket
 
+    def _inline_page(self) -> _Page:
+        assert self._inline is not None
+        page = _Page(self._inline, 0, len(self._inline), f"inline bucket {self.name!r}")
+        if page.flags != LEAF_PAGE:
+            raise BoltError(
+                f"inline bucket {self.name!r}: a {_page_type(page.flags)} page, want leaf"
+            )
+        return page
+
+    def _tree_page(self, pgid: int) -> _Page:
+        page = self._db.page(pgid)
+        if page.flags not in (LEAF_PAGE, BRANCH_PAGE):
+            raise BoltError(
+                f"bucket {self.name!r}: page {pgid} is a {_page_type(page.flags)} page,"
+                " want branch or leaf"
+            )
+        return page
+
     def _leaf(self, page: _Page) -> Iterator[tuple[bytes, bytes, bool]]:
         for flags, key, value in page.leaf_elements():
             yield key, value, bool(flags & BUCKET_LEAF_FLAG)
 
     def _walk(self, pgid: int, seen: set[int], depth: int) -> Iterator[tuple[bytes, bytes, bool]]:
         if pgid in seen:
-            raise BoltError(f"bucket {self.name!r}: page {pgid} reached twice (a loop)")
+            raise BoltError(f"bucket {self.name!r}: page {pgid} reached twice (a loop or a shared page)")
         if depth > _MAX_DEPTH:
             raise BoltError(f"bucket {self.name!r}: tree deeper than {_MAX_DEPTH} pages")
         seen.add(pgid)
-        page = self._db.page(pgid)
+        page = self._tree_page(pgid)
         if page.flags == LEAF_PAGE:
             yield from self._leaf(page)
-        elif page.flags == BRANCH_PAGE:
+        else:
             for _key, child in list(page.branch_elements()):
                 yield from self._walk(child, seen, depth + 1)
-        else:
-            raise BoltError(
-                f"bucket {self.name!r}: page {pgid} is a {_page_type(page.flags)} page,"
-                " want branch or leaf"
-            )
 
     def items(self) -> Iterator[tuple[bytes, bytes]]:
         """(key, value) in key order; nested buckets' entries are skipped (see ``buckets``)."""
@@ -238,23 +246,45 @@ class Bucket:
         """The names of the nested buckets."""
         return [key for key, _value, is_bucket in self.entries() if is_bucket]
 
+    def find(self, key: bytes) -> tuple[bytes, bool] | None:
+        """(value, is_bucket) of ``key``, by one descent of the tree as bbolt's cursor seeks:
+        in a branch, the last element whose key is <= ``key``. None: no such key."""
+        if self._inline is not None:
+            leaf = self._inline_page()
+        else:
+            pgid, seen = self.root, set[int]()
+            while True:
+                if pgid in seen or len(seen) > _MAX_DEPTH:
+                    raise BoltError(f"bucket {self.name!r}: page {pgid} reached twice (a loop or a shared page)")
+                seen.add(pgid)
+                page = self._tree_page(pgid)
+                if page.flags == LEAF_PAGE:
+                    leaf = page
+                    break
+                child = None
+                for branch_key, branch_child in page.branch_elements():
+                    if child is not None and branch_key > key:
+                        break
+                    child = branch_child
+                if child is None:
+                    raise BoltError(f"bucket {self.name!r}: branch page {pgid} is empty")
+                pgid = child
+        for flags, k, value in leaf.leaf_elements():
+            if k == key:
+                return value, bool(flags & BUCKET_LEAF_FLAG)
+        return None
+
     def bucket(self, name: bytes) -> Bucket:
         """The nested bucket ``name``; KeyError when there is none."""
-        for key, value, is_bucket in self.entries():
-            if key == name and is_bucket:
-                return Bucket(self._db, name, value, self._ancestors)
-            if key > name:
-                break
-        raise KeyError(name)
+        found = self.find(name)
+        if found is None or not found[1]:
+            raise KeyError(name)
+        return Bucket(self._db, name, found[0], self._ancestors)
 
     def get(self, key: bytes) -> bytes | None:
         """The value of ``key`` (None: no such key, or it names a nested bucket)."""
-        for k, value in self.items():
-            if k == key:
-                return value
-            if k > key:
-                break
-        return None
+        found = self.find(key)
+        return None if found is None or found[1] else found[0]
 
 
 class BoltFile:

@@ -19,7 +19,7 @@ import lmdb
 import pytest
 
 from etcdpy.bbolt import BoltError, BoltFile, Bucket, strip_sha256_trailer, verify_sha256_trailer
-from etcdpy.bbolt.reader import BRANCH_PAGE, FREELIST_PAGE, LEAF_PAGE
+from etcdpy.bbolt.reader import BRANCH_PAGE, FREELIST_PAGE, LEAF_PAGE, fnv64a
 from etcdpy.pb.authpb import auth_pb2
 from etcdpy.pb.etcdserverpb import rpc_pb2, rpc_pb2_grpc
 from etcdpy.pb.mvccpb import kv_pb2
@@ -105,6 +105,8 @@ def _check_etcd_db(db: BoltFile, files: EtcdFiles) -> None:
     key_root = db.bucket(b"key").root
     assert db.page(key_root).flags == BRANCH_PAGE
     assert db.bucket(b"alarm").inline
+    key_bucket = db.bucket(b"key")
+    assert all(key_bucket.get(k) == v for k, v in db.items(b"key"))
 
 
 def test_etcdctl_snapshot(etcd_files: EtcdFiles) -> None:
@@ -113,6 +115,7 @@ def test_etcdctl_snapshot(etcd_files: EtcdFiles) -> None:
         assert db.trailing == 32  # etcd's sha256 after the last page
         assert db.size == size - 32
         assert db.txid > 0
+        assert db.meta.checksum == db.meta.computed != 0  # FNV-64a, as bbolt's meta.sum64
         _check_etcd_db(db, etcd_files)
     assert verify_sha256_trailer(etcd_files.snapshot) is True
 
@@ -159,6 +162,8 @@ def test_nested_and_inline_buckets(nested: Path) -> None:
         expected = [(b"k%04d" % i, b"v" * (i % 50)) for i in range(500)]
         assert items == sorted([*expected, (b"huge", b"h" * 10000)])
         assert big.get(b"huge") == b"h" * 10000 and big.get(b"nope") is None
+        assert all(big.get(key) == value for key, value in items)  # descents through branches
+        assert big.get(b"deep") is None and big.find(b"deep") is not None
         assert big.buckets() == [b"deep"]
         deep = big.bucket(b"deep")
         assert deep.inline and list(deep.items()) == [(b"d", b"e")]
@@ -284,21 +289,34 @@ def test_a_page_out_of_range(nested: Path) -> None:
 
 
 def test_random_damage_is_a_bolt_error_or_a_read(nested: Path) -> None:
-    """Random bytes over the data pages (the metas stay good): never anything but BoltError."""
+    """Random bytes over the data pages, over page headers, or in the metas' root, freelist and
+    high-water mark (with good checksums): a read or a BoltError, never anything else."""
     data = nested.read_bytes()
     with BoltFile.open(nested) as db:
-        size = db.size
+        size, page_size = db.size, db.page_size
     rng = random.Random(20)
-    errors = 0
-    for _ in range(150):
+    outcomes = {"read": 0, "error": 0}
+    for i in range(300):
         damaged = bytearray(data)
-        for _ in range(rng.randint(1, 8)):
-            offset = rng.randrange(2 * 4096, size)
-            damaged[offset] = rng.randrange(256)
+        if i % 3 == 0:
+            for _ in range(rng.randint(1, 8)):
+                damaged[rng.randrange(2 * page_size, size)] = rng.randrange(256)
+        elif i % 3 == 1:
+            for _ in range(rng.randint(1, 4)):
+                page = rng.randrange(2, size // page_size)
+                damaged[page * page_size + rng.randrange(64)] = rng.randrange(256)
+        else:
+            field = rng.choice([16, 32, 40])  # root, freelist, pgid
+            value = rng.choice([0, 1, 2, 3, 17, 1 << 40, rng.randrange(1 << 64)])
+            for meta in (0, page_size):
+                struct.pack_into("<Q", damaged, meta + 16 + field, value)
+                checksum = fnv64a(bytes(damaged[meta + 16 : meta + 16 + 56]))
+                struct.pack_into("<Q", damaged, meta + 16 + 56, checksum)
         nested.write_bytes(bytes(damaged))
         try:
             _open_and_read(nested)
+            outcomes["read"] += 1
         except BoltError:
-            errors += 1
-    assert errors > 0
+            outcomes["error"] += 1
+    assert outcomes["read"] > 0 and outcomes["error"] > 0
     os.unlink(nested)
