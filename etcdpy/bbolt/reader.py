@@ -201,6 +201,9 @@ class Bucket:
             previous = key
             yield key, value, is_bucket
 
+    def _loop(self, pgid: int) -> BoltError:
+        return BoltError(f"bucket {self.name!r}: page {pgid} reached twice (a loop or shared page)")
+
     def _inline_page(self) -> _Page:
         assert self._inline is not None
         page = _Page(self._inline, 0, len(self._inline), f"inline bucket {self.name!r}")
@@ -225,7 +228,7 @@ class Bucket:
 
     def _walk(self, pgid: int, seen: set[int], depth: int) -> Iterator[tuple[bytes, bytes, bool]]:
         if pgid in seen:
-            raise BoltError(f"bucket {self.name!r}: page {pgid} reached twice (a loop or a shared page)")
+            raise self._loop(pgid)
         if depth > _MAX_DEPTH:
             raise BoltError(f"bucket {self.name!r}: tree deeper than {_MAX_DEPTH} pages")
         seen.add(pgid)
@@ -255,7 +258,7 @@ class Bucket:
             pgid, seen = self.root, set[int]()
             while True:
                 if pgid in seen or len(seen) > _MAX_DEPTH:
-                    raise BoltError(f"bucket {self.name!r}: page {pgid} reached twice (a loop or a shared page)")
+                    raise self._loop(pgid)
                 seen.add(pgid)
                 page = self._tree_page(pgid)
                 if page.flags == LEAF_PAGE:
