@@ -40,6 +40,7 @@ META_PAGE = 0x04
 FREELIST_PAGE = 0x10
 BUCKET_LEAF_FLAG = 0x01
 SHA256_SIZE = 32
+NO_FREELIST = 0xFFFFFFFFFFFFFFFF  # bbolt's pgidNoFreelist: the freelist is not written
 
 _PAGE_HEADER = struct.Struct("<QHHI")
 _META = struct.Struct("<IIIIQQQQQQ")
@@ -367,6 +368,22 @@ class BoltFile:
         if pgid + 1 + overflow > self.meta.pgid or end > self.file_size:
             raise BoltError(f"{where}: {overflow} overflow pages run past the end (truncated)")
         return _Page(self._data, start, end, where)
+
+    def freelist(self) -> list[int] | None:
+        """The free page ids of the freelist page, sorted (freelist.go's read); None when the
+        file has none (``NO_FREELIST``: bbolt's NoFreelistSync, which etcd 3.4 sets)."""
+        if self.meta.freelist == NO_FREELIST:
+            return None
+        page = self.page(self.meta.freelist)
+        if page.flags != FREELIST_PAGE:
+            raise BoltError(f"{page.where}: a {_page_type(page.flags)} page, want freelist")
+        first, count = 0, page.count
+        if count == 0xFFFF:  # the count overflows u16: it is the first u64
+            first, count = 1, struct.unpack_from("<Q", self._data, page.start + 16)[0]
+        start = page.start + PAGE_HEADER_SIZE + first * 8
+        if start + count * 8 > page.end:
+            raise BoltError(f"{page.where}: {count} free page ids do not fit in the page")
+        return sorted(struct.unpack_from(f"<{count}Q", self._data, start))
 
     def buckets(self) -> list[bytes]:
         """The top-level bucket names, in key order."""

@@ -116,6 +116,7 @@ def test_etcdctl_snapshot(etcd_files: EtcdFiles) -> None:
         assert db.size == size - 32
         assert db.txid > 0
         assert db.meta.checksum == db.meta.computed != 0  # FNV-64a, as bbolt's meta.sum64
+        assert db.freelist() is None  # etcd 3.4 runs bbolt with NoFreelistSync
         _check_etcd_db(db, etcd_files)
     assert verify_sha256_trailer(etcd_files.snapshot) is True
 
@@ -150,6 +151,8 @@ def nested(tmp_path: Path) -> Path:
 
 def test_nested_and_inline_buckets(nested: Path) -> None:
     with BoltFile.open(nested) as db:
+        free = db.freelist()  # bbolt's default: the freelist is written
+        assert free is not None and all(2 <= page < db.meta.pgid for page in free)
         assert db.buckets() == [b"empty", b"top"]
         assert list(db.items(b"empty")) == []
         assert db.bucket(b"empty").inline
@@ -200,6 +203,7 @@ def _read_all(db: BoltFile) -> None:
             walk(bucket.bucket(name), depth + 1)
 
     walk(db.root, 0)
+    db.freelist()
 
 
 def _open_and_read(path: Path) -> None:
