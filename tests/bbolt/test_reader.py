@@ -109,6 +109,7 @@ def _check_etcd_db(db: BoltFile, files: EtcdFiles) -> None:
     assert all(key_bucket.get(k) == v for k, v in db.items(b"key"))
 
 
+@pytest.mark.integration
 def test_etcdctl_snapshot(etcd_files: EtcdFiles) -> None:
     size = etcd_files.snapshot.stat().st_size
     with BoltFile.open(etcd_files.snapshot) as db:
@@ -121,12 +122,14 @@ def test_etcdctl_snapshot(etcd_files: EtcdFiles) -> None:
     assert verify_sha256_trailer(etcd_files.snapshot) is True
 
 
+@pytest.mark.integration
 def test_the_members_own_db(etcd_files: EtcdFiles) -> None:
     assert verify_sha256_trailer(etcd_files.data_db) is None
     with BoltFile.open(etcd_files.data_db) as db:
         _check_etcd_db(db, etcd_files)
 
 
+@pytest.mark.integration
 def test_strip_sha256_trailer(etcd_files: EtcdFiles, tmp_path: Path) -> None:
     copy = tmp_path / "copy.db"
     shutil.copyfile(etcd_files.snapshot, copy)
