@@ -463,21 +463,15 @@ def update(ctx: Context, obj: Obj) -> Op[Obj]:
     expected = str(metadata.get("resourceVersion") or "")
     if expected:
         parse_resource_version(expected)
-    key = resource.key(ctx.root, namespace, name)
-    response: rpc_pb2.RangeResponse = yield _get(key)
-    for _ in range(MAX_UPDATE_ATTEMPTS):
-        state = _state(ctx, resource, response)
-        if state is None:
-            raise errors.NotFound.of(resource.group_resource, name)
-        if expected and expected != str(state.revision):
+
+    def replace(current: Obj) -> Obj:
+        # The stored object's resourceVersion is its mod revision (codec.decode_kv).
+        if expected and expected != str(_metadata(current).get("resourceVersion", "")):
             raise errors.Conflict.of(resource.group_resource, name, OPTIMISTIC_LOCK)
-        new = _before_update(resource, copy.deepcopy(obj), state.obj)
-        result, current = yield from _write(ctx, resource, key, state, new)
-        if result is not None:
-            return result
-        assert current is not None
-        response = current
-    raise errors.Conflict.of(resource.group_resource, name, OPTIMISTIC_LOCK)
+        return obj
+
+    # The API server's Update is a GuaranteedUpdate whose update function checks the version.
+    return (yield from guaranteed_update(ctx, resource, name, namespace, replace))
 
 
 def guaranteed_update(
